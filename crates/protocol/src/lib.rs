@@ -1,0 +1,22 @@
+//! The Pusher Channels protocol (v7), as pure data: no I/O, no async runtime.
+//!
+//! Everything a Ferrocast node must agree on with pusher-js and the official server SDKs lives
+//! here, so it can be tested byte for byte against the reference vectors in
+//! `shared/pusher-protocol.md` without a network.
+//!
+//! Layout:
+//! - [`codes`]: WebSocket close codes and `pusher:error` codes.
+//! - [`channel`]: channel kinds, channel and event name validation.
+//! - [`inbound`]: parsing client → server frames into [`inbound::ClientMessage`].
+//! - [`outbound`]: building server → client frames (JSON text) in the wire member order.
+//! - [`presence`]: presence `channel_data` parsing and the roster payload.
+//! - [`signature`]: HMAC-SHA256 channel/user auth signatures and socket ids.
+//! - [`rest`]: HTTP API request signing and the request bodies of the REST API.
+
+pub mod channel;
+pub mod codes;
+pub mod inbound;
+pub mod outbound;
+pub mod presence;
+pub mod rest;
+pub mod signature;
