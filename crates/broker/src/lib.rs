@@ -1,1 +1,38 @@
+//! The Ferrocast node core: everything a node does between a parsed client frame and the bytes
+//! queued for a socket, with no knowledge of HTTP, WebSockets or Redis.
+//!
+//! The split follows centrifuge: the [`Node`] owns local state (sessions and the channel index)
+//! and talks to the rest of the cluster only through two traits, [`Backplane`] (publish and
+//! receive channel messages) and [`ClusterState`] (presence, subscription and connection
+//! counts). Both have an in-process implementation in [`memory`]; the Redis ones live in their
+//! own crate.
+//!
+//! Layout:
+//! - [`app`]: app credentials, limits and the registry that finds an app by id or key.
+//! - [`frame`]: pre-encoded WebSocket text frames, built once and shared by every recipient.
+//! - [`connection`]: the handle through which a node queues frames to one socket (bounded).
+//! - [`rate_limit`]: fixed-window per-second limiters for client, backend and read traffic.
+//! - [`local_channels`]: the sharded index of this node's subscribers per channel; fan-out.
+//! - [`backplane`]: the [`Backplane`] and [`ClusterState`] traits and the message they carry.
+//! - [`memory`]: the in-process backplane and cluster state for a single node.
+//! - [`session`]: per-connection protocol state (subscriptions, presence identity, budget).
+//! - [`node`]: the node itself: connect, subscribe, client events, publish, REST reads.
+//! - [`error`]: typed errors of the above.
 
+pub mod app;
+pub mod backplane;
+pub mod connection;
+pub mod error;
+pub mod frame;
+pub mod local_channels;
+pub mod memory;
+pub mod node;
+pub mod rate_limit;
+pub mod session;
+
+pub use app::{App, AppConfig, AppRegistry, WebhookConfig};
+pub use backplane::{Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, PresenceJoin};
+pub use connection::ConnectionHandle;
+pub use error::{BackplaneError, ConnectError, PublishError};
+pub use node::{Node, NodeOptions, PublishRequest};
+pub use session::Session;

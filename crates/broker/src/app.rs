@@ -1,0 +1,156 @@
+//! Apps: credentials, feature switches and limits, as configured.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::rate_limit::SharedLimiter;
+
+/// One `[[apps.webhooks]]` entry. Parsed and validated now; delivery comes later.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Event types to send; empty means all.
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+/// One `[[apps]]` entry: every key of the config contract, with Pusher's published defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    pub id: String,
+    pub key: String,
+    pub secret: String,
+    pub enabled: bool,
+    pub enable_client_messages: bool,
+    pub enable_user_authentication: bool,
+    pub enable_subscription_count: bool,
+    pub user_authentication_timeout_s: u64,
+    /// 0 = unlimited.
+    pub max_connections: u64,
+    pub max_client_events_per_second: u32,
+    /// 0 = unlimited.
+    pub max_backend_events_per_second: u64,
+    /// 0 = unlimited.
+    pub max_read_requests_per_second: u64,
+    pub max_presence_members_per_channel: u64,
+    pub max_presence_member_size_kb: u64,
+    pub max_channel_name_length: usize,
+    pub max_event_channels_at_once: usize,
+    pub max_event_name_length: usize,
+    pub max_event_payload_kb: u64,
+    pub max_event_batch_size: usize,
+    /// Empty = any origin.
+    pub allowed_origins: Vec<String>,
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            key: String::new(),
+            secret: String::new(),
+            enabled: true,
+            enable_client_messages: false,
+            enable_user_authentication: false,
+            enable_subscription_count: false,
+            user_authentication_timeout_s: 30,
+            max_connections: 0,
+            max_client_events_per_second: 10,
+            max_backend_events_per_second: 0,
+            max_read_requests_per_second: 0,
+            max_presence_members_per_channel: 100,
+            max_presence_member_size_kb: 1,
+            max_channel_name_length: 164,
+            max_event_channels_at_once: 100,
+            max_event_name_length: 200,
+            max_event_payload_kb: 10,
+            max_event_batch_size: 10,
+            allowed_origins: Vec::new(),
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+impl AppConfig {
+    /// Largest accepted event `data`, in bytes.
+    pub fn max_payload_bytes(&self) -> usize {
+        (self.max_event_payload_kb as usize).saturating_mul(1024)
+    }
+
+    /// Largest accepted presence `user_info`, in bytes.
+    pub fn max_member_bytes(&self) -> usize {
+        (self.max_presence_member_size_kb as usize).saturating_mul(1024)
+    }
+
+    /// Whether a WebSocket `Origin` header value may connect.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        if self.allowed_origins.is_empty() {
+            return true;
+        }
+        origin.is_some_and(|o| {
+            self.allowed_origins
+                .iter()
+                .any(|a| a == "*" || a.eq_ignore_ascii_case(o))
+        })
+    }
+}
+
+/// A configured app and its node-local rate budgets.
+#[derive(Debug)]
+pub struct App {
+    pub config: AppConfig,
+    pub backend_events: SharedLimiter,
+    pub read_requests: SharedLimiter,
+}
+
+impl App {
+    pub fn new(config: AppConfig) -> Self {
+        Self {
+            backend_events: SharedLimiter::new(config.max_backend_events_per_second),
+            read_requests: SharedLimiter::new(config.max_read_requests_per_second),
+            config,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+}
+
+/// Every app this node serves, found by id (REST) or key (WebSocket).
+#[derive(Debug, Default)]
+pub struct AppRegistry {
+    by_id: HashMap<String, Arc<App>>,
+    by_key: HashMap<String, Arc<App>>,
+}
+
+impl AppRegistry {
+    /// Build the registry; duplicate ids or keys are a configuration error, reported by the
+    /// server before this is called.
+    pub fn new(apps: impl IntoIterator<Item = AppConfig>) -> Self {
+        let mut registry = Self::default();
+        for config in apps {
+            let app = Arc::new(App::new(config));
+            registry.by_id.insert(app.config.id.clone(), app.clone());
+            registry.by_key.insert(app.config.key.clone(), app);
+        }
+        registry
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<&Arc<App>> {
+        self.by_id.get(id)
+    }
+
+    pub fn by_key(&self, key: &str) -> Option<&Arc<App>> {
+        self.by_key.get(key)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<App>> {
+        self.by_id.values()
+    }
+}

@@ -1,0 +1,107 @@
+//! How a node reaches the rest of the cluster.
+//!
+//! [`Backplane`] carries channel messages between nodes; [`ClusterState`] holds what must be
+//! consistent cluster-wide (presence, subscription and connection counts). A single node uses
+//! the in-process implementations in [`crate::memory`]; a cluster uses Redis. The node core
+//! calls only these traits.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::BackplaneError;
+
+/// One event on one channel, as it travels between nodes. The receiving node builds the frame
+/// once from it and shares the bytes with all its local subscribers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelMessage {
+    pub app_id: String,
+    pub channel: String,
+    pub event: String,
+    pub data: String,
+    /// Set on client events relayed on presence channels.
+    pub user_id: Option<String>,
+    /// The socket that must not receive it (REST `socket_id`, or a client event's sender).
+    pub exclude_socket: Option<String>,
+}
+
+/// Where a backplane hands the messages it receives: the node's local fan-out.
+pub trait DeliverySink: Send + Sync {
+    fn deliver(&self, message: &ChannelMessage);
+}
+
+/// Publish/subscribe between nodes.
+///
+/// `subscribe` is called when this node gains its first local subscriber on a channel and must
+/// only return once messages published anywhere afterwards will reach the sink; `unsubscribe`
+/// when it loses its last one.
+#[async_trait]
+pub trait Backplane: Send + Sync {
+    /// Register where received messages go. Called once, before any other method.
+    fn set_sink(&self, sink: Arc<dyn DeliverySink>);
+    async fn publish(&self, message: ChannelMessage) -> Result<(), BackplaneError>;
+    async fn subscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError>;
+    async fn unsubscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError>;
+}
+
+/// Result of a presence join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceJoin {
+    /// Joined; `added` when this was the user's first connection anywhere. `roster` is the
+    /// member list (user id, user_info JSON) after the join, the joiner included.
+    Joined { added: bool, roster: Vec<(String, String)> },
+    /// The channel already has the maximum number of distinct members.
+    Full,
+}
+
+/// Counts of one channel, for the REST API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelCounts {
+    /// Subscribed connections, all kinds.
+    pub subscriptions: u64,
+    /// Distinct presence members (presence channels only).
+    pub users: u64,
+}
+
+/// Cluster-wide state. Every method is atomic with respect to concurrent callers on any node.
+#[async_trait]
+pub trait ClusterState: Send + Sync {
+    /// Count a new connection for `app_id` unless that would exceed `max` (0 = unlimited).
+    async fn connection_opened(&self, app_id: &str, max: u64) -> Result<bool, BackplaneError>;
+    async fn connection_closed(&self, app_id: &str) -> Result<(), BackplaneError>;
+
+    /// One more/less subscribed connection on a channel.
+    async fn subscription_added(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError>;
+    async fn subscription_removed(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError>;
+
+    /// Add `socket_id` as a connection of `user_id` (with `user_info` JSON), refusing a new
+    /// distinct member past `max_members` (0 = unlimited).
+    async fn presence_join(
+        &self,
+        app_id: &str,
+        channel: &str,
+        socket_id: &str,
+        user_id: &str,
+        user_info: &str,
+        max_members: u64,
+    ) -> Result<PresenceJoin, BackplaneError>;
+
+    /// Remove `socket_id` from `user_id`; true when that was the user's last connection.
+    async fn presence_leave(
+        &self,
+        app_id: &str,
+        channel: &str,
+        socket_id: &str,
+        user_id: &str,
+    ) -> Result<bool, BackplaneError>;
+
+    /// Distinct members of a presence channel: (user id, user_info JSON).
+    async fn presence_members(&self, app_id: &str, channel: &str) -> Result<Vec<(String, String)>, BackplaneError>;
+
+    /// Occupied channels of an app whose name starts with `prefix`, with their counts.
+    async fn channels(&self, app_id: &str, prefix: &str) -> Result<Vec<(String, ChannelCounts)>, BackplaneError>;
+
+    /// Counts of one channel (zero when unoccupied).
+    async fn channel(&self, app_id: &str, channel: &str) -> Result<ChannelCounts, BackplaneError>;
+}

@@ -1,0 +1,180 @@
+//! This node's subscribers per channel, and local fan-out.
+//!
+//! The index is a sharded map (no global lock): publishing looks up one channel, clones its
+//! `Arc`, releases the shard and then walks that channel's subscribers under a read lock while
+//! queueing the same frame bytes to each. Subscribing write-locks only that channel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+
+use crate::connection::ConnectionHandle;
+
+/// Identifies a channel of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChannelKey {
+    pub app_id: Arc<str>,
+    pub channel: Arc<str>,
+}
+
+impl ChannelKey {
+    pub fn new(app_id: &str, channel: &str) -> Self {
+        Self {
+            app_id: app_id.into(),
+            channel: channel.into(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct LocalChannel {
+    subscribers: RwLock<HashMap<Arc<str>, ConnectionHandle>>,
+}
+
+/// Whether an add/remove changed the channel's occupancy on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Occupancy {
+    /// First local subscriber: the node must gain interest in the channel.
+    First,
+    /// Last local subscriber left: the node may drop its interest.
+    Last,
+    Unchanged,
+}
+
+/// The sharded index.
+#[derive(Debug, Default)]
+pub struct LocalChannels {
+    channels: DashMap<ChannelKey, Arc<LocalChannel>>,
+}
+
+impl LocalChannels {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a subscriber; returns `None` if this socket was already subscribed.
+    pub fn add(&self, key: &ChannelKey, conn: &ConnectionHandle) -> Option<Occupancy> {
+        // Holding the shard entry while inserting makes add/remove of the same channel
+        // linearizable, so First/Last transitions are never lost or doubled.
+        let entry = self.channels.entry(key.clone()).or_default();
+        let mut subs = entry.subscribers.write().unwrap_or_else(|e| e.into_inner());
+        if subs.contains_key(conn.socket_id()) {
+            return None;
+        }
+        subs.insert(conn.socket_id_arc().clone(), conn.clone());
+        Some(if subs.len() == 1 {
+            Occupancy::First
+        } else {
+            Occupancy::Unchanged
+        })
+    }
+
+    /// Remove a subscriber; returns `None` if it was not subscribed.
+    pub fn remove(&self, key: &ChannelKey, socket_id: &str) -> Option<Occupancy> {
+        let entry = self.channels.get(key)?;
+        let (removed, now_empty) = {
+            let mut subs = entry.subscribers.write().unwrap_or_else(|e| e.into_inner());
+            (subs.remove(socket_id).is_some(), subs.is_empty())
+        };
+        drop(entry);
+        if !removed {
+            return None;
+        }
+        if now_empty {
+            // Re-check under the shard lock: someone may have subscribed in between.
+            let removed_channel = self
+                .channels
+                .remove_if(key, |_, ch| {
+                    ch.subscribers.read().map(|s| s.is_empty()).unwrap_or(false)
+                })
+                .is_some();
+            if removed_channel {
+                return Some(Occupancy::Last);
+            }
+        }
+        Some(Occupancy::Unchanged)
+    }
+
+    /// Queue `frame` to every local subscriber of the channel except `exclude`. Returns how many
+    /// sockets it was queued to.
+    pub fn fan_out(&self, key: &ChannelKey, frame: &Bytes, exclude: Option<&str>) -> usize {
+        self.fan_out_with(key, exclude, || frame.clone())
+    }
+
+    /// Like [`fan_out`](Self::fan_out), but builds the frame only if the channel has local
+    /// subscribers, so messages for channels without local interest cost no encoding.
+    pub fn fan_out_with(&self, key: &ChannelKey, exclude: Option<&str>, build: impl FnOnce() -> Bytes) -> usize {
+        let Some(channel) = self.channels.get(key).map(|c| c.value().clone()) else {
+            return 0;
+        };
+        let frame = build();
+        let subs = channel.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        let mut sent = 0;
+        for (socket_id, conn) in subs.iter() {
+            if exclude == Some(&**socket_id) {
+                continue;
+            }
+            if conn.send(frame.clone()) {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Number of local subscribers of a channel.
+    pub fn local_count(&self, key: &ChannelKey) -> usize {
+        self.channels
+            .get(key)
+            .map(|c| c.subscribers.read().map(|s| s.len()).unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Every channel with at least one local subscriber (used to re-register after a backplane
+    /// reconnect).
+    pub fn keys(&self) -> Vec<ChannelKey> {
+        self.channels.iter().map(|e| e.key().clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(id: &str) -> (ConnectionHandle, crate::connection::ConnectionOutbox) {
+        ConnectionHandle::new(id.into(), 16)
+    }
+
+    #[test]
+    fn occupancy_transitions_and_idempotent_add() {
+        let idx = LocalChannels::new();
+        let key = ChannelKey::new("a", "c");
+        let (c1, _o1) = conn("1.1");
+        let (c2, _o2) = conn("1.2");
+        assert_eq!(idx.add(&key, &c1), Some(Occupancy::First));
+        assert_eq!(idx.add(&key, &c1), None);
+        assert_eq!(idx.add(&key, &c2), Some(Occupancy::Unchanged));
+        assert_eq!(idx.remove(&key, "1.1"), Some(Occupancy::Unchanged));
+        assert_eq!(idx.remove(&key, "1.1"), None);
+        assert_eq!(idx.remove(&key, "1.2"), Some(Occupancy::Last));
+        assert!(idx.keys().is_empty());
+    }
+
+    #[test]
+    fn fan_out_shares_bytes_and_honours_exclusion() {
+        let idx = LocalChannels::new();
+        let key = ChannelKey::new("a", "c");
+        let (c1, mut o1) = conn("1.1");
+        let (c2, mut o2) = conn("1.2");
+        idx.add(&key, &c1);
+        idx.add(&key, &c2);
+        let frame = Bytes::from_static(b"frame");
+        assert_eq!(idx.fan_out(&key, &frame, Some("1.1")), 1);
+        assert!(o1.frames.try_recv().is_err());
+        let got = o2.frames.try_recv().unwrap();
+        assert_eq!(got.as_ptr(), frame.as_ptr(), "recipients share one allocation");
+        assert_eq!(idx.fan_out(&ChannelKey::new("a", "other"), &frame, None), 0);
+        assert_eq!(idx.fan_out(&ChannelKey::new("b", "c"), &frame, None), 0);
+    }
+}

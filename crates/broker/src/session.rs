@@ -1,0 +1,71 @@
+//! Per-connection protocol state, owned by the connection's reader task.
+//!
+//! Frames from one socket are handled one at a time, so a session needs no locks: the only
+//! state other tasks touch is the [`ConnectionHandle`] (its outbound queue).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferrocast_protocol::outbound::{self, SubscriptionErrorKind};
+
+use crate::app::App;
+use crate::connection::ConnectionHandle;
+use crate::frame;
+use crate::rate_limit::WindowLimiter;
+
+/// What a node remembers about one of the socket's subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The member's user id on a presence channel.
+    pub presence_user: Option<String>,
+}
+
+/// One connected socket.
+#[derive(Debug)]
+pub struct Session {
+    pub app: Arc<App>,
+    pub conn: ConnectionHandle,
+    pub(crate) subscriptions: HashMap<String, Subscription>,
+    pub(crate) client_events: WindowLimiter,
+    pub(crate) epoch: Instant,
+}
+
+impl Session {
+    pub(crate) fn new(app: Arc<App>, conn: ConnectionHandle) -> Self {
+        let client_events = WindowLimiter::new(app.config.max_client_events_per_second);
+        Self {
+            app,
+            conn,
+            subscriptions: HashMap::new(),
+            client_events,
+            epoch: Instant::now(),
+        }
+    }
+
+    pub fn socket_id(&self) -> &str {
+        self.conn.socket_id()
+    }
+
+    /// Channels this socket is subscribed to.
+    pub fn channels(&self) -> impl Iterator<Item = &str> {
+        self.subscriptions.keys().map(String::as_str)
+    }
+
+    /// Queue a JSON frame to this socket.
+    pub fn send_json(&self, json: &str) -> bool {
+        self.conn.send(frame::text(json))
+    }
+
+    /// Queue a `pusher:error`.
+    pub fn send_error(&self, code: Option<u16>, message: &str) {
+        self.send_json(&outbound::error(code, message));
+    }
+
+    /// Refuse a subscription: `pusher:subscription_error` on the channel, then the
+    /// official-style `pusher:error` with a null code. The socket stays open.
+    pub fn send_subscription_error(&self, channel: &str, kind: SubscriptionErrorKind, message: &str) {
+        self.send_json(&outbound::subscription_error(channel, kind, message));
+        self.send_error(None, message);
+    }
+}

@@ -1,0 +1,357 @@
+//! Configuration: the embedded demo default, a TOML file, and `FERROCAST_<SECTION>__<KEY>`
+//! environment overrides, validated before anything starts.
+//!
+//! Every mistake is reported as one line naming the key, and the process exits with code 2:
+//! a node that silently ignores a typo in a limit is worse than one that refuses to start.
+
+use std::collections::{HashMap, HashSet};
+
+use ferrocast_broker::AppConfig;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Prefix of environment overrides; only `FERROCAST_<SECTION>__<KEY>` names are read, so other
+/// `FERROCAST_*` variables (e.g. a test harness's) do not count as unknown keys.
+const ENV_PREFIX: &str = "FERROCAST_";
+
+/// Webhook event types a `[[apps.webhooks]]` entry may name.
+const WEBHOOK_EVENTS: &[&str] = &[
+    "channel_occupied",
+    "channel_vacated",
+    "member_added",
+    "member_removed",
+    "client_event",
+    "cache_miss",
+    "subscription_count",
+];
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub host: String,
+    /// WebSocket `/app/{key}`, REST `/apps/{id}/...`, `/healthz`, `/readyz`.
+    pub port: u16,
+    /// `/metrics`.
+    pub metrics_port: u16,
+    /// Default: hostname plus a random suffix.
+    pub node_id: Option<String>,
+    pub activity_timeout_s: u64,
+    pub shutdown_grace_s: u64,
+    /// Frames a socket may have queued before it is closed with 4100 as a slow consumer.
+    pub max_queued_frames: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 6001,
+            metrics_port: 9601,
+            node_id: None,
+            activity_timeout_s: 120,
+            shutdown_grace_s: 10,
+            max_queued_frames: 4096,
+        }
+    }
+}
+
+/// `[backplane]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackplaneConfig {
+    /// `memory` (single node) or `redis` (cluster).
+    pub driver: String,
+    pub url: String,
+    /// Namespaces every key and channel so several clusters can share one Redis.
+    pub prefix: String,
+}
+
+impl Default for BackplaneConfig {
+    fn default() -> Self {
+        Self {
+            driver: "memory".into(),
+            url: "redis://127.0.0.1:6379".into(),
+            prefix: "ferrocast".into(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub backplane: BackplaneConfig,
+    pub apps: Vec<AppConfig>,
+}
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn key(key: &str, problem: impl std::fmt::Display) -> Self {
+        Self(format!("{key}: {problem}"))
+    }
+}
+
+/// The demo app used when `ferrocast` runs without `--config`.
+pub fn demo_app() -> AppConfig {
+    AppConfig {
+        id: "app-id".into(),
+        key: "app-key".into(),
+        secret: "app-secret".into(),
+        ..AppConfig::default()
+    }
+}
+
+/// Load from `file` (or the embedded default when `None`) plus environment overrides from
+/// `env`, then validate.
+pub fn load(file: Option<&str>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    let mut builder = config::Config::builder();
+    match file {
+        Some(path) => {
+            if !std::path::Path::new(path).is_file() {
+                return Err(ConfigError(format!("--config: no such file: {path}")));
+            }
+            builder = builder.add_source(config::File::new(path, config::FileFormat::Toml));
+        }
+        None => {
+            let demo = toml_of_demo();
+            builder = builder.add_source(config::File::from_str(&demo, config::FileFormat::Toml));
+        }
+    }
+    let overrides: config::Map<String, String> = env_overrides(env);
+    builder = builder.add_source(
+        config::Environment::default()
+            .source(Some(overrides))
+            .separator("__")
+            .try_parsing(true),
+    );
+    let raw = builder.build().map_err(|e| ConfigError(e.to_string()))?;
+    let config: Config = raw.try_deserialize().map_err(|e| ConfigError(e.to_string()))?;
+    validate(&config)?;
+    Ok(config)
+}
+
+fn toml_of_demo() -> String {
+    let app = demo_app();
+    format!(
+        "[[apps]]\nid = \"{}\"\nkey = \"{}\"\nsecret = \"{}\"\n",
+        app.id, app.key, app.secret
+    )
+}
+
+/// Keep only `FERROCAST_<SECTION>__<KEY>` variables, lowercased, without the prefix.
+fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> config::Map<String, String> {
+    env.into_iter()
+        .filter_map(|(name, value)| {
+            let rest = name.strip_prefix(ENV_PREFIX)?;
+            rest.contains("__").then(|| (rest.to_ascii_lowercase(), value))
+        })
+        .collect()
+}
+
+fn validate(config: &Config) -> Result<(), ConfigError> {
+    let server = &config.server;
+    if server.port == server.metrics_port {
+        return Err(ConfigError::key("server.metrics_port", "must differ from server.port"));
+    }
+    if server.activity_timeout_s == 0 {
+        return Err(ConfigError::key(
+            "server.activity_timeout_s",
+            "must be at least 1 (pusher-js refuses 0)",
+        ));
+    }
+    if server.max_queued_frames == 0 {
+        return Err(ConfigError::key("server.max_queued_frames", "must be at least 1"));
+    }
+    if server
+        .node_id
+        .as_deref()
+        .is_some_and(|id| id.is_empty() || id.contains(char::is_whitespace))
+    {
+        return Err(ConfigError::key("server.node_id", "must be non-empty without spaces"));
+    }
+    match config.backplane.driver.as_str() {
+        "memory" => {}
+        "redis" => {
+            return Err(ConfigError::key(
+                "backplane.driver",
+                "\"redis\" is not available in this build yet; use \"memory\"",
+            ))
+        }
+        other => {
+            return Err(ConfigError::key(
+                "backplane.driver",
+                format!("unknown driver {other:?}; expected \"memory\" or \"redis\""),
+            ))
+        }
+    }
+    if config.apps.is_empty() {
+        return Err(ConfigError::key("apps", "at least one [[apps]] entry is required"));
+    }
+    validate_apps(&config.apps)
+}
+
+fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
+    let mut ids = HashSet::new();
+    let mut keys = HashMap::new();
+    for (i, app) in apps.iter().enumerate() {
+        let at = |field: &str| format!("apps[{i}].{field}");
+        for (field, value) in [("id", &app.id), ("key", &app.key), ("secret", &app.secret)] {
+            if value.is_empty() {
+                return Err(ConfigError::key(&at(field), "is required and must not be empty"));
+            }
+        }
+        if app.key.contains(':') || app.key.contains('/') {
+            return Err(ConfigError::key(&at("key"), "must not contain ':' or '/'"));
+        }
+        if !ids.insert(app.id.as_str()) {
+            return Err(ConfigError::key(&at("id"), format!("duplicate app id {:?}", app.id)));
+        }
+        if keys.insert(app.key.as_str(), i).is_some() {
+            return Err(ConfigError::key(&at("key"), format!("duplicate app key {:?}", app.key)));
+        }
+        let positive = [
+            ("max_channel_name_length", app.max_channel_name_length as u64),
+            ("max_event_channels_at_once", app.max_event_channels_at_once as u64),
+            ("max_event_name_length", app.max_event_name_length as u64),
+            ("max_event_payload_kb", app.max_event_payload_kb),
+            ("max_event_batch_size", app.max_event_batch_size as u64),
+            ("max_presence_member_size_kb", app.max_presence_member_size_kb),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::key(&at(field), "must be at least 1"));
+        }
+        for (j, hook) in app.webhooks.iter().enumerate() {
+            if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) || hook.url.len() < 10 {
+                return Err(ConfigError::key(
+                    &at(&format!("webhooks[{j}].url")),
+                    format!("{:?} is not an http(s) URL", hook.url),
+                ));
+            }
+            if let Some(bad) = hook.events.iter().find(|e| !WEBHOOK_EVENTS.contains(&e.as_str())) {
+                return Err(ConfigError::key(
+                    &at(&format!("webhooks[{j}].events")),
+                    format!("unknown event {bad:?}; expected one of {}", WEBHOOK_EVENTS.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(contents: &str) -> tempfile_path::TempPath {
+        tempfile_path::TempPath::new(contents)
+    }
+
+    /// A tiny temp-file helper so tests need no extra crate.
+    mod tempfile_path {
+        use std::path::PathBuf;
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        pub struct TempPath(pub PathBuf);
+        static N: AtomicU32 = AtomicU32::new(0);
+
+        impl TempPath {
+            pub fn new(contents: &str) -> Self {
+                let n = N.fetch_add(1, Ordering::Relaxed);
+                let path = std::env::temp_dir().join(format!("ferrocast-config-{}-{n}.toml", std::process::id()));
+                std::fs::write(&path, contents).unwrap();
+                Self(path)
+            }
+            pub fn as_str(&self) -> &str {
+                self.0.to_str().unwrap()
+            }
+        }
+
+        impl Drop for TempPath {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    const APP: &str = "[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n";
+
+    #[test]
+    fn embedded_default_is_the_demo_app_on_the_memory_backplane() {
+        let c = load(None, []).unwrap();
+        assert_eq!(c.apps, vec![demo_app()]);
+        assert_eq!(c.server.port, 6001);
+        assert_eq!(c.server.metrics_port, 9601);
+        assert_eq!(c.backplane.driver, "memory");
+    }
+
+    #[test]
+    fn file_values_and_env_overrides_apply() {
+        let f = write(&format!(
+            "[server]\nport = 7000\nmetrics_port = 7001\n{APP}max_connections = 5\n"
+        ));
+        let env = [
+            ("FERROCAST_SERVER__PORT".to_string(), "7100".to_string()),
+            ("FERROCAST_BIN".into(), "/x".into()),
+        ];
+        let c = load(Some(f.as_str()), env).unwrap();
+        assert_eq!(c.server.port, 7100);
+        assert_eq!(c.server.metrics_port, 7001);
+        assert_eq!(c.apps[0].max_connections, 5);
+        assert_eq!(c.apps[0].max_client_events_per_second, 10, "defaults fill the rest");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let f = write(&format!("[server]\nbogus = 1\n{APP}"));
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let f = write(&format!("{APP}max_conections = 1\n"));
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(e.contains("max_conections"), "{e}");
+        let f = write(APP);
+        let env = [("FERROCAST_SERVER__PROT".to_string(), "1".to_string())];
+        let e = load(Some(f.as_str()), env).unwrap_err().to_string();
+        assert!(e.contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let f = write(&format!("[server]\nport = \"abc\"\n{APP}"));
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(e.contains("port"), "{e}");
+        let f = write(&format!("[backplane]\ndriver = \"etcd\"\n{APP}"));
+        assert!(load(Some(f.as_str()), [])
+            .unwrap_err()
+            .to_string()
+            .contains("backplane.driver"));
+        let f = write(&format!("{APP}[[apps]]\nid = \"1\"\nkey = \"k2\"\nsecret = \"s\"\n"));
+        assert!(load(Some(f.as_str()), [])
+            .unwrap_err()
+            .to_string()
+            .contains("apps[1].id"));
+        let f = write(&format!("{APP}[[apps.webhooks]]\nurl = \"ftp://x\"\n"));
+        assert!(load(Some(f.as_str()), [])
+            .unwrap_err()
+            .to_string()
+            .contains("apps[0].webhooks[0].url"));
+        let f = write(&format!(
+            "{APP}[[apps.webhooks]]\nurl = \"http://127.0.0.1:1/hook\"\nevents = [\"nope\"]\n"
+        ));
+        assert!(load(Some(f.as_str()), [])
+            .unwrap_err()
+            .to_string()
+            .contains("webhooks[0].events"));
+    }
+
+    #[test]
+    fn missing_file_is_reported() {
+        let e = load(Some("/nonexistent/ferrocast.toml"), []).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/ferrocast.toml"));
+    }
+}

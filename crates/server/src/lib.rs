@@ -1,0 +1,22 @@
+//! The `ferrocast` server: the edge of a node.
+//!
+//! Layout:
+//! - [`config`]: configuration loading (embedded default, TOML, environment) and validation.
+//! - [`http`]: the listeners, routing, `/healthz`, `/readyz` and `/metrics`.
+//! - [`websocket`]: one WebSocket connection: admission, reader loop, writer task.
+//! - [`rest`]: the Pusher HTTP API.
+//! - [`api_error`]: the one mapping from REST failures to HTTP responses.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`lifecycle`]: readiness and draining.
+//! - [`state`]: what requests and connections share.
+//! - [`run`]: wiring a node together and running it until a signal.
+
+pub mod api_error;
+pub mod config;
+pub mod http;
+pub mod lifecycle;
+pub mod metrics;
+pub mod rest;
+pub mod run;
+pub mod state;
+pub mod websocket;

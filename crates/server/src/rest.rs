@@ -1,0 +1,434 @@
+//! The Pusher HTTP API: `/apps/{app_id}/...`.
+//!
+//! Every request goes through the same gate: find the app (404), verify the signature over the
+//! exact bytes received (401), refuse a disabled app (403), take the app's per-second budget
+//! (429); only then is the body parsed and validated, in full, before anything is published.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ferrocast_broker::{App, ChannelCounts, PublishRequest};
+use ferrocast_protocol::channel::{self, ChannelKind};
+use ferrocast_protocol::rest::{self, BatchRequest, SignedRequest, TriggerRequest};
+use ferrocast_protocol::signature;
+use hyper::Method;
+use serde_json::{json, Map, Value};
+
+use crate::api_error::ApiError;
+use crate::state::ServerState;
+
+/// The API routes, used as the `route` metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Events,
+    BatchEvents,
+    Channels,
+    Channel,
+    Users,
+}
+
+impl Route {
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Events => "events",
+            Route::BatchEvents => "batch_events",
+            Route::Channels => "channels",
+            Route::Channel => "channel",
+            Route::Users => "users",
+        }
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Route::Events | Route::BatchEvents => Method::POST,
+            _ => Method::GET,
+        }
+    }
+}
+
+/// A request routed to an app.
+pub struct ApiRequest<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub body: &'a Bytes,
+}
+
+/// Parse `/apps/{id}/...` into the app id, the route and the channel name (if any).
+pub fn route(path: &str) -> Option<(String, Route, Option<String>)> {
+    let rest = path.strip_prefix("/apps/")?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let (app, route, channel) = match segments.as_slice() {
+        [app, "events"] => (app, Route::Events, None),
+        [app, "batch_events"] => (app, Route::BatchEvents, None),
+        [app, "channels"] => (app, Route::Channels, None),
+        [app, "channels", name] if !name.is_empty() => (app, Route::Channel, Some(decode(name))),
+        [app, "channels", name, "users"] if !name.is_empty() => (app, Route::Users, Some(decode(name))),
+        _ => return None,
+    };
+    (!app.is_empty()).then(|| (decode(app), route, channel))
+}
+
+/// Largest REST body accepted before reading further (413 beyond).
+pub fn max_body_bytes(app: &App) -> usize {
+    let c = &app.config;
+    let per_event =
+        c.max_payload_bytes().saturating_mul(2) + c.max_event_channels_at_once * (c.max_channel_name_length + 4) + 4096;
+    per_event.saturating_mul(c.max_event_batch_size.max(1)).max(64 * 1024)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Check signature, app state and budget.
+pub fn authorize(app: &App, route: Route, req: &ApiRequest<'_>) -> Result<Vec<(String, String)>, ApiError> {
+    if *req.method != route.method() {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "{} is not allowed here; use {}",
+            req.method,
+            route.method()
+        )));
+    }
+    let params = rest::parse_query(req.query);
+    let c = &app.config;
+    let signed = SignedRequest {
+        method: req.method.as_str(),
+        path: req.path,
+        params: &params,
+        body: req.body,
+    };
+    if let Err(e) = rest::verify_request(&signed, &c.key, &c.secret, unix_now()) {
+        let decoded = percent_encoding::percent_decode_str(req.path).decode_utf8_lossy();
+        let retry = SignedRequest {
+            path: &decoded,
+            ..signed
+        };
+        if decoded == req.path || rest::verify_request(&retry, &c.key, &c.secret, unix_now()).is_err() {
+            return Err(ApiError::Unauthorized(e.to_string()));
+        }
+    }
+    if !c.enabled {
+        return Err(ApiError::Forbidden("app is disabled".into()));
+    }
+    if matches!(route, Route::Channels | Route::Channel | Route::Users) && !app.read_requests.try_take(1) {
+        return Err(ApiError::TooManyRequests(format!(
+            "over {} read requests per second",
+            c.max_read_requests_per_second
+        )));
+    }
+    Ok(params)
+}
+
+/// Serve an authorized request; returns the JSON body of a 200.
+pub async fn handle(
+    state: &Arc<ServerState>,
+    app: &App,
+    route: Route,
+    channel: Option<String>,
+    params: &[(String, String)],
+    body: &Bytes,
+) -> Result<Value, ApiError> {
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    match route {
+        Route::Events => trigger(state, app, body).await,
+        Route::BatchEvents => batch(state, app, body).await,
+        Route::Channels => list_channels(state, app, param("filter_by_prefix").unwrap_or(""), param("info")).await,
+        Route::Channel => channel_info(state, app, channel.as_deref().unwrap_or_default(), param("info")).await,
+        Route::Users => users(state, app, channel.as_deref().unwrap_or_default()).await,
+    }
+}
+
+/// One validated event.
+struct Event {
+    name: String,
+    data: String,
+    channels: Vec<String>,
+    socket_id: Option<String>,
+    info: Vec<String>,
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+fn validate_event(
+    app: &App,
+    name: String,
+    data: String,
+    channels: Vec<String>,
+    socket_id: Option<String>,
+    info: Option<String>,
+) -> Result<Event, ApiError> {
+    let c = &app.config;
+    channel::validate_event_name(&name, c.max_event_name_length).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if data.len() > c.max_payload_bytes() {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "event data is larger than {} KB",
+            c.max_event_payload_kb
+        )));
+    }
+    if channels.is_empty() {
+        return Err(ApiError::BadRequest("at least one channel is required".into()));
+    }
+    if channels.len() > c.max_event_channels_at_once {
+        return Err(ApiError::BadRequest(format!(
+            "at most {} channels per event",
+            c.max_event_channels_at_once
+        )));
+    }
+    for ch in &channels {
+        channel::validate_channel_name(ch, c.max_channel_name_length)
+            .map_err(|e| ApiError::BadRequest(format!("channel {ch:?}: {e}")))?;
+    }
+    if channels.len() > 1
+        && channels
+            .iter()
+            .any(|ch| ChannelKind::of(ch) == ChannelKind::PrivateEncrypted)
+    {
+        return Err(ApiError::BadRequest(
+            "events to encrypted channels must name exactly one channel".into(),
+        ));
+    }
+    if let Some(id) = &socket_id {
+        if !signature::is_valid_socket_id(id) {
+            return Err(ApiError::BadRequest(format!("invalid socket_id {id:?}")));
+        }
+    }
+    let info = parse_info(info.as_deref())?;
+    Ok(Event {
+        name,
+        data,
+        channels,
+        socket_id,
+        info,
+    })
+}
+
+fn parse_info(info: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let attrs: Vec<String> = info
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(bad) = attrs
+        .iter()
+        .find(|a| !matches!(a.as_str(), "user_count" | "subscription_count"))
+    {
+        return Err(ApiError::BadRequest(format!("unknown info attribute {bad:?}")));
+    }
+    Ok(attrs)
+}
+
+fn take_budget(app: &App, messages: usize) -> Result<(), ApiError> {
+    if app.backend_events.try_take(messages as u64) {
+        Ok(())
+    } else {
+        Err(ApiError::TooManyRequests(format!(
+            "over {} events per second",
+            app.config.max_backend_events_per_second
+        )))
+    }
+}
+
+async fn publish(state: &ServerState, app: &App, event: &Event) -> Result<(), ApiError> {
+    let req = PublishRequest {
+        channels: event.channels.clone(),
+        event: event.name.clone(),
+        data: event.data.clone(),
+        exclude_socket: event.socket_id.clone(),
+    };
+    state.node.publish(app, req).await.map_err(|e| match e {
+        ferrocast_broker::PublishError::Backplane(e) => ApiError::from(e),
+    })
+}
+
+async fn trigger(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, ApiError> {
+    let req: TriggerRequest = parse_json(body)?;
+    let channels = match (req.channels, req.channel) {
+        (Some(list), None) => list,
+        (None, Some(one)) => vec![one],
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give either 'channels' or 'channel', not both".into(),
+            ))
+        }
+        (None, None) => return Err(ApiError::BadRequest("'channels' (or 'channel') is required".into())),
+    };
+    let event = validate_event(app, req.name, req.data, channels, req.socket_id, req.info)?;
+    take_budget(app, event.channels.len())?;
+    publish(state, app, &event).await?;
+    if event.info.is_empty() {
+        return Ok(json!({}));
+    }
+    let mut channels = Map::new();
+    for ch in &event.channels {
+        channels.insert(ch.clone(), counts_json(state, app, ch, &event.info).await?);
+    }
+    Ok(json!({ "channels": channels }))
+}
+
+async fn batch(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, ApiError> {
+    let req: BatchRequest = parse_json(body)?;
+    let max = app.config.max_event_batch_size;
+    if req.batch.is_empty() {
+        return Err(ApiError::BadRequest("'batch' must contain at least one event".into()));
+    }
+    if req.batch.len() > max {
+        return Err(ApiError::BadRequest(format!("at most {max} events per batch")));
+    }
+    let events = req
+        .batch
+        .into_iter()
+        .map(|item| validate_event(app, item.name, item.data, vec![item.channel], item.socket_id, item.info))
+        .collect::<Result<Vec<_>, _>>()?;
+    take_budget(app, events.len())?;
+    for event in &events {
+        publish(state, app, event).await?;
+    }
+    if events.iter().all(|e| e.info.is_empty()) {
+        return Ok(json!({}));
+    }
+    let mut out = Vec::with_capacity(events.len());
+    for event in &events {
+        let value = match event.channels.first() {
+            Some(ch) if !event.info.is_empty() => counts_json(state, app, ch, &event.info).await?,
+            _ => json!({}),
+        };
+        out.push(value);
+    }
+    Ok(json!({ "batch": out }))
+}
+
+/// `user_count` (presence) and `subscription_count` (others) for a channel.
+async fn counts_json(state: &ServerState, app: &App, ch: &str, info: &[String]) -> Result<Value, ApiError> {
+    let counts = state.node.channel(app, ch).await?;
+    let presence = ChannelKind::of(ch) == ChannelKind::Presence;
+    let mut out = Map::new();
+    for attr in info {
+        match attr.as_str() {
+            "user_count" if presence => out.insert(attr.clone(), counts.users.into()),
+            "subscription_count" if !presence => out.insert(attr.clone(), counts.subscriptions.into()),
+            _ => None,
+        };
+    }
+    Ok(Value::Object(out))
+}
+
+async fn list_channels(state: &ServerState, app: &App, prefix: &str, info: Option<&str>) -> Result<Value, ApiError> {
+    let attrs = parse_info(info)?;
+    let wants_users = attrs.iter().any(|a| a == "user_count");
+    if wants_users && !prefix.starts_with("presence-") {
+        return Err(ApiError::BadRequest(
+            "info=user_count requires filter_by_prefix to start with presence-".into(),
+        ));
+    }
+    let wants_subs = attrs.iter().any(|a| a == "subscription_count");
+    let mut channels = Map::new();
+    for (name, counts) in state.node.channels(app, prefix).await? {
+        let mut entry = Map::new();
+        if wants_users {
+            entry.insert("user_count".into(), counts.users.into());
+        }
+        if wants_subs {
+            entry.insert("subscription_count".into(), counts.subscriptions.into());
+        }
+        channels.insert(name, Value::Object(entry));
+    }
+    Ok(json!({ "channels": channels }))
+}
+
+fn channel_name(app: &App, name: &str) -> Result<ChannelKind, ApiError> {
+    match channel::validate_channel_name(name, app.config.max_channel_name_length) {
+        Ok(ChannelKind::ServerToUser) => Err(ApiError::BadRequest(
+            "#server-to-user- channels have no channel info".into(),
+        )),
+        Ok(kind) => Ok(kind),
+        Err(e) => Err(ApiError::BadRequest(format!("channel {name:?}: {e}"))),
+    }
+}
+
+async fn channel_info(state: &ServerState, app: &App, name: &str, info: Option<&str>) -> Result<Value, ApiError> {
+    let kind = channel_name(app, name)?;
+    let attrs: Vec<&str> = info
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    for attr in &attrs {
+        match (*attr, kind) {
+            ("user_count", ChannelKind::Presence) => {}
+            ("user_count", _) => {
+                return Err(ApiError::BadRequest(
+                    "user_count is only available on presence channels".into(),
+                ))
+            }
+            ("subscription_count", ChannelKind::Presence) => {
+                return Err(ApiError::BadRequest(
+                    "subscription_count is not available on presence channels; use user_count".into(),
+                ))
+            }
+            ("subscription_count", _) => {}
+            (other, _) => return Err(ApiError::BadRequest(format!("unknown info attribute {other:?}"))),
+        }
+    }
+    let ChannelCounts { subscriptions, users } = state.node.channel(app, name).await?;
+    let mut out = Map::new();
+    out.insert("occupied".into(), (subscriptions > 0).into());
+    for attr in attrs {
+        let value = if attr == "user_count" { users } else { subscriptions };
+        out.insert(attr.to_owned(), value.into());
+    }
+    Ok(Value::Object(out))
+}
+
+async fn users(state: &ServerState, app: &App, name: &str) -> Result<Value, ApiError> {
+    if channel_name(app, name)? != ChannelKind::Presence {
+        return Err(ApiError::BadRequest(
+            "users are only available on presence channels".into(),
+        ));
+    }
+    let ids = state.node.users(app, name).await?;
+    let users: Vec<Value> = ids.into_iter().map(|id| json!({ "id": id })).collect();
+    Ok(json!({ "users": users }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_recognised_and_channel_names_decoded() {
+        assert!(matches!(route("/apps/1/events"), Some((id, Route::Events, None)) if id == "1"));
+        assert!(matches!(
+            route("/apps/1/batch_events"),
+            Some((_, Route::BatchEvents, None))
+        ));
+        assert!(matches!(route("/apps/1/channels"), Some((_, Route::Channels, None))));
+        let (_, r, ch) = route("/apps/1/channels/presence-a%40b").unwrap();
+        assert_eq!((r, ch.as_deref()), (Route::Channel, Some("presence-a@b")));
+        assert!(matches!(
+            route("/apps/1/channels/x/users"),
+            Some((_, Route::Users, Some(_)))
+        ));
+        assert!(route("/apps/1/nope").is_none());
+        assert!(route("/apps//events").is_none());
+        assert!(route("/apps/1/channels/").is_none());
+        assert!(route("/other").is_none());
+    }
+
+    #[test]
+    fn info_attributes_are_checked() {
+        assert_eq!(parse_info(Some("user_count, subscription_count")).unwrap().len(), 2);
+        assert!(parse_info(Some("bogus")).is_err());
+        assert!(parse_info(None).unwrap().is_empty());
+    }
+}

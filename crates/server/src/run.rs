@@ -1,0 +1,95 @@
+//! Wire a node from its configuration and run it until SIGTERM/SIGINT, then drain.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrocast_broker::memory::{MemoryBackplane, MemoryClusterState};
+use ferrocast_broker::{AppRegistry, Node, NodeOptions};
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::config::Config;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
+use crate::state::ServerState;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+}
+
+/// Bind both listeners and build the shared state.
+pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, TcpListener), StartError> {
+    let bind = |port: u16| {
+        let addr = format!("{}:{}", config.server.host, port);
+        async move {
+            TcpListener::bind(&addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        }
+    };
+    let listener = bind(config.server.port).await?;
+    let metrics_listener = bind(config.server.metrics_port).await?;
+    let options = NodeOptions {
+        queue_capacity: config.server.max_queued_frames,
+        socket_id_prefix: rand::random::<u32>() % 1_000_000_000,
+    };
+    let node = Node::new(
+        AppRegistry::new(config.apps.clone()),
+        Arc::new(MemoryBackplane::new()),
+        Arc::new(MemoryClusterState::new()),
+        options,
+    );
+    let state = Arc::new(ServerState {
+        node,
+        config,
+        metrics: Metrics::new(),
+        lifecycle: Lifecycle::new(),
+    });
+    Ok((state, listener, metrics_listener))
+}
+
+/// Serve until a termination signal, then drain for at most `shutdown_grace_s`.
+pub async fn run(state: Arc<ServerState>, listener: TcpListener, metrics_listener: TcpListener) {
+    let server = tokio::spawn(crate::http::serve(state.clone(), listener));
+    let metrics = tokio::spawn(crate::http::serve_metrics(state.clone(), metrics_listener));
+    wait_for_signal().await;
+    info!("shutting down: draining connections");
+    state.lifecycle.begin_shutdown();
+    let grace = Duration::from_secs(state.config.server.shutdown_grace_s);
+    let _ = server.await;
+    // Connections close themselves with 4200 spread over 80% of the grace period; the rest is
+    // slack for their last writes and presence departures.
+    if tokio::time::timeout(grace, state.lifecycle.connections_closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over with connections still open; exiting anyway");
+    }
+    metrics.abort();
+    info!("shutdown complete");
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,16 @@
+//! What every request and connection of a node shares.
+
+use std::sync::Arc;
+
+use ferrocast_broker::Node;
+
+use crate::config::Config;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
+
+pub struct ServerState {
+    pub node: Arc<Node>,
+    pub config: Config,
+    pub metrics: Metrics,
+    pub lifecycle: Lifecycle,
+}
