@@ -4,6 +4,10 @@
 //! here, so it can be tested byte for byte against the reference vectors in
 //! `shared/pusher-protocol.md` without a network.
 //!
+//! Every parser here takes untrusted input (frames, `channel_data`, `auth`, query strings) and
+//! never panics on it: bad input is an error value. Tests in `tests/fuzz_*.rs` check this with
+//! tens of thousands of random and mutated inputs.
+//!
 //! Layout:
 //! - [`codes`]: WebSocket close codes and `pusher:error` codes.
 //! - [`channel`]: channel kinds, channel and event name validation.
@@ -16,6 +20,7 @@
 pub mod channel;
 pub mod codes;
 pub mod inbound;
+mod json;
 pub mod outbound;
 pub mod presence;
 pub mod rest;

@@ -103,16 +103,7 @@ pub fn authorize(app: &App, route: Route, req: &ApiRequest<'_>) -> Result<Vec<(S
         params: &params,
         body: req.body,
     };
-    if let Err(e) = rest::verify_request(&signed, &c.key, &c.secret, unix_now()) {
-        let decoded = percent_encoding::percent_decode_str(req.path).decode_utf8_lossy();
-        let retry = SignedRequest {
-            path: &decoded,
-            ..signed
-        };
-        if decoded == req.path || rest::verify_request(&retry, &c.key, &c.secret, unix_now()).is_err() {
-            return Err(ApiError::Unauthorized(e.to_string()));
-        }
-    }
+    rest::verify_request(&signed, &c.key, &c.secret, unix_now()).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     if !c.enabled {
         return Err(ApiError::Forbidden("app is disabled".into()));
     }
