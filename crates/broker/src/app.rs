@@ -1,6 +1,7 @@
 //! Apps: credentials, feature switches and limits, as configured.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -106,6 +107,8 @@ pub struct App {
     pub config: AppConfig,
     pub backend_events: SharedLimiter,
     pub read_requests: SharedLimiter,
+    /// Connections open on this node, for re-registering them in the cluster state.
+    pub local_connections: AtomicU64,
 }
 
 impl App {
@@ -113,6 +116,7 @@ impl App {
         Self {
             backend_events: SharedLimiter::new(config.max_backend_events_per_second),
             read_requests: SharedLimiter::new(config.max_read_requests_per_second),
+            local_connections: AtomicU64::new(0),
             config,
         }
     }

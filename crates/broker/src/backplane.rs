@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::error::BackplaneError;
 
@@ -31,11 +32,21 @@ pub trait DeliverySink: Send + Sync {
     fn deliver(&self, message: &ChannelMessage);
 }
 
+/// The state of a node's link to the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Connected, registered and able to publish and receive. The generation changes whenever
+    /// the node must re-register its local state (reconnect, or found reaped by a peer).
+    Up { generation: u64 },
+    /// Not connected: the node must not claim to be ready.
+    Down,
+}
+
 /// Publish/subscribe between nodes.
 ///
-/// `subscribe` is called when this node gains its first local subscriber on a channel and must
-/// only return once messages published anywhere afterwards will reach the sink; `unsubscribe`
-/// when it loses its last one.
+/// `subscribe` is called once per local subscription (implementations keep their own reference
+/// count per channel) and must only return once messages published anywhere afterwards will
+/// reach the sink; `unsubscribe` once per local unsubscription.
 #[async_trait]
 pub trait Backplane: Send + Sync {
     /// Register where received messages go. Called once, before any other method.
@@ -43,6 +54,29 @@ pub trait Backplane: Send + Sync {
     async fn publish(&self, message: ChannelMessage) -> Result<(), BackplaneError>;
     async fn subscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError>;
     async fn unsubscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError>;
+    /// Watch the link state. The node re-registers its state on each new `Up` generation and
+    /// reports ready only while the link is up and registered.
+    fn link(&self) -> watch::Receiver<Link>;
+}
+
+/// Everything this node holds locally, for re-registering in the cluster state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeSnapshot {
+    /// (app id, open connections).
+    pub connections: Vec<(String, u64)>,
+    /// (app id, channel, subscribed local sockets).
+    pub subscriptions: Vec<(String, String, u64)>,
+    /// (app id, channel, user id, user_info JSON, local sockets of that user).
+    pub presence: Vec<(String, String, String, String, u64)>,
+}
+
+/// Presence changes caused by a re-registration, to announce with member_added/removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResyncOutcome {
+    /// (app id, channel, user id, user_info JSON) that are members again.
+    pub added: Vec<(String, String, String, String)>,
+    /// (app id, channel, user id) that are members no more.
+    pub removed: Vec<(String, String, String)>,
 }
 
 /// Result of a presence join.
@@ -104,4 +138,8 @@ pub trait ClusterState: Send + Sync {
 
     /// Counts of one channel (zero when unoccupied).
     async fn channel(&self, app_id: &str, channel: &str) -> Result<ChannelCounts, BackplaneError>;
+
+    /// Replace everything registered for this node with `snapshot`, atomically, and report
+    /// which presence members appeared or vanished cluster-wide as a result.
+    async fn resync(&self, snapshot: &NodeSnapshot) -> Result<ResyncOutcome, BackplaneError>;
 }

@@ -10,13 +10,15 @@
 //! Layout:
 //! - [`app`]: app credentials, limits and the registry that finds an app by id or key.
 //! - [`frame`]: pre-encoded WebSocket text frames, built once and shared by every recipient.
+//! - [`gate`]: the sharded resync gate that makes re-registration atomic without a global lock.
 //! - [`connection`]: the handle through which a node queues frames to one socket (bounded).
 //! - [`rate_limit`]: fixed-window per-second limiters for client, backend and read traffic.
 //! - [`local_channels`]: the sharded index of this node's subscribers per channel; fan-out.
 //! - [`backplane`]: the [`Backplane`] and [`ClusterState`] traits and the message they carry.
 //! - [`memory`]: the in-process backplane and cluster state for a single node.
 //! - [`session`]: per-connection protocol state (subscriptions, presence identity, budget).
-//! - [`node`]: the node itself: connect, subscribe, client events, publish, REST reads.
+//! - [`node`]: the node itself: connect, subscribe, client events, publish, REST reads,
+//!   readiness and re-registration after a backplane outage.
 //! - [`error`]: typed errors of the above.
 
 pub mod app;
@@ -24,6 +26,7 @@ pub mod backplane;
 pub mod connection;
 pub mod error;
 pub mod frame;
+pub mod gate;
 pub mod local_channels;
 pub mod memory;
 pub mod node;
@@ -31,7 +34,10 @@ pub mod rate_limit;
 pub mod session;
 
 pub use app::{App, AppConfig, AppRegistry, WebhookConfig};
-pub use backplane::{Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, PresenceJoin};
+pub use backplane::{
+    Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, Link, NodeSnapshot, PresenceJoin,
+    ResyncOutcome,
+};
 pub use connection::ConnectionHandle;
 pub use error::{BackplaneError, ConnectError, PublishError};
 pub use node::{Node, NodeOptions, PublishRequest};

@@ -28,9 +28,22 @@ impl ChannelKey {
     }
 }
 
+/// A presence member as this node remembers it, for re-registration after an outage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalMember {
+    pub user_id: String,
+    pub user_info: String,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    conn: ConnectionHandle,
+    member: Option<Arc<LocalMember>>,
+}
+
 #[derive(Debug, Default)]
 struct LocalChannel {
-    subscribers: RwLock<HashMap<Arc<str>, ConnectionHandle>>,
+    subscribers: RwLock<HashMap<Arc<str>, Subscriber>>,
 }
 
 /// Whether an add/remove changed the channel's occupancy on this node.
@@ -54,8 +67,14 @@ impl LocalChannels {
         Self::default()
     }
 
-    /// Add a subscriber; returns `None` if this socket was already subscribed.
-    pub fn add(&self, key: &ChannelKey, conn: &ConnectionHandle) -> Option<Occupancy> {
+    /// Add a subscriber (with its presence identity, if any); returns `None` if this socket was
+    /// already subscribed.
+    pub fn add(
+        &self,
+        key: &ChannelKey,
+        conn: &ConnectionHandle,
+        member: Option<Arc<LocalMember>>,
+    ) -> Option<Occupancy> {
         // Holding the shard entry while inserting makes add/remove of the same channel
         // linearizable, so First/Last transitions are never lost or doubled.
         let entry = self.channels.entry(key.clone()).or_default();
@@ -63,7 +82,13 @@ impl LocalChannels {
         if subs.contains_key(conn.socket_id()) {
             return None;
         }
-        subs.insert(conn.socket_id_arc().clone(), conn.clone());
+        subs.insert(
+            conn.socket_id_arc().clone(),
+            Subscriber {
+                conn: conn.clone(),
+                member,
+            },
+        );
         Some(if subs.len() == 1 {
             Occupancy::First
         } else {
@@ -112,11 +137,11 @@ impl LocalChannels {
         let frame = build();
         let subs = channel.subscribers.read().unwrap_or_else(|e| e.into_inner());
         let mut sent = 0;
-        for (socket_id, conn) in subs.iter() {
+        for (socket_id, sub) in subs.iter() {
             if exclude == Some(&**socket_id) {
                 continue;
             }
-            if conn.send(frame.clone()) {
+            if sub.conn.send(frame.clone()) {
                 sent += 1;
             }
         }
@@ -131,10 +156,34 @@ impl LocalChannels {
             .unwrap_or(0)
     }
 
-    /// Every channel with at least one local subscriber (used to re-register after a backplane
-    /// reconnect).
+    /// Every channel with at least one local subscriber.
     pub fn keys(&self) -> Vec<ChannelKey> {
         self.channels.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// Per channel: the number of local subscribers and, per presence user, its user_info and
+    /// number of local sockets. Used to re-register this node's state in the cluster.
+    pub fn snapshot(&self) -> Vec<(ChannelKey, u64, Vec<(LocalMember, u64)>)> {
+        let channels: Vec<_> = self
+            .channels
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        channels
+            .into_iter()
+            .filter_map(|(key, channel)| {
+                let subs = channel.subscribers.read().unwrap_or_else(|e| e.into_inner());
+                if subs.is_empty() {
+                    return None;
+                }
+                let mut members: HashMap<&str, (&LocalMember, u64)> = HashMap::new();
+                for member in subs.values().filter_map(|s| s.member.as_deref()) {
+                    members.entry(member.user_id.as_str()).or_insert((member, 0)).1 += 1;
+                }
+                let members = members.into_values().map(|(m, n)| (m.clone(), n)).collect();
+                Some((key, subs.len() as u64, members))
+            })
+            .collect()
     }
 }
 
@@ -152,9 +201,9 @@ mod tests {
         let key = ChannelKey::new("a", "c");
         let (c1, _o1) = conn("1.1");
         let (c2, _o2) = conn("1.2");
-        assert_eq!(idx.add(&key, &c1), Some(Occupancy::First));
-        assert_eq!(idx.add(&key, &c1), None);
-        assert_eq!(idx.add(&key, &c2), Some(Occupancy::Unchanged));
+        assert_eq!(idx.add(&key, &c1, None), Some(Occupancy::First));
+        assert_eq!(idx.add(&key, &c1, None), None);
+        assert_eq!(idx.add(&key, &c2, None), Some(Occupancy::Unchanged));
         assert_eq!(idx.remove(&key, "1.1"), Some(Occupancy::Unchanged));
         assert_eq!(idx.remove(&key, "1.1"), None);
         assert_eq!(idx.remove(&key, "1.2"), Some(Occupancy::Last));
@@ -167,8 +216,8 @@ mod tests {
         let key = ChannelKey::new("a", "c");
         let (c1, mut o1) = conn("1.1");
         let (c2, mut o2) = conn("1.2");
-        idx.add(&key, &c1);
-        idx.add(&key, &c2);
+        idx.add(&key, &c1, None);
+        idx.add(&key, &c2, None);
         let frame = Bytes::from_static(b"frame");
         assert_eq!(idx.fan_out(&key, &frame, Some("1.1")), 1);
         assert!(o1.frames.try_recv().is_err());
@@ -176,5 +225,28 @@ mod tests {
         assert_eq!(got.as_ptr(), frame.as_ptr(), "recipients share one allocation");
         assert_eq!(idx.fan_out(&ChannelKey::new("a", "other"), &frame, None), 0);
         assert_eq!(idx.fan_out(&ChannelKey::new("b", "c"), &frame, None), 0);
+    }
+
+    #[test]
+    fn snapshot_counts_sockets_per_channel_and_per_presence_user() {
+        let idx = LocalChannels::new();
+        let key = ChannelKey::new("a", "presence-x");
+        let member = |id: &str| {
+            Some(Arc::new(LocalMember {
+                user_id: id.into(),
+                user_info: "null".into(),
+            }))
+        };
+        let conns: Vec<_> = (0..3).map(|i| conn(&format!("1.{i}"))).collect();
+        idx.add(&key, &conns[0].0, member("u1"));
+        idx.add(&key, &conns[1].0, member("u1"));
+        idx.add(&key, &conns[2].0, member("u2"));
+        let snap = idx.snapshot();
+        assert_eq!(snap.len(), 1);
+        let (k, subs, mut members) = snap.into_iter().next().unwrap();
+        assert_eq!((k, subs), (key, 3));
+        members.sort_by(|a, b| a.0.user_id.cmp(&b.0.user_id));
+        let counts: Vec<_> = members.iter().map(|(m, n)| (m.user_id.as_str(), *n)).collect();
+        assert_eq!(counts, vec![("u1", 2), ("u2", 1)]);
     }
 }

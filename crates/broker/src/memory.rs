@@ -8,20 +8,33 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use dashmap::DashMap;
+use tokio::sync::watch;
 
-use crate::backplane::{Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, PresenceJoin};
+use crate::backplane::{
+    Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, Link, NodeSnapshot, PresenceJoin,
+    ResyncOutcome,
+};
 use crate::error::BackplaneError;
 use crate::local_channels::ChannelKey;
 
 /// Delivers every published message straight to the local sink.
-#[derive(Default)]
 pub struct MemoryBackplane {
     sink: OnceLock<Arc<dyn DeliverySink>>,
+    link: watch::Sender<Link>,
 }
 
 impl MemoryBackplane {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            sink: OnceLock::new(),
+            link: watch::Sender::new(Link::Up { generation: 1 }),
+        }
+    }
+}
+
+impl Default for MemoryBackplane {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -47,6 +60,11 @@ impl Backplane for MemoryBackplane {
 
     async fn unsubscribe(&self, _app_id: &str, _channel: &str) -> Result<(), BackplaneError> {
         Ok(())
+    }
+
+    /// Always up: a single node is its own cluster.
+    fn link(&self) -> watch::Receiver<Link> {
+        self.link.subscribe()
     }
 }
 
@@ -189,6 +207,11 @@ impl ClusterState for MemoryClusterState {
 
     async fn channel(&self, app_id: &str, channel: &str) -> Result<ChannelCounts, BackplaneError> {
         Ok(self.counts(&ChannelKey::new(app_id, channel)))
+    }
+
+    /// In-process state is never lost, so there is nothing to re-register.
+    async fn resync(&self, _snapshot: &NodeSnapshot) -> Result<ResyncOutcome, BackplaneError> {
+        Ok(ResyncOutcome::default())
     }
 }
 

@@ -64,13 +64,26 @@ async fn route(state: Arc<ServerState>, req: Request<Incoming>, _peer: SocketAdd
     } else {
         match path.as_str() {
             "/healthz" => text(StatusCode::OK, "ok"),
-            "/readyz" if state.lifecycle.is_ready() => text(StatusCode::OK, "ready"),
-            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "draining"),
+            "/readyz" => readiness(&state),
             "/" => text(StatusCode::OK, "ferrocast: Pusher Channels protocol server"),
             _ => ApiError::NotFound(format!("no route for {path}")).into_response(),
         }
     };
     Ok(response)
+}
+
+/// 200 only while the node takes traffic: not draining, and joined to the cluster.
+fn readiness(state: &ServerState) -> HttpResponse {
+    if !state.lifecycle.is_ready() {
+        text(StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if !state.node.is_ready() {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not joined to the cluster (backplane unavailable)",
+        )
+    } else {
+        text(StatusCode::OK, "ready")
+    }
 }
 
 fn text(status: StatusCode, body: &'static str) -> HttpResponse {

@@ -53,6 +53,7 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
 
 /// Serve until a termination signal, then drain for at most `shutdown_grace_s`.
 pub async fn run(state: Arc<ServerState>, listener: TcpListener, metrics_listener: TcpListener) {
+    let link = tokio::spawn(state.node.clone().maintain_cluster_link());
     let server = tokio::spawn(crate::http::serve(state.clone(), listener));
     let metrics = tokio::spawn(crate::http::serve_metrics(state.clone(), metrics_listener));
     wait_for_signal().await;
@@ -69,6 +70,7 @@ pub async fn run(state: Arc<ServerState>, listener: TcpListener, metrics_listene
         tracing::warn!("grace period over with connections still open; exiting anyway");
     }
     metrics.abort();
+    link.abort();
     info!("shutdown complete");
 }
 

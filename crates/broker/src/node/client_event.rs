@@ -1,0 +1,64 @@
+//! `client-*` events: sent by a socket to the other subscribers of a private or presence
+//! channel, never echoed to the sender, with the sender's presence `user_id` attached.
+
+use ferrocast_protocol::channel::{self, ChannelKind};
+use ferrocast_protocol::codes;
+use ferrocast_protocol::inbound::ClientEvent;
+use tracing::warn;
+
+use super::Node;
+use crate::backplane::ChannelMessage;
+use crate::rate_limit::monotonic_seconds;
+use crate::session::Session;
+
+impl Node {
+    pub(super) async fn client_event(&self, session: &mut Session, event: ClientEvent) {
+        let config = &session.app.config;
+        if !config.enable_client_messages {
+            return session.send_error(None, "client events are not enabled for this app");
+        }
+        if let Err(e) = channel::validate_event_name(&event.event, config.max_event_name_length) {
+            return session.send_error(None, &format!("client event refused: {e}"));
+        }
+        if !ChannelKind::of(&event.channel).allows_client_events() {
+            return session.send_error(
+                None,
+                "client events are only allowed on private and presence channels (not encrypted ones)",
+            );
+        }
+        let Some(sub) = session.subscriptions.get(&event.channel) else {
+            return session.send_error(
+                None,
+                &format!("client event refused: not subscribed to {}", event.channel),
+            );
+        };
+        if event.data.len() > config.max_payload_bytes() {
+            return session.send_error(
+                None,
+                &format!(
+                    "client event refused: data is larger than {} KB",
+                    config.max_event_payload_kb
+                ),
+            );
+        }
+        let user_id = sub.presence_user.clone();
+        if !session.client_events.try_take(monotonic_seconds(session.epoch)) {
+            return session.send_error(
+                Some(codes::error::CLIENT_EVENT_RATE_LIMIT),
+                "client event rate limit exceeded",
+            );
+        }
+        let message = ChannelMessage {
+            app_id: config.id.clone(),
+            channel: event.channel,
+            event: event.event,
+            data: event.data,
+            user_id,
+            exclude_socket: Some(session.socket_id().to_owned()),
+        };
+        if let Err(e) = self.backplane.publish(message).await {
+            warn!(error = %e, "client event could not be published");
+            session.send_error(None, "client event could not be delivered, try again");
+        }
+    }
+}

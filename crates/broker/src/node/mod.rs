@@ -1,0 +1,219 @@
+//! The node: what happens when a socket connects, sends a frame or leaves, and when the REST
+//! API publishes or reads.
+//!
+//! - [`subscribe`]: subscriptions, presence joins and leaves.
+//! - [`client_event`]: `client-*` events.
+//! - [`cluster_link`]: readiness and re-registration after the backplane reconnects.
+
+mod client_event;
+mod cluster_link;
+mod subscribe;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ferrocast_protocol::inbound::ClientMessage;
+use ferrocast_protocol::outbound;
+use tracing::warn;
+
+use crate::app::{App, AppRegistry};
+use crate::backplane::{Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink};
+use crate::connection::{ConnectionHandle, ConnectionOutbox};
+use crate::error::{BackplaneError, ConnectError, PublishError};
+use crate::frame;
+use crate::gate::ResyncGate;
+use crate::local_channels::{ChannelKey, LocalChannels};
+use crate::session::Session;
+
+/// Settings of the node core that do not belong to any app.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Frames a socket may have queued before it is closed as a slow consumer.
+    pub queue_capacity: usize,
+    /// First half of every socket id this node mints; random per process so ids are unique
+    /// across the cluster.
+    pub socket_id_prefix: u32,
+}
+
+/// An event to publish through the REST API, already validated.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    pub channels: Vec<String>,
+    pub event: String,
+    pub data: String,
+    pub exclude_socket: Option<String>,
+}
+
+/// Hands backplane messages to local subscribers, encoding the frame once.
+struct LocalFanOut {
+    local: Arc<LocalChannels>,
+}
+
+impl DeliverySink for LocalFanOut {
+    fn deliver(&self, m: &ChannelMessage) {
+        let key = ChannelKey::new(&m.app_id, &m.channel);
+        self.local.fan_out_with(&key, m.exclude_socket.as_deref(), || {
+            frame::text(&outbound::channel_event(
+                &m.event,
+                &m.channel,
+                &m.data,
+                m.user_id.as_deref(),
+            ))
+        });
+    }
+}
+
+/// One Ferrocast node.
+pub struct Node {
+    apps: AppRegistry,
+    local: Arc<LocalChannels>,
+    backplane: Arc<dyn Backplane>,
+    cluster: Arc<dyn ClusterState>,
+    options: NodeOptions,
+    next_socket: AtomicU64,
+    gate: ResyncGate,
+    /// Registered in the cluster state for the backplane's current link generation.
+    registered: AtomicBool,
+}
+
+impl Node {
+    pub fn new(
+        apps: AppRegistry,
+        backplane: Arc<dyn Backplane>,
+        cluster: Arc<dyn ClusterState>,
+        options: NodeOptions,
+    ) -> Arc<Self> {
+        let local = Arc::new(LocalChannels::new());
+        backplane.set_sink(Arc::new(LocalFanOut { local: local.clone() }));
+        Arc::new(Self {
+            apps,
+            local,
+            backplane,
+            cluster,
+            options,
+            next_socket: AtomicU64::new(1),
+            gate: ResyncGate::default(),
+            registered: AtomicBool::new(false),
+        })
+    }
+
+    pub fn apps(&self) -> &AppRegistry {
+        &self.apps
+    }
+
+    fn mint_socket_id(&self) -> Arc<str> {
+        let n = self.next_socket.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{}", self.options.socket_id_prefix, n).into()
+    }
+
+    /// Admit a new socket for `app`: refuses disabled apps and apps over `max_connections`
+    /// (cluster-wide). The caller sends `connection_established` and runs the socket.
+    pub async fn connect(&self, app: Arc<App>) -> Result<(Session, ConnectionOutbox), ConnectError> {
+        if !app.config.enabled {
+            return Err(ConnectError::AppDisabled);
+        }
+        let _gate = self.gate.enter(app.id()).await;
+        if !self
+            .cluster
+            .connection_opened(app.id(), app.config.max_connections)
+            .await?
+        {
+            return Err(ConnectError::OverQuota);
+        }
+        app.local_connections.fetch_add(1, Ordering::AcqRel);
+        let (conn, outbox) = ConnectionHandle::new(self.mint_socket_id(), self.options.queue_capacity);
+        Ok((Session::new(app, conn), outbox))
+    }
+
+    /// Forget a socket: leaves every channel (announcing presence departures) and releases its
+    /// connection slot.
+    pub async fn disconnect(&self, mut session: Session) {
+        let subscriptions: Vec<_> = session.subscriptions.drain().collect();
+        for (channel, sub) in subscriptions {
+            self.leave(&session.app, &session.conn, &channel, sub).await;
+        }
+        let app = &session.app;
+        let _gate = self.gate.enter(app.id()).await;
+        app.local_connections.fetch_sub(1, Ordering::AcqRel);
+        if let Err(e) = self.cluster.connection_closed(app.id()).await {
+            warn!(error = %e, app_id = app.id(), "could not release connection slot; the next resync will");
+        }
+    }
+
+    /// Act on one parsed client frame.
+    pub async fn handle(&self, session: &mut Session, message: ClientMessage) {
+        match message {
+            ClientMessage::Ping => {
+                session.send_json(&outbound::pong());
+            }
+            ClientMessage::Pong | ClientMessage::IgnoredPusherEvent(_) => {}
+            ClientMessage::Subscribe(req) => self.subscribe(session, req).await,
+            ClientMessage::Unsubscribe { channel } => {
+                if let Some(sub) = session.subscriptions.remove(&channel) {
+                    self.leave(&session.app, &session.conn, &channel, sub).await;
+                }
+            }
+            ClientMessage::Signin { .. } => {
+                session.send_error(
+                    None,
+                    "user authentication (pusher:signin) is not enabled on this server yet",
+                );
+            }
+            ClientMessage::ClientEvent(event) => self.client_event(session, event).await,
+        }
+    }
+
+    /// Publish a protocol event (member_added/removed) to a channel; failures are logged.
+    async fn publish_internal(&self, app_id: &str, channel: &str, event: &str, data: String, exclude: Option<&str>) {
+        let message = ChannelMessage {
+            app_id: app_id.to_owned(),
+            channel: channel.to_owned(),
+            event: event.to_owned(),
+            data,
+            user_id: None,
+            exclude_socket: exclude.map(str::to_owned),
+        };
+        if let Err(e) = self.backplane.publish(message).await {
+            warn!(error = %e, channel, event, "protocol event lost: backplane publish failed");
+        }
+    }
+
+    /// Publish an application event to each of its channels.
+    pub async fn publish(&self, app: &App, req: PublishRequest) -> Result<(), PublishError> {
+        for channel in req.channels {
+            let message = ChannelMessage {
+                app_id: app.id().to_owned(),
+                channel,
+                event: req.event.clone(),
+                data: req.data.clone(),
+                user_id: None,
+                exclude_socket: req.exclude_socket.clone(),
+            };
+            self.backplane.publish(message).await?;
+        }
+        Ok(())
+    }
+
+    /// Occupied channels of an app starting with `prefix` (never `#` channels).
+    pub async fn channels(&self, app: &App, prefix: &str) -> Result<Vec<(String, ChannelCounts)>, BackplaneError> {
+        let mut list = self.cluster.channels(app.id(), prefix).await?;
+        list.retain(|(name, _)| !name.starts_with('#'));
+        Ok(list)
+    }
+
+    /// Counts of one channel.
+    pub async fn channel(&self, app: &App, channel: &str) -> Result<ChannelCounts, BackplaneError> {
+        self.cluster.channel(app.id(), channel).await
+    }
+
+    /// Distinct user ids of a presence channel.
+    pub async fn users(&self, app: &App, channel: &str) -> Result<Vec<String>, BackplaneError> {
+        Ok(self
+            .cluster
+            .presence_members(app.id(), channel)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+}
