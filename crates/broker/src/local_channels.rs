@@ -46,6 +46,10 @@ struct LocalChannel {
     subscribers: RwLock<HashMap<Arc<str>, Subscriber>>,
 }
 
+/// One channel in [`LocalChannels::snapshot`]: its key, local subscriber count, and each
+/// presence member with its number of local sockets.
+pub type ChannelSnapshot = (ChannelKey, u64, Vec<(LocalMember, u64)>);
+
 /// Whether an add/remove changed the channel's occupancy on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Occupancy {
@@ -163,7 +167,7 @@ impl LocalChannels {
 
     /// Per channel: the number of local subscribers and, per presence user, its user_info and
     /// number of local sockets. Used to re-register this node's state in the cluster.
-    pub fn snapshot(&self) -> Vec<(ChannelKey, u64, Vec<(LocalMember, u64)>)> {
+    pub fn snapshot(&self) -> Vec<ChannelSnapshot> {
         let channels: Vec<_> = self
             .channels
             .iter()
