@@ -1,0 +1,100 @@
+// Configuration file validation and environment overrides.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { connectRaw } from './lib/raw.mjs';
+import { ServerNode, freePort, makeApp, spawnFerrocast, waitForExit } from './lib/server.mjs';
+
+let dir;
+before(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'ferrocast-config-test-'));
+});
+after(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function writeConfig(name, text) {
+  const file = path.join(dir, name);
+  await writeFile(file, text);
+  return file;
+}
+
+async function baseServerLines() {
+  return [`host = "127.0.0.1"`, `port = ${await freePort()}`, `metrics_port = ${await freePort()}`];
+}
+
+const appBlock = (app) => `[[apps]]\nid = "${app.id}"\nkey = "${app.key}"\nsecret = "${app.secret}"\n`;
+
+async function expectExit2(file, mention) {
+  const proc = spawnFerrocast(['--config', file]);
+  const state = await waitForExit(proc, 10_000);
+  const output = `--- stderr ---\n${state.stderr}\n--- stdout ---\n${state.stdout}`;
+  assert.equal(state.exitCode, 2, `expected exit code 2, got ${state.exitCode} (signal ${state.signal})\n${output}`);
+  assert.ok(state.stderr.includes(mention), `stderr should mention "${mention}"\n${output}`);
+}
+
+describe('invalid configuration exits with code 2', () => {
+  test('unknown key in [server] → exit 2, stderr names it', async () => {
+    const lines = await baseServerLines();
+    const file = await writeConfig('unknown-key.toml', `[server]\n${lines.join('\n')}\nbogus = 1\n\n${appBlock(makeApp())}`);
+    await expectExit2(file, 'bogus');
+  });
+
+  test('unknown key in [[apps]] → exit 2, stderr names it', async () => {
+    const lines = await baseServerLines();
+    const file = await writeConfig(
+      'unknown-app-key.toml',
+      `[server]\n${lines.join('\n')}\n\n${appBlock(makeApp())}bogus_app_setting = true\n`,
+    );
+    await expectExit2(file, 'bogus_app_setting');
+  });
+
+  test('bad value (port = "abc") → exit 2, stderr names the key', async () => {
+    const file = await writeConfig(
+      'bad-value.toml',
+      `[server]\nhost = "127.0.0.1"\nport = "abc"\nmetrics_port = ${await freePort()}\n\n${appBlock(makeApp())}`,
+    );
+    await expectExit2(file, 'port');
+  });
+});
+
+describe('environment overrides', () => {
+  test('FERROCAST_SERVER__PORT overrides [server].port', async (t) => {
+    const app = makeApp();
+    const filePort = await freePort();
+    const envPort = await freePort();
+    const metricsPort = await freePort();
+    const config = {
+      server: { host: '127.0.0.1', port: filePort, metrics_port: metricsPort, shutdown_grace_s: 1 },
+      backplane: { driver: 'memory' },
+      apps: [app],
+    };
+    // the node object describes where we expect the server: on the env port
+    const node = new ServerNode({
+      name: 'env-override',
+      config,
+      host: '127.0.0.1',
+      port: envPort,
+      metricsPort,
+      apps: [app],
+      env: { FERROCAST_SERVER__PORT: String(envPort) },
+    });
+    t.after(() => node.stop());
+    try {
+      await node.start();
+      const c = await connectRaw(t, node, app);
+      await c.ping();
+      await assert.rejects(
+        fetch(`http://127.0.0.1:${filePort}/readyz`, { signal: AbortSignal.timeout(2000) }),
+        'the port from the file must not be used when the env override is set',
+      );
+    } catch (err) {
+      console.error(`env override test failed; FERROCAST_SERVER__PORT=${envPort}, file port ${filePort}\n${node.logs()}`);
+      throw err;
+    }
+  });
+});

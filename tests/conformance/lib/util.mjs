@@ -1,0 +1,89 @@
+// Small timing helpers shared by every test file. Every wait is bounded.
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Polls `predicate` (sync or async) every `interval` ms until it returns a truthy value,
+ * which is returned. Throws after `timeoutMs`.
+ */
+export async function waitFor(predicate, timeoutMs = 5000, { interval = 20, message } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let lastError;
+  for (;;) {
+    try {
+      const value = await predicate();
+      if (value) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() >= deadline) {
+      const what = message ?? `condition ${predicate.toString().slice(0, 120)}`;
+      const err = new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      if (lastError) err.cause = lastError;
+      throw err;
+    }
+    await sleep(interval);
+  }
+}
+
+/**
+ * Retries an assertion function until it stops throwing; rethrows its last error after
+ * `timeoutMs`. Use for state that converges asynchronously (e.g. channel vacated after a
+ * socket close).
+ */
+export async function eventually(assertFn, timeoutMs = 5000, interval = 50) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await assertFn();
+    } catch (err) {
+      if (Date.now() >= deadline) throw err;
+    }
+    await sleep(interval);
+  }
+}
+
+/** Rejects with a descriptive error if `promise` does not settle within `ms`. */
+export function withTimeout(promise, ms, what = 'operation') {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Unique, valid channel-name-safe suffix. */
+let uniqueCounter = 0;
+export function uid(prefix = '') {
+  uniqueCounter += 1;
+  return `${prefix}${process.pid}-${Date.now().toString(36)}-${uniqueCounter}`;
+}
+
+/** JSON.parse that returns the input unchanged if it is not JSON. */
+export function tryParseJSON(text) {
+  if (typeof text !== 'string') return text;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** Prometheus text exposition → [{name, labels, value}] */
+export function parseMetrics(text) {
+  const samples = [];
+  for (const rawLine of text.split('\n')) {
+    const line = rawLine.trim();
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\S+)?$/.exec(line);
+    if (!m) continue;
+    const labels = {};
+    if (m[3]) {
+      const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+      let lm;
+      while ((lm = re.exec(m[3])) !== null) labels[lm[1]] = lm[2].replace(/\\(.)/g, '$1');
+    }
+    samples.push({ name: m[1], labels, value: Number(m[4]) });
+  }
+  return samples;
+}

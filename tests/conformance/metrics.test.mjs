@@ -1,0 +1,87 @@
+// Prometheus metrics endpoint on metrics_port.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { sdkResult, serverSdk } from './lib/clients.mjs';
+import { connectRaw } from './lib/raw.mjs';
+import { makeApp, useServer } from './lib/server.mjs';
+import { eventually, parseMetrics, uid } from './lib/util.mjs';
+
+const app = makeApp();
+const srv = useServer({ single: true, apps: [app] });
+
+async function scrape() {
+  const res = await fetch(`${srv.client.metricsUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+  const text = await res.text();
+  assert.equal(res.status, 200, `GET /metrics → ${res.status}: ${text.slice(0, 500)}`);
+  return { text, samples: parseMetrics(text), contentType: res.headers.get('content-type') };
+}
+
+const sum = (samples, name, labelFilter = () => true) =>
+  samples.filter((s) => s.name === name && labelFilter(s.labels)).reduce((acc, s) => acc + s.value, 0);
+
+test('GET /metrics → 200 Prometheus text with the ferrocast_* families', async (t) => {
+  // generate traffic first so that labelled families have samples
+  const c = await connectRaw(t, srv.client, app);
+  await c.ping();
+  const ok = await sdkResult(() => serverSdk(srv.client, app).trigger(uid('m-'), 'evt', { a: 1 }));
+  assert.equal(ok.status, 200, ok.body);
+  const bad = await sdkResult(() => serverSdk(srv.client, app, { secret: 'nope' }).trigger(uid('m-'), 'evt', { a: 1 }));
+  assert.equal(bad.status, 401, bad.body);
+
+  const { text, contentType } = await scrape();
+  assert.match(contentType ?? '', /^text\/plain/, 'Prometheus text exposition content type');
+  for (const name of [
+    'ferrocast_connections',
+    'ferrocast_ws_messages_in_total',
+    'ferrocast_ws_messages_out_total',
+    'ferrocast_rest_requests_total',
+  ]) {
+    assert.match(text, new RegExp(`^${name}(\\{[^}]*\\})? `, 'm'), `metrics must contain a ${name} sample`);
+  }
+});
+
+test('ferrocast_connections reflects open connections', async (t) => {
+  const baseline = await eventually(async () => {
+    const first = sum((await scrape()).samples, 'ferrocast_connections');
+    const second = sum((await scrape()).samples, 'ferrocast_connections');
+    assert.equal(first, second, 'gauge still settling');
+    return first;
+  }, 5000);
+  const a = await connectRaw(t, srv.client, app);
+  const b = await connectRaw(t, srv.client, app);
+  await eventually(async () => {
+    assert.equal(sum((await scrape()).samples, 'ferrocast_connections'), baseline + 2);
+  }, 3000);
+  await a.close();
+  await b.close();
+  await eventually(async () => {
+    assert.equal(sum((await scrape()).samples, 'ferrocast_connections'), baseline);
+  }, 3000);
+});
+
+test('ws message counters increase with traffic', async (t) => {
+  const c = await connectRaw(t, srv.client, app);
+  const before = (await scrape()).samples;
+  const inBefore = sum(before, 'ferrocast_ws_messages_in_total');
+  const outBefore = sum(before, 'ferrocast_ws_messages_out_total');
+  for (let i = 0; i < 3; i += 1) await c.ping();
+  await eventually(async () => {
+    const now = (await scrape()).samples;
+    assert.ok(sum(now, 'ferrocast_ws_messages_in_total') >= inBefore + 3, 'messages_in grows by the pings');
+    assert.ok(sum(now, 'ferrocast_ws_messages_out_total') >= outBefore + 3, 'messages_out grows by the pongs');
+  }, 3000);
+});
+
+test('ferrocast_rest_requests_total has status="200" and status="401" samples', async () => {
+  const ok = await sdkResult(() => serverSdk(srv.client, app).trigger(uid('m-'), 'evt', { a: 1 }));
+  assert.equal(ok.status, 200, ok.body);
+  const bad = await sdkResult(() => serverSdk(srv.client, app, { secret: 'nope' }).get({ path: '/channels' }));
+  assert.equal(bad.status, 401, bad.body);
+  await eventually(async () => {
+    const { samples } = await scrape();
+    assert.ok(sum(samples, 'ferrocast_rest_requests_total', (l) => l.status === '200') >= 1, 'a status="200" sample ≥ 1');
+    assert.ok(sum(samples, 'ferrocast_rest_requests_total', (l) => l.status === '401') >= 1, 'a status="401" sample ≥ 1');
+  }, 3000);
+});
