@@ -31,7 +31,7 @@ test-deps:
 	fi
 
 ## Every test: the Rust workspace, then the conformance suite against the release binary.
-test: test-deps test-rust test-conformance
+test: test-deps test-rust test-conformance test-deploy
 
 test-rust:
 	$(CARGO) test --workspace --locked
@@ -50,3 +50,33 @@ fmt:
 clean:
 	$(CARGO) clean
 	rm -rf $(CONFORMANCE)/node_modules
+
+## ---- Deployment: deploy/ (image, node config, HAProxy) and docker-compose.yml ----
+
+DEPLOY_TESTS := tests/deploy
+DEPLOY_VENV := $(DEPLOY_TESTS)/.venv
+
+.PHONY: test-deploy docker
+
+## Check the deployment files without a Docker engine: Compose schema and layout, Dockerfile
+## (BuildKit parser, hadolint, structure), `haproxy -c`, and deploy/ferrocast.toml against the
+## release binary. Installs haproxy (apt) and the pinned Python tools (tests/deploy/.venv) when missing.
+test-deploy: build
+	@if ! command -v haproxy >/dev/null 2>&1; then \
+		echo "installing haproxy"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq haproxy >/dev/null; \
+	fi
+	@command -v haproxy >/dev/null || { echo "haproxy is required but could not be installed" >&2; exit 1; }
+	@if [ ! -x $(DEPLOY_VENV)/bin/pip ]; then \
+		echo "creating $(DEPLOY_VENV)"; \
+		rm -rf $(DEPLOY_VENV); \
+		python3 -m venv $(DEPLOY_VENV) || { echo "python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }; \
+	fi
+	@$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(DEPLOY_TESTS)/requirements.txt
+	PYTHONDONTWRITEBYTECODE=1 FERROCAST_BIN=$(CURDIR)/$(BIN) \
+		$(DEPLOY_VENV)/bin/python -m pytest -p no:cacheprovider -v $(DEPLOY_TESTS)/check_deploy.py
+
+## Container image of one node (needs a Docker engine with BuildKit). See docker-compose.yml.
+docker:
+	docker build -f deploy/Dockerfile -t ferrocast:local .

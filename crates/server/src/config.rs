@@ -65,6 +65,8 @@ pub struct BackplaneConfig {
     pub url: String,
     /// Namespaces every key and channel so several clusters can share one Redis.
     pub prefix: String,
+    /// A node whose heartbeat is older than this is considered dead and reaped by its peers.
+    pub node_ttl_s: u64,
 }
 
 impl Default for BackplaneConfig {
@@ -73,6 +75,7 @@ impl Default for BackplaneConfig {
             driver: "memory".into(),
             url: "redis://127.0.0.1:6379".into(),
             prefix: "ferrocast".into(),
+            node_ttl_s: 15,
         }
     }
 }
@@ -171,18 +174,16 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if server
         .node_id
         .as_deref()
-        .is_some_and(|id| id.is_empty() || id.contains(char::is_whitespace))
+        .is_some_and(|id| id.is_empty() || !id.chars().all(is_name_char))
     {
-        return Err(ConfigError::key("server.node_id", "must be non-empty without spaces"));
+        return Err(ConfigError::key(
+            "server.node_id",
+            "must be non-empty: letters, digits, '_', '-', '.'",
+        ));
     }
     match config.backplane.driver.as_str() {
         "memory" => {}
-        "redis" => {
-            return Err(ConfigError::key(
-                "backplane.driver",
-                "\"redis\" is not available in this build yet; use \"memory\"",
-            ))
-        }
+        "redis" => validate_redis(&config.backplane)?,
         other => {
             return Err(ConfigError::key(
                 "backplane.driver",
@@ -196,6 +197,41 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     validate_apps(&config.apps)
 }
 
+fn validate_redis(backplane: &BackplaneConfig) -> Result<(), ConfigError> {
+    if !(backplane.url.starts_with("redis://") || backplane.url.starts_with("rediss://")) {
+        return Err(ConfigError::key("backplane.url", "must be a redis:// or rediss:// URL"));
+    }
+    if backplane.prefix.is_empty() || !backplane.prefix.chars().all(is_name_char) {
+        return Err(ConfigError::key(
+            "backplane.prefix",
+            "must be non-empty: letters, digits, '_', '-', '.'",
+        ));
+    }
+    if backplane.node_ttl_s < 2 {
+        return Err(ConfigError::key("backplane.node_ttl_s", "must be at least 2"));
+    }
+    Ok(())
+}
+
+/// Characters allowed in app ids, node ids and the key prefix: they become parts of Redis keys.
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+}
+
+/// The configured node id, or the hostname plus a random suffix.
+pub fn node_id(server: &ServerConfig) -> String {
+    if let Some(id) = &server.node_id {
+        return id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().chars().filter(|c| is_name_char(*c)).collect::<String>())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xFF_FFFF)
+}
+
 fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
     let mut ids = HashSet::new();
     let mut keys = HashMap::new();
@@ -205,6 +241,12 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
             if value.is_empty() {
                 return Err(ConfigError::key(&at(field), "is required and must not be empty"));
             }
+        }
+        if !app.id.chars().all(is_name_char) {
+            return Err(ConfigError::key(
+                &at("id"),
+                "may only contain letters, digits, '_', '-', '.'",
+            ));
         }
         if app.key.contains(':') || app.key.contains('/') {
             return Err(ConfigError::key(&at("key"), "must not contain ':' or '/'"));
@@ -325,6 +367,16 @@ mod tests {
         let f = write(&format!("[server]\nport = \"abc\"\n{APP}"));
         let e = load(Some(f.as_str()), []).unwrap_err().to_string();
         assert!(e.contains("port"), "{e}");
+        let f = write(&format!("{APP}[[apps]]\nid = \"a b\"\nkey = \"k3\"\nsecret = \"s\"\n"));
+        assert!(load(Some(f.as_str()), [])
+            .unwrap_err()
+            .to_string()
+            .contains("apps[1].id"));
+        let f = write(&format!("[backplane]\ndriver = \"redis\"\nurl = \"http://x\"\n{APP}"));
+        assert!(load(Some(f.as_str()), [])
+            .unwrap_err()
+            .to_string()
+            .contains("backplane.url"));
         let f = write(&format!("[backplane]\ndriver = \"etcd\"\n{APP}"));
         assert!(load(Some(f.as_str()), [])
             .unwrap_err()

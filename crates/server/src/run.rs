@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrocast_backplane_redis::{RedisBackplane, RedisOptions};
 use ferrocast_broker::memory::{MemoryBackplane, MemoryClusterState};
-use ferrocast_broker::{AppRegistry, Node, NodeOptions};
+use ferrocast_broker::{AppRegistry, Backplane, ClusterState, Node, NodeOptions};
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::state::ServerState;
@@ -18,6 +19,14 @@ use crate::state::ServerState;
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Redis(#[from] ferrocast_backplane_redis::RedisSetupError),
+}
+
+/// The cluster link a node runs on.
+pub enum ClusterLink {
+    Memory,
+    Redis(Arc<RedisBackplane>),
 }
 
 /// Bind both listeners and build the shared state.
@@ -32,21 +41,36 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
     };
     let listener = bind(config.server.port).await?;
     let metrics_listener = bind(config.server.metrics_port).await?;
+    let node_id = config::node_id(&config.server);
+    let (backplane, cluster, link): (Arc<dyn Backplane>, Arc<dyn ClusterState>, ClusterLink) =
+        match config.backplane.driver.as_str() {
+            "redis" => {
+                let redis = RedisBackplane::start(RedisOptions {
+                    url: config.backplane.url.clone(),
+                    prefix: config.backplane.prefix.clone(),
+                    node_id: node_id.clone(),
+                    node_ttl: Duration::from_secs(config.backplane.node_ttl_s),
+                })?;
+                (redis.clone(), redis.clone(), ClusterLink::Redis(redis))
+            }
+            _ => (
+                Arc::new(MemoryBackplane::new()),
+                Arc::new(MemoryClusterState::new()),
+                ClusterLink::Memory,
+            ),
+        };
+    info!(node_id, driver = %config.backplane.driver, "node starting");
     let options = NodeOptions {
         queue_capacity: config.server.max_queued_frames,
         socket_id_prefix: rand::random::<u32>() % 1_000_000_000,
     };
-    let node = Node::new(
-        AppRegistry::new(config.apps.clone()),
-        Arc::new(MemoryBackplane::new()),
-        Arc::new(MemoryClusterState::new()),
-        options,
-    );
+    let node = Node::new(AppRegistry::new(config.apps.clone()), backplane, cluster, options);
     let state = Arc::new(ServerState {
         node,
         config,
         metrics: Metrics::new(),
         lifecycle: Lifecycle::new(),
+        link,
     });
     Ok((state, listener, metrics_listener))
 }
@@ -67,7 +91,12 @@ pub async fn run(state: Arc<ServerState>, listener: TcpListener, metrics_listene
         .await
         .is_err()
     {
-        tracing::warn!("grace period over with connections still open; exiting anyway");
+        warn!("grace period over with connections still open; exiting anyway");
+    }
+    if let ClusterLink::Redis(redis) = &state.link {
+        if let Err(e) = redis.deregister().await {
+            warn!(error = %e, "could not deregister from the cluster; peers will reap this node");
+        }
     }
     metrics.abort();
     link.abort();

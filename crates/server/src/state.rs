@@ -7,10 +7,12 @@ use ferrocast_broker::Node;
 use crate::config::Config;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::run::ClusterLink;
 
 pub struct ServerState {
     pub node: Arc<Node>,
     pub config: Config,
     pub metrics: Metrics,
     pub lifecycle: Lifecycle,
+    pub link: ClusterLink,
 }

@@ -1,0 +1,61 @@
+//! Names of Redis keys and pub/sub channels. The layout of the keys the scripts use is
+//! documented in `src/lua/common.lua`.
+
+/// Key and channel names for one node under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+    node: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, node: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            node: node.to_owned(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The pub/sub channel carrying an app channel's events.
+    pub fn event_channel(&self, app_id: &str, channel: &str) -> String {
+        format!("{}:ev:{}:{}", self.prefix, app_id, channel)
+    }
+
+    /// The node's private channel, used to prove a publish comes back before reporting ready.
+    pub fn probe_channel(&self) -> String {
+        format!("{}:probe:{}", self.prefix, self.node)
+    }
+
+    /// The set of registered nodes.
+    pub fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    /// A node's heartbeat key.
+    pub fn heartbeat(&self, node: &str) -> String {
+        format!("{}:hb:{}", self.prefix, node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_prefixed_and_distinct_per_app_and_channel() {
+        let k = Keys::new("fc", "node-a");
+        assert_eq!(k.event_channel("1", "presence-x"), "fc:ev:1:presence-x");
+        assert_ne!(k.event_channel("1", "a"), k.event_channel("2", "a"));
+        assert_eq!(k.probe_channel(), "fc:probe:node-a");
+        assert_eq!(k.heartbeat("node-b"), "fc:hb:node-b");
+        assert_eq!(k.nodes(), "fc:nodes");
+    }
+}

@@ -1,0 +1,155 @@
+//! The Redis backplane: several Ferrocast nodes behave as one.
+//!
+//! [`RedisBackplane`] implements both traits of the node core: [`Backplane`] (channel messages
+//! over Redis pub/sub) and [`ClusterState`] (presence, subscription and connection counts in
+//! Redis, changed atomically by Lua scripts). The node core knows nothing of Redis.
+//!
+//! - Interest-based routing: a node subscribes to a Redis channel per (app, channel) only while
+//!   it has local subscribers; a publish is one `PUBLISH` of a MessagePack envelope.
+//! - A subscription is acknowledged by Redis before the node reports it done, so nothing
+//!   published after a client saw `subscription_succeeded` is missed.
+//! - Each node refreshes a heartbeat key; a live node that finds a dead one reaps its
+//!   registrations in one script (exactly one reaper wins) and announces the members removed.
+//! - When Redis goes away the link goes down (the node reports not ready), the supervisor
+//!   reconnects with backoff, re-subscribes every interest channel, proves a publish comes back,
+//!   and only then reports the link up with a new generation, on which the node re-registers
+//!   its local state.
+//!
+//! Layout:
+//! - [`keys`]: names of Redis keys and channels.
+//! - [`envelope`]: the versioned MessagePack message format.
+//! - [`scripts`]: the Lua scripts (sources in `src/lua/`).
+//! - [`cluster_state`]: [`ClusterState`] on the scripts.
+//! - [`pubsub`]: interest reference counts and the pub/sub supervisor.
+//! - [`liveness`]: heartbeat and reaping of dead nodes.
+
+pub mod cluster_state;
+pub mod envelope;
+pub mod keys;
+pub mod liveness;
+pub mod pubsub;
+pub mod scripts;
+
+use std::future::Future;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use ferrocast_broker::{BackplaneError, DeliverySink, Link};
+use tokio::sync::{mpsc, watch};
+
+pub use ferrocast_broker::{Backplane, ClusterState};
+
+/// How long one Redis command may take before it counts as failed.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Settings of the Redis backplane.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    pub url: String,
+    /// Namespaces every key and channel.
+    pub prefix: String,
+    /// This node's id, unique in the cluster.
+    pub node_id: String,
+    /// A node whose heartbeat is older than this is dead and gets reaped.
+    pub node_ttl: Duration,
+}
+
+/// Counters of the backplane, read by the server's metrics.
+#[derive(Debug, Default)]
+pub struct RedisStats {
+    pub published: AtomicU64,
+    pub received: AtomicU64,
+    pub errors: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub reaped_nodes: AtomicU64,
+}
+
+/// Why the backplane could not be created (bad URL); connection problems are not errors here,
+/// they only keep the link down.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisSetupError {
+    #[error("backplane.url: {0}")]
+    BadUrl(String),
+}
+
+/// Both halves of the cluster link on one Redis.
+pub struct RedisBackplane {
+    pub(crate) options: RedisOptions,
+    pub(crate) keys: keys::Keys,
+    pub(crate) pool: deadpool_redis::Pool,
+    pub(crate) client: redis::Client,
+    pub(crate) scripts: scripts::Scripts,
+    pub(crate) sink: OnceLock<Arc<dyn DeliverySink>>,
+    pub(crate) interest: DashMap<String, pubsub::Interest>,
+    pub(crate) commands: mpsc::UnboundedSender<pubsub::Command>,
+    pub(crate) link: watch::Sender<Link>,
+    pub(crate) generation: AtomicU64,
+    pub stats: RedisStats,
+}
+
+impl RedisBackplane {
+    /// Create the backplane and start its supervisor and heartbeat tasks. Returns at once; the
+    /// link comes up when Redis is reachable.
+    pub fn start(options: RedisOptions) -> Result<Arc<Self>, RedisSetupError> {
+        let client = redis::Client::open(options.url.as_str()).map_err(|e| RedisSetupError::BadUrl(e.to_string()))?;
+        let pool = deadpool_redis::Config::from_url(options.url.as_str())
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .map_err(|e| RedisSetupError::BadUrl(e.to_string()))?;
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let backplane = Arc::new(Self {
+            keys: keys::Keys::new(&options.prefix, &options.node_id),
+            options,
+            pool,
+            client,
+            scripts: scripts::Scripts::new(),
+            sink: OnceLock::new(),
+            interest: DashMap::new(),
+            commands,
+            link: watch::Sender::new(Link::Down),
+            generation: AtomicU64::new(0),
+            stats: RedisStats::default(),
+        });
+        tokio::spawn(pubsub::supervise(backplane.clone(), command_rx));
+        tokio::spawn(liveness::run(backplane.clone()));
+        Ok(backplane)
+    }
+
+    /// Remove this node's registrations from the cluster (call after its connections closed)
+    /// and announce the presence members that vanished.
+    pub async fn deregister(&self) -> Result<(), BackplaneError> {
+        self.link.send_replace(Link::Down);
+        liveness::deregister(self).await
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.options.node_id
+    }
+
+    /// Run one Redis operation on a pooled connection, failing after [`COMMAND_TIMEOUT`].
+    pub(crate) async fn with_conn<T, F, Fut>(&self, op: F) -> Result<T, BackplaneError>
+    where
+        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let attempt = async {
+            let conn = self
+                .pool
+                .get()
+                .await
+                .map_err(|e| BackplaneError(format!("redis pool: {e}")))?;
+            op(conn).await.map_err(|e| BackplaneError(format!("redis: {e}")))
+        };
+        let result = match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(BackplaneError("redis: command timed out".into())),
+        };
+        if result.is_err() {
+            self.stats.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+}

@@ -1,0 +1,154 @@
+//! Heartbeats and reaping.
+//!
+//! Every `node_ttl / 3` a node refreshes its heartbeat key (expiring after `node_ttl`) and
+//! looks for registered nodes whose heartbeat has expired. For each, it runs the reap script:
+//! the first caller removes the dead node from the node set and drops its connections,
+//! subscriptions and presence sockets in the same atomic step, so exactly one reaper wins, and
+//! that reaper publishes `member_removed` for every member that vanished.
+//!
+//! If the heartbeat finds this node unregistered while its link is up (a peer reaped it during
+//! a stall), it bumps the link generation so the node re-registers.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrocast_broker::{Backplane, BackplaneError, ChannelMessage, Link};
+use redis::Value;
+use tracing::{info, warn};
+
+use crate::cluster_state::rows;
+use crate::RedisBackplane;
+
+/// Refresh the heartbeat; true if this node is registered.
+pub(crate) async fn beat(backplane: &RedisBackplane) -> Result<bool, BackplaneError> {
+    let args = [
+        backplane.keys.prefix().to_owned(),
+        backplane.keys.node().to_owned(),
+        backplane.options.node_ttl.as_millis().to_string(),
+    ];
+    let script = &backplane.scripts.heartbeat;
+    let registered = backplane
+        .with_conn(|mut conn| async move {
+            let mut invocation = script.prepare_invoke();
+            for arg in &args {
+                invocation.arg(arg);
+            }
+            invocation.invoke_async::<i64>(&mut conn).await
+        })
+        .await?;
+    Ok(registered == 1)
+}
+
+/// Heartbeat and reaper loop, for as long as the process runs.
+pub async fn run(backplane: Arc<RedisBackplane>) {
+    let period = (backplane.options.node_ttl / 3).max(Duration::from_millis(200));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let Link::Up { generation } = *backplane.link.borrow() else {
+            continue;
+        };
+        match beat(&backplane).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Reaped by a peer (or the first registration is still running): re-register.
+                // Only bump if the link did not change meanwhile.
+                let next = generation + 1;
+                if backplane
+                    .generation
+                    .compare_exchange(generation, next, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    warn!("this node was not registered in the cluster; re-registering");
+                    backplane.link.send_replace(Link::Up { generation: next });
+                }
+            }
+            Err(e) => warn!(error = %e, "heartbeat failed"),
+        }
+        if let Err(e) = reap_dead(&backplane).await {
+            warn!(error = %e, "looking for dead nodes failed");
+        }
+    }
+}
+
+async fn reap_dead(backplane: &RedisBackplane) -> Result<(), BackplaneError> {
+    let nodes_key = backplane.keys.nodes();
+    let nodes: Vec<String> = backplane
+        .with_conn(|mut conn| async move { redis::cmd("SMEMBERS").arg(nodes_key).query_async(&mut conn).await })
+        .await?;
+    let others: Vec<String> = nodes.into_iter().filter(|n| n != backplane.node_id()).collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let hb_keys: Vec<String> = others.iter().map(|n| backplane.keys.heartbeat(n)).collect();
+    let alive: Vec<bool> = backplane
+        .with_conn(|mut conn| async move {
+            let mut pipe = redis::pipe();
+            for key in &hb_keys {
+                pipe.exists(key);
+            }
+            pipe.query_async(&mut conn).await
+        })
+        .await?;
+    for (node, _) in others.iter().zip(alive).filter(|(_, alive)| !alive) {
+        reap(backplane, node).await?;
+    }
+    Ok(())
+}
+
+/// Remove this node from the cluster (after draining) and announce the members that vanished.
+pub async fn deregister(backplane: &RedisBackplane) -> Result<(), BackplaneError> {
+    let node = backplane.node_id().to_owned();
+    drop_and_announce(backplane, &backplane.scripts.deregister, &node).await
+}
+
+async fn reap(backplane: &RedisBackplane, dead: &str) -> Result<(), BackplaneError> {
+    drop_and_announce(backplane, &backplane.scripts.reap, dead).await
+}
+
+async fn drop_and_announce(
+    backplane: &RedisBackplane,
+    script: &redis::Script,
+    dead: &str,
+) -> Result<(), BackplaneError> {
+    let args = [backplane.keys.prefix().to_owned(), dead.to_owned()];
+    let reply = backplane
+        .with_conn(|mut conn| async move {
+            let mut invocation = script.prepare_invoke();
+            for arg in &args {
+                invocation.arg(arg);
+            }
+            invocation.invoke_async::<Value>(&mut conn).await
+        })
+        .await?;
+    if matches!(reply, Value::Nil) {
+        return Ok(());
+    }
+    let removed = rows(&reply).ok_or_else(|| BackplaneError("redis: unexpected reply to reap".into()))?;
+    if dead != backplane.node_id() {
+        backplane.stats.reaped_nodes.fetch_add(1, Ordering::Relaxed);
+    }
+    info!(
+        node = dead,
+        members_removed = removed.len(),
+        "removed a node's registrations from the cluster"
+    );
+    for row in removed {
+        let [app_id, channel, user_id, _info] =
+            <[String; 4]>::try_from(row).map_err(|_| BackplaneError("redis: bad reap row".into()))?;
+        let data = ferrocast_protocol::outbound::member_removed_data(&user_id);
+        let message = ChannelMessage {
+            app_id,
+            channel,
+            event: "pusher_internal:member_removed".into(),
+            data,
+            user_id: None,
+            exclude_socket: None,
+        };
+        if let Err(e) = backplane.publish(message).await {
+            warn!(error = %e, "member_removed for a reaped node could not be published");
+        }
+    }
+    Ok(())
+}

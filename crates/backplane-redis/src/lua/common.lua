@@ -1,0 +1,51 @@
+-- Shared by the scripts that remove a node's registrations (reap, resync).
+-- Key layout (P = prefix, n = node id, a = app id, c = channel, u = user id):
+--   P:nodes                 SET   registered node ids
+--   P:hb:n                  STR   heartbeat, expires after node_ttl
+--   P:node:n:apps           SET   apps n holds connections of
+--   P:node:n:chans          SET   "a\nc" n holds subscriptions on
+--   P:node:n:pres           SET   "a\nc\nu" presence members n holds sockets of
+--   P:conns:a               HASH  node -> open connections
+--   P:chans:a               HASH  channel -> subscriptions, cluster-wide
+--   P:chan:a:c              HASH  node -> subscriptions on that node
+--   P:pm:a:c                HASH  user -> user_info JSON (the members)
+--   P:pt:a:c                HASH  user -> sockets, cluster-wide
+--   P:pc:a:c                HASH  "u\nn" -> sockets of u on node n
+
+local function drop_node(P, n)
+  local removed = {}
+  local nk = P .. ':node:' .. n
+  for _, a in ipairs(redis.call('SMEMBERS', nk .. ':apps')) do
+    redis.call('HDEL', P .. ':conns:' .. a, n)
+  end
+  redis.call('DEL', nk .. ':apps')
+  for _, ac in ipairs(redis.call('SMEMBERS', nk .. ':chans')) do
+    local a, c = string.match(ac, '^([^\n]*)\n(.*)$')
+    local ck = P .. ':chan:' .. a .. ':' .. c
+    local v = tonumber(redis.call('HGET', ck, n) or '0')
+    redis.call('HDEL', ck, n)
+    if v > 0 then
+      local t = redis.call('HINCRBY', P .. ':chans:' .. a, c, -v)
+      if t <= 0 then redis.call('HDEL', P .. ':chans:' .. a, c) end
+    end
+  end
+  redis.call('DEL', nk .. ':chans')
+  for _, acu in ipairs(redis.call('SMEMBERS', nk .. ':pres')) do
+    local a, c, u = string.match(acu, '^([^\n]*)\n([^\n]*)\n(.*)$')
+    local base = a .. ':' .. c
+    local pm, pt, pc = P .. ':pm:' .. base, P .. ':pt:' .. base, P .. ':pc:' .. base
+    local v = tonumber(redis.call('HGET', pc, u .. '\n' .. n) or '0')
+    redis.call('HDEL', pc, u .. '\n' .. n)
+    if v > 0 then
+      local t = redis.call('HINCRBY', pt, u, -v)
+      if t <= 0 then
+        redis.call('HDEL', pt, u)
+        local info = redis.call('HGET', pm, u) or 'null'
+        redis.call('HDEL', pm, u)
+        table.insert(removed, {a, c, u, info})
+      end
+    end
+  end
+  redis.call('DEL', nk .. ':pres')
+  return removed
+end

@@ -1,0 +1,45 @@
+-- ARGV: prefix, node id, heartbeat ttl ms, then the node's snapshot:
+--   nconn, (app, count)*, nsubs, (app, channel, count)*, npres, (app, channel, user, info, count)*
+-- Replaces the node's registrations with the snapshot. Returns {added, removed}: members that
+-- appeared ({app, channel, user, info}) or vanished ({app, channel, user}) cluster-wide.
+local P, n, ttl = ARGV[1], ARGV[2], ARGV[3]
+local dropped = drop_node(P, n)
+local gone = {}
+for _, r in ipairs(dropped) do gone[r[1] .. '\n' .. r[2] .. '\n' .. r[3]] = true end
+local nk = P .. ':node:' .. n
+local i = 4
+local nconn = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nconn do
+  local a, count = ARGV[i], tonumber(ARGV[i + 1]); i = i + 2
+  redis.call('HINCRBY', P .. ':conns:' .. a, n, count)
+  redis.call('SADD', nk .. ':apps', a)
+end
+local nsubs = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nsubs do
+  local a, c, count = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]); i = i + 3
+  redis.call('HINCRBY', P .. ':chan:' .. a .. ':' .. c, n, count)
+  redis.call('HINCRBY', P .. ':chans:' .. a, c, count)
+  redis.call('SADD', nk .. ':chans', a .. '\n' .. c)
+end
+local added = {}
+local npres = tonumber(ARGV[i]); i = i + 1
+for _ = 1, npres do
+  local a, c, u, info, count = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4]); i = i + 5
+  local base = a .. ':' .. c
+  local pm = P .. ':pm:' .. base
+  local key = a .. '\n' .. c .. '\n' .. u
+  if redis.call('HEXISTS', pm, u) == 0 then
+    redis.call('HSET', pm, u, info)
+    if gone[key] then gone[key] = nil else table.insert(added, {a, c, u, info}) end
+  end
+  redis.call('HINCRBY', P .. ':pt:' .. base, u, count)
+  redis.call('HINCRBY', P .. ':pc:' .. base, u .. '\n' .. n, count)
+  redis.call('SADD', nk .. ':pres', key)
+end
+local removed = {}
+for _, r in ipairs(dropped) do
+  if gone[r[1] .. '\n' .. r[2] .. '\n' .. r[3]] then table.insert(removed, {r[1], r[2], r[3]}) end
+end
+redis.call('SADD', P .. ':nodes', n)
+redis.call('SET', P .. ':hb:' .. n, '1', 'PX', ttl)
+return {added, removed}

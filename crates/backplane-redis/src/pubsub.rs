@@ -1,0 +1,288 @@
+//! Channel messages over Redis pub/sub, with interest-based routing.
+//!
+//! A node is subscribed to an app channel's Redis channel exactly while it has local
+//! subscribers: `subscribe`/`unsubscribe` keep a reference count per channel, and only the
+//! first and last send SUBSCRIBE/UNSUBSCRIBE to the supervisor, which owns the one pub/sub
+//! connection and applies them in order. Callers wait until Redis acknowledged the SUBSCRIBE.
+//!
+//! The supervisor reconnects with backoff whenever the connection fails, re-subscribes every
+//! channel with interest, proves that a publish comes back through its own probe channel, and
+//! only then reports the link up with a new generation.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::mapref::entry::Entry;
+use ferrocast_broker::{Backplane, BackplaneError, ChannelMessage, DeliverySink, Link};
+use futures_util::StreamExt;
+use redis::aio::{PubSubSink, PubSubStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::{envelope, RedisBackplane};
+
+/// How long a subscriber waits for Redis to acknowledge its channel's SUBSCRIBE.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the idle pub/sub connection is pinged to notice a dead Redis.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the readiness probe may take to come back.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Local interest in one Redis channel.
+#[derive(Debug)]
+pub struct Interest {
+    refs: usize,
+    /// True once Redis acknowledged the SUBSCRIBE on the current connection.
+    ready: watch::Sender<bool>,
+}
+
+/// Work for the supervisor's pub/sub connection.
+#[derive(Debug)]
+pub enum Command {
+    Subscribe(String),
+    Unsubscribe(String),
+}
+
+#[async_trait]
+impl Backplane for RedisBackplane {
+    fn set_sink(&self, sink: Arc<dyn DeliverySink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    async fn publish(&self, message: ChannelMessage) -> Result<(), BackplaneError> {
+        let channel = self.keys.event_channel(&message.app_id, &message.channel);
+        let payload = envelope::encode(&message);
+        self.with_conn(|mut conn| async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await?;
+        self.stats.published.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn subscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError> {
+        let name = self.keys.event_channel(app_id, channel);
+        let mut ready = match self.interest.entry(name.clone()) {
+            Entry::Occupied(mut e) => {
+                e.get_mut().refs += 1;
+                e.get().ready.subscribe()
+            }
+            Entry::Vacant(e) => {
+                let (ready, rx) = watch::channel(false);
+                e.insert(Interest { refs: 1, ready });
+                let _ = self.commands.send(Command::Subscribe(name));
+                rx
+            }
+        };
+        let acknowledged = matches!(
+            tokio::time::timeout(SUBSCRIBE_TIMEOUT, ready.wait_for(|r| *r)).await,
+            Ok(Ok(_))
+        );
+        match acknowledged {
+            true => Ok(()),
+            false => {
+                self.unsubscribe(app_id, channel).await?;
+                Err(BackplaneError(
+                    "redis did not acknowledge the subscription in time".into(),
+                ))
+            }
+        }
+    }
+
+    async fn unsubscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError> {
+        let name = self.keys.event_channel(app_id, channel);
+        if let Entry::Occupied(mut e) = self.interest.entry(name.clone()) {
+            e.get_mut().refs = e.get().refs.saturating_sub(1);
+            if e.get().refs == 0 {
+                e.remove();
+                let _ = self.commands.send(Command::Unsubscribe(name));
+            }
+        }
+        Ok(())
+    }
+
+    fn link(&self) -> watch::Receiver<Link> {
+        self.link.subscribe()
+    }
+}
+
+/// Keep a pub/sub connection alive for as long as the process runs.
+pub async fn supervise(backplane: Arc<RedisBackplane>, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match connect(&backplane).await {
+            Ok((sink, stream)) => {
+                let generation = backplane.generation.fetch_add(1, Ordering::AcqRel) + 1;
+                backplane.link.send_replace(Link::Up { generation });
+                info!(generation, "redis backplane link up");
+                let up_since = std::time::Instant::now();
+                let reason = serve(&backplane, sink, stream, &mut commands).await;
+                backplane.link.send_replace(Link::Down);
+                for entry in backplane.interest.iter() {
+                    entry.ready.send_replace(false);
+                }
+                backplane.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                warn!(reason, "redis backplane link down; reconnecting");
+                if up_since.elapsed() < Duration::from_secs(1) {
+                    // Failing right after connecting: back off instead of spinning.
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                } else {
+                    delay = Duration::from_millis(100);
+                }
+            }
+            Err(e) => {
+                backplane.stats.errors.fetch_add(1, Ordering::Relaxed);
+                warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "redis backplane unavailable");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Connect, re-subscribe every interest channel, register the heartbeat and prove a publish
+/// comes back.
+async fn connect(backplane: &RedisBackplane) -> Result<(PubSubSink, PubSubStream), String> {
+    let pubsub = tokio::time::timeout(PROBE_TIMEOUT, backplane.client.get_async_pubsub())
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let (mut sink, mut stream) = pubsub.split();
+    let probe_channel = backplane.keys.probe_channel();
+    sink.subscribe(&probe_channel).await.map_err(|e| e.to_string())?;
+    let names: Vec<String> = backplane.interest.iter().map(|e| e.key().clone()).collect();
+    for chunk in names.chunks(500) {
+        sink.subscribe(chunk).await.map_err(|e| e.to_string())?;
+    }
+    for name in &names {
+        if let Some(entry) = backplane.interest.get(name) {
+            entry.ready.send_replace(true);
+        }
+    }
+    crate::liveness::beat(backplane).await.map_err(|e| e.to_string())?;
+    probe(backplane, &probe_channel, &mut stream).await?;
+    Ok((sink, stream))
+}
+
+/// Publish a nonce to our own probe channel and wait for it, delivering anything else that
+/// arrives meanwhile.
+async fn probe(backplane: &RedisBackplane, channel: &str, stream: &mut PubSubStream) -> Result<(), String> {
+    let nonce = format!("probe-{}", rand_nonce());
+    let (channel_owned, payload) = (channel.to_owned(), nonce.clone());
+    backplane
+        .with_conn(|mut conn| async move {
+            redis::cmd("PUBLISH")
+                .arg(channel_owned)
+                .arg(payload)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let wait = async {
+        while let Some(msg) = stream.next().await {
+            if msg.get_channel_name() == channel {
+                if msg.get_payload_bytes() == nonce.as_bytes() {
+                    return Ok(());
+                }
+            } else {
+                deliver(backplane, msg.get_payload_bytes());
+            }
+        }
+        Err("pub/sub connection closed during the probe".to_string())
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, wait)
+        .await
+        .map_err(|_| "probe did not come back".to_string())?
+}
+
+fn rand_nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// Run the connection until it fails; returns why.
+async fn serve(
+    backplane: &RedisBackplane,
+    mut sink: PubSubSink,
+    mut stream: PubSubStream,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+) -> &'static str {
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let probe_channel = backplane.keys.probe_channel();
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) if msg.get_channel_name() == probe_channel => {}
+                Some(msg) => deliver(backplane, msg.get_payload_bytes()),
+                None => return "pub/sub connection closed",
+            },
+            command = commands.recv() => {
+                let Some(command) = command else { return "backplane dropped" };
+                if let Err(e) = apply(backplane, &mut sink, command).await {
+                    warn!(error = %e, "redis (un)subscribe failed");
+                    return "subscribe command failed";
+                }
+            }
+            _ = ping.tick() => {
+                match tokio::time::timeout(PROBE_TIMEOUT, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    _ => return "ping failed",
+                }
+            }
+        }
+    }
+}
+
+/// Apply a queued (un)subscribe if it still matches the interest map (the map is the truth:
+/// a stale command for a channel whose interest changed since is skipped).
+async fn apply(backplane: &RedisBackplane, sink: &mut PubSubSink, command: Command) -> redis::RedisResult<()> {
+    match command {
+        Command::Subscribe(name) => {
+            if !backplane.interest.contains_key(&name) {
+                return Ok(());
+            }
+            sink.subscribe(&name).await?;
+            if let Some(entry) = backplane.interest.get(&name) {
+                entry.ready.send_replace(true);
+            }
+        }
+        Command::Unsubscribe(name) => {
+            if backplane.interest.contains_key(&name) {
+                return Ok(());
+            }
+            sink.unsubscribe(&name).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Decode one received message and hand it to the local fan-out.
+fn deliver(backplane: &RedisBackplane, payload: &[u8]) {
+    match envelope::decode(payload) {
+        Ok(message) => {
+            backplane.stats.received.fetch_add(1, Ordering::Relaxed);
+            if let Some(sink) = backplane.sink.get() {
+                sink.deliver(&message);
+            }
+        }
+        Err(e) => {
+            backplane.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+            warn!(error = %e, "dropped an unreadable backplane message");
+        }
+    }
+}

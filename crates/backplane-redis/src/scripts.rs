@@ -1,0 +1,51 @@
+//! The Lua scripts that change cluster state atomically. Sources live in `src/lua/`; scripts
+//! that remove a node's registrations share `common.lua`.
+
+use redis::Script;
+
+macro_rules! with_common {
+    ($file:literal) => {
+        concat!(include_str!("lua/common.lua"), "\n", include_str!($file))
+    };
+}
+
+/// Every script, loaded once (redis-rs retries with EVAL when Redis lost its script cache).
+pub struct Scripts {
+    pub connect: Script,
+    pub disconnect: Script,
+    pub sub_add: Script,
+    pub sub_remove: Script,
+    pub presence_join: Script,
+    pub presence_leave: Script,
+    pub channels: Script,
+    pub channel: Script,
+    pub heartbeat: Script,
+    pub reap: Script,
+    pub resync: Script,
+    pub deregister: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        Self {
+            connect: Script::new(include_str!("lua/connect.lua")),
+            disconnect: Script::new(include_str!("lua/disconnect.lua")),
+            sub_add: Script::new(include_str!("lua/sub_add.lua")),
+            sub_remove: Script::new(include_str!("lua/sub_remove.lua")),
+            presence_join: Script::new(include_str!("lua/presence_join.lua")),
+            presence_leave: Script::new(include_str!("lua/presence_leave.lua")),
+            channels: Script::new(include_str!("lua/channels.lua")),
+            channel: Script::new(include_str!("lua/channel.lua")),
+            heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
+            reap: Script::new(with_common!("lua/reap.lua")),
+            resync: Script::new(with_common!("lua/resync.lua")),
+            deregister: Script::new(with_common!("lua/deregister.lua")),
+        }
+    }
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
