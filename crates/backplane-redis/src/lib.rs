@@ -87,6 +87,7 @@ pub struct RedisBackplane {
     pub(crate) commands: mpsc::UnboundedSender<pubsub::Command>,
     pub(crate) link: watch::Sender<Link>,
     pub(crate) generation: AtomicU64,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub stats: RedisStats,
 }
 
@@ -110,11 +111,24 @@ impl RedisBackplane {
             commands,
             link: watch::Sender::new(Link::Down),
             generation: AtomicU64::new(0),
+            tasks: std::sync::Mutex::new(Vec::new()),
             stats: RedisStats::default(),
         });
-        tokio::spawn(pubsub::supervise(backplane.clone(), command_rx));
-        tokio::spawn(liveness::run(backplane.clone()));
+        let supervisor = tokio::spawn(pubsub::supervise(backplane.clone(), command_rx));
+        let heartbeat = tokio::spawn(liveness::run(backplane.clone()));
+        if let Ok(mut tasks) = backplane.tasks.lock() {
+            tasks.extend([supervisor, heartbeat]);
+        }
         Ok(backplane)
+    }
+
+    /// Stop the supervisor and heartbeat at once, as if the process died: no deregistration,
+    /// the heartbeat expires and peers reap this node.
+    pub fn halt(&self) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.drain(..).for_each(|t| t.abort());
+        }
+        self.link.send_replace(Link::Down);
     }
 
     /// Remove this node's registrations from the cluster (call after its connections closed)

@@ -1,0 +1,208 @@
+//! Cluster state on a real Redis, shared by two backplanes acting as two nodes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{backplane, eventually, wait_up, Redis};
+use ferrocast_broker::{ClusterState, NodeSnapshot, PresenceJoin};
+
+const TTL: Duration = Duration::from_secs(15);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_added_and_removed_exactly_once_across_nodes() {
+    let redis = Redis::start();
+    let (a, _) = backplane(&redis, "node-a", TTL);
+    let (b, _) = backplane(&redis, "node-b", TTL);
+    wait_up(&a).await;
+    wait_up(&b).await;
+    let info = r#"{"name":"Ada"}"#;
+    let first = a
+        .presence_join("app", "presence-x", "1.1", "u1", info, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        PresenceJoin::Joined {
+            added: true,
+            roster: vec![("u1".into(), info.into())]
+        }
+    );
+    let second = b
+        .presence_join("app", "presence-x", "2.1", "u1", info, 100)
+        .await
+        .unwrap();
+    assert!(matches!(second, PresenceJoin::Joined { added: false, .. }));
+    let other = b
+        .presence_join("app", "presence-x", "2.2", "u2", "null", 100)
+        .await
+        .unwrap();
+    let PresenceJoin::Joined { added: true, roster } = other else {
+        panic!("u2 not added: {other:?}")
+    };
+    assert_eq!(roster.len(), 2, "roster is cluster-wide: {roster:?}");
+    assert!(
+        !a.presence_leave("app", "presence-x", "1.1", "u1").await.unwrap(),
+        "u1 still on node-b"
+    );
+    assert!(
+        !a.presence_leave("app", "presence-x", "1.1", "u1").await.unwrap(),
+        "a repeated leave is a no-op"
+    );
+    assert!(
+        b.presence_leave("app", "presence-x", "2.1", "u1").await.unwrap(),
+        "last socket of u1"
+    );
+    assert_eq!(
+        a.presence_members("app", "presence-x").await.unwrap(),
+        vec![("u2".into(), "null".into())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_cluster_wide() {
+    let redis = Redis::start();
+    let (a, _) = backplane(&redis, "node-a", TTL);
+    let (b, _) = backplane(&redis, "node-b", TTL);
+    assert!(a
+        .presence_join("app", "presence-x", "1.1", "u1", "null", 2)
+        .await
+        .is_ok());
+    assert!(b
+        .presence_join("app", "presence-x", "2.1", "u2", "null", 2)
+        .await
+        .is_ok());
+    assert_eq!(
+        a.presence_join("app", "presence-x", "1.2", "u3", "null", 2)
+            .await
+            .unwrap(),
+        PresenceJoin::Full
+    );
+    assert!(matches!(
+        a.presence_join("app", "presence-x", "1.3", "u2", "null", 2)
+            .await
+            .unwrap(),
+        PresenceJoin::Joined { added: false, .. }
+    ));
+    assert!(a.connection_opened("app", 2).await.unwrap());
+    assert!(b.connection_opened("app", 2).await.unwrap());
+    assert!(
+        !b.connection_opened("app", 2).await.unwrap(),
+        "third connection over the quota"
+    );
+    a.connection_closed("app").await.unwrap();
+    assert!(b.connection_opened("app", 2).await.unwrap(), "slot released by node-a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_and_listings_are_the_same_from_every_node() {
+    let redis = Redis::start();
+    let (a, _) = backplane(&redis, "node-a", TTL);
+    let (b, _) = backplane(&redis, "node-b", TTL);
+    a.subscription_added("app", "presence-room").await.unwrap();
+    b.subscription_added("app", "presence-room").await.unwrap();
+    b.subscription_added("app", "news").await.unwrap();
+    a.presence_join("app", "presence-room", "1.1", "u1", "null", 0)
+        .await
+        .unwrap();
+    b.presence_join("app", "presence-room", "2.1", "u1", "null", 0)
+        .await
+        .unwrap();
+    for node in [&a, &b] {
+        let all = node.channels("app", "").await.unwrap();
+        let names: Vec<_> = all.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["news", "presence-room"]);
+        let room = node.channel("app", "presence-room").await.unwrap();
+        assert_eq!((room.subscriptions, room.users), (2, 1));
+        assert_eq!(node.channels("app", "presence-").await.unwrap().len(), 1);
+        assert!(node.channels("other-app", "").await.unwrap().is_empty());
+    }
+    b.subscription_removed("app", "news").await.unwrap();
+    b.subscription_removed("app", "news").await.unwrap();
+    assert_eq!(
+        a.channel("app", "news").await.unwrap().subscriptions,
+        0,
+        "no negative counts"
+    );
+    assert_eq!(a.channels("app", "").await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_reaped_and_its_members_announced_once() {
+    let redis = Redis::start();
+    let ttl = Duration::from_secs(2);
+    let (a, sink_a) = backplane(&redis, "node-a", ttl);
+    let (b, _) = backplane(&redis, "node-b", ttl);
+    wait_up(&a).await;
+    wait_up(&b).await;
+    ferrocast_broker::Backplane::subscribe(&*a, "app", "presence-x")
+        .await
+        .unwrap();
+    let snapshot = NodeSnapshot {
+        connections: vec![("app".into(), 1)],
+        subscriptions: vec![("app".into(), "presence-x".into(), 1)],
+        presence: vec![("app".into(), "presence-x".into(), "ghost".into(), "null".into(), 1)],
+    };
+    b.resync(&snapshot).await.unwrap();
+    a.presence_join("app", "presence-x", "1.1", "alive", "null", 0)
+        .await
+        .unwrap();
+    assert_eq!(a.presence_members("app", "presence-x").await.unwrap().len(), 2);
+    b.halt();
+    let removed = "presence-x:pusher_internal:member_removed".to_string();
+    eventually(
+        "member_removed for the dead node's user",
+        Duration::from_secs(8),
+        || sink_a.events().contains(&removed),
+    )
+    .await;
+    let members = a.presence_members("app", "presence-x").await.unwrap();
+    assert_eq!(members, vec![("alive".into(), "null".into())]);
+    assert_eq!(a.channel("app", "presence-x").await.unwrap().subscriptions, 0);
+    assert!(
+        a.connection_opened("app", 1).await.unwrap(),
+        "the dead node's connection slot is free"
+    );
+    tokio::time::sleep(ttl).await;
+    let announced = sink_a.events().iter().filter(|e| **e == removed).count();
+    assert_eq!(announced, 1, "exactly one reaper announces");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_rebuilds_state_after_redis_lost_it_and_reports_the_difference() {
+    let mut redis = Redis::start();
+    let (a, _) = backplane(&redis, "node-a", TTL);
+    wait_up(&a).await;
+    a.presence_join("app", "presence-x", "1.1", "stays", "null", 0)
+        .await
+        .unwrap();
+    a.presence_join("app", "presence-x", "1.2", "left-during-outage", "null", 0)
+        .await
+        .unwrap();
+    let snapshot = NodeSnapshot {
+        connections: vec![("app".into(), 2)],
+        subscriptions: vec![("app".into(), "presence-x".into(), 1)],
+        presence: vec![("app".into(), "presence-x".into(), "stays".into(), "null".into(), 1)],
+    };
+    // Same Redis: the member who left while the node could not tell Redis is removed.
+    let outcome = a.resync(&snapshot).await.unwrap();
+    assert!(outcome.added.is_empty(), "{outcome:?}");
+    assert_eq!(
+        outcome.removed,
+        vec![("app".into(), "presence-x".into(), "left-during-outage".into())]
+    );
+    // A fresh Redis: everything is re-added and announced.
+    redis.restart();
+    let outcome = a.resync(&snapshot).await.unwrap();
+    assert_eq!(
+        outcome.added,
+        vec![("app".into(), "presence-x".into(), "stays".into(), "null".into())]
+    );
+    assert!(outcome.removed.is_empty());
+    assert_eq!(a.channel("app", "presence-x").await.unwrap().subscriptions, 1);
+    assert!(a.connection_opened("app", 3).await.unwrap());
+    assert!(
+        !a.connection_opened("app", 3).await.unwrap(),
+        "the two re-registered connections count"
+    );
+}

@@ -1,0 +1,148 @@
+//! A real `redis-server` on a free loopback port, and helpers to run backplanes against it.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferrocast_backplane_redis::{RedisBackplane, RedisOptions};
+use ferrocast_broker::{ChannelMessage, DeliverySink, Link};
+
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Redis {
+    /// Start redis-server, or fail loudly: these tests never skip.
+    pub fn start() -> Self {
+        let mut redis = Redis {
+            port: free_port(),
+            child: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is required for these tests (Debian: apt-get install redis-server; `make test` installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kill the server (state lost), to be started again with [`Redis::restart`].
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A fresh, empty server on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("client")
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Collects every message a backplane delivers.
+#[derive(Default)]
+pub struct Collect(pub Mutex<Vec<ChannelMessage>>);
+
+impl DeliverySink for Collect {
+    fn deliver(&self, message: &ChannelMessage) {
+        self.0.lock().unwrap().push(message.clone());
+    }
+}
+
+impl Collect {
+    pub fn events(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| format!("{}:{}", m.channel, m.event))
+            .collect()
+    }
+}
+
+pub fn backplane(redis: &Redis, node: &str, ttl: Duration) -> (Arc<RedisBackplane>, Arc<Collect>) {
+    let b = RedisBackplane::start(RedisOptions {
+        url: redis.url(),
+        prefix: "t".into(),
+        node_id: node.into(),
+        node_ttl: ttl,
+    })
+    .expect("backplane");
+    let sink = Arc::new(Collect::default());
+    ferrocast_broker::Backplane::set_sink(&*b, sink.clone());
+    (b, sink)
+}
+
+/// Wait (bounded) until `cond` holds.
+pub async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn wait_up(b: &RedisBackplane) -> u64 {
+    let mut link = ferrocast_broker::Backplane::link(b);
+    let up = tokio::time::timeout(Duration::from_secs(10), link.wait_for(|l| matches!(l, Link::Up { .. })))
+        .await
+        .expect("link up in time")
+        .expect("link watch open");
+    match *up {
+        Link::Up { generation } => generation,
+        Link::Down => unreachable!(),
+    }
+}
+
+pub fn message(channel: &str, event: &str) -> ChannelMessage {
+    ChannelMessage {
+        app_id: "app".into(),
+        channel: channel.into(),
+        event: event.into(),
+        data: "{}".into(),
+        user_id: None,
+        exclude_socket: None,
+    }
+}
