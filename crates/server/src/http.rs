@@ -192,6 +192,7 @@ pub async fn serve_metrics(state: Arc<ServerState>, listener: TcpListener) {
                 async move {
                     Ok::<_, Infallible>(match req.uri().path() {
                         "/metrics" => {
+                            refresh_cluster_metrics(&state);
                             let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
                             response.headers_mut().insert(
                                 hyper::header::CONTENT_TYPE,
@@ -207,5 +208,22 @@ pub async fn serve_metrics(state: Arc<ServerState>, listener: TcpListener) {
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+/// Copy the backplane's own counters into the registry just before a scrape.
+fn refresh_cluster_metrics(state: &ServerState) {
+    use crate::metrics::ClusterMetrics;
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &state.metrics.cluster;
+    m.ready.set(i64::from(state.node.is_ready()));
+    if let crate::run::ClusterLink::Redis(redis) = &state.link {
+        let s = &redis.stats;
+        ClusterMetrics::sync(&m.published, s.published.load(Relaxed));
+        ClusterMetrics::sync(&m.received, s.received.load(Relaxed));
+        ClusterMetrics::sync(&m.errors, s.errors.load(Relaxed));
+        ClusterMetrics::sync(&m.reconnects, s.reconnects.load(Relaxed));
+        ClusterMetrics::sync(&m.decode_errors, s.decode_errors.load(Relaxed));
+        ClusterMetrics::sync(&m.reaped_nodes, s.reaped_nodes.load(Relaxed));
     }
 }

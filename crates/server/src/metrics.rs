@@ -16,6 +16,58 @@ pub struct Metrics {
     ws_bytes_out: IntCounterVec,
     slow_consumers: IntCounterVec,
     rest_requests: IntCounterVec,
+    pub cluster: ClusterMetrics,
+}
+
+/// The node's link to the cluster, refreshed from the backplane's own counters at each scrape.
+pub struct ClusterMetrics {
+    pub ready: IntGauge,
+    pub published: IntCounter,
+    pub received: IntCounter,
+    pub errors: IntCounter,
+    pub reconnects: IntCounter,
+    pub decode_errors: IntCounter,
+    pub reaped_nodes: IntCounter,
+}
+
+impl ClusterMetrics {
+    fn new(registry: &Registry) -> Self {
+        let one = |name: &str, help: &str| counter(registry, name, help, &[]).with_label_values(&[] as &[&str]);
+        let ready = IntGauge::new(
+            "backplane_up",
+            "1 while the node is joined to the cluster (link up and registered)",
+        )
+        .unwrap_or_else(|e| panic!("metric backplane_up: {e}"));
+        registry
+            .register(Box::new(ready.clone()))
+            .unwrap_or_else(|e| panic!("metric backplane_up: {e}"));
+        Self {
+            ready,
+            published: one("backplane_published_total", "Messages published to the backplane"),
+            received: one("backplane_received_total", "Messages received from the backplane"),
+            errors: one(
+                "backplane_errors_total",
+                "Failed backplane commands and connection attempts",
+            ),
+            reconnects: one(
+                "backplane_reconnects_total",
+                "Times the backplane link went down and was re-established",
+            ),
+            decode_errors: one(
+                "backplane_decode_errors_total",
+                "Backplane messages dropped as unreadable",
+            ),
+            reaped_nodes: one("node_reaped_total", "Dead nodes whose registrations this node removed"),
+        }
+    }
+
+    /// Bring a counter up to a monotonic total kept elsewhere.
+    pub fn sync(counter: &IntCounter, total: u64) {
+        let current = counter.get();
+        if total > current {
+            counter.inc_by(total - current);
+        }
+    }
 }
 
 /// The handles of one app, cloned into each of its connections.
@@ -101,6 +153,7 @@ impl Metrics {
                 "REST API requests by route and HTTP status",
                 &["route", "status"],
             ),
+            cluster: ClusterMetrics::new(&registry),
             connections,
             registry,
         }

@@ -75,6 +75,7 @@ pub async fn serve(state: Arc<ServerState>, req: ConnectRequest, ws: fastwebsock
         shutdown: state.lifecycle.shutdown_token(),
         grace: Duration::from_secs(state.config.server.shutdown_grace_s),
         metrics: metrics.clone(),
+        broken: false,
     }));
     read_loop(&state, read, &mut session, &last_seen, &metrics).await;
     let conn = session.conn.clone();
@@ -236,6 +237,8 @@ struct WriterContext {
     shutdown: CancellationToken,
     grace: Duration,
     metrics: AppMetrics,
+    /// A write failed or was abandoned half-way: nothing more can be written.
+    broken: bool,
 }
 
 /// Idle detection: ping after `activity` of silence, close with 4201 if still silent after
@@ -337,7 +340,7 @@ async fn write_batch(cx: &mut WriterContext, first: Bytes) -> std::io::Result<()
     let mut frames = 1u64;
     if cx.outbox.frames.is_empty() {
         cx.metrics.bytes_out.inc_by(first.len() as u64);
-        write_timed(&mut cx.write, &first).await?;
+        write_unless_closed(cx, &first).await?;
     } else {
         let mut buf = BytesMut::with_capacity(MAX_BATCH_BYTES.min(first.len() * 4));
         buf.extend_from_slice(&first);
@@ -347,10 +350,24 @@ async fn write_batch(cx: &mut WriterContext, first: Bytes) -> std::io::Result<()
             frames += 1;
         }
         cx.metrics.bytes_out.inc_by(buf.len() as u64);
-        write_timed(&mut cx.write, &buf).await?;
+        write_unless_closed(cx, &buf).await?;
     }
     cx.metrics.messages_out.inc_by(frames);
     Ok(())
+}
+
+/// Write, but give up at once if the connection is closed meanwhile (a slow consumer blocks the
+/// write; its 4100 must not wait for the write timeout). A write given up half-way leaves the
+/// stream unusable, so no close frame follows it.
+async fn write_unless_closed(cx: &mut WriterContext, bytes: &[u8]) -> std::io::Result<()> {
+    let result = tokio::select! {
+        result = write_timed(&mut cx.write, bytes) => result,
+        _ = cx.outbox.closing.cancelled() => Err(std::io::Error::other("closed while writing")),
+    };
+    if result.is_err() {
+        cx.broken = true;
+    }
+    result
 }
 
 async fn write_timed<W: AsyncWrite + Unpin>(write: &mut W, bytes: &[u8]) -> std::io::Result<()> {
@@ -363,7 +380,8 @@ async fn write_timed<W: AsyncWrite + Unpin>(write: &mut W, bytes: &[u8]) -> std:
 /// Flush what is queued (unless the client is the problem), then the close frame.
 async fn finish(cx: &mut WriterContext) {
     let code = cx.conn.close_code().unwrap_or(ABNORMAL);
-    if code == ABNORMAL {
+    if code == ABNORMAL || cx.broken {
+        let _ = tokio::time::timeout(Duration::from_millis(100), cx.write.shutdown()).await;
         return;
     }
     if code != close::OVER_CAPACITY {
