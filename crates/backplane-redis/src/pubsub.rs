@@ -66,6 +66,21 @@ impl Backplane for RedisBackplane {
         Ok(())
     }
 
+    async fn publish_many(&self, messages: Vec<ChannelMessage>) -> Result<(), BackplaneError> {
+        let count = messages.len() as u64;
+        let mut pipe = redis::pipe();
+        for message in &messages {
+            pipe.cmd("PUBLISH")
+                .arg(self.keys.event_channel(&message.app_id, &message.channel))
+                .arg(envelope::encode(message))
+                .ignore();
+        }
+        self.with_conn(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+            .await?;
+        self.stats.published.fetch_add(count, Ordering::Relaxed);
+        Ok(())
+    }
+
     async fn subscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError> {
         let name = self.keys.event_channel(app_id, channel);
         let mut ready = match self.interest.entry(name.clone()) {

@@ -97,3 +97,18 @@ async fn the_link_goes_down_with_redis_and_comes_back_resubscribed() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_published_in_order_in_one_call() {
+    let redis = Redis::start();
+    let (a, sink_a) = backplane(&redis, "node-a", TTL);
+    let (b, _) = backplane(&redis, "node-b", TTL);
+    wait_up(&a).await;
+    wait_up(&b).await;
+    a.subscribe("app", "one").await.unwrap();
+    a.subscribe("app", "two").await.unwrap();
+    let batch = vec![message("one", "e1"), message("two", "e2"), message("one", "e3")];
+    b.publish_many(batch).await.unwrap();
+    eventually("whole batch", Duration::from_secs(5), || sink_a.events().len() == 3).await;
+    assert_eq!(sink_a.events(), vec!["one:e1", "two:e2", "one:e3"]);
+}

@@ -52,6 +52,13 @@ pub trait Backplane: Send + Sync {
     /// Register where received messages go. Called once, before any other method.
     fn set_sink(&self, sink: Arc<dyn DeliverySink>);
     async fn publish(&self, message: ChannelMessage) -> Result<(), BackplaneError>;
+    /// Publish several messages, in order; implementations send them in one round trip.
+    async fn publish_many(&self, messages: Vec<ChannelMessage>) -> Result<(), BackplaneError> {
+        for message in messages {
+            self.publish(message).await?;
+        }
+        Ok(())
+    }
     async fn subscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError>;
     async fn unsubscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError>;
     /// Watch the link state. The node re-registers its state on each new `Up` generation and

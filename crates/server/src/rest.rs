@@ -229,14 +229,17 @@ fn take_budget(app: &App, messages: usize) -> Result<(), ApiError> {
     }
 }
 
-async fn publish(state: &ServerState, app: &App, event: &Event) -> Result<(), ApiError> {
-    let req = PublishRequest {
-        channels: event.channels.clone(),
-        event: event.name.clone(),
-        data: event.data.clone(),
-        exclude_socket: event.socket_id.clone(),
-    };
-    state.node.publish(app, req).await.map_err(|e| match e {
+async fn publish(state: &ServerState, app: &App, events: &[Event]) -> Result<(), ApiError> {
+    let requests = events
+        .iter()
+        .map(|event| PublishRequest {
+            channels: event.channels.clone(),
+            event: event.name.clone(),
+            data: event.data.clone(),
+            exclude_socket: event.socket_id.clone(),
+        })
+        .collect();
+    state.node.publish(app, requests).await.map_err(|e| match e {
         ferrocast_broker::PublishError::Backplane(e) => ApiError::from(e),
     })
 }
@@ -255,7 +258,7 @@ async fn trigger(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, 
     };
     let event = validate_event(app, req.name, req.data, channels, req.socket_id, req.info)?;
     take_budget(app, event.channels.len())?;
-    publish(state, app, &event).await?;
+    publish(state, app, std::slice::from_ref(&event)).await?;
     if event.info.is_empty() {
         return Ok(json!({}));
     }
@@ -281,9 +284,7 @@ async fn batch(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, Ap
         .map(|item| validate_event(app, item.name, item.data, vec![item.channel], item.socket_id, item.info))
         .collect::<Result<Vec<_>, _>>()?;
     take_budget(app, events.len())?;
-    for event in &events {
-        publish(state, app, event).await?;
-    }
+    publish(state, app, &events).await?;
     if events.iter().all(|e| e.info.is_empty()) {
         return Ok(json!({}));
     }

@@ -178,20 +178,27 @@ impl Node {
         }
     }
 
-    /// Publish an application event to each of its channels.
-    pub async fn publish(&self, app: &App, req: PublishRequest) -> Result<(), PublishError> {
-        for channel in req.channels {
-            let message = ChannelMessage {
-                app_id: app.id().to_owned(),
-                channel,
-                event: req.event.clone(),
-                data: req.data.clone(),
-                user_id: None,
-                exclude_socket: req.exclude_socket.clone(),
-            };
-            self.backplane.publish(message).await?;
+    /// Publish application events (each to each of its channels) in one backplane round trip,
+    /// in order.
+    pub async fn publish(&self, app: &App, requests: Vec<PublishRequest>) -> Result<(), PublishError> {
+        let mut messages = Vec::with_capacity(requests.iter().map(|r| r.channels.len()).sum());
+        for req in requests {
+            for channel in req.channels {
+                messages.push(ChannelMessage {
+                    app_id: app.id().to_owned(),
+                    channel,
+                    event: req.event.clone(),
+                    data: req.data.clone(),
+                    user_id: None,
+                    exclude_socket: req.exclude_socket.clone(),
+                });
+            }
         }
-        Ok(())
+        match messages.len() {
+            0 => Ok(()),
+            1 => Ok(self.backplane.publish(messages.remove(0)).await?),
+            _ => Ok(self.backplane.publish_many(messages).await?),
+        }
     }
 
     /// Occupied channels of an app starting with `prefix` (never `#` channels).
