@@ -27,6 +27,9 @@ use crate::{envelope, RedisBackplane};
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the idle pub/sub connection is pinged to notice a dead Redis.
 const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a ping may take before Redis counts as unreachable: with the interval, a hung
+/// Redis turns the node not-ready within two seconds.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the readiness probe may take to come back.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -254,7 +257,7 @@ async fn serve(
                 }
             }
             _ = ping.tick() => {
-                match tokio::time::timeout(PROBE_TIMEOUT, sink.ping::<redis::Value>()).await {
+                match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
                     Ok(Ok(_)) => {}
                     _ => return "ping failed",
                 }

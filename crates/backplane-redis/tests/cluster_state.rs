@@ -191,18 +191,46 @@ async fn resync_rebuilds_state_after_redis_lost_it_and_reports_the_difference() 
         outcome.removed,
         vec![("app".into(), "presence-x".into(), "left-during-outage".into())]
     );
-    // A fresh Redis: everything is re-added and announced.
+    // A fresh Redis: everything is re-added, but nobody is announced: no client lost them.
     redis.restart();
     let outcome = a.resync(&snapshot).await.unwrap();
-    assert_eq!(
-        outcome.added,
-        vec![("app".into(), "presence-x".into(), "stays".into(), "null".into())]
-    );
-    assert!(outcome.removed.is_empty());
+    assert_eq!(outcome, Default::default());
+    let members = a.presence_members("app", "presence-x").await.unwrap();
+    assert_eq!(members, vec![("stays".into(), "null".into())]);
     assert_eq!(a.channel("app", "presence-x").await.unwrap().subscriptions, 1);
     assert!(a.connection_opened("app", 3).await.unwrap());
     assert!(
         !a.connection_opened("app", 3).await.unwrap(),
         "the two re-registered connections count"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaped_while_alive_re_announces_its_members_when_it_re_registers() {
+    let redis = Redis::start();
+    let ttl = Duration::from_secs(2);
+    let (a, _) = backplane(&redis, "node-a", ttl);
+    let (b, sink_b) = backplane(&redis, "node-b", ttl);
+    wait_up(&a).await;
+    wait_up(&b).await;
+    ferrocast_broker::Backplane::subscribe(&*b, "app", "presence-x")
+        .await
+        .unwrap();
+    let snapshot = NodeSnapshot {
+        connections: vec![],
+        subscriptions: vec![("app".into(), "presence-x".into(), 1)],
+        presence: vec![("app".into(), "presence-x".into(), "stalled".into(), "null".into(), 1)],
+    };
+    assert_eq!(a.resync(&snapshot).await.unwrap(), Default::default());
+    a.halt(); // stalls: no heartbeat, but its process (and sockets) live on
+    let removed = "presence-x:pusher_internal:member_removed".to_string();
+    eventually("peer reaps the stalled node", Duration::from_secs(8), || {
+        sink_b.events().contains(&removed)
+    })
+    .await;
+    let outcome = a.resync(&snapshot).await.unwrap();
+    assert_eq!(
+        outcome.added,
+        vec![("app".into(), "presence-x".into(), "stalled".into(), "null".into())]
     );
 }

@@ -160,6 +160,16 @@ impl LocalChannels {
             .unwrap_or(0)
     }
 
+    /// Whether any local socket on the channel is the presence member `user_id`.
+    pub fn has_member(&self, key: &ChannelKey, user_id: &str) -> bool {
+        let Some(channel) = self.channels.get(key).map(|c| c.value().clone()) else {
+            return false;
+        };
+        let subs = channel.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        subs.values()
+            .any(|s| s.member.as_ref().is_some_and(|m| m.user_id == user_id))
+    }
+
     /// Every channel with at least one local subscriber.
     pub fn keys(&self) -> Vec<ChannelKey> {
         self.channels.iter().map(|e| e.key().clone()).collect()

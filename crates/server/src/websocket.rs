@@ -289,14 +289,18 @@ enum IdleAction {
 
 async fn write_loop(mut cx: WriterContext) {
     let mut idle = IdleTimer::new(cx.activity);
-    let mut next_check = now_ms() + cx.activity.as_millis() as u64;
-    let mut drain_at: Option<tokio::time::Instant> = None;
-    let ping = frame::text(&outbound::ping());
+    // Every future below is created once: re-creating a cancellation future per frame would
+    // take the shared shutdown token's lock on every write of every connection.
+    let closing = cx.outbox.closing.clone().cancelled_owned();
+    let shutdown = cx.shutdown.clone().cancelled_owned();
+    let idle_check = tokio::time::sleep(cx.activity);
+    let drain = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(closing, shutdown, idle_check, drain);
+    let mut draining = false;
     loop {
-        let check_in = Duration::from_millis(next_check.saturating_sub(now_ms()));
         tokio::select! {
             biased;
-            _ = cx.outbox.closing.cancelled() => break,
+            _ = &mut closing => break,
             frame = cx.outbox.frames.recv() => {
                 let Some(frame) = frame else { break };
                 if write_batch(&mut cx, frame).await.is_err() {
@@ -304,29 +308,30 @@ async fn write_loop(mut cx: WriterContext) {
                     break;
                 }
             }
-            _ = tokio::time::sleep(check_in) => {
-                let (action, next) = idle.check(now_ms(), cx.last_seen.load(Ordering::Relaxed));
-                next_check = next;
+            _ = &mut idle_check => {
+                let now = now_ms();
+                let (action, next) = idle.check(now, cx.last_seen.load(Ordering::Relaxed));
+                idle_check.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(next.saturating_sub(now)));
                 match action {
                     IdleAction::Nothing => {}
-                    IdleAction::Ping => { cx.conn.send(ping.clone()); }
+                    IdleAction::Ping => { cx.conn.send(ping_frame().clone()); }
                     IdleAction::Close => cx.conn.close(close::PONG_TIMEOUT),
                 }
             }
-            _ = cx.shutdown.cancelled(), if drain_at.is_none() => {
-                drain_at = Some(tokio::time::Instant::now() + spread_delay(cx.grace));
+            _ = &mut shutdown, if !draining => {
+                draining = true;
+                drain.as_mut().reset(tokio::time::Instant::now() + spread_delay(cx.grace));
             }
-            _ = sleep_until_opt(drain_at) => cx.conn.close(close::RECONNECT),
+            _ = &mut drain, if draining => cx.conn.close(close::RECONNECT),
         }
     }
     finish(&mut cx).await;
 }
 
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
+/// The server's `pusher:ping` frame, encoded once per process.
+fn ping_frame() -> &'static Bytes {
+    static PING: OnceLock<Bytes> = OnceLock::new();
+    PING.get_or_init(|| frame::text(&outbound::ping()))
 }
 
 /// A random point in the first 80% of the grace period, so a draining node's clients do not

@@ -2,7 +2,10 @@
 --   nconn, (app, count)*, nsubs, (app, channel, count)*, npres, (app, channel, user, info, count)*
 -- Replaces the node's registrations with the snapshot. Returns {added, removed}: members that
 -- appeared ({app, channel, user, info}) or vanished ({app, channel, user}) cluster-wide.
+-- When Redis lost its data (no P:epoch), every member re-registered looks new but is not news
+-- to anyone's clients, so `added` is left empty then.
 local P, n, ttl = ARGV[1], ARGV[2], ARGV[3]
+local fresh = redis.call('SET', P .. ':epoch', '1', 'NX')
 local dropped = drop_node(P, n)
 local gone = {}
 for _, r in ipairs(dropped) do gone[r[1] .. '\n' .. r[2] .. '\n' .. r[3]] = true end
@@ -30,7 +33,7 @@ for _ = 1, npres do
   local key = a .. '\n' .. c .. '\n' .. u
   if redis.call('HEXISTS', pm, u) == 0 then
     redis.call('HSET', pm, u, info)
-    if gone[key] then gone[key] = nil else table.insert(added, {a, c, u, info}) end
+    if gone[key] then gone[key] = nil elseif not fresh then table.insert(added, {a, c, u, info}) end
   end
   redis.call('HINCRBY', P .. ':pt:' .. base, u, count)
   redis.call('HINCRBY', P .. ':pc:' .. base, u .. '\n' .. n, count)

@@ -16,6 +16,13 @@ use tracing::{info, warn};
 use super::Node;
 use crate::backplane::{Link, NodeSnapshot};
 
+/// A presence member whose last socket on this node left: (app, channel, user).
+pub type Departure = (String, String, String);
+
+/// How long after re-registering before unaccounted departures are checked: long enough for
+/// the other nodes to re-register after Redis lost its data.
+const DEPARTURE_CHECK_DELAY: Duration = Duration::from_secs(3);
+
 impl Node {
     /// Whether this node is joined to the cluster and may take traffic.
     pub fn is_ready(&self) -> bool {
@@ -33,10 +40,13 @@ impl Node {
                 Link::Down => self.registered.store(false, Ordering::Release),
                 Link::Up { generation } if done_generation != Some(generation) => {
                     self.registered.store(false, Ordering::Release);
-                    if self.resync_until_done(&link).await {
+                    if let Some(pending) = self.resync_until_done(&link).await {
                         done_generation = Some(generation);
                         self.registered.store(true, Ordering::Release);
                         info!(generation, "node registered in the cluster");
+                        if !pending.is_empty() {
+                            tokio::spawn(self.clone().announce_departures(pending));
+                        }
                     }
                     continue;
                 }
@@ -48,16 +58,16 @@ impl Node {
         }
     }
 
-    /// Retry the resync with backoff while the link stays on the same state; false if the
-    /// link changed meanwhile (the caller re-evaluates).
-    async fn resync_until_done(&self, link: &tokio::sync::watch::Receiver<Link>) -> bool {
+    /// Retry the resync with backoff while the link stays on the same state; `None` if the
+    /// link changed meanwhile (the caller re-evaluates). Returns the departures to verify.
+    async fn resync_until_done(&self, link: &tokio::sync::watch::Receiver<Link>) -> Option<Vec<Departure>> {
         let mut delay = Duration::from_millis(100);
         loop {
             if link.has_changed().unwrap_or(true) {
-                return false;
+                return None;
             }
             match self.resync().await {
-                Ok(()) => return true,
+                Ok(pending) => return Some(pending),
                 Err(e) => warn!(error = %e, "re-registering local state failed; retrying"),
             }
             tokio::time::sleep(delay).await;
@@ -66,8 +76,10 @@ impl Node {
     }
 
     /// Replace this node's registrations in the cluster state with its local state and
-    /// announce the resulting presence changes.
-    pub async fn resync(&self) -> Result<(), crate::error::BackplaneError> {
+    /// announce the resulting presence changes. Returns the departures the cluster state could
+    /// not account for (it may have lost its data): they are verified a little later, once the
+    /// other nodes re-registered too.
+    pub async fn resync(&self) -> Result<Vec<Departure>, crate::error::BackplaneError> {
         let outcome = {
             let _all = self.gate.exclusive().await;
             let snapshot = self.snapshot();
@@ -78,12 +90,42 @@ impl Node {
             self.publish_internal(&app_id, &channel, "pusher_internal:member_added", data, None)
                 .await;
         }
+        let mut pending = std::mem::take(&mut *self.pending_departures.lock().unwrap_or_else(|e| e.into_inner()));
+        pending.retain(|d| !outcome.removed.contains(d));
         for (app_id, channel, user_id) in outcome.removed {
             let data = outbound::member_removed_data(&user_id);
             self.publish_internal(&app_id, &channel, "pusher_internal:member_removed", data, None)
                 .await;
         }
-        Ok(())
+        Ok(pending)
+    }
+
+    pub(super) fn remember_departure(&self, app_id: &str, channel: &str, user_id: &str) {
+        let departure = (app_id.to_owned(), channel.to_owned(), user_id.to_owned());
+        let mut pending = self.pending_departures.lock().unwrap_or_else(|e| e.into_inner());
+        if !pending.contains(&departure) {
+            pending.push(departure);
+        }
+    }
+
+    /// Announce `member_removed` for departures that are still not members once every node
+    /// had time to re-register (a user may have sockets on other nodes).
+    async fn announce_departures(self: Arc<Self>, pending: Vec<Departure>) {
+        tokio::time::sleep(DEPARTURE_CHECK_DELAY).await;
+        for (app_id, channel, user_id) in pending {
+            match self.cluster.presence_members(&app_id, &channel).await {
+                Ok(members) if members.iter().any(|(id, _)| *id == user_id) => {}
+                Ok(_) => {
+                    let data = outbound::member_removed_data(&user_id);
+                    self.publish_internal(&app_id, &channel, "pusher_internal:member_removed", data, None)
+                        .await;
+                }
+                Err(e) => {
+                    warn!(error = %e, channel, user_id, "departure check failed; retried after the next resync");
+                    self.remember_departure(&app_id, &channel, &user_id);
+                }
+            }
+        }
     }
 
     /// Everything this node holds locally.

@@ -74,6 +74,9 @@ pub struct Node {
     gate: ResyncGate,
     /// Registered in the cluster state for the backplane's current link generation.
     registered: AtomicBool,
+    /// Presence members whose last local socket left while the cluster state could not be
+    /// told: (app, channel, user). Checked and announced after the next resync.
+    pending_departures: std::sync::Mutex<Vec<(String, String, String)>>,
 }
 
 impl Node {
@@ -94,6 +97,7 @@ impl Node {
             next_socket: AtomicU64::new(1),
             gate: ResyncGate::default(),
             registered: AtomicBool::new(false),
+            pending_departures: std::sync::Mutex::new(Vec::new()),
         })
     }
 

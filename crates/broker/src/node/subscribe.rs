@@ -190,7 +190,10 @@ impl Node {
                 {
                     Ok(removed) => removed,
                     Err(e) => {
-                        warn!(error = %e, channel, user_id, "presence leave failed; the next resync will remove it");
+                        warn!(error = %e, channel, user_id, "presence leave failed; announced after the next resync");
+                        if !self.local.has_member(&key, user_id) {
+                            self.remember_departure(app.id(), channel, user_id);
+                        }
                         false
                     }
                 },
