@@ -184,7 +184,9 @@ impl ClusterState for RedisBackplane {
 
     async fn resync(&self, snapshot: &NodeSnapshot) -> Result<ResyncOutcome, BackplaneError> {
         let ttl_ms = self.options.node_ttl.as_millis().to_string();
-        let mut args = self.args(&[&ttl_ms]);
+        let known = self.epoch.lock().map(|e| e.clone()).unwrap_or_default();
+        let proposal = format!("{}-{:016x}", self.keys.node(), crate::pubsub::rand_nonce());
+        let mut args = self.args(&[&ttl_ms, &known, &proposal]);
         args.push(snapshot.connections.len().to_string());
         for (app, count) in &snapshot.connections {
             args.extend([app.clone(), count.to_string()]);
@@ -205,10 +207,19 @@ impl ClusterState for RedisBackplane {
         }
         let reply = self.eval(&self.scripts.resync, args).await?;
         let parts = array(&reply).ok_or_else(|| malformed("resync"))?;
-        let (Some(added), Some(removed)) = (parts.first().and_then(rows), parts.get(1).and_then(rows)) else {
+        let (Some(added), Some(removed), Some(epoch), Some(reset)) = (
+            parts.first().and_then(rows),
+            parts.get(1).and_then(rows),
+            parts.get(2).and_then(string),
+            parts.get(3).and_then(int),
+        ) else {
             return Err(malformed("resync"));
         };
+        if let Ok(mut known) = self.epoch.lock() {
+            *known = epoch;
+        }
         Ok(ResyncOutcome {
+            store_was_reset: reset == 1,
             added: added
                 .into_iter()
                 .filter_map(|r| match <[String; 4]>::try_from(r) {

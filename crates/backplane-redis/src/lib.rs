@@ -87,6 +87,8 @@ pub struct RedisBackplane {
     pub(crate) commands: mpsc::UnboundedSender<pubsub::Command>,
     pub(crate) link: watch::Sender<Link>,
     pub(crate) generation: AtomicU64,
+    /// The cluster-state epoch this node last registered under (see `lua/resync.lua`).
+    pub(crate) epoch: std::sync::Mutex<String>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub stats: RedisStats,
 }
@@ -111,6 +113,7 @@ impl RedisBackplane {
             commands,
             link: watch::Sender::new(Link::Down),
             generation: AtomicU64::new(0),
+            epoch: std::sync::Mutex::new(String::new()),
             tasks: std::sync::Mutex::new(Vec::new()),
             stats: RedisStats::default(),
         });

@@ -221,7 +221,7 @@ async fn probe(backplane: &RedisBackplane, channel: &str, stream: &mut PubSubStr
         .map_err(|_| "probe did not come back".to_string())?
 }
 
-fn rand_nonce() -> u64 {
+pub(crate) fn rand_nonce() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

@@ -84,6 +84,9 @@ pub struct ResyncOutcome {
     pub added: Vec<(String, String, String, String)>,
     /// (app id, channel, user id) that are members no more.
     pub removed: Vec<(String, String, String)>,
+    /// The state store lost its data since this node last registered: other nodes may not have
+    /// re-registered yet.
+    pub store_was_reset: bool,
 }
 
 /// Result of a presence join.

@@ -1,6 +1,6 @@
 -- Shared by the scripts that remove a node's registrations (reap, resync).
 -- Key layout (P = prefix, n = node id, a = app id, c = channel, u = user id):
---   P:epoch                 STR   exists once any node registered: its absence means Redis lost its data
+--   P:epoch                 STR   names this incarnation of the state; a new value means Redis lost its data
 --   P:nodes                 SET   registered node ids
 --   P:hb:n                  STR   heartbeat, expires after node_ttl
 --   P:node:n:apps           SET   apps n holds connections of

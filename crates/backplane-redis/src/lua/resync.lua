@@ -1,16 +1,24 @@
--- ARGV: prefix, node id, heartbeat ttl ms, then the node's snapshot:
+-- ARGV: prefix, node id, heartbeat ttl ms, the epoch this node last registered under ('' if
+-- none), a fresh epoch to use if Redis has none, then the node's snapshot:
 --   nconn, (app, count)*, nsubs, (app, channel, count)*, npres, (app, channel, user, info, count)*
 -- Replaces the node's registrations with the snapshot. Returns {added, removed}: members that
 -- appeared ({app, channel, user, info}) or vanished ({app, channel, user}) cluster-wide.
--- When Redis lost its data (no P:epoch), every member re-registered looks new but is not news
--- to anyone's clients, so `added` is left empty then.
-local P, n, ttl = ARGV[1], ARGV[2], ARGV[3]
-local fresh = redis.call('SET', P .. ':epoch', '1', 'NX')
+-- The epoch names the current incarnation of the cluster state. If it differs from the one this
+-- node registered under, Redis lost its data since: every member re-registered looks new but is
+-- not news to anyone's clients, so `added` is left empty. Returns {added, removed, epoch, reset}.
+local P, n, ttl, known, proposal = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local epoch = redis.call('GET', P .. ':epoch')
+if not epoch then
+  epoch = proposal
+  redis.call('SET', P .. ':epoch', epoch)
+end
+local reset = known ~= '' and known ~= epoch
+local fresh = known ~= epoch
 local dropped = drop_node(P, n)
 local gone = {}
 for _, r in ipairs(dropped) do gone[r[1] .. '\n' .. r[2] .. '\n' .. r[3]] = true end
 local nk = P .. ':node:' .. n
-local i = 4
+local i = 6
 local nconn = tonumber(ARGV[i]); i = i + 1
 for _ = 1, nconn do
   local a, count = ARGV[i], tonumber(ARGV[i + 1]); i = i + 2
@@ -45,4 +53,4 @@ for _, r in ipairs(dropped) do
 end
 redis.call('SADD', P .. ':nodes', n)
 redis.call('SET', P .. ':hb:' .. n, '1', 'PX', ttl)
-return {added, removed}
+return {added, removed, epoch, reset and 1 or 0}

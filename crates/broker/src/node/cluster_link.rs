@@ -44,8 +44,8 @@ impl Node {
                         done_generation = Some(generation);
                         self.registered.store(true, Ordering::Release);
                         info!(generation, "node registered in the cluster");
-                        if !pending.is_empty() {
-                            tokio::spawn(self.clone().announce_departures(pending));
+                        if !pending.0.is_empty() {
+                            tokio::spawn(self.clone().announce_departures(pending.0, pending.1));
                         }
                     }
                     continue;
@@ -60,7 +60,7 @@ impl Node {
 
     /// Retry the resync with backoff while the link stays on the same state; `None` if the
     /// link changed meanwhile (the caller re-evaluates). Returns the departures to verify.
-    async fn resync_until_done(&self, link: &tokio::sync::watch::Receiver<Link>) -> Option<Vec<Departure>> {
+    async fn resync_until_done(&self, link: &tokio::sync::watch::Receiver<Link>) -> Option<(Vec<Departure>, bool)> {
         let mut delay = Duration::from_millis(100);
         loop {
             if link.has_changed().unwrap_or(true) {
@@ -77,9 +77,9 @@ impl Node {
 
     /// Replace this node's registrations in the cluster state with its local state and
     /// announce the resulting presence changes. Returns the departures the cluster state could
-    /// not account for (it may have lost its data): they are verified a little later, once the
-    /// other nodes re-registered too.
-    pub async fn resync(&self) -> Result<Vec<Departure>, crate::error::BackplaneError> {
+    /// not account for, and whether the store was reset (then the other nodes may not have
+    /// re-registered yet, so the check waits a little).
+    pub async fn resync(&self) -> Result<(Vec<Departure>, bool), crate::error::BackplaneError> {
         let outcome = {
             let _all = self.gate.exclusive().await;
             let snapshot = self.snapshot();
@@ -97,7 +97,7 @@ impl Node {
             self.publish_internal(&app_id, &channel, "pusher_internal:member_removed", data, None)
                 .await;
         }
-        Ok(pending)
+        Ok((pending, outcome.store_was_reset))
     }
 
     pub(super) fn remember_departure(&self, app_id: &str, channel: &str, user_id: &str) {
@@ -108,10 +108,12 @@ impl Node {
         }
     }
 
-    /// Announce `member_removed` for departures that are still not members once every node
-    /// had time to re-register (a user may have sockets on other nodes).
-    async fn announce_departures(self: Arc<Self>, pending: Vec<Departure>) {
-        tokio::time::sleep(DEPARTURE_CHECK_DELAY).await;
+    /// Announce `member_removed` for departures that are not members (a user may have sockets
+    /// on other nodes), after giving the other nodes time to re-register if the store was reset.
+    async fn announce_departures(self: Arc<Self>, pending: Vec<Departure>, store_was_reset: bool) {
+        if store_was_reset {
+            tokio::time::sleep(DEPARTURE_CHECK_DELAY).await;
+        }
         for (app_id, channel, user_id) in pending {
             match self.cluster.presence_members(&app_id, &channel).await {
                 Ok(members) if members.iter().any(|(id, _)| *id == user_id) => {}
