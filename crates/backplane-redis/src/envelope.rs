@@ -52,6 +52,7 @@ mod tests {
             data: "{\"a\":1}".into(),
             user_id: Some("u1".into()),
             exclude_socket: Some("1.2".into()),
+            published_at_us: 0,
         }
     }
 

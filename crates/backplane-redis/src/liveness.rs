@@ -145,6 +145,7 @@ async fn drop_and_announce(
             data,
             user_id: None,
             exclude_socket: None,
+            published_at_us: ferrocast_broker::observer::unix_micros(),
         };
         if let Err(e) = backplane.publish(message).await {
             warn!(error = %e, "member_removed for a reaped node could not be published");

@@ -25,6 +25,9 @@ pub struct ChannelMessage {
     pub user_id: Option<String>,
     /// The socket that must not receive it (REST `socket_id`, or a client event's sender).
     pub exclude_socket: Option<String>,
+    /// When it was published (Unix microseconds), for the publish-to-fan-out latency.
+    #[serde(default)]
+    pub published_at_us: u64,
 }
 
 /// Where a backplane hands the messages it receives: the node's local fan-out.

@@ -19,6 +19,7 @@
 //! - [`session`]: per-connection protocol state (subscriptions, presence identity, budget).
 //! - [`node`]: the node itself: connect, subscribe, client events, publish, REST reads,
 //!   readiness and re-registration after a backplane outage.
+//! - [`observer`]: the measurements a node reports, for the server's metrics.
 //! - [`error`]: typed errors of the above.
 
 pub mod app;
@@ -30,6 +31,7 @@ pub mod gate;
 pub mod local_channels;
 pub mod memory;
 pub mod node;
+pub mod observer;
 pub mod rate_limit;
 pub mod session;
 
@@ -40,5 +42,6 @@ pub use backplane::{
 };
 pub use connection::ConnectionHandle;
 pub use error::{BackplaneError, ConnectError, PublishError};
-pub use node::{Node, NodeOptions, PublishRequest};
+pub use node::{LocalStats, Node, NodeOptions, PublishRequest};
+pub use observer::{Limit, MessageKind, NodeObserver};
 pub use session::Session;

@@ -5,7 +5,7 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
-use ferrocast_broker::BackplaneError;
+use ferrocast_broker::{BackplaneError, Limit};
 
 /// A REST request that failed, with the status Pusher clients expect.
 #[derive(Debug, thiserror::Error)]
@@ -25,15 +25,12 @@ pub enum ApiError {
     /// 405: known route, wrong method.
     #[error("{0}")]
     MethodNotAllowed(String),
-    /// 413: body or event data too large.
-    #[error("{0}")]
-    PayloadTooLarge(String),
-    /// 429: over the app's per-second budget.
-    #[error("{0}")]
-    TooManyRequests(String),
     /// 503: the backplane could not be reached.
     #[error("{0}")]
     Unavailable(String),
+    /// A configured limit refused the request: 400, 413 or 429 depending on the limit.
+    #[error("{message}")]
+    OverLimit { limit: Limit, message: String },
 }
 
 impl From<BackplaneError> for ApiError {
@@ -44,6 +41,10 @@ impl From<BackplaneError> for ApiError {
 }
 
 impl ApiError {
+    pub fn over_limit(limit: Limit, message: String) -> Self {
+        ApiError::OverLimit { limit, message }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -51,9 +52,12 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::OverLimit { limit, .. } => match limit {
+                Limit::BackendEventRate | Limit::ReadRequestRate => StatusCode::TOO_MANY_REQUESTS,
+                Limit::EventPayloadSize => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            },
         }
     }
 

@@ -21,6 +21,7 @@ use crate::api_error::{json_response, ApiError};
 use crate::rest::{self, ApiRequest};
 use crate::state::ServerState;
 use crate::websocket::{self, ConnectRequest};
+use ferrocast_broker::Limit;
 
 type HttpResponse = Response<Full<Bytes>>;
 
@@ -130,17 +131,28 @@ fn text_owned(status: StatusCode, body: String) -> HttpResponse {
 }
 
 async fn api(state: Arc<ServerState>, req: Request<Incoming>) -> HttpResponse {
+    let started = std::time::Instant::now();
     let path = req.uri().path().to_owned();
     let Some((app_id, route, channel)) = rest::route(&path) else {
-        state.metrics.rest_request("unknown", 404);
+        state
+            .metrics
+            .rest_request("unknown", 404, started.elapsed().as_secs_f64());
         return ApiError::NotFound(format!("no API route {path}")).into_response();
     };
     let result = api_call(&state, req, &app_id, route, channel).await;
     let response = match result {
         Ok(body) => json_response(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default()),
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if let ApiError::OverLimit { limit, .. } = &e {
+                state.node.observer().limit_rejected(&app_id, *limit);
+            }
+            e.into_response()
+        }
     };
-    state.metrics.rest_request(route.label(), response.status().as_u16());
+    let elapsed = started.elapsed().as_secs_f64();
+    state
+        .metrics
+        .rest_request(route.label(), response.status().as_u16(), elapsed);
     response
 }
 
@@ -159,9 +171,8 @@ async fn api_call(
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "request body is larger than {limit} bytes"
-            )))
+            let message = format!("request body is larger than {limit} bytes");
+            return Err(ApiError::over_limit(Limit::EventPayloadSize, message));
         }
         Err(e) => return Err(ApiError::BadRequest(format!("could not read body: {e}"))),
     };
@@ -215,6 +226,13 @@ pub async fn serve_metrics(state: Arc<ServerState>, listener: TcpListener) {
 fn refresh_cluster_metrics(state: &ServerState) {
     use crate::metrics::ClusterMetrics;
     use std::sync::atomic::Ordering::Relaxed;
+    let local = state.node.local_stats();
+    for app in state.node.apps().iter() {
+        let stats = local.get(app.id()).copied().unwrap_or_default();
+        state
+            .metrics
+            .set_local(app.id(), stats.subscriptions, stats.channels, stats.presence_members);
+    }
     let m = &state.metrics.cluster;
     m.ready.set(i64::from(state.node.is_ready()));
     if let crate::run::ClusterLink::Redis(redis) = &state.link {

@@ -1,9 +1,44 @@
 //! Prometheus metrics, served on their own port so scraping never competes with clients.
 //!
-//! Per-app handles are resolved once per connection (see [`AppMetrics`]) so the hot path only
-//! touches atomics, never the label maps.
+//! Per-app handles are resolved once per connection (see [`AppMetrics`]) so the per-frame path
+//! only touches atomics, never the label maps. The node core reports deliveries and limit
+//! rejections through [`NodeObserver`], implemented here.
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use ferrocast_broker::{Limit, MessageKind, NodeObserver};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Latency buckets from 50 µs to 5 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+// Metric names and labels are constants of this file: registering them cannot fail at run
+// time unless this file is wrong, which the tests below catch.
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric registration: {e}"));
+    c
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    register(registry, c)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    register(registry, g)
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    let h = HistogramVec::new(opts, labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    register(registry, h)
+}
 
 /// Every metric of the node.
 pub struct Metrics {
@@ -12,10 +47,18 @@ pub struct Metrics {
     connections_opened: IntCounterVec,
     connections_closed: IntCounterVec,
     ws_messages_in: IntCounterVec,
+    ws_bytes_in: IntCounterVec,
     ws_messages_out: IntCounterVec,
     ws_bytes_out: IntCounterVec,
     slow_consumers: IntCounterVec,
     rest_requests: IntCounterVec,
+    rest_duration: HistogramVec,
+    delivered: IntCounterVec,
+    fan_out_latency: Histogram,
+    limit_rejections: IntCounterVec,
+    subscriptions: IntGaugeVec,
+    channels: IntGaugeVec,
+    presence_members: IntGaugeVec,
     pub cluster: ClusterMetrics,
 }
 
@@ -33,14 +76,13 @@ pub struct ClusterMetrics {
 impl ClusterMetrics {
     fn new(registry: &Registry) -> Self {
         let one = |name: &str, help: &str| counter(registry, name, help, &[]).with_label_values(&[] as &[&str]);
-        let ready = IntGauge::new(
+        let ready = gauge(
+            registry,
             "backplane_up",
             "1 while the node is joined to the cluster (link up and registered)",
+            &[],
         )
-        .unwrap_or_else(|e| panic!("metric backplane_up: {e}"));
-        registry
-            .register(Box::new(ready.clone()))
-            .unwrap_or_else(|e| panic!("metric backplane_up: {e}"));
+        .with_label_values(&[] as &[&str]);
         Self {
             ready,
             published: one("backplane_published_total", "Messages published to the backplane"),
@@ -75,7 +117,9 @@ impl ClusterMetrics {
 pub struct AppMetrics {
     pub connections: IntGauge,
     pub opened: IntCounter,
-    pub messages_in: IntCounter,
+    pub client_events_in: IntCounter,
+    pub protocol_in: IntCounter,
+    pub bytes_in: IntCounter,
     pub messages_out: IntCounter,
     pub bytes_out: IntCounter,
     pub slow_consumers: IntCounter,
@@ -92,69 +136,39 @@ impl AppMetrics {
     }
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry
-        .register(Box::new(c.clone()))
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    c
-}
-
 impl Metrics {
-    /// Build and register every metric. Names are constants, so a failure here is a bug in
-    /// this file, caught by the tests, never a runtime condition.
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("ferrocast".into()), None).unwrap_or_else(|e| panic!("registry: {e}"));
-        let connections = IntGaugeVec::new(Opts::new("connections", "Open WebSocket connections"), &["app_id"])
-            .unwrap_or_else(|e| panic!("metric connections: {e}"));
-        registry
-            .register(Box::new(connections.clone()))
-            .unwrap_or_else(|e| panic!("metric connections: {e}"));
         #[cfg(target_os = "linux")]
         {
-            let pc = prometheus::process_collector::ProcessCollector::for_self();
-            let _ = registry.register(Box::new(pc));
+            let _ = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
         }
+        let r = &registry;
+        let app = &["app_id"];
         Self {
-            connections_opened: counter(
-                &registry,
-                "connections_opened_total",
-                "WebSocket connections accepted",
-                &["app_id"],
-            ),
-            connections_closed: counter(
-                &registry,
-                "connections_closed_total",
-                "WebSocket connections closed, by close code",
-                &["app_id", "code"],
-            ),
-            ws_messages_in: counter(
-                &registry,
-                "ws_messages_in_total",
-                "Frames received from clients",
-                &["app_id"],
-            ),
-            ws_messages_out: counter(
-                &registry,
-                "ws_messages_out_total",
-                "Frames written to clients",
-                &["app_id"],
-            ),
-            ws_bytes_out: counter(&registry, "ws_bytes_out_total", "Bytes written to clients", &["app_id"]),
-            slow_consumers: counter(
-                &registry,
-                "slow_consumer_disconnects_total",
-                "Connections closed with 4100 because their queue was full",
-                &["app_id"],
-            ),
-            rest_requests: counter(
-                &registry,
-                "rest_requests_total",
-                "REST API requests by route and HTTP status",
-                &["route", "status"],
-            ),
-            cluster: ClusterMetrics::new(&registry),
-            connections,
+            connections: gauge(r, "connections", "Open WebSocket connections", app),
+            connections_opened: counter(r, "connections_opened_total", "WebSocket connections accepted", app),
+            connections_closed: counter(r, "connections_closed_total", "WebSocket connections closed, by close code", &["app_id", "code"]),
+            ws_messages_in: counter(r, "ws_messages_in_total", "Frames received from clients, by kind", &["app_id", "kind"]),
+            ws_bytes_in: counter(r, "ws_bytes_in_total", "Bytes of frames received from clients", app),
+            ws_messages_out: counter(r, "ws_messages_out_total", "Frames written to clients", app),
+            ws_bytes_out: counter(r, "ws_bytes_out_total", "Bytes written to clients", app),
+            slow_consumers: counter(r, "slow_consumer_disconnects_total", "Connections closed with 4100 because their queue was full", app),
+            rest_requests: counter(r, "rest_requests_total", "REST API requests by route and HTTP status", &["route", "status"]),
+            rest_duration: histogram(r, "rest_request_duration_seconds", "REST API request handling time", &["route"]),
+            delivered: counter(r, "messages_delivered_total", "Frames queued to local sockets, by message kind", &["app_id", "kind"]),
+            fan_out_latency: histogram(
+                r,
+                "publish_to_fanout_seconds",
+                "Time from publish (REST accept or client frame, on any node) to local fan-out; across hosts it includes clock skew",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
+            limit_rejections: counter(r, "limit_rejections_total", "Requests refused by a limit or rate limit", &["app_id", "limit"]),
+            subscriptions: gauge(r, "subscriptions", "Channel subscriptions of sockets on this node", app),
+            channels: gauge(r, "occupied_channels", "Channels with at least one subscriber on this node", app),
+            presence_members: gauge(r, "presence_members", "Distinct presence members per channel with a socket on this node, summed", app),
+            cluster: ClusterMetrics::new(r),
             registry,
         }
     }
@@ -163,7 +177,13 @@ impl Metrics {
         AppMetrics {
             connections: self.connections.with_label_values(&[app_id]),
             opened: self.connections_opened.with_label_values(&[app_id]),
-            messages_in: self.ws_messages_in.with_label_values(&[app_id]),
+            client_events_in: self
+                .ws_messages_in
+                .with_label_values(&[app_id, MessageKind::ClientEvent.label()]),
+            protocol_in: self
+                .ws_messages_in
+                .with_label_values(&[app_id, MessageKind::Protocol.label()]),
+            bytes_in: self.ws_bytes_in.with_label_values(&[app_id]),
             messages_out: self.ws_messages_out.with_label_values(&[app_id]),
             bytes_out: self.ws_bytes_out.with_label_values(&[app_id]),
             slow_consumers: self.slow_consumers.with_label_values(&[app_id]),
@@ -172,10 +192,22 @@ impl Metrics {
         }
     }
 
-    pub fn rest_request(&self, route: &str, status: u16) {
+    pub fn rest_request(&self, route: &str, status: u16, seconds: f64) {
         self.rest_requests
             .with_label_values(&[route, &status.to_string()])
             .inc();
+        self.rest_duration.with_label_values(&[route]).observe(seconds);
+    }
+
+    /// Set the local gauges of one app.
+    pub fn set_local(&self, app_id: &str, subscriptions: u64, channels: u64, presence_members: u64) {
+        self.subscriptions
+            .with_label_values(&[app_id])
+            .set(subscriptions as i64);
+        self.channels.with_label_values(&[app_id]).set(channels as i64);
+        self.presence_members
+            .with_label_values(&[app_id])
+            .set(presence_members as i64);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -194,22 +226,54 @@ impl Default for Metrics {
     }
 }
 
+/// The node core's measurements go to the registry; shared with the node as its observer.
+pub struct MetricsObserver(pub std::sync::Arc<Metrics>);
+
+impl NodeObserver for MetricsObserver {
+    fn delivered(&self, app_id: &str, kind: MessageKind, recipients: usize, latency_s: f64) {
+        self.0
+            .delivered
+            .with_label_values(&[app_id, kind.label()])
+            .inc_by(recipients as u64);
+        self.0.fan_out_latency.observe(latency_s);
+    }
+
+    fn limit_rejected(&self, app_id: &str, limit: Limit) {
+        self.0
+            .limit_rejections
+            .with_label_values(&[app_id, limit.label()])
+            .inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn renders_prefixed_metrics_with_labels() {
-        let m = Metrics::new();
+        let m = std::sync::Arc::new(Metrics::new());
         let app = m.app("app-1");
         app.connections.inc();
         app.messages_out.inc_by(3);
         app.closed(4100);
-        m.rest_request("events", 401);
+        m.rest_request("events", 401, 0.002);
+        let observer = MetricsObserver(m.clone());
+        observer.delivered("app-1", MessageKind::ApiEvent, 5, 0.0003);
+        observer.limit_rejected("app-1", Limit::ClientEventRate);
         let text = m.render();
-        assert!(text.contains("ferrocast_connections{app_id=\"app-1\"} 1"), "{text}");
-        assert!(text.contains("ferrocast_ws_messages_out_total{app_id=\"app-1\"} 3"));
-        assert!(text.contains("ferrocast_connections_closed_total{app_id=\"app-1\",code=\"4100\"} 1"));
-        assert!(text.contains("ferrocast_rest_requests_total{route=\"events\",status=\"401\"} 1"));
+        for line in [
+            "ferrocast_connections{app_id=\"app-1\"} 1",
+            "ferrocast_ws_messages_out_total{app_id=\"app-1\"} 3",
+            "ferrocast_connections_closed_total{app_id=\"app-1\",code=\"4100\"} 1",
+            "ferrocast_rest_requests_total{route=\"events\",status=\"401\"} 1",
+            "ferrocast_rest_request_duration_seconds_count{route=\"events\"} 1",
+            "ferrocast_messages_delivered_total{app_id=\"app-1\",kind=\"api_event\"} 5",
+            "ferrocast_publish_to_fanout_seconds_count 1",
+            "ferrocast_limit_rejections_total{app_id=\"app-1\",limit=\"max_client_events_per_second\"} 1",
+            "ferrocast_backplane_up 0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use ferrocast_broker::{App, ChannelCounts, PublishRequest};
+use ferrocast_broker::{App, ChannelCounts, Limit, PublishRequest};
 use ferrocast_protocol::channel::{self, ChannelKind};
 use ferrocast_protocol::rest::{self, BatchRequest, SignedRequest, TriggerRequest};
 use ferrocast_protocol::signature;
@@ -108,10 +108,10 @@ pub fn authorize(app: &App, route: Route, req: &ApiRequest<'_>) -> Result<Vec<(S
         return Err(ApiError::Forbidden("app is disabled".into()));
     }
     if matches!(route, Route::Channels | Route::Channel | Route::Users) && !app.read_requests.try_take(1) {
-        return Err(ApiError::TooManyRequests(format!(
-            "over {} read requests per second",
-            c.max_read_requests_per_second
-        )));
+        return Err(ApiError::over_limit(
+            Limit::ReadRequestRate,
+            format!("over {} read requests per second", c.max_read_requests_per_second),
+        ));
     }
     Ok(params)
 }
@@ -159,19 +159,19 @@ fn validate_event(
     let c = &app.config;
     channel::validate_event_name(&name, c.max_event_name_length).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if data.len() > c.max_payload_bytes() {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "event data is larger than {} KB",
-            c.max_event_payload_kb
-        )));
+        return Err(ApiError::over_limit(
+            Limit::EventPayloadSize,
+            format!("event data is larger than {} KB", c.max_event_payload_kb),
+        ));
     }
     if channels.is_empty() {
         return Err(ApiError::BadRequest("at least one channel is required".into()));
     }
     if channels.len() > c.max_event_channels_at_once {
-        return Err(ApiError::BadRequest(format!(
-            "at most {} channels per event",
-            c.max_event_channels_at_once
-        )));
+        return Err(ApiError::over_limit(
+            Limit::EventChannels,
+            format!("at most {} channels per event", c.max_event_channels_at_once),
+        ));
     }
     for ch in &channels {
         channel::validate_channel_name(ch, c.max_channel_name_length)
@@ -222,10 +222,10 @@ fn take_budget(app: &App, messages: usize) -> Result<(), ApiError> {
     if app.backend_events.try_take(messages as u64) {
         Ok(())
     } else {
-        Err(ApiError::TooManyRequests(format!(
-            "over {} events per second",
-            app.config.max_backend_events_per_second
-        )))
+        Err(ApiError::over_limit(
+            Limit::BackendEventRate,
+            format!("over {} events per second", app.config.max_backend_events_per_second),
+        ))
     }
 }
 
@@ -276,7 +276,10 @@ async fn batch(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, Ap
         return Err(ApiError::BadRequest("'batch' must contain at least one event".into()));
     }
     if req.batch.len() > max {
-        return Err(ApiError::BadRequest(format!("at most {max} events per batch")));
+        return Err(ApiError::over_limit(
+            Limit::BatchSize,
+            format!("at most {max} events per batch"),
+        ));
     }
     let events = req
         .batch

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::config::{self, Config};
 use crate::lifecycle::Lifecycle;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsObserver};
 use crate::state::ServerState;
 
 /// Why a node could not start.
@@ -60,7 +60,9 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
             ),
         };
     info!(node_id, driver = %config.backplane.driver, "node starting");
+    let metrics = Arc::new(Metrics::new());
     let options = NodeOptions {
+        observer: Arc::new(MetricsObserver(metrics.clone())),
         queue_capacity: config.server.max_queued_frames,
         socket_id_prefix: rand::random::<u32>() % 1_000_000_000,
     };
@@ -68,7 +70,7 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
     let state = Arc::new(ServerState {
         node,
         config,
-        metrics: Metrics::new(),
+        metrics,
         lifecycle: Lifecycle::new(),
         link,
     });

@@ -12,7 +12,7 @@ use crate::run::ClusterLink;
 pub struct ServerState {
     pub node: Arc<Node>,
     pub config: Config,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub lifecycle: Lifecycle,
     pub link: ClusterLink,
 }

@@ -14,6 +14,7 @@ use fastwebsockets::{OpCode, Role, WebSocketError};
 use ferrocast_broker::connection::ConnectionOutbox;
 use ferrocast_broker::{frame, ConnectError, ConnectionHandle, Session};
 use ferrocast_protocol::codes::close;
+use ferrocast_protocol::inbound::ClientMessage;
 use ferrocast_protocol::{inbound, outbound};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -196,10 +197,19 @@ async fn read_loop(
         let Ok(text) = String::from_utf8(text) else {
             return conn.close(close::INVALID_PAYLOAD);
         };
-        metrics.messages_in.inc();
+        metrics.bytes_in.inc_by(text.len() as u64);
         match inbound::parse_client_message(&text) {
-            Ok(message) => state.node.handle(session, message).await,
-            Err(e) => session.send_error(None, &e.to_string()),
+            Ok(message) => {
+                match &message {
+                    ClientMessage::ClientEvent(_) => metrics.client_events_in.inc(),
+                    _ => metrics.protocol_in.inc(),
+                }
+                state.node.handle(session, message).await
+            }
+            Err(e) => {
+                metrics.protocol_in.inc();
+                session.send_error(None, &e.to_string())
+            }
         }
     }
 }

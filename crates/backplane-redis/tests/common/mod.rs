@@ -144,5 +144,6 @@ pub fn message(channel: &str, event: &str) -> ChannelMessage {
         data: "{}".into(),
         user_id: None,
         exclude_socket: None,
+        published_at_us: 0,
     }
 }

@@ -8,6 +8,7 @@ use tracing::warn;
 
 use super::Node;
 use crate::backplane::ChannelMessage;
+use crate::observer::Limit;
 use crate::rate_limit::monotonic_seconds;
 use crate::session::Session;
 
@@ -33,6 +34,7 @@ impl Node {
             );
         };
         if event.data.len() > config.max_payload_bytes() {
+            self.options.observer.limit_rejected(&config.id, Limit::ClientEventSize);
             return session.send_error(
                 None,
                 &format!(
@@ -43,6 +45,7 @@ impl Node {
         }
         let user_id = sub.presence_user.clone();
         if !session.client_events.try_take(monotonic_seconds(session.epoch)) {
+            self.options.observer.limit_rejected(&config.id, Limit::ClientEventRate);
             return session.send_error(
                 Some(codes::error::CLIENT_EVENT_RATE_LIMIT),
                 "client event rate limit exceeded",
@@ -55,6 +58,7 @@ impl Node {
             data: event.data,
             user_id,
             exclude_socket: Some(session.socket_id().to_owned()),
+            published_at_us: crate::observer::unix_micros(),
         };
         if let Err(e) = self.backplane.publish(message).await {
             warn!(error = %e, "client event could not be published");

@@ -23,11 +23,14 @@ use crate::error::{BackplaneError, ConnectError, PublishError};
 use crate::frame;
 use crate::gate::ResyncGate;
 use crate::local_channels::{ChannelKey, LocalChannels};
+use crate::observer::{unix_micros, Limit, MessageKind, NodeObserver};
 use crate::session::Session;
 
 /// Settings of the node core that do not belong to any app.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeOptions {
+    /// Where the node reports deliveries and rejections (metrics).
+    pub observer: Arc<dyn NodeObserver>,
     /// Frames a socket may have queued before it is closed as a slow consumer.
     pub queue_capacity: usize,
     /// First half of every socket id this node mints; random per process so ids are unique
@@ -47,12 +50,13 @@ pub struct PublishRequest {
 /// Hands backplane messages to local subscribers, encoding the frame once.
 struct LocalFanOut {
     local: Arc<LocalChannels>,
+    observer: Arc<dyn NodeObserver>,
 }
 
 impl DeliverySink for LocalFanOut {
     fn deliver(&self, m: &ChannelMessage) {
         let key = ChannelKey::new(&m.app_id, &m.channel);
-        self.local.fan_out_with(&key, m.exclude_socket.as_deref(), || {
+        let recipients = self.local.fan_out_with(&key, m.exclude_socket.as_deref(), || {
             frame::text(&outbound::channel_event(
                 &m.event,
                 &m.channel,
@@ -60,7 +64,20 @@ impl DeliverySink for LocalFanOut {
                 m.user_id.as_deref(),
             ))
         });
+        if recipients > 0 {
+            let latency_s = unix_micros().saturating_sub(m.published_at_us) as f64 / 1e6;
+            self.observer
+                .delivered(&m.app_id, MessageKind::of(&m.event), recipients, latency_s);
+        }
     }
+}
+
+/// Local counts of one app, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocalStats {
+    pub subscriptions: u64,
+    pub channels: u64,
+    pub presence_members: u64,
 }
 
 /// One Ferrocast node.
@@ -87,7 +104,11 @@ impl Node {
         options: NodeOptions,
     ) -> Arc<Self> {
         let local = Arc::new(LocalChannels::new());
-        backplane.set_sink(Arc::new(LocalFanOut { local: local.clone() }));
+        let observer = options.observer.clone();
+        backplane.set_sink(Arc::new(LocalFanOut {
+            local: local.clone(),
+            observer,
+        }));
         Arc::new(Self {
             apps,
             local,
@@ -122,6 +143,7 @@ impl Node {
             .connection_opened(app.id(), app.config.max_connections)
             .await?
         {
+            self.options.observer.limit_rejected(app.id(), Limit::ConnectionQuota);
             return Err(ConnectError::OverQuota);
         }
         app.local_connections.fetch_add(1, Ordering::AcqRel);
@@ -176,6 +198,7 @@ impl Node {
             data,
             user_id: None,
             exclude_socket: exclude.map(str::to_owned),
+            published_at_us: crate::observer::unix_micros(),
         };
         if let Err(e) = self.backplane.publish(message).await {
             warn!(error = %e, channel, event, "protocol event lost: backplane publish failed");
@@ -195,6 +218,7 @@ impl Node {
                     data: req.data.clone(),
                     user_id: None,
                     exclude_socket: req.exclude_socket.clone(),
+                    published_at_us: crate::observer::unix_micros(),
                 });
             }
         }
@@ -203,6 +227,23 @@ impl Node {
             1 => Ok(self.backplane.publish(messages.remove(0)).await?),
             _ => Ok(self.backplane.publish_many(messages).await?),
         }
+    }
+
+    /// This node's subscriptions, occupied channels and presence members, per app id.
+    pub fn local_stats(&self) -> std::collections::HashMap<String, LocalStats> {
+        let mut stats: std::collections::HashMap<String, LocalStats> = std::collections::HashMap::new();
+        for (key, subscriptions, members) in self.local.snapshot() {
+            let entry = stats.entry(key.app_id.to_string()).or_default();
+            entry.subscriptions += subscriptions;
+            entry.channels += 1;
+            entry.presence_members += members.len() as u64;
+        }
+        stats
+    }
+
+    /// Where this node reports its measurements.
+    pub fn observer(&self) -> &Arc<dyn NodeObserver> {
+        &self.options.observer
     }
 
     /// Occupied channels of an app starting with `prefix` (never `#` channels).

@@ -19,6 +19,7 @@ use crate::app::App;
 use crate::backplane::PresenceJoin;
 use crate::connection::ConnectionHandle;
 use crate::local_channels::{ChannelKey, LocalMember};
+use crate::observer::Limit;
 use crate::session::{Session, Subscription};
 
 type Refusal = (SubscriptionErrorKind, String);
@@ -58,7 +59,14 @@ impl Node {
                     user_info: m.user_info,
                 })
             }),
-            Err((kind, msg)) => return session.send_subscription_error(&req.channel, kind, &msg),
+            Err((kind, msg)) => {
+                if kind == SubscriptionErrorKind::LimitReached {
+                    self.options
+                        .observer
+                        .limit_rejected(session.app.id(), Limit::PresenceMemberSize);
+                }
+                return session.send_subscription_error(&req.channel, kind, &msg);
+            }
         };
         let key = ChannelKey::new(session.app.id(), &req.channel);
         let joined = {
@@ -128,6 +136,9 @@ impl Node {
         match joined {
             Ok(PresenceJoin::Joined { added, roster }) => Ok(Some((added, roster_json(&roster)))),
             Ok(PresenceJoin::Full) => {
+                self.options
+                    .observer
+                    .limit_rejected(&key.app_id, Limit::PresenceMembers);
                 self.unregister(key, socket_id).await;
                 Err((
                     SubscriptionErrorKind::LimitReached,
