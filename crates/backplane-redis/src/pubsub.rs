@@ -23,6 +23,11 @@ use tracing::{info, warn};
 
 use crate::{envelope, RedisBackplane};
 
+/// Reconnect backoff: from this, doubling while connecting fails...
+const MIN_RETRY: Duration = Duration::from_millis(100);
+/// ...up to this, so every node is back within about two seconds of Redis (nodes wait longer
+/// than that before reconciling presence after Redis lost its data).
+const MAX_RETRY: Duration = Duration::from_secs(2);
 /// How long a subscriber waits for Redis to acknowledge its channel's SUBSCRIBE.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the idle pub/sub connection is pinged to notice a dead Redis.
@@ -85,6 +90,9 @@ impl Backplane for RedisBackplane {
     }
 
     async fn subscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError> {
+        if *self.link.borrow() == Link::Down {
+            return Err(BackplaneError("redis backplane link is down".into()));
+        }
         let name = self.keys.event_channel(app_id, channel);
         let mut ready = match self.interest.entry(name.clone()) {
             Entry::Occupied(mut e) => {
@@ -132,14 +140,14 @@ impl Backplane for RedisBackplane {
 
 /// Keep a pub/sub connection alive for as long as the process runs.
 pub async fn supervise(backplane: Arc<RedisBackplane>, mut commands: mpsc::UnboundedReceiver<Command>) {
-    let mut delay = Duration::from_millis(100);
+    let mut delay = MIN_RETRY;
     loop {
         match connect(&backplane).await {
             Ok((sink, stream)) => {
+                delay = MIN_RETRY;
                 let generation = backplane.generation.fetch_add(1, Ordering::AcqRel) + 1;
                 backplane.link.send_replace(Link::Up { generation });
                 info!(generation, "redis backplane link up");
-                let up_since = std::time::Instant::now();
                 let reason = serve(&backplane, sink, stream, &mut commands).await;
                 backplane.link.send_replace(Link::Down);
                 for entry in backplane.interest.iter() {
@@ -147,19 +155,14 @@ pub async fn supervise(backplane: Arc<RedisBackplane>, mut commands: mpsc::Unbou
                 }
                 backplane.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 warn!(reason, "redis backplane link down; reconnecting");
-                if up_since.elapsed() < Duration::from_secs(1) {
-                    // Failing right after connecting: back off instead of spinning.
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                } else {
-                    delay = Duration::from_millis(100);
-                }
+                // A link that keeps dropping right after connecting cannot spin faster than this.
+                tokio::time::sleep(MIN_RETRY).await;
             }
             Err(e) => {
                 backplane.stats.errors.fetch_add(1, Ordering::Relaxed);
                 warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "redis backplane unavailable");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                delay = (delay * 2).min(MAX_RETRY);
             }
         }
     }

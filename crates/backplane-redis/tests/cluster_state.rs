@@ -191,11 +191,15 @@ async fn resync_rebuilds_state_after_redis_lost_it_and_reports_the_difference() 
         outcome.removed,
         vec![("app".into(), "presence-x".into(), "left-during-outage".into())]
     );
-    // A fresh Redis: everything is re-added, but nobody is announced: no client lost them.
+    // A fresh Redis: everything is re-added (receiving nodes drop what is not news to them).
     redis.restart();
     let outcome = a.resync(&snapshot).await.unwrap();
     assert!(outcome.store_was_reset);
-    assert!(outcome.added.is_empty() && outcome.removed.is_empty(), "{outcome:?}");
+    assert_eq!(
+        outcome.added,
+        vec![("app".into(), "presence-x".into(), "stays".into(), "null".into())]
+    );
+    assert!(outcome.removed.is_empty(), "{outcome:?}");
     let members = a.presence_members("app", "presence-x").await.unwrap();
     assert_eq!(members, vec![("stays".into(), "null".into())]);
     assert_eq!(a.channel("app", "presence-x").await.unwrap().subscriptions, 1);
@@ -222,7 +226,9 @@ async fn a_node_reaped_while_alive_re_announces_its_members_when_it_re_registers
         subscriptions: vec![("app".into(), "presence-x".into(), 1)],
         presence: vec![("app".into(), "presence-x".into(), "stalled".into(), "null".into(), 1)],
     };
-    assert_eq!(a.resync(&snapshot).await.unwrap(), Default::default());
+    let first = a.resync(&snapshot).await.unwrap();
+    assert_eq!(first.added.len(), 1, "a new member: {first:?}");
+    assert!(!first.store_was_reset);
     a.halt(); // stalls: no heartbeat, but its process (and sockets) live on
     let removed = "presence-x:pusher_internal:member_removed".to_string();
     eventually("peer reaps the stalled node", Duration::from_secs(8), || {

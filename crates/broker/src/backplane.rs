@@ -153,8 +153,8 @@ pub trait ClusterState: Send + Sync {
     async fn channel(&self, app_id: &str, channel: &str) -> Result<ChannelCounts, BackplaneError>;
 
     /// Replace everything registered for this node with `snapshot`, atomically, and report
-    /// which presence members appeared or vanished cluster-wide as a result. Members that only
-    /// look new because the state store lost its data are not reported as added: every client
-    /// already has them.
+    /// which presence members appeared or vanished cluster-wide as a result (after the store
+    /// lost its data, every member re-registered appears added; nodes drop announcements that
+    /// tell their sockets nothing new).
     async fn resync(&self, snapshot: &NodeSnapshot) -> Result<ResyncOutcome, BackplaneError>;
 }

@@ -3,9 +3,10 @@
 --   nconn, (app, count)*, nsubs, (app, channel, count)*, npres, (app, channel, user, info, count)*
 -- Replaces the node's registrations with the snapshot. Returns {added, removed}: members that
 -- appeared ({app, channel, user, info}) or vanished ({app, channel, user}) cluster-wide.
--- The epoch names the current incarnation of the cluster state. If it differs from the one this
--- node registered under, Redis lost its data since: every member re-registered looks new but is
--- not news to anyone's clients, so `added` is left empty. Returns {added, removed, epoch, reset}.
+-- The epoch names the current incarnation of the cluster state; if it differs from the one this
+-- node registered under, Redis lost its data since (`reset`): the other nodes may not have
+-- re-registered yet. Every member re-registered then looks added; receiving nodes drop the
+-- announcements that tell their sockets nothing new. Returns {added, removed, epoch, reset}.
 local P, n, ttl, known, proposal = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local epoch = redis.call('GET', P .. ':epoch')
 if not epoch then
@@ -13,7 +14,6 @@ if not epoch then
   redis.call('SET', P .. ':epoch', epoch)
 end
 local reset = known ~= '' and known ~= epoch
-local fresh = known ~= epoch
 local dropped = drop_node(P, n)
 local gone = {}
 for _, r in ipairs(dropped) do gone[r[1] .. '\n' .. r[2] .. '\n' .. r[3]] = true end
@@ -41,7 +41,7 @@ for _ = 1, npres do
   local key = a .. '\n' .. c .. '\n' .. u
   if redis.call('HEXISTS', pm, u) == 0 then
     redis.call('HSET', pm, u, info)
-    if gone[key] then gone[key] = nil elseif not fresh then table.insert(added, {a, c, u, info}) end
+    if gone[key] then gone[key] = nil else table.insert(added, {a, c, u, info}) end
   end
   redis.call('HINCRBY', P .. ':pt:' .. base, u, count)
   redis.call('HINCRBY', P .. ':pc:' .. base, u .. '\n' .. n, count)

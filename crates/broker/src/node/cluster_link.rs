@@ -13,8 +13,23 @@ use std::time::Duration;
 use ferrocast_protocol::outbound;
 use tracing::{info, warn};
 
-use super::Node;
-use crate::backplane::{Link, NodeSnapshot};
+use super::{Node, MEMBER_ADDED, MEMBER_REMOVED};
+use crate::backplane::{ChannelMessage, DeliverySink, Link, NodeSnapshot};
+use crate::local_channels::ChannelKey;
+use crate::observer::unix_micros;
+
+/// A protocol event for this node's sockets only.
+fn local_message(key: &ChannelKey, event: &str, data: String) -> ChannelMessage {
+    ChannelMessage {
+        app_id: key.app_id.to_string(),
+        channel: key.channel.to_string(),
+        event: event.to_owned(),
+        data,
+        user_id: None,
+        exclude_socket: None,
+        published_at_us: unix_micros(),
+    }
+}
 
 /// A presence member whose last socket on this node left: (app, channel, user).
 pub type Departure = (String, String, String);
@@ -44,9 +59,7 @@ impl Node {
                         done_generation = Some(generation);
                         self.registered.store(true, Ordering::Release);
                         info!(generation, "node registered in the cluster");
-                        if !pending.0.is_empty() {
-                            tokio::spawn(self.clone().announce_departures(pending.0, pending.1));
-                        }
+                        tokio::spawn(self.clone().after_resync(generation, pending.0, pending.1));
                     }
                     continue;
                 }
@@ -108,12 +121,50 @@ impl Node {
         }
     }
 
-    /// Announce `member_removed` for departures that are not members (a user may have sockets
-    /// on other nodes), after giving the other nodes time to re-register if the store was reset.
-    async fn announce_departures(self: Arc<Self>, pending: Vec<Departure>, store_was_reset: bool) {
+    /// After re-registering: bring local presence views in line with the cluster and announce
+    /// departures that happened during the outage. If the store was reset, first give the other
+    /// nodes time to re-register.
+    async fn after_resync(self: Arc<Self>, generation: u64, pending: Vec<Departure>, store_was_reset: bool) {
         if store_was_reset {
             tokio::time::sleep(DEPARTURE_CHECK_DELAY).await;
         }
+        // A later outage makes this pass stale: the resync after it schedules its own.
+        let current = *self.backplane.link().borrow() == Link::Up { generation };
+        if !current || !self.registered.load(Ordering::Acquire) {
+            for (app_id, channel, user_id) in pending {
+                self.remember_departure(&app_id, &channel, &user_id);
+            }
+            return;
+        }
+        self.reconcile_presence().await;
+        self.announce_departures(pending).await;
+    }
+
+    /// Presence events lost while this node was cut off (Redis pub/sub does not replay them)
+    /// left its sockets' rosters stale: tell them, locally, what changed.
+    async fn reconcile_presence(&self) {
+        for (key, view) in self.local.presence_views() {
+            let members = match self.cluster.presence_members(&key.app_id, &key.channel).await {
+                Ok(members) => members,
+                Err(e) => {
+                    warn!(error = %e, channel = %key.channel, "presence reconciliation skipped");
+                    continue;
+                }
+            };
+            for user_id in view.iter().filter(|id| !members.iter().any(|(m, _)| m == *id)) {
+                let data = outbound::member_removed_data(user_id);
+                self.fan_out.deliver(&local_message(&key, MEMBER_REMOVED, data));
+            }
+            for (user_id, info) in members.iter().filter(|(id, _)| !view.contains(id)) {
+                let data = outbound::member_added_data(user_id, info);
+                self.fan_out.deliver(&local_message(&key, MEMBER_ADDED, data));
+            }
+        }
+    }
+
+    /// Announce `member_removed` for departures that are not members (a user may have sockets
+    /// on other nodes).
+    async fn announce_departures(&self, pending: Vec<Departure>) {
         for (app_id, channel, user_id) in pending {
             match self.cluster.presence_members(&app_id, &channel).await {
                 Ok(members) if members.iter().any(|(id, _)| *id == user_id) => {}

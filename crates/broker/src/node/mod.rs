@@ -53,9 +53,28 @@ struct LocalFanOut {
     observer: Arc<dyn NodeObserver>,
 }
 
+/// The user id of a member_added / member_removed payload.
+#[derive(serde::Deserialize)]
+struct MemberRef {
+    user_id: String,
+}
+
 impl DeliverySink for LocalFanOut {
     fn deliver(&self, m: &ChannelMessage) {
         let key = ChannelKey::new(&m.app_id, &m.channel);
+        let presence_change = match m.event.as_str() {
+            MEMBER_ADDED => Some(true),
+            MEMBER_REMOVED => Some(false),
+            _ => None,
+        };
+        if let Some(added) = presence_change {
+            let Ok(member) = serde_json::from_str::<MemberRef>(&m.data) else {
+                return;
+            };
+            if !self.local.apply_presence_change(&key, &member.user_id, added) {
+                return;
+            }
+        }
         let recipients = self.local.fan_out_with(&key, m.exclude_socket.as_deref(), || {
             frame::text(&outbound::channel_event(
                 &m.event,
@@ -71,6 +90,9 @@ impl DeliverySink for LocalFanOut {
         }
     }
 }
+
+pub(crate) const MEMBER_ADDED: &str = "pusher_internal:member_added";
+pub(crate) const MEMBER_REMOVED: &str = "pusher_internal:member_removed";
 
 /// Local counts of one app, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,6 +111,8 @@ pub struct Node {
     options: NodeOptions,
     next_socket: AtomicU64,
     gate: ResyncGate,
+    /// Local delivery, also used directly to correct local presence views.
+    fan_out: Arc<LocalFanOut>,
     /// Registered in the cluster state for the backplane's current link generation.
     registered: AtomicBool,
     /// Presence members whose last local socket left while the cluster state could not be
@@ -105,10 +129,11 @@ impl Node {
     ) -> Arc<Self> {
         let local = Arc::new(LocalChannels::new());
         let observer = options.observer.clone();
-        backplane.set_sink(Arc::new(LocalFanOut {
+        let fan_out = Arc::new(LocalFanOut {
             local: local.clone(),
             observer,
-        }));
+        });
+        backplane.set_sink(fan_out.clone());
         Arc::new(Self {
             apps,
             local,
@@ -117,6 +142,7 @@ impl Node {
             options,
             next_socket: AtomicU64::new(1),
             gate: ResyncGate::default(),
+            fan_out,
             registered: AtomicBool::new(false),
             pending_departures: std::sync::Mutex::new(Vec::new()),
         })

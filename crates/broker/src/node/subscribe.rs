@@ -134,7 +134,10 @@ impl Node {
             )
             .await;
         match joined {
-            Ok(PresenceJoin::Joined { added, roster }) => Ok(Some((added, roster_json(&roster)))),
+            Ok(PresenceJoin::Joined { added, roster }) => {
+                self.local.init_view(key, roster.iter().map(|(id, _)| id.as_str()));
+                Ok(Some((added, roster_json(&roster))))
+            }
             Ok(PresenceJoin::Full) => {
                 self.options
                     .observer
