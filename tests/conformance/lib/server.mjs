@@ -10,6 +10,10 @@
 // With one node both are the same process; when the cluster issue lands, running the suite with
 // FERROCAST_CONFORMANCE_NODES=2 (and a shared backplane, see FERROCAST_CONFORMANCE_BACKPLANE)
 // puts the WebSocket clients on node A and the REST publisher on node B without touching tests.
+//
+// A `{driver: 'redis'}` backplane without a `url` makes startCluster start its own throw-away
+// redis-server (lib/redis.mjs), one per cluster, exposed as `cluster.redis` and stopped by
+// `cluster.stop()`.
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -20,6 +24,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach, before } from 'node:test';
 
+import { startRedis } from './redis.mjs';
 import { sleep } from './util.mjs';
 
 export const CONFORMANCE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -236,18 +241,29 @@ export class ServerNode {
   logs() {
     return `===== ferrocast ${this.name} (port ${this.port}, metrics ${this.metricsPort}) =====\n` +
       `--- config (${this.configPath}) ---\n${renderConfig(this.config)}\n` +
+      (this.previousLogs ?? '') +
       `--- stderr ---\n${this.stderr}\n--- stdout ---\n${this.stdout}\n` +
       `--- exit: ${this.proc ? `${this.proc.state.exitCode ?? ''} ${this.proc.state.signal ?? ''}` : 'not started'} ---`;
   }
 
-  async start() {
+  /**
+   * Spawns the process (again, after stop()/kill(): same config, ports and node_id) and waits
+   * for `GET /readyz` → 200. With `{ready: false}` it only waits until `/healthz` answers 200
+   * (for nodes that are expected to stay unready, e.g. while their Redis is down).
+   */
+  async start({ ready = true } = {}) {
     binaryPath(); // fail loudly before creating anything
-    this.dir = await mkdtemp(path.join(os.tmpdir(), 'ferrocast-conformance-'));
+    if (this.running) throw new Error(`ferrocast ${this.name} is already running`);
+    if (this.proc) {
+      // keep the previous run's output for logs()
+      this.previousLogs = `${this.previousLogs ?? ''}--- previous run (exit ${this.proc.state.exitCode ?? ''} ${this.proc.state.signal ?? ''}) stderr ---\n${this.stderr}\n--- previous run stdout ---\n${this.stdout}\n`;
+    }
+    if (!this.dir) this.dir = await mkdtemp(path.join(os.tmpdir(), 'ferrocast-conformance-'));
     this.configPath = path.join(this.dir, `${this.name}.toml`);
     await writeFile(this.configPath, renderConfig(this.config));
     this.proc = spawnFerrocast(['--config', this.configPath], { env: this.env });
     try {
-      await this.waitReady();
+      await (ready ? this.waitReady() : this.waitReady(READY_TIMEOUT_MS, '/healthz'));
     } catch (err) {
       await this.stop();
       throw err;
@@ -255,9 +271,20 @@ export class ServerNode {
     return this;
   }
 
-  async waitReady(timeoutMs = READY_TIMEOUT_MS) {
+  /** Status code of GET `probe` (/readyz by default), or the network error code. */
+  async probe(probe = '/readyz') {
+    try {
+      const res = await fetch(`${this.httpUrl}${probe}`, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      return res.status;
+    } catch (err) {
+      return err.cause?.code ?? err.message;
+    }
+  }
+
+  async waitReady(timeoutMs = READY_TIMEOUT_MS, probe = '/readyz') {
     const deadline = Date.now() + timeoutMs;
-    const url = `${this.httpUrl}/readyz`;
+    const url = `${this.httpUrl}${probe}`;
     let last = 'no response yet';
     while (Date.now() < deadline) {
       if (this.proc.state.spawnError) {
@@ -280,6 +307,15 @@ export class ServerNode {
       await sleep(READY_POLL_MS);
     }
     throw new Error(`ferrocast ${this.name} not ready on ${url} after ${timeoutMs} ms (last: ${last})\n${this.logs()}`);
+  }
+
+  /** SIGKILL (a crash: no drain, no deregistration) and wait for the exit. Keeps the temp dir. */
+  async kill() {
+    const proc = this.proc;
+    if (proc && this.running) {
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+    }
   }
 
   /** SIGTERM, then SIGKILL after 5 s. Idempotent. */
@@ -309,7 +345,11 @@ export class ServerNode {
 
 const NODE_NAMES = 'abcdefghijklmnopqrstuvwxyz';
 
-async function makeNode(index, { apps, server = {}, backplane, env }) {
+/**
+ * An unstarted ServerNode named `node-<letter>` (node_id too) for node `index`, with free ports.
+ * Call `node.start()` yourself (e.g. `start({ready: false})` for a node that must stay unready).
+ */
+export async function makeNode(index, { apps, server = {}, backplane, env }) {
   const name = `node-${NODE_NAMES[index] ?? index}`;
   const port = server.port ?? (await freePort());
   const metricsPort = server.metrics_port ?? (await freePort());
@@ -335,44 +375,68 @@ export async function startServer({ apps, server = {}, backplane, env } = {}) {
 
 /**
  * Starts `n` nodes that share `apps` and `backplane`. Returns
- *   { nodes, client, rest, stop(), logs() }
+ *   { nodes, client, rest, redis, stop(), logs() }
  * where `client` is the node WebSocket clients should use and `rest` the node REST calls
  * should use (node A and the last node respectively; identical for n = 1).
  * `perNode[i]` may override `server` keys for node i.
+ *
+ * Backplane: `backplane`, else FERROCAST_CONFORMANCE_BACKPLANE, else `{driver: 'memory'}`.
+ * For `{driver: 'redis'}` without a `url` a private redis-server is started for this cluster
+ * (`cluster.redis`, see lib/redis.mjs) and stopped in `stop()`. With an explicit `url` and no
+ * `prefix`, the cluster gets a unique `prefix` so that clusters of files running in parallel
+ * (whose node ids are all node-a, node-b, …) do not share state in that Redis. Other keys
+ * (`node_ttl_s`, …) are passed through as given.
  */
 export async function startCluster(n, { apps, server = {}, backplane, env, perNode = [] } = {}) {
   if (!Number.isInteger(n) || n < 1) throw new Error(`startCluster: invalid node count ${n}`);
-  const effectiveBackplane = backplane ?? envBackplane() ?? { driver: 'memory' };
+  const effectiveBackplane = { ...(backplane ?? envBackplane() ?? { driver: 'memory' }) };
   if (n > 1 && effectiveBackplane.driver === 'memory') {
     throw new Error(
       'startCluster: a multi-node cluster needs a shared backplane; the memory driver is per-process. ' +
         'Pass `backplane` or set FERROCAST_CONFORMANCE_BACKPLANE to a JSON object for the [backplane] table.',
     );
   }
+  let redis;
+  if (effectiveBackplane.driver === 'redis') {
+    if (effectiveBackplane.url === undefined) {
+      redis = await startRedis();
+      effectiveBackplane.url = redis.url;
+    } else if (effectiveBackplane.prefix === undefined) {
+      clusterCounter += 1;
+      effectiveBackplane.prefix = `fc-${process.pid}-${clusterCounter}-${Math.floor(Math.random() * 1e6)}`;
+    }
+  }
   const nodes = [];
   for (let i = 0; i < n; i += 1) {
     nodes.push(await makeNode(i, { apps, server: { ...server, ...(perNode[i] ?? {}) }, backplane: effectiveBackplane, env }));
   }
-  const results = await Promise.allSettled(nodes.map((node) => node.start()));
-  const failed = results.find((r) => r.status === 'rejected');
   const cluster = {
     nodes,
     client: nodes[0],
     rest: nodes[nodes.length - 1],
     apps,
+    backplane: effectiveBackplane,
+    redis,
     async stop() {
       await Promise.all(nodes.map((node) => node.stop()));
+      if (redis) await redis.dispose();
     },
     logs() {
-      return nodes.map((node) => node.logs()).join('\n');
+      return [...nodes.map((node) => node.logs()), ...(redis ? [redis.logs()] : [])].join('\n');
     },
   };
+  const results = await Promise.allSettled(nodes.map((node) => node.start()));
+  const failed = results.find((r) => r.status === 'rejected');
   if (failed) {
+    const logs = redis ? redis.logs() : '';
     await cluster.stop();
-    throw failed.reason;
+    if (!redis) throw failed.reason;
+    throw new Error(`${failed.reason?.message ?? failed.reason}\n${logs}`, { cause: failed.reason });
   }
   return cluster;
 }
+
+let clusterCounter = 0;
 
 function envBackplane() {
   const raw = process.env.FERROCAST_CONFORMANCE_BACKPLANE;
@@ -416,7 +480,8 @@ function installFailureTracking() {
  *   test('x', async (t) => { connectRaw(t, srv.client, app) ... });
  *
  * `opts.single = true` always starts exactly one node (for process-level behaviour such as
- * connection quotas, metrics or idle timeouts).
+ * connection quotas, metrics or idle timeouts); `opts.nodes = n` always starts `n` nodes
+ * (cluster tests, with their own `backplane`).
  */
 export function useServer(opts) {
   installFailureTracking();
@@ -433,10 +498,15 @@ export function useServer(opts) {
     get nodes() {
       return handle.cluster?.nodes ?? [];
     },
+    get redis() {
+      return handle.cluster?.redis;
+    },
   };
   before(async () => {
     const resolved = typeof opts === 'function' ? await opts() : opts;
-    handle.cluster = resolved.single ? await startCluster(1, resolved) : await startSuite(resolved);
+    if (resolved.single) handle.cluster = await startCluster(1, resolved);
+    else if (resolved.nodes !== undefined) handle.cluster = await startCluster(resolved.nodes, resolved);
+    else handle.cluster = await startSuite(resolved);
   });
   after(async () => {
     if (!handle.cluster) return;

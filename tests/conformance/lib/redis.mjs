@@ -1,0 +1,276 @@
+// A throw-away Redis for cluster tests: `redis-server` from PATH, no persistence, 127.0.0.1 only.
+//
+//   const redis = await startRedis();          // free port
+//   const redis = await startRedis({ port });  // a given port (e.g. one a node already points at)
+//   redis.url                                  // redis://127.0.0.1:PORT
+//   await redis.restart({ whileDown })         // stop, run whileDown(), start a fresh (empty) one on the same port
+//   await redis.kill() / redis.stop() / redis.start()
+//   redis.pause() / redis.resume()             // SIGSTOP / SIGCONT: a hung Redis that keeps its state
+//
+// No npm Redis client is needed: readiness is checked with a raw `PING\r\n` over TCP.
+
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+import { sleep } from './util.mjs';
+
+const STOP_GRACE_MS = 5_000;
+const READY_TIMEOUT_MS = 10_000;
+const LOG_LIMIT = 64 * 1024;
+
+const liveRedis = new Set();
+process.once('exit', () => {
+  for (const child of liveRedis) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+});
+
+const INSTALL_HINT =
+  'The cluster tests need a local `redis-server` on PATH (any version ≥ 6). Install it with ' +
+  '`apt-get install redis-server` (Debian/Ubuntu), `brew install redis` (macOS) or ' +
+  '`dnf install redis` (Fedora), or point FERROCAST_REDIS_SERVER at the binary. ' +
+  'The conformance suite refuses to skip.';
+
+/** Absolute path of redis-server (FERROCAST_REDIS_SERVER or PATH); throws with install instructions. */
+export function redisServerPath() {
+  const explicit = process.env.FERROCAST_REDIS_SERVER;
+  const candidates = explicit
+    ? [path.resolve(explicit)]
+    : (process.env.PATH ?? '')
+        .split(path.delimiter)
+        .filter(Boolean)
+        .map((dir) => path.join(dir, 'redis-server'));
+  for (const candidate of candidates) {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      /* keep looking */
+    }
+  }
+  throw new Error(
+    explicit ? `FERROCAST_REDIS_SERVER=${explicit} is not an executable file. ${INSTALL_HINT}` : `redis-server not found on PATH. ${INSTALL_HINT}`,
+  );
+}
+
+/** A currently free TCP port on 127.0.0.1. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * One round-trip `PING\r\n` → `+PONG\r\n` on a fresh TCP connection. Resolves true/false (never
+ * throws): false when nothing listens, the reply is something else (e.g. -LOADING) or it takes
+ * longer than `timeoutMs`.
+ */
+export function pingRedis(port, host = '127.0.0.1', timeoutMs = 1000) {
+  return new Promise((resolve) => {
+    let reply = '';
+    let settled = false;
+    const socket = net.connect({ host, port });
+    const finish = (ok) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk) => {
+      reply += chunk;
+      if (reply.includes('\r\n')) finish(reply.startsWith('+PONG'));
+    });
+    socket.on('error', () => finish(false));
+    socket.on('close', () => finish(false));
+  });
+}
+
+export class RedisServer {
+  constructor(port) {
+    this.port = port;
+    this.host = '127.0.0.1';
+    this.child = undefined;
+    this.exited = undefined;
+    this.dir = undefined;
+    this.log = '';
+    this.paused = false;
+    this.generation = 0; // how many times a redis-server was started on this port
+  }
+
+  get url() {
+    return `redis://${this.host}:${this.port}`;
+  }
+
+  get running() {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  logs() {
+    return `===== redis-server 127.0.0.1:${this.port} (generation ${this.generation}, ${this.running ? 'running' : 'stopped'}) =====\n${this.log}`;
+  }
+
+  /** Starts redis-server on `this.port` and waits until it answers PING. */
+  async start() {
+    if (this.running) throw new Error(`redis on port ${this.port} is already running`);
+    const bin = redisServerPath();
+    // An empty working dir: with --save '' and --appendonly no nothing is written, but redis
+    // still wants a dir it may write to.
+    if (!this.dir) this.dir = await mkdtemp(path.join(os.tmpdir(), 'ferrocast-redis-'));
+    this.generation += 1;
+    const args = [
+      '--port', String(this.port),
+      '--bind', '127.0.0.1',
+      '--save', '',
+      '--appendonly', 'no',
+      '--dir', this.dir,
+      '--daemonize', 'no',
+      '--logfile', '',
+    ];
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir });
+    this.child = child;
+    liveRedis.add(child);
+    const append = (chunk) => {
+      const next = this.log + chunk;
+      this.log = next.length > LOG_LIMIT ? next.slice(next.length - LOG_LIMIT) : next;
+    };
+    append(`--- start #${this.generation}: ${bin} ${args.map((a) => (a === '' ? "''" : a)).join(' ')} ---\n`);
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', append);
+    child.stderr.on('data', append);
+    let spawnError;
+    this.exited = new Promise((resolve) => {
+      child.once('error', (err) => {
+        spawnError = err;
+        liveRedis.delete(child);
+        resolve();
+      });
+      child.once('exit', (code, signal) => {
+        append(`--- exit: code ${code} signal ${signal} ---\n`);
+        liveRedis.delete(child);
+        resolve();
+      });
+    });
+
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    for (;;) {
+      if (spawnError) throw new Error(`could not spawn ${bin}: ${spawnError.message}. ${INSTALL_HINT}`);
+      if (!this.running) {
+        throw new Error(`redis-server on port ${this.port} exited before answering PING\n${this.logs()}`);
+      }
+      if (await pingRedis(this.port)) return this;
+      if (Date.now() > deadline) {
+        await this.kill();
+        throw new Error(`redis-server on port ${this.port} did not answer PING within ${READY_TIMEOUT_MS} ms\n${this.logs()}`);
+      }
+      await sleep(25);
+    }
+  }
+
+  /** SIGTERM (SIGKILL after 5 s) and wait for the exit. Idempotent. */
+  async stop() {
+    if (!this.running) return;
+    this.resume(); // a stopped process would not handle SIGTERM
+    this.child.kill('SIGTERM');
+    let timer;
+    const late = await Promise.race([
+      this.exited.then(() => false),
+      new Promise((resolve) => {
+        timer = setTimeout(() => resolve(true), STOP_GRACE_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (late) await this.kill();
+  }
+
+  /** SIGKILL (a crash) and wait for the exit. Idempotent. */
+  async kill() {
+    if (!this.running) return;
+    this.child.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /**
+   * SIGSTOP: Redis hangs (connections stay open, nothing is answered) until resume(); its
+   * state is kept. Models a stalled Redis or a network partition rather than a crash.
+   */
+  pause() {
+    if (!this.running) throw new Error(`redis on port ${this.port} is not running`);
+    this.child.kill('SIGSTOP');
+    this.paused = true;
+  }
+
+  /** SIGCONT after pause(). */
+  resume() {
+    if (this.running && this.paused) this.child.kill('SIGCONT');
+    this.paused = false;
+  }
+
+  /**
+   * Stops this Redis and starts a fresh, empty one on the same port (state is lost, like a crash
+   * of a Redis without persistence).
+   *   opts.crash    SIGKILL instead of SIGTERM
+   *   opts.whileDown async callback run while nothing listens on the port (e.g. to assert
+   *                 that nodes report /readyz 503); Redis is started again even if it throws,
+   *                 and its error is rethrown afterwards
+   */
+  async restart({ crash = false, whileDown } = {}) {
+    if (crash) await this.kill();
+    else await this.stop();
+    let failure;
+    if (whileDown) {
+      try {
+        await whileDown();
+      } catch (err) {
+        failure = err;
+      }
+    }
+    await this.start();
+    if (failure) throw failure;
+    return this;
+  }
+
+  /** Stops Redis and removes its working directory. */
+  async dispose() {
+    await this.stop();
+    if (this.dir) {
+      await rm(this.dir, { recursive: true, force: true });
+      this.dir = undefined;
+    }
+  }
+}
+
+/**
+ * Starts a fresh redis-server on `port` (default: a free port) and waits until it answers PING.
+ * Returns the RedisServer: { port, url, stop(), kill(), restart(), start(), pause(), resume(),
+ * dispose(), logs() }.
+ */
+export async function startRedis({ port } = {}) {
+  redisServerPath(); // fail loudly before anything else
+  const redis = new RedisServer(port ?? (await freePort()));
+  try {
+    await redis.start();
+  } catch (err) {
+    await redis.dispose();
+    throw err;
+  }
+  return redis;
+}
