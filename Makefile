@@ -31,7 +31,7 @@ test-deps:
 	fi
 
 ## Every test: the Rust workspace, then the conformance suite against the release binary.
-test: test-deps test-rust test-conformance test-deploy
+test: test-deps test-rust test-conformance test-deploy test-helm
 
 test-rust:
 	$(CARGO) test --workspace --locked
@@ -80,3 +80,27 @@ test-deploy: build
 ## Container image of one node (needs a Docker engine with BuildKit). See docker-compose.yml.
 docker:
 	docker build -f deploy/Dockerfile -t ferrocast:local .
+
+## ---- Helm chart (helm/ferrocast) and Grafana dashboard (deploy/grafana-dashboard.json) ----
+
+HELM_TESTS := tests/helm
+HELM_VENV := $(HELM_TESTS)/.venv
+
+.PHONY: test-helm
+
+## Check the chart without a helm binary or a cluster: render and `helm lint --strict` it with
+## Helm's Go SDK (helm-python-sdk), validate every manifest against the Kubernetes schemas, check
+## its semantics, run the rendered ferrocast.toml on the release binary, and check the Grafana
+## dashboard's queries against the metrics the binary exposes. Installs the pinned Python tools
+## (tests/helm/.venv) when missing.
+test-helm: build
+	@if [ ! -x $(HELM_VENV)/bin/pip ]; then \
+		echo "creating $(HELM_VENV)"; \
+		rm -rf $(HELM_VENV); \
+		python3 -m venv $(HELM_VENV) || { echo "python3 -m venv failed (Debian: apt-get install python3-venv)" >&2; exit 1; }; \
+	fi
+	@$(HELM_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(HELM_TESTS)/requirements.txt
+	@$(HELM_VENV)/bin/python -c 'import helm_python as h, kubernetes_validate.utils as k; \
+		print(f"Helm SDK {h.helm_sdk_version()} (helm-python-sdk {h.__version__}); Kubernetes schemas up to {k.latest_version()}")'
+	PYTHONDONTWRITEBYTECODE=1 FERROCAST_BIN=$(CURDIR)/$(BIN) \
+		$(HELM_VENV)/bin/python -m pytest -p no:cacheprovider -v $(HELM_TESTS)/check_helm.py

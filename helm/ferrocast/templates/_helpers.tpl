@@ -1,0 +1,248 @@
+{{/*
+Names and labels.
+*/}}
+{{- define "ferrocast.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the release's objects; 57 characters at most, so "<fullname>-redis" stays a valid
+63-character DNS label.
+*/}}
+{{- define "ferrocast.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 57 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 57 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 57 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ferrocast.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ferrocast.labels" -}}
+helm.sh/chart: {{ include "ferrocast.chart" . }}
+{{ include "ferrocast.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: ferrocast
+{{- end }}
+
+{{/* Selector of the ferrocast nodes (the bundled Redis has component "redis"). */}}
+{{- define "ferrocast.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ferrocast.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: server
+{{- end }}
+
+{{- define "ferrocast.redis.fullname" -}}
+{{- printf "%s-redis" (include "ferrocast.fullname" .) }}
+{{- end }}
+
+{{- define "ferrocast.redis.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ferrocast.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: redis
+{{- end }}
+
+{{- define "ferrocast.redis.labels" -}}
+helm.sh/chart: {{ include "ferrocast.chart" . }}
+{{ include "ferrocast.redis.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.redis.bundled.image.tag | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: ferrocast
+{{- end }}
+
+{{- define "ferrocast.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ferrocast.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "ferrocast.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* Name of the Secret holding ferrocast.toml. */}}
+{{- define "ferrocast.configSecretName" -}}
+{{- .Values.existingSecret | default (include "ferrocast.fullname" .) }}
+{{- end }}
+
+{{/* Where the config Secret is mounted, and the file the node reads. */}}
+{{- define "ferrocast.configDir" -}}/etc/ferrocast{{- end }}
+{{- define "ferrocast.configFile" -}}/etc/ferrocast/ferrocast.toml{{- end }}
+
+{{/*
+The Redis URL the chart knows of: the bundled Redis, else redis.url (may be empty).
+*/}}
+{{- define "ferrocast.redisUrl" -}}
+{{- if .Values.redis.bundled.enabled }}
+{{- printf "redis://%s:6379" (include "ferrocast.redis.fullname" .) }}
+{{- else }}
+{{- .Values.redis.url }}
+{{- end }}
+{{- end }}
+
+{{/*
+Seconds between pod deletion and SIGKILL: the preStop sleep, the drain and a margin for leaving
+the cluster.
+*/}}
+{{- define "ferrocast.terminationGracePeriodSeconds" -}}
+{{- $drain := add (int64 .Values.lifecycle.preStopSleepSeconds) (int64 .Values.config.server.shutdown_grace_s) }}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- add $drain (int64 .Values.terminationGraceMarginSeconds) }}
+{{- else }}
+{{- int64 .Values.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuse values that would deploy a broken cluster. Included by deployment.yaml, so `helm
+template`, `helm install` and `helm upgrade` all stop with the message.
+*/}}
+{{- define "ferrocast.validate" -}}
+{{- $driver := .Values.config.backplane.driver }}
+{{- if not (has $driver (list "memory" "redis")) }}
+{{- fail (printf "config.backplane.driver must be \"memory\" or \"redis\", not %q" $driver) }}
+{{- end }}
+{{- if eq $driver "memory" }}
+{{- if gt (int64 .Values.replicaCount) 1 }}
+{{- fail (printf "replicaCount is %d but config.backplane.driver is \"memory\": nodes on the in-process backplane do not share channels or presence. Set config.backplane.driver=redis (with redis.url, redis.urlSecret or redis.bundled.enabled) or replicaCount=1." (int64 .Values.replicaCount)) }}
+{{- end }}
+{{- if .Values.autoscaling.enabled }}
+{{- fail "autoscaling.enabled needs config.backplane.driver=redis: nodes on the in-process (memory) backplane do not share channels or presence." }}
+{{- end }}
+{{- if .Values.redis.bundled.enabled }}
+{{- fail "redis.bundled.enabled is set but config.backplane.driver is \"memory\": set config.backplane.driver=redis to use it." }}
+{{- end }}
+{{- else }}
+{{- if and .Values.redis.bundled.enabled .Values.redis.url }}
+{{- fail "set either redis.url (external Redis) or redis.bundled.enabled, not both" }}
+{{- end }}
+{{- if and (not .Values.existingSecret) (not .Values.redis.urlSecret.name) (not (include "ferrocast.redisUrl" .)) }}
+{{- fail "config.backplane.driver is \"redis\" but no Redis is given: set redis.url, redis.urlSecret.name or redis.bundled.enabled=true" }}
+{{- end }}
+{{- $url := include "ferrocast.redisUrl" . }}
+{{- if and $url (not (or (hasPrefix "redis://" $url) (hasPrefix "rediss://" $url))) }}
+{{- fail (printf "redis.url must start with redis:// or rediss://, is %q" $url) }}
+{{- end }}
+{{- end }}
+{{- if eq (int64 .Values.ports.ws) (int64 .Values.ports.metrics) }}
+{{- fail "ports.ws and ports.metrics must differ" }}
+{{- end }}
+{{- $grace := int64 .Values.config.server.shutdown_grace_s }}
+{{- $drain := add (int64 .Values.lifecycle.preStopSleepSeconds) $grace }}
+{{- $tgps := int64 (include "ferrocast.terminationGracePeriodSeconds" .) }}
+{{- if le $tgps $drain }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed lifecycle.preStopSleepSeconds + config.server.shutdown_grace_s (%d + %d = %d): Kubernetes would kill the node before its connections are drained. Leave it empty to derive it." $tgps (int64 .Values.lifecycle.preStopSleepSeconds) $grace $drain) }}
+{{- end }}
+{{- if not .Values.existingSecret }}
+{{- if not .Values.config.apps }}
+{{- fail "config.apps is empty: give at least one app (id, key, secret) or an existingSecret" }}
+{{- end }}
+{{- $ids := dict }}
+{{- $keys := dict }}
+{{- range $i, $app := .Values.config.apps }}
+{{- if hasKey $ids (toString $app.id) }}
+{{- fail (printf "config.apps[%d].id: duplicate app id %q" $i (toString $app.id)) }}
+{{- end }}
+{{- if hasKey $keys (toString $app.key) }}
+{{- fail (printf "config.apps[%d].key: duplicate app key %q" $i (toString $app.key)) }}
+{{- end }}
+{{- $_ := set $ids (toString $app.id) true }}
+{{- $_ := set $keys (toString $app.key) true }}
+{{- end }}
+{{- end }}
+{{- if .Values.autoscaling.enabled }}
+{{- if gt (int64 .Values.autoscaling.minReplicas) (int64 .Values.autoscaling.maxReplicas) }}
+{{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
+{{- end }}
+{{- if not (or .Values.autoscaling.targetCPUUtilizationPercentage .Values.autoscaling.targetMemoryUtilizationPercentage .Values.autoscaling.connections.enabled) }}
+{{- fail "autoscaling.enabled needs a metric: targetCPUUtilizationPercentage, targetMemoryUtilizationPercentage or connections.enabled" }}
+{{- end }}
+{{- end }}
+{{- if .Values.podDisruptionBudget.enabled }}
+{{- $min := .Values.podDisruptionBudget.minAvailable }}
+{{- $max := .Values.podDisruptionBudget.maxUnavailable }}
+{{- if and (not (kindIs "invalid" $min)) (not (kindIs "invalid" $max)) }}
+{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" }}
+{{- end }}
+{{- if and (kindIs "invalid" $min) (kindIs "invalid" $max) }}
+{{- fail "podDisruptionBudget.enabled needs minAvailable or maxUnavailable" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+One TOML value: strings as basic strings (JSON string escapes are valid TOML escapes), integers,
+booleans and arrays of those.
+*/}}
+{{- define "ferrocast.tomlValue" -}}
+{{- if kindIs "string" . -}}
+{{ toJson . }}
+{{- else if kindIs "bool" . -}}
+{{ . }}
+{{- else if or (kindIs "float64" .) (kindIs "int" .) (kindIs "int64" .) -}}
+{{ int64 . }}
+{{- else if kindIs "slice" . -}}
+[{{ range $i, $v := . }}{{ if $i }}, {{ end }}{{ include "ferrocast.tomlValue" $v }}{{ end }}]
+{{- else -}}
+{{ fail (printf "cannot write %v (%s) into ferrocast.toml" . (kindOf .)) }}
+{{- end -}}
+{{- end }}
+
+{{/*
+The node configuration (ferrocast.toml) rendered from values.
+*/}}
+{{- define "ferrocast.toml" -}}
+# Ferrocast node configuration, rendered by the {{ include "ferrocast.chart" . }} Helm chart for
+# release {{ .Release.Name }}. Keys: docs/configuration.md. The pod's environment overrides
+# server.host, server.port, server.metrics_port, server.node_id (the pod name),
+# server.shutdown_grace_s and backplane.driver with the same values.
+
+[server]
+host = "0.0.0.0"
+port = {{ int64 .Values.ports.ws }}
+metrics_port = {{ int64 .Values.ports.metrics }}
+{{- range $k := keys .Values.config.server | sortAlpha }}
+{{ $k }} = {{ include "ferrocast.tomlValue" (get $.Values.config.server $k) }}
+{{- end }}
+
+[backplane]
+{{- range $k := keys .Values.config.backplane | sortAlpha }}
+{{ $k }} = {{ include "ferrocast.tomlValue" (get $.Values.config.backplane $k) }}
+{{- end }}
+{{- $url := include "ferrocast.redisUrl" . }}
+{{- if $url }}
+url = {{ toJson $url }}
+{{- end }}
+{{- range $app := .Values.config.apps }}
+
+[[apps]]
+{{- range $k := keys $app | sortAlpha }}
+{{- if ne $k "webhooks" }}
+{{ $k }} = {{ include "ferrocast.tomlValue" (get $app $k) }}
+{{- end }}
+{{- end }}
+{{- range $hook := $app.webhooks | default list }}
+
+[[apps.webhooks]]
+{{- range $k := keys $hook | sortAlpha }}
+{{ $k }} = {{ include "ferrocast.tomlValue" (get $hook $k) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{ end }}
+
+{{/* An IntOrString value: a number as an integer, a percentage as a quoted string. */}}
+{{- define "ferrocast.intOrString" -}}
+{{- if kindIs "string" . }}{{ quote . }}{{ else }}{{ int64 . }}{{ end }}
+{{- end }}

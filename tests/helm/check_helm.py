@@ -1,0 +1,1218 @@
+#!/usr/bin/env python3
+"""Checks of the Helm chart (helm/ferrocast) and the Grafana dashboard (deploy/grafana-dashboard.json).
+
+No helm binary and no cluster are needed: the chart is rendered and linted by Helm's own Go SDK
+(v4) through the `helm-python-sdk` wheel, which bundles it as a shared library.
+
+- Lint (`helm lint --strict`) and the values schema, for the default values, the production-like
+  tests/helm/values-production.yaml and two more value sets; bad values are refused.
+- Every rendered manifest validates (strict: unknown fields fail) against the Kubernetes OpenAPI
+  schemas of `kubernetes-validate`, for the oldest Kubernetes the chart supports and the newest
+  the package knows. ServiceMonitor and PrometheusRule (CRDs, unknown to it) are checked here
+  against the fields of monitoring.coreos.com/v1 the chart uses, and every PromQL expression
+  is parsed by `promql-parser`.
+- Chart semantics: the termination grace period covers preStop + drain, probe paths, non-root,
+  node id from the pod name, refusal of a memory backplane with several replicas, HPA, PDB, ...
+- The ferrocast.toml rendered into the Secret is accepted by the real release binary with the
+  pod's environment (driver, host and ports overridden): it becomes ready, every app's secret
+  signs a REST call, a WebSocket connects; on SIGTERM a socket held open is closed with 4200 and
+  the node exits 0 before the pod's grace period (minus the preStop sleep) is over.
+- The Grafana dashboard parses, uses the ${DS_PROMETHEUS} datasource variable, and every metric
+  (and label) it queries is one the live binary exposes or one announced as coming soon.
+
+Run by pytest (`make test-helm`). Nothing is skipped: a missing tool or binary fails.
+Environment: FERROCAST_BIN (default target/release/ferrocast).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import functools
+import hashlib
+import hmac
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+try:
+    import tomllib  # Python 3.11+
+
+    import helm_python as helm
+    import jsonschema
+    import kubernetes_validate
+    import kubernetes_validate.utils as kv_utils
+    import promql_parser
+    import pytest
+    import yaml
+except ImportError as e:  # not the tests/helm/.venv interpreter
+    sys.exit(
+        f"check_helm.py: {e}. Run `make test-helm`, or use tests/helm/.venv/bin/python "
+        "after `pip install -r tests/helm/requirements.txt` there."
+    )
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "ferrocast"
+PRODUCTION_VALUES = Path(__file__).resolve().parent / "values-production.yaml"
+DASHBOARD = REPO / "deploy" / "grafana-dashboard.json"
+
+RELEASE = "ferrocast"
+NAMESPACE = "realtime"
+FULLNAME = "ferrocast"  # the release name contains the chart name
+CONFIG_FILE = "/etc/ferrocast/ferrocast.toml"
+UID = 10001
+
+# Kubernetes versions every manifest is validated against: the chart's floor (Chart.yaml
+# kubeVersion) and the newest kubernetes-validate ships.
+OLDEST_KUBE = "1.27"
+NEWEST_KUBE = kv_utils.latest_version()
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+
+# Metrics announced by the server work but not exposed yet: the dashboard and the alerts may
+# already use them.
+COMING_SOON = {
+    "ferrocast_backplane_up",
+    "ferrocast_backplane_errors_total",
+    "ferrocast_backplane_reconnects_total",
+    "ferrocast_webhook_failures_total",
+    "ferrocast_node_reaped_total",
+}
+# What the server exposes today (docs); the live scrape must agree.
+DOCUMENTED = {
+    "ferrocast_connections",
+    "ferrocast_connections_opened_total",
+    "ferrocast_connections_closed_total",
+    "ferrocast_ws_messages_in_total",
+    "ferrocast_ws_messages_out_total",
+    "ferrocast_ws_bytes_out_total",
+    "ferrocast_slow_consumer_disconnects_total",
+    "ferrocast_rest_requests_total",
+    "ferrocast_process_cpu_seconds_total",
+    "ferrocast_process_resident_memory_bytes",
+}
+# Labels Prometheus adds to every series scraped through the ServiceMonitor.
+TARGET_LABELS = {"namespace", "job", "pod", "instance", "service", "endpoint", "container"}
+
+
+class CheckFailed(AssertionError):
+    """The chart or the dashboard is wrong; the message says which and how."""
+
+
+def fail(message: str):
+    raise CheckFailed(message)
+
+
+def check(condition: object, message: str) -> None:
+    if not condition:
+        fail(message)
+
+
+# ----------------------------------------------------------------------------------------------
+# Value sets
+
+
+def production_values() -> dict:
+    return yaml.safe_load(PRODUCTION_VALUES.read_text())
+
+
+# Secrets with every character class the TOML rendering must escape.
+TRICKY_SECRET = 'se"cr\\et\t<&> é ☃ #=$x{{y}}'
+
+RICH_VALUES = {
+    "config": {
+        "server": {"activity_timeout_s": 60, "shutdown_grace_s": 3, "max_queued_frames": 1000000},
+        "backplane": {"driver": "memory", "prefix": "fc.test-1", "node_ttl_s": 9},
+        "apps": [
+            {
+                "id": "app-1",
+                "key": "key-1",
+                "secret": TRICKY_SECRET,
+                "enabled": True,
+                "enable_client_messages": True,
+                "enable_user_authentication": False,
+                "enable_subscription_count": False,
+                "user_authentication_timeout_s": 30,
+                "max_connections": 1000000,
+                "max_client_events_per_second": 20,
+                "max_backend_events_per_second": 5000,
+                "max_read_requests_per_second": 100,
+                "max_presence_members_per_channel": 250,
+                "max_presence_member_size_kb": 2,
+                "max_channel_name_length": 200,
+                "max_event_channels_at_once": 50,
+                "max_event_name_length": 100,
+                "max_event_payload_kb": 64,
+                "max_event_batch_size": 20,
+                "allowed_origins": ["https://app.example.com", "https://*.example.org"],
+                "webhooks": [
+                    {"url": "https://hooks.example.com/pusher", "events": ["channel_occupied", "channel_vacated"]},
+                    {"url": "http://hooks.internal:8080/all"},
+                ],
+            },
+            {"id": "12345", "key": "numeric-id-app", "secret": "s3cr3t"},
+            {"id": "disabled.app", "key": "key-3", "secret": "x", "enabled": False},
+        ],
+    },
+    "lifecycle": {"preStopSleepSeconds": 2},
+}
+
+CLUSTER_VALUES = {
+    "replicaCount": 2,
+    "config": {"backplane": {"driver": "redis"}, "apps": [{"id": "app-id", "key": "app-key", "secret": "app-secret"}]},
+    "redis": {"bundled": {"enabled": True}},
+    "ingress": {"enabled": True},
+    "serviceMonitor": {"enabled": True},
+    "prometheusRule": {"enabled": True},
+}
+
+VALUE_SETS = {
+    "default": lambda: {},
+    "production": production_values,
+    "rich-config": lambda: copy.deepcopy(RICH_VALUES),
+    "bundled-redis-cluster": lambda: copy.deepcopy(CLUSTER_VALUES),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Rendering
+
+
+@functools.lru_cache(maxsize=None)
+def _render(values_json: str) -> tuple[tuple[str, str], ...]:
+    with helm.Chart.load(str(CHART)) as chart:
+        rendered = chart.render(json.loads(values_json), name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return tuple(sorted(rendered.items()))
+
+
+def render_files(values: dict | None = None) -> dict[str, str]:
+    return dict(_render(json.dumps(values or {}, sort_keys=True)))
+
+
+def render(values: dict | None = None) -> list[dict]:
+    """Every rendered manifest, each with `_template` (its template file)."""
+    docs = []
+    for path, text in render_files(values).items():
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                doc["_template"] = path
+                docs.append(doc)
+    return docs
+
+
+def notes(values: dict | None = None) -> str:
+    files = render_files(values)
+    return next(text for path, text in files.items() if path.endswith("NOTES.txt"))
+
+
+def render_error(values: dict) -> str:
+    """The message of a render that must fail."""
+    try:
+        with helm.Chart.load(str(CHART)) as chart:
+            chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    except helm.HelmError as e:
+        return str(e)
+    fail(f"rendering with {values} succeeded; it must be refused")
+
+
+def strip(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k != "_template"}
+
+
+def find(docs: list[dict], kind: str, name: str | None = None) -> list[dict]:
+    return [d for d in docs if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def one(docs: list[dict], kind: str, name: str | None = None) -> dict:
+    found = find(docs, kind, name)
+    check(len(found) == 1, f"expected one {kind} {name or ''}, rendered {len(found)}")
+    return found[0]
+
+
+def deployment(values: dict | None = None) -> dict:
+    return one(render(values), "Deployment", FULLNAME)
+
+
+def container(values: dict | None = None) -> dict:
+    containers = deployment(values)["spec"]["template"]["spec"]["containers"]
+    check(len(containers) == 1, f"the ferrocast pod has {len(containers)} containers, expected 1")
+    return containers[0]
+
+
+def env_of(c: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def rendered_toml(values: dict | None = None) -> str:
+    secret = one(render(values), "Secret", FULLNAME)
+    return base64.b64decode(secret["data"]["ferrocast.toml"]).decode()
+
+
+def merged(values: dict) -> dict:
+    with helm.Chart.load(str(CHART)) as chart:
+        return chart.merge_values(values)
+
+
+# ----------------------------------------------------------------------------------------------
+# Chart files, lint, schema
+
+
+def test_chart_metadata_and_files():
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    check(meta.get("apiVersion") == "v2", f"Chart.yaml apiVersion is {meta.get('apiVersion')!r}, expected v2")
+    check(meta.get("name") == "ferrocast", f"Chart.yaml name is {meta.get('name')!r}")
+    check(meta.get("appVersion") == "0.1.0", f"Chart.yaml appVersion is {meta.get('appVersion')!r}, expected '0.1.0'")
+    check(re.fullmatch(r"\d+\.\d+\.\d+", str(meta.get("version", ""))), "Chart.yaml version must be SemVer")
+    check(
+        meta.get("kubeVersion") == f">={OLDEST_KUBE}.0-0",
+        f"Chart.yaml kubeVersion is {meta.get('kubeVersion')!r}; the manifests are validated from {OLDEST_KUBE} on",
+    )
+    for name in (
+        "values.yaml", "values.schema.json", "README.md", "templates/_helpers.tpl", "templates/NOTES.txt",
+        "templates/deployment.yaml", "templates/service.yaml", "templates/ingress.yaml", "templates/secret.yaml",
+        "templates/hpa.yaml", "templates/pdb.yaml", "templates/servicemonitor.yaml",
+        "templates/prometheusrule.yaml", "templates/serviceaccount.yaml", "templates/redis.yaml",
+    ):
+        check((CHART / name).is_file(), f"helm/ferrocast/{name} is missing")
+    with helm.Chart.load(str(CHART)) as chart:
+        check(chart.name == "ferrocast" and chart.schema is not None, "the chart does not load with its schema")
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_helm_lint_strict(value_set):
+    report = helm.lint(str(CHART), VALUE_SETS[value_set](), strict=True, namespace=NAMESPACE,
+                       kube_version=f"v{NEWEST_KUBE}.0")
+    problems = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2]
+    check(
+        not report.get("errors") and not problems,
+        f"helm lint --strict ({value_set} values) reports:\n"
+        + "\n".join(f"{m['path']}: {m['error']}" for m in problems)
+        + "\n".join(report.get("errors") or []),
+    )
+    check(report.get("total_charts_linted") == 1, f"helm lint linted {report.get('total_charts_linted')} charts")
+
+
+def test_values_schema_is_strict_json_schema():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    check(schema.get("additionalProperties") is False, "values.schema.json must refuse unknown top-level keys")
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    check(
+        set(defaults) <= set(schema["properties"]),
+        f"values.yaml keys missing from the schema: {sorted(set(defaults) - set(schema['properties']))}",
+    )
+    with helm.Chart.load(str(CHART)) as chart:
+        for name, make in VALUE_SETS.items():
+            try:
+                chart.validate_schema(make())
+            except helm.HelmError as e:
+                fail(f"the {name} values do not pass values.schema.json: {e}")
+
+
+BAD_VALUES = [
+    ({"bogus": 1}, "bogus"),
+    ({"config": {"server": {"host": "127.0.0.1"}}}, "host"),
+    ({"config": {"server": {"node_id": "a"}}}, "node_id"),
+    ({"config": {"server": {"shutdown_grace_s": 0}}}, "shutdown_grace_s"),
+    ({"config": {"backplane": {"driver": "etcd"}}}, "driver"),
+    ({"config": {"backplane": {"url": "redis://x:6379"}}}, "url"),
+    ({"config": {"apps": [{"id": "a", "key": "k", "secret": "s", "max_conections": 5}]}}, "max_conections"),
+    ({"config": {"apps": [{"id": 123, "key": "k", "secret": "s"}]}}, "id"),
+    ({"config": {"apps": [{"id": "a b", "key": "k", "secret": "s"}]}}, "id"),
+    ({"config": {"apps": [{"id": "a", "key": "k:1", "secret": "s"}]}}, "key"),
+    ({"config": {"apps": [{"id": "a", "key": "k"}]}}, "secret"),
+    ({"config": {"apps": [{"id": "a", "key": "k", "secret": "s", "webhooks": [{"url": "ftp://x/y"}]}]}}, "url"),
+    ({"config": {"apps": [{"id": "a", "key": "k", "secret": "s",
+                           "webhooks": [{"url": "https://x/y", "events": ["channel_exploded"]}]}]}}, "events"),
+    ({"terminationGracePeriodSeconds": "30"}, "terminationGracePeriodSeconds"),
+    ({"podDisruptionBudget": {"maxUnavailable": "half"}}, "maxUnavailable"),
+    ({"serviceMonitor": {"interval": "30 seconds"}}, "interval"),
+    ({"redis": {"url": "http://redis:6379"}}, "url"),
+    ({"ingress": {"hosts": [{"host": "x", "paths": [{"path": "/", "pathType": "Fuzzy"}]}]}}, "pathType"),
+    ({"prometheusRule": {"rules": {"slowConsumers": {"threshold": -1}}}}, "threshold"),
+    ({"ports": {"ws": 70000}}, "ws"),
+]
+
+
+@pytest.mark.parametrize("values,needle", BAD_VALUES, ids=[json.dumps(v)[:60] for v, _ in BAD_VALUES])
+def test_values_schema_refuses(values, needle):
+    message = render_error(values)
+    check(
+        "schema" in message and needle in message,
+        f"values {values} were refused, but not by the schema naming {needle!r}: {message}",
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Kubernetes validation of every manifest
+
+
+@pytest.mark.parametrize("kube", [OLDEST_KUBE, NEWEST_KUBE])
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_manifests_validate_against_kubernetes(value_set, kube):
+    check(
+        tuple(int(p) for p in NEWEST_KUBE.split(".")) >= (1, 33),
+        f"kubernetes-validate only knows Kubernetes up to {NEWEST_KUBE}: update it in requirements.txt",
+    )
+    docs = render(VALUE_SETS[value_set]())
+    check(docs, f"the {value_set} values render nothing")
+    skipped = []
+    for doc in docs:
+        what = f"{doc['_template']}: {doc.get('kind')} {doc.get('metadata', {}).get('name')}"
+        if (doc.get("apiVersion"), doc.get("kind")) in CRD_KINDS:
+            skipped.append(doc["kind"])
+            try:
+                kubernetes_validate.validate(strip(doc), kube, strict=True)
+            except kv_utils.SchemaNotFoundError:
+                continue  # checked by test_service_monitor / test_prometheus_rule
+            continue
+        try:
+            kubernetes_validate.validate(strip(doc), kube, strict=True)
+        except kv_utils.ValidationError as e:
+            path = ".".join(str(p) for p in e.path)
+            fail(f"{what} is not a valid Kubernetes {kube} object: {path}: {e.message}")
+        except kv_utils.SchemaNotFoundError as e:
+            fail(f"{what}: {e.message}")
+        meta = doc["metadata"]
+        check(meta.get("namespace") == NAMESPACE, f"{what}: namespace is {meta.get('namespace')!r}, expected {NAMESPACE!r}")
+        labels = meta.get("labels") or {}
+        for label in ("helm.sh/chart", "app.kubernetes.io/name", "app.kubernetes.io/instance",
+                      "app.kubernetes.io/managed-by"):
+            check(label in labels, f"{what}: label {label} missing")
+    kinds = {d["kind"] for d in docs}
+    check({"Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"} <= kinds, f"{value_set}: kinds are {kinds}")
+    if value_set == "production":
+        check(
+            {"HorizontalPodAutoscaler", "Ingress"} <= kinds and sorted(skipped) == ["PrometheusRule", "ServiceMonitor"],
+            f"production renders {sorted(kinds)}",
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# The Deployment
+
+
+@pytest.mark.parametrize(
+    "values,grace,pre_stop",
+    [
+        ({}, 10, 5),
+        (None, 30, 5),  # production
+        ({"config": {"server": {"shutdown_grace_s": 60}}, "lifecycle": {"preStopSleepSeconds": 0}}, 60, 0),
+        ({"config": {"server": {"shutdown_grace_s": 20}}, "terminationGracePeriodSeconds": 40}, 20, 5),
+    ],
+    ids=["default", "production", "grace-60-no-prestop", "explicit-40"],
+)
+def test_termination_grace_covers_prestop_and_drain(values, grace, pre_stop):
+    values = production_values() if values is None else values
+    pod = deployment(values)["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    tgps = pod.get("terminationGracePeriodSeconds")
+    check(isinstance(tgps, int), f"terminationGracePeriodSeconds is {tgps!r}")
+    check(
+        tgps > grace + pre_stop,
+        f"terminationGracePeriodSeconds {tgps} must exceed preStop {pre_stop} s + shutdown_grace_s {grace} s",
+    )
+    env = env_of(c)
+    check(
+        env.get("FERROCAST_SERVER__SHUTDOWN_GRACE_S", {}).get("value") == str(grace),
+        f"FERROCAST_SERVER__SHUTDOWN_GRACE_S is {env.get('FERROCAST_SERVER__SHUTDOWN_GRACE_S')}, expected {grace}",
+    )
+    if pre_stop:
+        command = (((c.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command")
+        check(command == ["sleep", str(pre_stop)], f"preStop is {c.get('lifecycle')}, expected exec sleep {pre_stop}")
+    else:
+        check("lifecycle" not in c, "preStopSleepSeconds 0 must leave out the preStop hook")
+    if not values.get("existingSecret"):
+        toml = tomllib.loads(rendered_toml(values))
+        check(toml["server"]["shutdown_grace_s"] == grace, f"ferrocast.toml shutdown_grace_s is {toml['server']}")
+
+
+def test_termination_grace_too_short_is_refused():
+    message = render_error({"config": {"server": {"shutdown_grace_s": 30}}, "terminationGracePeriodSeconds": 30})
+    check("terminationGracePeriodSeconds (30) must exceed" in message, f"unexpected refusal: {message}")
+    message = render_error({"terminationGracePeriodSeconds": 15})  # 5 s preStop + 10 s drain
+    check("must exceed" in message, f"unexpected refusal: {message}")
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_probes(value_set):
+    c = container(VALUE_SETS[value_set]())
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    check(ports == {"ws": 6001, "metrics": 9601}, f"container ports are {ports}")
+    expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    for probe, path in expected.items():
+        get = (c.get(probe) or {}).get("httpGet") or {}
+        check(get.get("path") == path and get.get("port") == "ws", f"{probe} must GET {path} on port ws, is {c.get(probe)}")
+    startup = c["startupProbe"]
+    check(
+        startup["periodSeconds"] * startup["failureThreshold"] >= 30,
+        "the startup probe must allow at least 30 s for the node to start",
+    )
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_runs_as_non_root_read_only_without_capabilities(value_set):
+    docs = render(VALUE_SETS[value_set]())
+    for dep in find(docs, "Deployment"):
+        name = dep["metadata"]["name"]
+        pod = dep["spec"]["template"]["spec"]
+        psc = pod.get("securityContext") or {}
+        check(psc.get("runAsNonRoot") is True, f"{name}: pod securityContext.runAsNonRoot must be true")
+        check(isinstance(psc.get("runAsUser"), int) and psc["runAsUser"] > 0, f"{name}: runAsUser must be a non-root uid")
+        check((psc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", f"{name}: seccompProfile RuntimeDefault")
+        check(pod.get("automountServiceAccountToken") is False, f"{name}: the service account token must not be mounted")
+        for c in pod["containers"]:
+            sc = c.get("securityContext") or {}
+            check(sc.get("readOnlyRootFilesystem") is True, f"{name}/{c['name']}: readOnlyRootFilesystem must be true")
+            check(sc.get("allowPrivilegeEscalation") is False, f"{name}/{c['name']}: allowPrivilegeEscalation must be false")
+            check((sc.get("capabilities") or {}).get("drop") == ["ALL"], f"{name}/{c['name']}: must drop ALL capabilities")
+            check(sc.get("runAsNonRoot") is True, f"{name}/{c['name']}: runAsNonRoot must be true")
+            resources = c.get("resources") or {}
+            check(resources.get("requests") and resources.get("limits"), f"{name}/{c['name']}: needs requests and limits")
+    pod = deployment(VALUE_SETS[value_set]())["spec"]["template"]["spec"]
+    check(pod["securityContext"]["runAsUser"] == UID, f"the node must run as the image's uid {UID}")
+
+
+def test_node_environment_and_config_mount():
+    c = container({})
+    check(c.get("args") == ["--config", CONFIG_FILE], f"args are {c.get('args')}, expected --config {CONFIG_FILE}")
+    check("command" not in c, "the image's ENTRYPOINT (ferrocast) must be kept")
+    env = env_of(c)
+    node_id = env.get("FERROCAST_SERVER__NODE_ID", {})
+    check(
+        node_id.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
+        f"FERROCAST_SERVER__NODE_ID must come from the pod name (fieldRef metadata.name), is {node_id}",
+    )
+    for name, value in {
+        "FERROCAST_SERVER__HOST": "0.0.0.0",
+        "FERROCAST_SERVER__PORT": "6001",
+        "FERROCAST_SERVER__METRICS_PORT": "9601",
+        "FERROCAST_BACKPLANE__DRIVER": "memory",
+    }.items():
+        check(env.get(name, {}).get("value") == value, f"{name} is {env.get(name)}, expected {value!r}")
+    check("FERROCAST_BACKPLANE__URL" not in env, "with a rendered config the Redis URL belongs in the Secret, not the env")
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    check(
+        mounts.get("/etc/ferrocast", {}).get("readOnly") is True,
+        f"the config Secret must be mounted read-only at /etc/ferrocast, mounts: {list(mounts)}",
+    )
+    volume = deployment({})["spec"]["template"]["spec"]["volumes"][0]
+    check(volume["secret"]["secretName"] == FULLNAME, f"config volume is {volume}")
+    check(volume["secret"]["items"] == [{"key": "ferrocast.toml", "path": "ferrocast.toml"}], f"config volume is {volume}")
+    # 0440 (octal): readable through fsGroup only; without an fsGroup the node's uid must still read it.
+    check(volume["secret"]["defaultMode"] == 0o440, f"config file mode is {oct(volume['secret']['defaultMode'])}")
+    no_fs_group = deployment({"podSecurityContext": {"fsGroup": None}})  # null removes a default
+    mode = no_fs_group["spec"]["template"]["spec"]["volumes"][0]["secret"]["defaultMode"]
+    check(mode == 0o444, f"without fsGroup the config file mode must be 0444, is {oct(mode)}")
+    toml = tomllib.loads(rendered_toml({}))
+    check(toml["server"]["host"] == "0.0.0.0", "the rendered config must listen on 0.0.0.0")
+    check("node_id" not in toml["server"], "node_id must come from the pod name, not the file")
+
+
+def test_existing_secret_and_redis_url_secret():
+    values = production_values()
+    docs = render(values)
+    check(not find(docs, "Secret"), "with existingSecret the chart must not render a config Secret")
+    c = container(values)
+    pod = deployment(values)["spec"]["template"]["spec"]
+    check(pod["volumes"][0]["secret"]["secretName"] == values["existingSecret"], "config volume must use existingSecret")
+    env = env_of(c)
+    url = env.get("FERROCAST_BACKPLANE__URL", {})
+    check(
+        url.get("valueFrom", {}).get("secretKeyRef") == {"name": "ferrocast-redis", "key": "url"},
+        f"FERROCAST_BACKPLANE__URL must come from redis.urlSecret, is {url}",
+    )
+    check(env["FERROCAST_BACKPLANE__DRIVER"]["value"] == "redis", "production must run the redis driver")
+    check(env.get("FERROCAST_LOG", {}).get("value") == "info", "extraEnv must reach the container")
+    # existingSecret with a plain external URL: set from the environment.
+    plain = {"existingSecret": "cfg", "replicaCount": 2, "config": {"backplane": {"driver": "redis"}},
+             "redis": {"url": "redis://redis.example:6379"}}
+    env = env_of(container(plain))
+    check(env.get("FERROCAST_BACKPLANE__URL", {}).get("value") == "redis://redis.example:6379", f"env is {env}")
+
+
+def test_config_checksum_rolls_pods_on_config_change():
+    def checksum(values):
+        return deployment(values)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    base = copy.deepcopy(RICH_VALUES)
+    changed = copy.deepcopy(RICH_VALUES)
+    changed["config"]["apps"][1]["secret"] = "rotated"
+    check(checksum(base) != checksum(changed), "changing an app secret must change the pods' checksum/config")
+    scaled = copy.deepcopy(RICH_VALUES)
+    scaled["podAnnotations"] = {"example.com/owner": "team"}
+    check(checksum(base) == checksum(scaled), "the checksum must depend on the config only")
+    annotations = deployment(scaled)["spec"]["template"]["metadata"]["annotations"]
+    check(annotations.get("example.com/owner") == "team", "podAnnotations must reach the pods")
+
+
+def test_memory_backplane_with_several_nodes_is_refused():
+    message = render_error({"replicaCount": 2})
+    check('config.backplane.driver is "memory"' in message and "replicaCount is 2" in message, message)
+    message = render_error({"autoscaling": {"enabled": True}})
+    check("autoscaling.enabled needs config.backplane.driver=redis" in message, message)
+    message = render_error({"redis": {"bundled": {"enabled": True}}})
+    check("redis.bundled.enabled" in message, message)
+    message = render_error({"replicaCount": 3, "config": {"backplane": {"driver": "redis"}}})
+    check("no Redis is given" in message, message)
+    message = render_error({"config": {"backplane": {"driver": "redis"}}, "redis": {"url": "redis://a:1", "bundled": {"enabled": True}}})
+    check("not both" in message, message)
+    # Accepted: one node in memory, several on Redis.
+    check(deployment({})["spec"]["replicas"] == 1, "default must be one node")
+    ok = {"replicaCount": 3, "config": {"backplane": {"driver": "redis"}}, "redis": {"url": "rediss://u:p@r.example:6380"}}
+    check(deployment(ok)["spec"]["replicas"] == 3, "3 nodes on Redis must render")
+    toml = tomllib.loads(rendered_toml(ok))
+    check(toml["backplane"] == {"driver": "redis", "url": "rediss://u:p@r.example:6380", "prefix": "ferrocast", "node_ttl_s": 15},
+          f"backplane section is {toml['backplane']}")
+
+
+def test_other_refusals():
+    check("duplicate app id" in render_error({"config": {"apps": [
+        {"id": "a", "key": "k1", "secret": "s"}, {"id": "a", "key": "k2", "secret": "s"}]}}), "duplicate ids must fail")
+    check("duplicate app key" in render_error({"config": {"apps": [
+        {"id": "a", "key": "k", "secret": "s"}, {"id": "b", "key": "k", "secret": "s"}]}}), "duplicate keys must fail")
+    check("config.apps is empty" in render_error({"config": {"apps": []}}), "no apps must fail")
+    check("must differ" in render_error({"ports": {"ws": 7000, "metrics": 7000}}), "equal ports must fail")
+    check("not both" in render_error({"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}), "PDB both must fail")
+
+
+def test_service_ingress_and_service_account():
+    docs = render(production_values())
+    svc = one(docs, "Service", FULLNAME)
+    ports = {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]}
+    check(ports == {"ws": (6001, "ws"), "metrics": (9601, "metrics")}, f"service ports are {ports}")
+    pod_labels = deployment(production_values())["spec"]["template"]["metadata"]["labels"]
+    check(svc["spec"]["selector"].items() <= pod_labels.items(), "the Service selector must match the pods")
+    ingress = one(docs, "Ingress", FULLNAME)
+    annotations = ingress["metadata"]["annotations"]
+    for key in ("proxy-read-timeout", "proxy-send-timeout"):
+        check(annotations.get(f"nginx.ingress.kubernetes.io/{key}") == "3600", f"ingress needs {key} 3600")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    check(backend == {"name": FULLNAME, "port": {"name": "ws"}}, f"ingress backend is {backend}")
+    check(ingress["spec"]["tls"][0]["secretName"] == "ferrocast-tls", "ingress TLS missing")
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    check(
+        defaults["ingress"]["annotations"].get("nginx.ingress.kubernetes.io/proxy-read-timeout") == "3600"
+        and defaults["ingress"]["annotations"].get("nginx.ingress.kubernetes.io/proxy-send-timeout") == "3600",
+        "values.yaml must default the nginx WebSocket timeouts to 3600",
+    )
+    check(not find(render({}), "Ingress"), "the ingress must be off by default")
+    sa = one(docs, "ServiceAccount", FULLNAME)
+    check(sa.get("automountServiceAccountToken") is False, "the ServiceAccount must not automount its token")
+    check(deployment(production_values())["spec"]["template"]["spec"]["serviceAccountName"] == FULLNAME, "pods must use it")
+
+
+def test_autoscaler():
+    values = production_values()
+    docs = render(values)
+    hpa = one(docs, "HorizontalPodAutoscaler", FULLNAME)
+    check(hpa["apiVersion"] == "autoscaling/v2", f"HPA apiVersion is {hpa['apiVersion']}")
+    spec = hpa["spec"]
+    check(spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": FULLNAME}, "HPA target")
+    check((spec["minReplicas"], spec["maxReplicas"]) == (3, 12), f"HPA bounds are {spec['minReplicas']}..{spec['maxReplicas']}")
+    metrics = {m["type"]: m for m in spec["metrics"]}
+    check(metrics["Resource"]["resource"] == {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 65}},
+          f"CPU metric is {metrics.get('Resource')}")
+    check(
+        metrics.get("Pods", {}).get("pods") == {"metric": {"name": "ferrocast_connections"},
+                                                "target": {"type": "AverageValue", "averageValue": "20000"}},
+        f"connections metric is {metrics.get('Pods')}",
+    )
+    check(spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 60, "scale-down must be damped (drains clients)")
+    check("replicas" not in one(docs, "Deployment", FULLNAME)["spec"], "with an HPA the Deployment must not set replicas")
+    check(not find(render({}), "HorizontalPodAutoscaler"), "autoscaling must be off by default")
+
+
+def test_disruption_budget_and_rollout():
+    pdb = one(render(production_values()), "PodDisruptionBudget", FULLNAME)
+    check(pdb["spec"].get("minAvailable") == 2 and "maxUnavailable" not in pdb["spec"], f"PDB is {pdb['spec']}")
+    pod_labels = deployment({})["spec"]["template"]["metadata"]["labels"]
+    check(pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items(), "PDB selector must match the pods")
+    default = one(render({}), "PodDisruptionBudget", FULLNAME)
+    check(default["spec"] == {"maxUnavailable": 1, "selector": default["spec"]["selector"]}, f"default PDB is {default['spec']}")
+    pct = one(render({"podDisruptionBudget": {"maxUnavailable": "25%"}}), "PodDisruptionBudget")
+    check(pct["spec"]["maxUnavailable"] == "25%", "percentages must stay strings")
+    strategy = deployment({})["spec"]["strategy"]
+    check(strategy["type"] == "RollingUpdate" and strategy["rollingUpdate"]["maxUnavailable"] == 0,
+          f"rolling updates must keep capacity: {strategy}")
+    recreate = deployment({"updateStrategy": {"type": "Recreate"}})["spec"]["strategy"]
+    check(recreate == {"type": "Recreate"}, f"a Recreate strategy must not carry rollingUpdate: {recreate}")
+
+
+def test_topology_spread_by_default():
+    pod = deployment({})["spec"]["template"]["spec"]
+    constraints = pod.get("topologySpreadConstraints") or []
+    keys = [c["topologyKey"] for c in constraints]
+    check(keys == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"], f"spread keys are {keys}")
+    labels = deployment({})["spec"]["template"]["metadata"]["labels"]
+    for c in constraints:
+        check(c["labelSelector"]["matchLabels"].items() <= labels.items(), "spread selector must match the pods")
+        check(c["whenUnsatisfiable"] == "ScheduleAnyway", "the default spread must not block scheduling")
+    off = deployment({"topologySpread": {"enabled": False}})["spec"]["template"]["spec"]
+    check("topologySpreadConstraints" not in off, "topologySpread.enabled=false must remove the constraints")
+
+
+def test_bundled_redis():
+    check(yaml.safe_load((CHART / "values.yaml").read_text())["redis"]["bundled"]["enabled"] is False,
+          "the bundled Redis must be off by default")
+    check(not [d for d in render({}) if "redis" in d["metadata"]["name"]], "no Redis objects by default")
+    docs = render(CLUSTER_VALUES)
+    name = f"{FULLNAME}-redis"
+    redis_dep = one(docs, "Deployment", name)
+    redis_svc = one(docs, "Service", name)
+    image = redis_dep["spec"]["template"]["spec"]["containers"][0]["image"]
+    check(re.fullmatch(r"redis:\d[\w.-]*", image), f"bundled Redis image is {image!r}, expected the official redis image")
+    check(redis_dep["spec"]["replicas"] == 1, "the bundled Redis is a single replica")
+    check(redis_svc["spec"]["ports"][0]["port"] == 6379, "the bundled Redis Service must listen on 6379")
+    check(redis_svc["spec"]["selector"].items() <= redis_dep["spec"]["template"]["metadata"]["labels"].items(),
+          "the Redis Service must select the Redis pod")
+    server_selector = one(docs, "Service", FULLNAME)["spec"]["selector"]
+    check(not server_selector.items() <= redis_dep["spec"]["template"]["metadata"]["labels"].items(),
+          "the ferrocast Service must not select the Redis pod")
+    toml = tomllib.loads(rendered_toml(CLUSTER_VALUES))
+    check(toml["backplane"]["url"] == f"redis://{name}:6379", f"backplane.url is {toml['backplane'].get('url')}")
+
+
+def test_notes():
+    default = notes({})
+    check("DEMO CREDENTIALS" in default, "NOTES must warn about the demo credentials of the default values")
+    check(f"kubectl -n {NAMESPACE} port-forward service/{FULLNAME} 6001:6001" in default, "NOTES must show the port-forward")
+    check("memory backplane serves one node" in default, "NOTES must say the default is a single node")
+    prod = notes(production_values())
+    check("DEMO" not in prod, "NOTES must not warn about demo credentials with existingSecret")
+    check("wss://ws.example.com/app/<app-key>" in prod, "NOTES must show the ingress URL")
+    check("DEMO" not in notes(copy.deepcopy(RICH_VALUES)), "no demo warning for real apps")
+
+
+# ----------------------------------------------------------------------------------------------
+# ServiceMonitor and PrometheusRule (CRDs): the monitoring.coreos.com/v1 fields the chart uses.
+
+DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+_META = {"type": "object", "required": ["name", "namespace"],
+         "properties": {"name": {"type": "string"}, "namespace": {"type": "string"},
+                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "annotations": {"type": "object", "additionalProperties": {"type": "string"}}},
+         "additionalProperties": False}
+_SELECTOR = {"type": "object", "properties": {
+    "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+    "matchExpressions": {"type": "array"}}, "additionalProperties": False}
+SERVICE_MONITOR_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "ServiceMonitor"}, "metadata": _META,
+        "spec": {"type": "object", "required": ["selector", "endpoints"], "additionalProperties": False, "properties": {
+            "selector": _SELECTOR,
+            "namespaceSelector": {"type": "object", "additionalProperties": False, "properties": {
+                "any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}}},
+            "jobLabel": {"type": "string"},
+            "endpoints": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "additionalProperties": False, "properties": {
+                    "port": {"type": "string"}, "path": {"type": "string"}, "scheme": {"enum": ["http", "https"]},
+                    "interval": {"type": "string", "pattern": DURATION},
+                    "scrapeTimeout": {"type": "string", "pattern": DURATION},
+                    "honorLabels": {"type": "boolean"},
+                    "relabelings": {"type": "array", "items": {"type": "object"}},
+                    "metricRelabelings": {"type": "array", "items": {"type": "object"}}}}}}}}}
+PROMETHEUS_RULE_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PrometheusRule"}, "metadata": _META,
+        "spec": {"type": "object", "required": ["groups"], "additionalProperties": False, "properties": {
+            "groups": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["name", "rules"], "additionalProperties": False, "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "interval": {"type": "string", "pattern": DURATION},
+                    "rules": {"type": "array", "items": {
+                        "type": "object", "required": ["expr"], "additionalProperties": False,
+                        "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
+                        "properties": {
+                            "alert": {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+                            "record": {"type": "string"},
+                            "expr": {"type": "string", "minLength": 1},
+                            "for": {"type": "string", "pattern": DURATION},
+                            "keep_firing_for": {"type": "string", "pattern": DURATION},
+                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "annotations": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}}}}}}
+
+
+def validate_crd(doc: dict, schema: dict) -> None:
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(strip(doc)), key=lambda e: list(e.path))
+    check(not errors, f"{doc['kind']} is malformed:\n" + "\n".join(
+        f"  {'.'.join(str(p) for p in e.path)}: {e.message}" for e in errors))
+
+
+def test_service_monitor():
+    docs = render(production_values())
+    sm = one(docs, "ServiceMonitor", FULLNAME)
+    validate_crd(sm, SERVICE_MONITOR_SCHEMA)
+    svc = one(docs, "Service", FULLNAME)
+    check(sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items(),
+          "the ServiceMonitor selector must match the Service's labels")
+    check(sm["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE], "the ServiceMonitor must look in the release namespace")
+    endpoint = sm["spec"]["endpoints"][0]
+    check(endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}, f"endpoint port {endpoint['port']} is not a Service port")
+    check(endpoint["port"] == "metrics" and endpoint["path"] == "/metrics", f"endpoint is {endpoint}")
+    check(sm["metadata"]["labels"].get("release") == "kube-prometheus-stack", "serviceMonitor.labels must reach it")
+    check(not find(render({}), "ServiceMonitor"), "the ServiceMonitor must be off by default")
+
+
+EXPECTED_ALERTS = {"FerrocastNodeNotReady", "FerrocastRedisUnreachable", "FerrocastWebhookFailures", "FerrocastSlowConsumers"}
+
+
+def alert_rules(values: dict) -> dict[str, dict]:
+    rule = one(render(values), "PrometheusRule", FULLNAME)
+    validate_crd(rule, PROMETHEUS_RULE_SCHEMA)
+    return {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+
+
+def test_prometheus_rule():
+    alerts = alert_rules(production_values())
+    check(set(alerts) == EXPECTED_ALERTS, f"alerts are {sorted(alerts)}, expected {sorted(EXPECTED_ALERTS)}")
+    exposed = exposed_metrics()
+    for name, rule in alerts.items():
+        for key in ("summary", "description"):
+            check(rule.get("annotations", {}).get(key), f"{name} needs annotation {key}")
+        check(rule.get("labels", {}).get("severity") in ("warning", "critical"), f"{name} severity is {rule.get('labels')}")
+        selectors = check_promql(rule["expr"], f"alert {name}", exposed)
+        ours = [s for s in selectors if s["name"].startswith("ferrocast_") or s["name"] == "up"]
+        check(ours, f"{name} queries no ferrocast series")
+        for s in ours:
+            check(s["matchers"].get("namespace") == NAMESPACE and s["matchers"].get("job") == FULLNAME,
+                  f"{name}: {s['name']} must select namespace={NAMESPACE!r} and job={FULLNAME!r} (the Service name)")
+    check(alerts["FerrocastRedisUnreachable"]["for"] == "1m", "FerrocastRedisUnreachable must fire after 1m")
+    check("ferrocast_backplane_up" in alerts["FerrocastRedisUnreachable"]["expr"]
+          and "== 0" in alerts["FerrocastRedisUnreachable"]["expr"], "RedisUnreachable: ferrocast_backplane_up == 0")
+    check(alerts["FerrocastWebhookFailures"]["for"] == "10m", "FerrocastWebhookFailures must wait 10m")
+    check("rate(ferrocast_webhook_failures_total" in alerts["FerrocastWebhookFailures"]["expr"], "webhook alert on the rate")
+    check(alerts["FerrocastSlowConsumers"]["expr"].rstrip().endswith("> 1"), "slowConsumers.threshold must be the limit")
+    check("kube_pod_status_ready" in alerts["FerrocastNodeNotReady"]["expr"], "NodeNotReady must use kube_pod_status_ready")
+    # A single node on the memory backplane has no Redis to lose.
+    memory = alert_rules({"prometheusRule": {"enabled": True}})
+    check("FerrocastRedisUnreachable" not in memory, "no Redis alert on the memory backplane")
+    check(not find(render({}), "PrometheusRule"), "the PrometheusRule must be off by default")
+
+
+# ----------------------------------------------------------------------------------------------
+# PromQL
+
+
+def substitute_grafana_variables(expr: str) -> str:
+    expr = expr.replace("$__rate_interval", "5m").replace("$__interval", "1m").replace("$__range", "1h")
+    return re.sub(r"\$\{?\w+\}?", ".*", expr)
+
+
+def check_promql(expr: str, where: str, exposed: dict[str, set[str]]) -> list[dict]:
+    """Parse `expr`, check every ferrocast metric and label it uses; returns its selectors."""
+    try:
+        ast = promql_parser.parse(expr)
+    except ValueError as e:
+        fail(f"{where}: invalid PromQL {expr!r}: {e}")
+    selectors: list[dict] = []
+    grouped: list[tuple[list[str], list[dict]]] = []
+
+    def collect(node) -> list[dict]:
+        found: list[dict] = []
+
+        def visit(n):
+            if isinstance(n, promql_parser.MatrixSelector):
+                n = n.vector_selector
+            if isinstance(n, promql_parser.VectorSelector):
+                found.append({"name": n.name, "matchers": {m.name: m.value for m in n.matchers.matchers}})
+            return True
+
+        promql_parser.walk(node, pre_visit=visit)
+        return found
+
+    def visit_all(n):
+        if isinstance(n, promql_parser.AggregateExpr) and n.modifier is not None:
+            grouped.append((list(n.modifier.labels), collect(n.expr)))
+        return True
+
+    selectors = collect(ast)
+    promql_parser.walk(ast, pre_visit=visit_all)
+    seen: set[tuple] = set()
+    unique = []
+    for s in selectors:
+        key = (s["name"], tuple(sorted(s["matchers"].items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(s)
+    for s in unique:
+        name = s["name"]
+        check(name, f"{where}: a selector without a metric name in {expr!r}")
+        if not name.startswith("ferrocast_"):
+            check(name in ("up", "kube_pod_status_ready"), f"{where}: unexpected foreign metric {name}")
+            continue
+        check(
+            name in exposed or name in COMING_SOON,
+            f"{where}: {name} is neither exposed by the server ({sorted(exposed)}) nor announced ({sorted(COMING_SOON)})",
+        )
+        if name in exposed:
+            unknown = set(s["matchers"]) - exposed[name] - TARGET_LABELS
+            check(not unknown, f"{where}: {name} has no label {sorted(unknown)} (it has {sorted(exposed[name])})")
+    for labels, inside in grouped:
+        names = {s["name"] for s in inside}
+        if any(n not in exposed for n in names):
+            continue  # a coming-soon or foreign metric: its labels are not known yet
+        available = set().union(*(exposed[n] for n in names)) | TARGET_LABELS
+        unknown = set(labels) - available
+        check(not unknown, f"{where}: grouping by {sorted(unknown)}, which {sorted(names)} do not have")
+    return unique
+
+
+# ----------------------------------------------------------------------------------------------
+# The rendered config on the real binary
+
+
+def binary() -> Path:
+    path = Path(os.environ.get("FERROCAST_BIN", REPO / "target" / "release" / "ferrocast")).resolve()
+    check(path.is_file() and os.access(path, os.X_OK), f"{path} is missing: build it first (`make build`; `make test-helm` does)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url: str) -> tuple[int | None, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError):
+        return None, ""
+
+
+def signed_get(port: int, app: dict, path_tail: str = "channels") -> tuple[int | None, str]:
+    """A REST GET signed like the Pusher server SDKs do."""
+    path = f"/apps/{app['id']}/{path_tail}"
+    params = {"auth_key": app["key"], "auth_timestamp": str(int(time.time())), "auth_version": "1.0"}
+    to_sign = "GET\n" + path + "\n" + "&".join(f"{k}={params[k]}" for k in sorted(params))
+    params["auth_signature"] = hmac.new(app["secret"].encode(), to_sign.encode(), hashlib.sha256).hexdigest()
+    return http(f"http://127.0.0.1:{port}{path}?{urllib.parse.urlencode(params)}")
+
+
+class WebSocket:
+    """A minimal WebSocket client (RFC 6455): enough to connect, read frames and close."""
+
+    def __init__(self, port: int, key: str, origin: str | None = None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        nonce = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (f"GET /app/{urllib.parse.quote(key)}?protocol=7&client=check-helm&version=1.0 HTTP/1.1\r\n"
+             f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             f"Sec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Version: 13\r\n"
+             + (f"Origin: {origin}\r\n" if origin else "") + "\r\n").encode()
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(4096)
+            check(chunk, "the node closed the WebSocket handshake")
+            data += chunk
+        head, _, self.rest = data.partition(b"\r\n\r\n")
+        check(head.startswith(b"HTTP/1.1 101"), f"WebSocket upgrade refused: {head[:200]!r}")
+
+    def _read(self, n: int) -> bytes:
+        while len(self.rest) < n:
+            chunk = self.sock.recv(4096)
+            check(chunk, "the node closed the TCP connection without a WebSocket close frame")
+            self.rest += chunk
+        out, self.rest = self.rest[:n], self.rest[n:]
+        return out
+
+    def frame(self) -> tuple[int, bytes]:
+        """The next frame from the server: (opcode, payload)."""
+        b0, b1 = self._read(2)
+        length = b1 & 0x7F
+        if length == 126:
+            length = int.from_bytes(self._read(2), "big")
+        elif length == 127:
+            length = int.from_bytes(self._read(8), "big")
+        return b0 & 0x0F, self._read(length)
+
+    def message(self) -> dict:
+        opcode, payload = self.frame()
+        check(opcode == 1, f"expected a text frame, got opcode {opcode} {payload[:100]!r}")
+        return json.loads(payload)
+
+    def close_code(self, timeout: float) -> int:
+        """Wait for the server's close frame (answering pings) and return its code."""
+        self.sock.settimeout(timeout)
+        while True:
+            opcode, payload = self.frame()
+            if opcode == 8:
+                return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            if opcode == 9:
+                self.send(10, payload)
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        mask = os.urandom(4)
+        self.sock.sendall(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask
+                          + bytes(p ^ mask[i % 4] for i, p in enumerate(payload)))
+
+    def close(self) -> None:
+        try:
+            self.send(8, (1000).to_bytes(2, "big"))
+            self.sock.recv(64)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def parse_metrics(text: str) -> dict[str, set[str]]:
+    metrics: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})?\s", line)
+        check(m, f"unparseable metrics line {line!r}")
+        labels = set(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="', m.group(3) or ""))
+        metrics.setdefault(m.group(1), set()).update(labels)
+    return metrics
+
+
+def pod_environment(c: dict, pod_name: str) -> dict[str, str]:
+    """The container's environment as the kubelet would set it (secret refs: a stand-in)."""
+    env = {}
+    for e in c.get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        elif e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
+            env[e["name"]] = pod_name
+        elif "secretKeyRef" in e.get("valueFrom", {}):
+            env[e["name"]] = "redis://127.0.0.1:6379"
+        else:
+            fail(f"env {e['name']}: unexpected source {e}")
+    return env
+
+
+def run_node(config: Path, pod_env: dict[str, str], apps: list[dict], budget: int,
+             hold_socket: bool = False) -> dict[str, set[str]]:
+    """Run the release binary like the pod does; returns the metrics it exposed.
+
+    `budget`: the seconds the pod leaves between SIGTERM and SIGKILL. With `hold_socket`, one
+    WebSocket stays open through SIGTERM and must be closed with 4200 by the drain.
+    """
+    grace = int(pod_env["FERROCAST_SERVER__SHUTDOWN_GRACE_S"])
+    base_env = {k: v for k, v in os.environ.items() if not (k.startswith("FERROCAST_") and "__" in k)}
+    for attempt in range(3):
+        port, metrics_port = free_port(), free_port()
+        if port == metrics_port:
+            continue
+        env = dict(base_env, **pod_env)
+        env.update(
+            # No Redis and no pod network here; everything else is the pod's.
+            FERROCAST_BACKPLANE__DRIVER="memory",
+            FERROCAST_SERVER__HOST="127.0.0.1",
+            FERROCAST_SERVER__PORT=str(port),
+            FERROCAST_SERVER__METRICS_PORT=str(metrics_port),
+        )
+        with tempfile.TemporaryFile(mode="w+") as log:
+            process = subprocess.Popen([str(binary()), "--config", str(config)], cwd=REPO, env=env,
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+            def output() -> str:
+                log.seek(0)
+                return log.read().strip()
+
+            try:
+                deadline = time.monotonic() + 20
+                ready = False
+                while time.monotonic() < deadline and process.poll() is None:
+                    if http(f"http://127.0.0.1:{port}/readyz")[0] == 200:
+                        ready = True
+                        break
+                    time.sleep(0.1)
+                if not ready:
+                    if process.poll() is None:
+                        fail(f"the node did not answer 200 on /readyz within 20 s; output:\n{output()}")
+                    text = output()
+                    if process.returncode == 1 and "address already in use" in text.lower() and attempt < 2:
+                        continue
+                    fail(f"the node refused the rendered config (exit {process.returncode}):\n{text}")
+                check(http(f"http://127.0.0.1:{port}/healthz")[0] == 200, "/healthz did not answer 200")
+                held = None
+                for app in apps:
+                    status, body = signed_get(port, app)
+                    expected = 200 if app.get("enabled", True) else 403
+                    check(status == expected,
+                          f"app {app['id']}: signed GET /channels answered {status} {body!r}, expected {expected}: "
+                          "the secret did not survive the TOML rendering")
+                    if app.get("enabled", True):
+                        origins = [o for o in app.get("allowed_origins", []) if "*" not in o]
+                        ws = WebSocket(port, app["key"], origins[0] if origins else None)
+                        message = ws.message()
+                        check(message.get("event") == "pusher:connection_established",
+                              f"app {app['id']}: first WebSocket message is {message}")
+                        if hold_socket and held is None:
+                            held = ws  # stays open through SIGTERM
+                        else:
+                            ws.close()
+                time.sleep(0.3)  # let the closes be counted
+                status, text = http(f"http://127.0.0.1:{metrics_port}/metrics")
+                check(status == 200, f"/metrics answered {status}")
+                metrics = parse_metrics(text)
+                started = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                if held is not None:
+                    # The drain closes open sockets with 4200 within shutdown_grace_s.
+                    close = held.close_code(timeout=grace + 5)
+                    held.sock.close()
+                    check(close == 4200, f"a socket open at SIGTERM was closed with {close}, expected 4200")
+                try:
+                    code = process.wait(timeout=budget)
+                except subprocess.TimeoutExpired:
+                    fail(f"the node was still running {budget} s after SIGTERM, when Kubernetes would kill it "
+                         f"(terminationGracePeriodSeconds minus the preStop sleep); output:\n{output()}")
+                took = time.monotonic() - started
+                check(code == 0, f"the node exited with {code} after SIGTERM, expected 0; output:\n{output()}")
+                check(took < budget, f"the drain took {took:.1f} s, more than the pod's {budget} s")
+                return metrics
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    fail("could not find two free ports for the node after 3 attempts")
+
+
+def run_rendered(values: dict) -> dict[str, set[str]]:
+    toml_text = rendered_toml(values)
+    try:
+        parsed = tomllib.loads(toml_text)
+    except tomllib.TOMLDecodeError as e:
+        fail(f"the rendered ferrocast.toml is not TOML: {e}\n{toml_text}")
+    merged_values = merged(values)
+    apps = merged_values["config"]["apps"]
+    check(parsed["apps"] == apps, f"the rendered [[apps]] differ from the values:\n{parsed['apps']}\n!=\n{apps}")
+    c = container(values)
+    pod = deployment(values)["spec"]["template"]["spec"]
+    pre_stop_exec = ((c.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {"command": ["sleep", "0"]}
+    pre_stop = int(pre_stop_exec["command"][1])
+    budget = pod["terminationGracePeriodSeconds"] - pre_stop
+    pod_env = pod_environment(c, "ferrocast-7d9f8b6c5d-x2kqp")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "ferrocast.toml"
+        config.write_text(toml_text)
+        # A socket held through the drain, where the drain is short enough for a test.
+        short = int(pod_env["FERROCAST_SERVER__SHUTDOWN_GRACE_S"]) <= 5
+        return run_node(config, pod_env, apps, budget, hold_socket=short)
+
+
+@functools.lru_cache(maxsize=1)
+def exposed_metrics() -> dict[str, set[str]]:
+    """Metric name -> label names, scraped from the binary running the default chart config."""
+    metrics = run_rendered({})
+    missing = DOCUMENTED - set(metrics)
+    check(not missing, f"the server no longer exposes {sorted(missing)}: update the dashboard, alerts and this list")
+    return metrics
+
+
+@pytest.mark.parametrize("value_set", ["default", "rich-config", "bundled-redis-cluster"])
+def test_rendered_config_runs_on_the_release_binary(value_set):
+    if value_set == "default":
+        exposed_metrics()
+    else:
+        run_rendered(VALUE_SETS[value_set]())
+
+
+def test_production_pod_environment_is_accepted_by_the_binary():
+    """existingSecret: the chart renders no file, but the pod's variables must be valid keys."""
+    values = production_values()
+    pod_env = pod_environment(container(values), "ferrocast-7d9f8b6c5d-x2kqp")
+    check(pod_env["FERROCAST_SERVER__SHUTDOWN_GRACE_S"] == "30", "production drains for 30 s")
+    # Stand-in for the operator's Secret: the chart's own rendering of one demo app.
+    stand_in = {"config": {"server": {"shutdown_grace_s": 1}}}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "ferrocast.toml"
+        config.write_text(rendered_toml(stand_in))
+        pod_env["FERROCAST_SERVER__SHUTDOWN_GRACE_S"] = "2"  # keep the run short; the key is what is checked
+        run_node(config, pod_env, merged(stand_in)["config"]["apps"], 2 + 10, hold_socket=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Grafana dashboard
+
+
+def dashboard_panels(dashboard: dict) -> list[dict]:
+    panels = []
+    for panel in dashboard.get("panels", []):
+        panels.append(panel)
+        panels.extend(panel.get("panels", []))
+    return panels
+
+
+def test_grafana_dashboard():
+    try:
+        dashboard = json.loads(DASHBOARD.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        fail(f"deploy/grafana-dashboard.json does not parse: {e}")
+    check(dashboard.get("schemaVersion", 0) >= 36, f"schemaVersion is {dashboard.get('schemaVersion')}, expected >= 36")
+    check(dashboard.get("title") and dashboard.get("uid"), "the dashboard needs a title and a uid")
+    variables = {v["name"]: v for v in dashboard.get("templating", {}).get("list", [])}
+    ds = variables.get("DS_PROMETHEUS")
+    check(ds and ds.get("type") == "datasource" and ds.get("query") == "prometheus",
+          "the dashboard needs a datasource variable DS_PROMETHEUS of type prometheus")
+    datasource = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+    exposed = exposed_metrics()
+    used: set[str] = set()
+    ids = []
+    cells: dict[tuple[int, int], int] = {}
+    for v in variables.values():
+        if v["type"] == "query":
+            check(v.get("datasource") == datasource, f"variable {v['name']} must use ${{DS_PROMETHEUS}}")
+            query = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+            m = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query)
+            check(m, f"variable {v['name']}: unexpected query {query!r}")
+            for s in check_promql(substitute_grafana_variables(m.group(1)), f"variable {v['name']}", exposed):
+                used.add(s["name"])
+                check(m.group(2) in exposed.get(s["name"], set()) | TARGET_LABELS,
+                      f"variable {v['name']}: {s['name']} has no label {m.group(2)}")
+    panels = dashboard_panels(dashboard)
+    check(len(panels) >= 10, f"the dashboard has only {len(panels)} panels")
+    for panel in panels:
+        ids.append(panel["id"])
+        pos = panel["gridPos"]
+        check(pos["x"] >= 0 and pos["w"] > 0 and pos["x"] + pos["w"] <= 24, f"panel {panel['title']!r} is outside the grid")
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                check((x, y) not in cells, f"panels {panel['id']} and {cells.get((x, y))} overlap at {x},{y}")
+                cells[(x, y)] = panel["id"]
+        if panel["type"] == "row":
+            continue
+        check(panel.get("datasource") == datasource, f"panel {panel['title']!r} must use ${{DS_PROMETHEUS}}")
+        check(panel.get("targets"), f"panel {panel['title']!r} has no queries")
+        for t in panel["targets"]:
+            check(t.get("datasource") == datasource, f"panel {panel['title']!r}: target {t.get('refId')} datasource")
+            for s in check_promql(substitute_grafana_variables(t["expr"]), f"panel {panel['title']!r}", exposed):
+                used.add(s["name"])
+    check(len(ids) == len(set(ids)), f"panel ids repeat: {ids}")
+    wanted = {
+        "ferrocast_connections", "ferrocast_ws_messages_in_total", "ferrocast_ws_messages_out_total",
+        "ferrocast_rest_requests_total", "ferrocast_connections_closed_total",
+        "ferrocast_slow_consumer_disconnects_total", "ferrocast_backplane_up", "ferrocast_backplane_errors_total",
+        "ferrocast_backplane_reconnects_total", "ferrocast_process_cpu_seconds_total",
+        "ferrocast_process_resident_memory_bytes",
+    }
+    check(wanted <= used, f"the dashboard does not chart {sorted(wanted - used)}")
+    texts = json.dumps(dashboard)
+    check('"uid": "${DS_PROMETHEUS}"' in texts, "datasource references must be ${DS_PROMETHEUS}")
+    for label in ("app_id", "pod", "code", "route", "status"):
+        check("{{" + label + "}}" in texts or f"by ({label}" in texts, f"the dashboard never breaks down by {label}")
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main(["-p", "no:cacheprovider", "-v", __file__]))
