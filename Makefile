@@ -38,6 +38,8 @@ test-rust:
 
 test-conformance: build
 	cd $(CONFORMANCE) && FERROCAST_BIN=$(CURDIR)/$(BIN) npm test
+	@echo "conformance suite again on a two-node cluster through Redis (clients on node A, REST on node B)"
+	cd $(CONFORMANCE) && FERROCAST_BIN=$(CURDIR)/$(BIN) npm run test:cluster
 
 ## Formatting and clippy, warnings as errors.
 lint:
