@@ -1,0 +1,221 @@
+//! The node core driven through its public interface on the in-process backplane: what each
+//! socket receives for subscribes, presence, client events and publishes.
+
+use std::sync::Arc;
+
+use ferrocast_broker::connection::ConnectionOutbox;
+use ferrocast_broker::memory::{MemoryBackplane, MemoryClusterState};
+use ferrocast_broker::observer::NoObserver;
+use ferrocast_broker::{AppConfig, AppRegistry, Node, NodeOptions, PublishRequest, Session};
+use ferrocast_protocol::inbound::{ClientEvent, ClientMessage, Subscribe};
+use ferrocast_protocol::signature;
+use serde_json::Value;
+
+fn node() -> Arc<Node> {
+    let app = AppConfig {
+        id: "app".into(),
+        key: "key".into(),
+        secret: "secret".into(),
+        enable_client_messages: true,
+        max_presence_members_per_channel: 2,
+        ..AppConfig::default()
+    };
+    let options = NodeOptions {
+        observer: Arc::new(NoObserver),
+        queue_capacity: 64,
+        socket_id_prefix: 7,
+    };
+    Node::new(
+        AppRegistry::new([app]),
+        Arc::new(MemoryBackplane::new()),
+        Arc::new(MemoryClusterState::new()),
+        options,
+    )
+}
+
+async fn connect(node: &Node) -> (Session, ConnectionOutbox) {
+    let app = node.apps().by_id("app").cloned().unwrap();
+    node.connect(app).await.unwrap()
+}
+
+/// Every frame queued so far, as JSON with `data` decoded when it holds JSON.
+fn frames(outbox: &mut ConnectionOutbox) -> Vec<Value> {
+    let mut out = Vec::new();
+    while let Ok(bytes) = outbox.frames.try_recv() {
+        let (len, head) = match bytes[1] {
+            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            n => (n as usize, 2),
+        };
+        let mut v: Value = serde_json::from_slice(&bytes[head..head + len]).unwrap();
+        if let Some(Value::String(data)) = v.get("data").cloned() {
+            if let Ok(parsed) = serde_json::from_str::<Value>(&data) {
+                v["data"] = parsed;
+            }
+        }
+        out.push(v);
+    }
+    out
+}
+
+fn events(frames: &[Value]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| f["event"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn presence_subscribe(session: &Session, channel: &str, user: &str) -> ClientMessage {
+    let channel_data = format!(r#"{{"user_id":"{user}","user_info":{{"n":"{user}"}}}}"#);
+    let signed = signature::channel_string_to_sign(session.socket_id(), channel, Some(&channel_data));
+    ClientMessage::Subscribe(Subscribe {
+        channel: channel.into(),
+        auth: Some(format!("key:{}", signature::sign("secret", &signed))),
+        channel_data: Some(channel_data),
+    })
+}
+
+async fn join(node: &Node, session: &mut Session, channel: &str, user: &str) {
+    let message = presence_subscribe(session, channel, user);
+    node.handle(session, message).await;
+}
+
+fn public_subscribe(channel: &str) -> ClientMessage {
+    ClientMessage::Subscribe(Subscribe {
+        channel: channel.into(),
+        auth: None,
+        channel_data: None,
+    })
+}
+
+#[tokio::test]
+async fn a_publish_reaches_subscribers_but_not_the_excluded_socket() {
+    let node = node();
+    let (mut a, mut out_a) = connect(&node).await;
+    let (mut b, mut out_b) = connect(&node).await;
+    node.handle(&mut a, public_subscribe("news")).await;
+    node.handle(&mut b, public_subscribe("news")).await;
+    assert_eq!(events(&frames(&mut out_a)), ["pusher_internal:subscription_succeeded"]);
+    frames(&mut out_b);
+    let app = node.apps().by_id("app").cloned().unwrap();
+    let publish = PublishRequest {
+        channels: vec!["news".into()],
+        event: "story".into(),
+        data: r#"{"id":1}"#.into(),
+        exclude_socket: Some(b.socket_id().to_owned()),
+    };
+    node.publish(&app, vec![publish]).await.unwrap();
+    let got = frames(&mut out_a);
+    assert_eq!(got[0]["event"], "story");
+    assert_eq!(got[0]["data"]["id"], 1);
+    assert!(frames(&mut out_b).is_empty(), "excluded socket");
+}
+
+#[tokio::test]
+async fn presence_members_are_announced_once_per_user_and_never_to_the_actor() {
+    let node = node();
+    let (mut observer, mut out_o) = connect(&node).await;
+    join(&node, &mut observer, "presence-room", "obs").await;
+    let joined = frames(&mut out_o);
+    assert_eq!(joined[0]["data"]["presence"]["count"], 1);
+
+    let (mut u1, mut out_1) = connect(&node).await;
+    join(&node, &mut u1, "presence-room", "u").await;
+    let (mut u2, mut out_2) = connect(&node).await;
+    join(&node, &mut u2, "presence-room", "u").await;
+    assert_eq!(
+        events(&frames(&mut out_o)),
+        ["pusher_internal:member_added"],
+        "second socket of u adds nobody"
+    );
+    let own = frames(&mut out_1);
+    assert_eq!(
+        events(&own),
+        ["pusher_internal:subscription_succeeded"],
+        "no member_added to the joiner"
+    );
+    assert_eq!(own[0]["data"]["presence"]["count"], 2);
+    frames(&mut out_2);
+
+    node.handle(
+        &mut u1,
+        ClientMessage::Unsubscribe {
+            channel: "presence-room".into(),
+        },
+    )
+    .await;
+    assert!(frames(&mut out_o).is_empty(), "u still has a socket");
+    node.disconnect(u2).await;
+    let removed = frames(&mut out_o);
+    assert_eq!(events(&removed), ["pusher_internal:member_removed"]);
+    assert_eq!(removed[0]["data"]["user_id"], "u");
+    let users = node
+        .users(&node.apps().by_id("app").cloned().unwrap(), "presence-room")
+        .await
+        .unwrap();
+    assert_eq!(users, ["obs"]);
+}
+
+#[tokio::test]
+async fn a_full_presence_channel_refuses_a_new_user_but_not_an_existing_one() {
+    let node = node();
+    let mut outs = Vec::new();
+    for user in ["a", "b"] {
+        let (mut s, out) = connect(&node).await;
+        join(&node, &mut s, "presence-full", user).await;
+        outs.push((s, out));
+    }
+    let (mut c, mut out_c) = connect(&node).await;
+    join(&node, &mut c, "presence-full", "c").await;
+    let refused = frames(&mut out_c);
+    assert_eq!(refused[0]["event"], "pusher:subscription_error");
+    assert_eq!(refused[0]["data"]["type"], "LimitReached");
+    let (mut a2, mut out_a2) = connect(&node).await;
+    join(&node, &mut a2, "presence-full", "a").await;
+    assert_eq!(events(&frames(&mut out_a2)), ["pusher_internal:subscription_succeeded"]);
+}
+
+#[tokio::test]
+async fn client_events_reach_others_with_the_senders_user_id_and_are_not_echoed() {
+    let node = node();
+    let (mut a, mut out_a) = connect(&node).await;
+    let (mut b, mut out_b) = connect(&node).await;
+    join(&node, &mut a, "presence-chat", "alice").await;
+    join(&node, &mut b, "presence-chat", "bob").await;
+    frames(&mut out_a);
+    frames(&mut out_b);
+    let typing = ClientEvent {
+        event: "client-typing".into(),
+        channel: "presence-chat".into(),
+        data: "{}".into(),
+    };
+    node.handle(&mut a, ClientMessage::ClientEvent(typing)).await;
+    let got = frames(&mut out_b);
+    assert_eq!(got[0]["event"], "client-typing");
+    assert_eq!(got[0]["user_id"], "alice");
+    assert!(frames(&mut out_a).is_empty(), "never echoed");
+    let public = ClientEvent {
+        event: "client-x".into(),
+        channel: "news".into(),
+        data: "{}".into(),
+    };
+    node.handle(&mut a, ClientMessage::ClientEvent(public)).await;
+    assert_eq!(events(&frames(&mut out_a)), ["pusher:error"]);
+}
+
+#[tokio::test]
+async fn a_bad_signature_refuses_the_subscription_and_the_socket_carries_on() {
+    let node = node();
+    let (mut a, mut out_a) = connect(&node).await;
+    let forged = ClientMessage::Subscribe(Subscribe {
+        channel: "private-orders".into(),
+        auth: Some(format!("key:{}", "0".repeat(64))),
+        channel_data: None,
+    });
+    node.handle(&mut a, forged).await;
+    let refused = frames(&mut out_a);
+    assert_eq!(events(&refused), ["pusher:subscription_error", "pusher:error"]);
+    assert_eq!(refused[0]["data"]["status"], 401);
+    assert_eq!(a.channels().count(), 0);
+    node.handle(&mut a, ClientMessage::Ping).await;
+    assert_eq!(events(&frames(&mut out_a)), ["pusher:pong"]);
+}
