@@ -77,6 +77,7 @@ pub async fn serve(state: Arc<ServerState>, req: ConnectRequest, ws: fastwebsock
         grace: Duration::from_secs(state.config.server.shutdown_grace_s),
         metrics: metrics.clone(),
         broken: false,
+        unreported: (0, 0),
     }));
     read_loop(&state, read, &mut session, &last_seen, &metrics).await;
     let conn = session.conn.clone();
@@ -249,6 +250,8 @@ struct WriterContext {
     metrics: AppMetrics,
     /// A write failed or was abandoned half-way: nothing more can be written.
     broken: bool,
+    /// Frames and bytes written but not yet added to the metrics.
+    unreported: (u64, u64),
 }
 
 /// Idle detection: ping after `activity` of silence, close with 4201 if still silent after
@@ -353,9 +356,9 @@ fn spread_delay(grace: Duration) -> Duration {
 /// Write `first` plus whatever else is already queued, as one write.
 async fn write_batch(cx: &mut WriterContext, first: Bytes) -> std::io::Result<()> {
     let mut frames = 1u64;
-    if cx.outbox.frames.is_empty() {
-        cx.metrics.bytes_out.inc_by(first.len() as u64);
+    let bytes = if cx.outbox.frames.is_empty() {
         write_unless_closed(cx, &first).await?;
+        first.len()
     } else {
         let mut buf = BytesMut::with_capacity(MAX_BATCH_BYTES.min(first.len() * 4));
         buf.extend_from_slice(&first);
@@ -364,11 +367,24 @@ async fn write_batch(cx: &mut WriterContext, first: Bytes) -> std::io::Result<()
             buf.extend_from_slice(&next);
             frames += 1;
         }
-        cx.metrics.bytes_out.inc_by(buf.len() as u64);
         write_unless_closed(cx, &buf).await?;
+        buf.len()
+    };
+    cx.unreported.0 += frames;
+    cx.unreported.1 += bytes as u64;
+    // Shared counters are touched once per burst, not once per write, under load.
+    if cx.unreported.0 >= 1024 || cx.outbox.frames.is_empty() {
+        report_writes(cx);
     }
-    cx.metrics.messages_out.inc_by(frames);
     Ok(())
+}
+
+fn report_writes(cx: &mut WriterContext) {
+    let (frames, bytes) = std::mem::take(&mut cx.unreported);
+    if frames > 0 {
+        cx.metrics.messages_out.inc_by(frames);
+        cx.metrics.bytes_out.inc_by(bytes);
+    }
 }
 
 /// Write, but give up at once if the connection is closed meanwhile (a slow consumer blocks the
@@ -394,6 +410,7 @@ async fn write_timed<W: AsyncWrite + Unpin>(write: &mut W, bytes: &[u8]) -> std:
 
 /// Flush what is queued (unless the client is the problem), then the close frame.
 async fn finish(cx: &mut WriterContext) {
+    report_writes(cx);
     let code = cx.conn.close_code().unwrap_or(ABNORMAL);
     if code == ABNORMAL || cx.broken {
         let _ = tokio::time::timeout(Duration::from_millis(100), cx.write.shutdown()).await;
