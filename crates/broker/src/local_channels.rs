@@ -191,12 +191,7 @@ impl LocalChannels {
 
     /// The presence view of every local channel that has one.
     pub fn presence_views(&self) -> Vec<(ChannelKey, std::collections::HashSet<String>)> {
-        let channels: Vec<_> = self
-            .channels
-            .iter()
-            .map(|e| (e.key().clone(), e.value().clone()))
-            .collect();
-        channels
+        self.all()
             .into_iter()
             .filter_map(|(key, channel)| {
                 let view = channel.view.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
@@ -215,6 +210,14 @@ impl LocalChannels {
             .any(|s| s.member.as_ref().is_some_and(|m| m.user_id == user_id))
     }
 
+    /// Every channel, cloned out of the map so no shard stays locked while each is inspected.
+    fn all(&self) -> Vec<(ChannelKey, Arc<LocalChannel>)> {
+        self.channels
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect()
+    }
+
     /// Every channel with at least one local subscriber.
     pub fn keys(&self) -> Vec<ChannelKey> {
         self.channels.iter().map(|e| e.key().clone()).collect()
@@ -223,12 +226,7 @@ impl LocalChannels {
     /// Per channel: the number of local subscribers and, per presence user, its user_info and
     /// number of local sockets. Used to re-register this node's state in the cluster.
     pub fn snapshot(&self) -> Vec<ChannelSnapshot> {
-        let channels: Vec<_> = self
-            .channels
-            .iter()
-            .map(|e| (e.key().clone(), e.value().clone()))
-            .collect();
-        channels
+        self.all()
             .into_iter()
             .filter_map(|(key, channel)| {
                 let subs = channel.subscribers.read().unwrap_or_else(|e| e.into_inner());
