@@ -14,6 +14,7 @@
 //! - [`connection`]: the handle through which a node queues frames to one socket (bounded).
 //! - [`rate_limit`]: fixed-window per-second limiters for client, backend and read traffic.
 //! - [`local_channels`]: the sharded index of this node's subscribers per channel; fan-out.
+//! - [`presence_view`]: what a node's sockets were told about a presence channel's members.
 //! - [`backplane`]: the [`Backplane`] and [`ClusterState`] traits and the message they carry.
 //! - [`memory`]: the in-process backplane and cluster state for a single node.
 //! - [`session`]: per-connection protocol state (subscriptions, presence identity, budget).
@@ -32,6 +33,7 @@ pub mod local_channels;
 pub mod memory;
 pub mod node;
 pub mod observer;
+pub mod presence_view;
 pub mod rate_limit;
 pub mod session;
 

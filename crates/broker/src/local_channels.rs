@@ -11,6 +11,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 
 use crate::connection::ConnectionHandle;
+use crate::presence_view::PresenceView;
 
 /// Identifies a channel of an app.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -47,7 +48,7 @@ struct LocalChannel {
     /// On presence channels: the members this node's sockets have been told about. Filters
     /// duplicate member_added / member_removed and is what reconciliation after an outage
     /// compares with the cluster's roster.
-    view: std::sync::Mutex<Option<std::collections::HashSet<String>>>,
+    view: std::sync::Mutex<PresenceView>,
 }
 
 /// One channel in [`LocalChannels::snapshot`]: its key, local subscriber count, and each
@@ -164,38 +165,34 @@ impl LocalChannels {
             .unwrap_or(0)
     }
 
-    /// Start the channel's presence view from a roster, unless it already has one.
-    pub fn init_view<'a>(&self, key: &ChannelKey, members: impl IntoIterator<Item = &'a str>) {
-        let Some(channel) = self.channels.get(key).map(|c| c.value().clone()) else {
-            return;
-        };
-        let mut view = channel.view.lock().unwrap_or_else(|e| e.into_inner());
-        if view.is_none() {
-            *view = Some(members.into_iter().map(str::to_owned).collect());
+    /// A socket on the channel received `roster` (see [`PresenceView`]).
+    pub fn learn_roster<'a>(&self, key: &ChannelKey, roster: impl IntoIterator<Item = &'a str>) {
+        if let Some(channel) = self.channels.get(key).map(|c| c.value().clone()) {
+            channel
+                .view
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .learn_roster(roster);
         }
     }
 
     /// Record a member_added (`added`) or member_removed for the channel's sockets; false when
-    /// it would tell them nothing new (already a member / not a member), so it is not sent.
+    /// it would tell them nothing new, so it is not sent.
     pub fn apply_presence_change(&self, key: &ChannelKey, user_id: &str, added: bool) -> bool {
         let Some(channel) = self.channels.get(key).map(|c| c.value().clone()) else {
             return true;
         };
         let mut view = channel.view.lock().unwrap_or_else(|e| e.into_inner());
-        match view.as_mut() {
-            None => true,
-            Some(members) if added => members.insert(user_id.to_owned()),
-            Some(members) => members.remove(user_id),
-        }
+        view.apply(user_id, added)
     }
 
-    /// The presence view of every local channel that has one.
-    pub fn presence_views(&self) -> Vec<(ChannelKey, std::collections::HashSet<String>)> {
+    /// The presence view of every local channel whose sockets hold a roster.
+    pub fn presence_views(&self) -> Vec<(ChannelKey, PresenceView)> {
         self.all()
             .into_iter()
             .filter_map(|(key, channel)| {
-                let view = channel.view.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
-                Some((key, view))
+                let view = channel.view.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                view.is_known().then_some((key, view))
             })
             .collect()
     }
@@ -305,33 +302,5 @@ mod tests {
         members.sort_by(|a, b| a.0.user_id.cmp(&b.0.user_id));
         let counts: Vec<_> = members.iter().map(|(m, n)| (m.user_id.as_str(), *n)).collect();
         assert_eq!(counts, vec![("u1", 2), ("u2", 1)]);
-    }
-}
-
-#[cfg(test)]
-mod view_tests {
-    use super::*;
-
-    #[test]
-    fn the_view_filters_presence_changes_that_tell_nothing_new() {
-        let idx = LocalChannels::new();
-        let key = ChannelKey::new("a", "presence-x");
-        let (c, _out) = ConnectionHandle::new("1.1".into(), 4);
-        assert!(
-            idx.apply_presence_change(&key, "u9", true),
-            "no channel: nothing to filter"
-        );
-        idx.add(&key, &c, None);
-        assert!(idx.apply_presence_change(&key, "u9", true), "no view yet: deliver");
-        idx.init_view(&key, ["u1", "u2"]);
-        idx.init_view(&key, ["other"]);
-        assert!(!idx.apply_presence_change(&key, "u1", true), "already a member");
-        assert!(idx.apply_presence_change(&key, "u3", true));
-        assert!(idx.apply_presence_change(&key, "u2", false));
-        assert!(!idx.apply_presence_change(&key, "u2", false), "not a member any more");
-        let views = idx.presence_views();
-        let mut members: Vec<_> = views[0].1.iter().cloned().collect();
-        members.sort();
-        assert_eq!(members, ["u1", "u3"]);
     }
 }

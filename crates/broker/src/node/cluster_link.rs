@@ -151,11 +151,13 @@ impl Node {
                     continue;
                 }
             };
-            for user_id in view.iter().filter(|id| !members.iter().any(|(m, _)| m == *id)) {
+            let ids: std::collections::HashSet<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
+            for user_id in view.stale(&ids) {
                 let data = outbound::member_removed_data(user_id);
                 self.fan_out.deliver(&local_message(&key, MEMBER_REMOVED, data));
             }
-            for (user_id, info) in members.iter().filter(|(id, _)| !view.contains(id)) {
+            let missing = view.missing(ids.iter().copied());
+            for (user_id, info) in members.iter().filter(|(id, _)| missing.contains(&id.as_str())) {
                 let data = outbound::member_added_data(user_id, info);
                 self.fan_out.deliver(&local_message(&key, MEMBER_ADDED, data));
             }

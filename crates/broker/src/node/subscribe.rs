@@ -135,7 +135,7 @@ impl Node {
             .await;
         match joined {
             Ok(PresenceJoin::Joined { added, roster }) => {
-                self.local.init_view(key, roster.iter().map(|(id, _)| id.as_str()));
+                self.local.learn_roster(key, roster.iter().map(|(id, _)| id.as_str()));
                 Ok(Some((added, roster_json(&roster))))
             }
             Ok(PresenceJoin::Full) => {

@@ -1,0 +1,142 @@
+//! One WebSocket connection: admission, then a reader and a writer.
+//!
+//! - [`frame_reader`]: client frames, with a buffer that stays tiny while a socket is idle.
+//! - [`reader`]: frames in, one at a time, to the node.
+//! - [`writer`]: pre-encoded frames out, idle pings, drain and close.
+//!
+//! After fastwebsockets completes the upgrade, the connection is taken back down to its TCP
+//! stream and split into owned halves, so reader and writer never share a lock.
+
+mod frame_reader;
+mod reader;
+mod writer;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ferrocast_broker::connection::ConnectionOutbox;
+use ferrocast_broker::{frame, ConnectError, Session};
+use ferrocast_protocol::codes::close;
+use ferrocast_protocol::outbound;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tracing::{debug, error};
+
+use crate::metrics::AppMetrics;
+use crate::state::ServerState;
+use frame_reader::FrameReader;
+use writer::{write_loop, WriterContext};
+
+/// "Close without a close frame": the peer is gone (1006 is never sent on the wire).
+const ABNORMAL: u16 = 1006;
+/// A write that makes no progress for this long means the peer is gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the upgrade request said, checked after the upgrade so the client gets a close code.
+pub struct ConnectRequest {
+    pub app_key: String,
+    pub protocol: Option<String>,
+    pub origin: Option<String>,
+}
+
+/// Milliseconds since process start, for cheap "last seen" stamps.
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Run a connection from the completed upgrade to the end.
+pub async fn serve(state: Arc<ServerState>, req: ConnectRequest, ws: fastwebsockets::WebSocket<TokioIo<Upgraded>>) {
+    let _open = state.lifecycle.track_connection();
+    let upgraded = ws.into_inner().into_inner();
+    let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => parts,
+        Err(_) => return error!("upgraded connection is not a TCP stream; dropped"),
+    };
+    let (read, mut write) = parts.io.into_inner().into_split();
+    let (mut session, outbox, metrics) = match admit(&state, &req).await {
+        Ok(admitted) => admitted,
+        Err((code, message)) => {
+            debug!(code, message, "connection refused");
+            refuse(&mut write, code, &message).await;
+            return;
+        }
+    };
+    metrics.opened.inc();
+    metrics.connections.inc();
+    let established = outbound::connection_established(session.socket_id(), state.config.server.activity_timeout_s);
+    session.send_json(&established);
+
+    let last_seen = Arc::new(AtomicU64::new(now_ms()));
+    let writer = tokio::spawn(write_loop(WriterContext {
+        write,
+        outbox,
+        conn: session.conn.clone(),
+        last_seen: last_seen.clone(),
+        activity: Duration::from_secs(state.config.server.activity_timeout_s),
+        shutdown: state.lifecycle.shutdown_token(),
+        grace: Duration::from_secs(state.config.server.shutdown_grace_s),
+        metrics: metrics.clone(),
+        broken: false,
+        unreported: (0, 0),
+    }));
+    let frames = FrameReader::new(read, &parts.read_buf, reader::max_frame_bytes(&session));
+    reader::read_loop(&state, frames, &mut session, &last_seen, &metrics).await;
+    let conn = session.conn.clone();
+    conn.close(ABNORMAL);
+    state.node.disconnect(session).await;
+    let _ = writer.await;
+    let code = conn.close_code().unwrap_or(ABNORMAL);
+    if code == close::OVER_CAPACITY {
+        metrics.slow_consumers.inc();
+    }
+    metrics.closed(code);
+    metrics.connections.dec();
+}
+
+async fn admit(
+    state: &ServerState,
+    req: &ConnectRequest,
+) -> Result<(Session, ConnectionOutbox, AppMetrics), (u16, String)> {
+    match req.protocol.as_deref() {
+        None => return Err((close::NO_PROTOCOL, "no protocol version supplied".into())),
+        Some("5" | "6" | "7") => {}
+        Some(other) => {
+            let message = format!("unsupported protocol version {other:?}; this server speaks 7");
+            return Err((close::UNSUPPORTED_PROTOCOL, message));
+        }
+    }
+    let Some(app) = state.node.apps().by_key(&req.app_key).cloned() else {
+        return Err((close::UNKNOWN_APP, format!("no app with key {:?}", req.app_key)));
+    };
+    if !app.config.origin_allowed(req.origin.as_deref()) {
+        return Err((close::UNAUTHORIZED, "origin not allowed for this app".into()));
+    }
+    let metrics = state.metrics.app(app.id());
+    match state.node.connect(app).await {
+        Ok((session, outbox)) => Ok((session, outbox, metrics)),
+        Err(ConnectError::AppDisabled) => Err((close::APP_DISABLED, "app is disabled".into())),
+        Err(ConnectError::OverQuota) => Err((close::OVER_CONNECTION_QUOTA, "app is over its connection quota".into())),
+        Err(ConnectError::Backplane(e)) => {
+            tracing::warn!(error = %e, "connection refused: cluster state unavailable");
+            Err((close::OVER_CAPACITY, "server temporarily unavailable".into()))
+        }
+    }
+}
+
+/// Tell a refused client why (`pusher:error`) and close with the same code.
+async fn refuse(write: &mut OwnedWriteHalf, code: u16, message: &str) {
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&frame::text(&outbound::error(Some(code), message)));
+    buf.extend_from_slice(&frame::close(code, message));
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+        write.write_all(&buf).await?;
+        write.shutdown().await
+    })
+    .await;
+}

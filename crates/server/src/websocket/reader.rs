@@ -1,0 +1,121 @@
+//! The reader side of a connection: frames in, one at a time, to the node.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ferrocast_broker::{frame, Session};
+use ferrocast_protocol::codes::close;
+use ferrocast_protocol::inbound::{self, ClientMessage};
+use tokio::io::AsyncRead;
+
+use super::frame_reader::{FrameReader, Opcode};
+use super::{now_ms, ABNORMAL};
+use crate::metrics::AppMetrics;
+use crate::state::ServerState;
+
+/// Frames no larger than this are accepted whatever the app's payload limit.
+const MIN_FRAME_BYTES: usize = 64 * 1024;
+
+/// Largest frame (or reassembled message) this app's connections may send.
+pub(super) fn max_frame_bytes(session: &Session) -> usize {
+    let c = &session.app.config;
+    MIN_FRAME_BYTES.max(c.max_payload_bytes().max(c.max_member_bytes()).saturating_mul(4) + 4096)
+}
+
+/// Read until the client leaves, breaks the protocol, or the connection is closed from our
+/// side. Every way out closes the connection handle with the code to send (or 1006).
+pub(super) async fn read_loop<R: AsyncRead + Unpin>(
+    state: &ServerState,
+    mut frames: FrameReader<R>,
+    session: &mut Session,
+    last_seen: &AtomicU64,
+    metrics: &AppMetrics,
+) {
+    let max = max_frame_bytes(session);
+    let mut partial: Option<Vec<u8>> = None;
+    let conn = session.conn.clone();
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = conn.closed() => return,
+            frame = frames.read_frame() => frame,
+        };
+        last_seen.store(now_ms(), Ordering::Relaxed);
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => return conn.close(e.close_code().unwrap_or(ABNORMAL)),
+        };
+        let text = match frame.opcode {
+            Opcode::Text if frame.fin => frame.payload.to_vec(),
+            Opcode::Text if partial.is_none() => {
+                partial = Some(frame.payload.to_vec());
+                continue;
+            }
+            Opcode::Text => return conn.close(close::PROTOCOL_ERROR),
+            Opcode::Continuation => {
+                let Some(buf) = partial.as_mut() else {
+                    return conn.close(close::PROTOCOL_ERROR);
+                };
+                if buf.len() + frame.payload.len() > max {
+                    return conn.close(close::MESSAGE_TOO_BIG);
+                }
+                buf.extend_from_slice(&frame.payload);
+                if !frame.fin {
+                    continue;
+                }
+                partial.take().unwrap_or_default()
+            }
+            Opcode::Binary => return conn.close(close::UNSUPPORTED_DATA),
+            Opcode::Close => return conn.close(echo_close_code(&frame.payload)),
+            Opcode::Ping => {
+                conn.send(frame::pong(&frame.payload));
+                continue;
+            }
+            Opcode::Pong => continue,
+        };
+        let Ok(text) = String::from_utf8(text) else {
+            return conn.close(close::INVALID_PAYLOAD);
+        };
+        metrics.bytes_in.inc_by(text.len() as u64);
+        match inbound::parse_client_message(&text) {
+            Ok(message) => {
+                match &message {
+                    ClientMessage::ClientEvent(_) => metrics.client_events_in.inc(),
+                    _ => metrics.protocol_in.inc(),
+                }
+                state.node.handle(session, message).await
+            }
+            Err(e) => {
+                metrics.protocol_in.inc();
+                session.send_error(None, &e.to_string())
+            }
+        }
+    }
+}
+
+/// Answer a client's close with its own code (1000 when it gave none or an invalid one).
+fn echo_close_code(payload: &[u8]) -> u16 {
+    match payload {
+        [a, b, ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            if (1000..5000).contains(&code) && ![1004, 1005, 1006, 1015].contains(&code) {
+                code
+            } else {
+                1000
+            }
+        }
+        _ => 1000,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_echo_keeps_valid_codes_only() {
+        assert_eq!(echo_close_code(&4000u16.to_be_bytes()), 4000);
+        assert_eq!(echo_close_code(&1006u16.to_be_bytes()), 1000);
+        assert_eq!(echo_close_code(&[]), 1000);
+        assert_eq!(echo_close_code(&[3]), 1000);
+    }
+}
