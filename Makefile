@@ -16,7 +16,7 @@ build:
 run: build
 	./$(BIN)
 
-## Install what the tests need when missing: redis-server (apt) and the pinned npm clients.
+## Install what the tests need when missing: redis-server and promtool (apt) and the pinned npm clients.
 test-deps:
 	@if ! command -v redis-server >/dev/null 2>&1; then \
 		echo "installing redis-server"; \
@@ -24,6 +24,12 @@ test-deps:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; \
 	fi
 	@command -v redis-server >/dev/null || { echo "redis-server is required but could not be installed" >&2; exit 1; }
+	@if ! command -v promtool >/dev/null 2>&1; then \
+		echo "installing promtool (Debian package prometheus)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+	@command -v promtool >/dev/null || { echo "promtool is required but could not be installed" >&2; exit 1; }
 	@command -v node >/dev/null || { echo "node is required (Node.js 20+)" >&2; exit 1; }
 	@if [ ! -d $(CONFORMANCE)/node_modules ] || [ $(CONFORMANCE)/package-lock.json -nt $(CONFORMANCE)/node_modules/.package-lock.json ]; then \
 		echo "installing conformance test packages (npm ci)"; \

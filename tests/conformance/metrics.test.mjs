@@ -1,18 +1,19 @@
 // Prometheus metrics endpoint on metrics_port.
 
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import { sdkResult, serverSdk } from './lib/clients.mjs';
-import { connectRaw } from './lib/raw.mjs';
+import { promtoolCheckMetrics, promtoolPath } from './lib/promtool.mjs';
+import { connectRaw, presenceSubscribeData } from './lib/raw.mjs';
 import { makeApp, useServer } from './lib/server.mjs';
 import { eventually, parseMetrics, uid } from './lib/util.mjs';
 
 const app = makeApp();
 const srv = useServer({ single: true, apps: [app] });
 
-async function scrape() {
-  const res = await fetch(`${srv.client.metricsUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+async function scrape(node = srv.client) {
+  const res = await fetch(`${node.metricsUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
   const text = await res.text();
   assert.equal(res.status, 200, `GET /metrics → ${res.status}: ${text.slice(0, 500)}`);
   return { text, samples: parseMetrics(text), contentType: res.headers.get('content-type') };
@@ -85,3 +86,51 @@ test('ferrocast_rest_requests_total has status="200" and status="401" samples', 
     assert.ok(sum(samples, 'ferrocast_rest_requests_total', (l) => l.status === '401') >= 1, 'a status="401" sample ≥ 1');
   }, 3000);
 });
+
+// ---------------------------------------------------------------------------------------------
+// `promtool check metrics`: the exposition must pass Prometheus' own linter (metric and label
+// names, HELP/TYPE, counter `_total` suffixes, histogram series, units, …), on each backplane
+// (the Redis one adds its own families). Missing promtool fails the test.
+
+for (const [label, backplane] of [
+  ['memory', { driver: 'memory' }],
+  ['redis', { driver: 'redis' }],
+]) {
+  describe(`promtool check metrics (${label} backplane)`, () => {
+    const lintApp = makeApp();
+    const node = useServer({ single: true, backplane, apps: [lintApp] });
+
+    test(`/metrics of a ${label}-backplane node after traffic passes \`promtool check metrics\``, async (t) => {
+      promtoolPath(); // fail first, with install instructions, if promtool is missing
+      const n = node.client;
+      // traffic: a connection, a subscription, a presence join, a REST trigger, a bad-signature call
+      const c = await connectRaw(t, n, lintApp);
+      const pub = uid('lint-');
+      await c.subscribeOk(pub);
+      const pres = uid('presence-lint-');
+      await c.subscribeOk(pres, presenceSubscribeData(lintApp, c.socketId, pres, { user_id: 'lint-user', user_info: { n: 1 } }));
+      const since = c.mark();
+      const ok = await sdkResult(() => serverSdk(n, lintApp).trigger([pub, pres], 'evt', { a: 1 }));
+      assert.equal(ok.status, 200, ok.body);
+      await c.waitFor((f) => f.event === 'evt' && f.channel === pres, { since, what: 'evt on the presence channel' });
+      const bad = await sdkResult(() => serverSdk(n, lintApp, { secret: 'nope' }).trigger(pub, 'evt', { a: 1 }));
+      assert.equal(bad.status, 401, bad.body);
+      await c.ping();
+
+      const { text, samples } = await eventually(async () => {
+        const scraped = await scrape(n);
+        // the traffic above is visible, so the lint covers the labelled series too
+        assert.ok(sum(scraped.samples, 'ferrocast_connections') >= 1, 'ferrocast_connections ≥ 1');
+        assert.ok(sum(scraped.samples, 'ferrocast_rest_requests_total', (l) => l.status === '401') >= 1, 'a status="401" sample');
+        return scraped;
+      }, 3000);
+      assert.ok(samples.length > 0, 'no samples scraped');
+      const result = await promtoolCheckMetrics(text);
+      assert.ok(
+        result.ok,
+        `promtool check metrics (exit ${result.code}) reported problems for the ${label}-backplane node:\n${result.output}\n` +
+          `--- scraped /metrics ---\n${text}`,
+      );
+    });
+  });
+}
