@@ -59,7 +59,12 @@ pub async fn serve(state: Arc<ServerState>, req: ConnectRequest, ws: fastwebsock
         Err(_) => return error!("upgraded connection is not a TCP stream; dropped"),
     };
     let (read, mut write) = parts.io.into_inner().into_split();
-    let (mut session, outbox, metrics) = match admit(&state, &req).await {
+    // Bytes hyper read past the request (normally none): copied out so hyper's read buffer,
+    // which `read_buf` may point into, is freed now rather than kept for the connection's life.
+    let pending = parts.read_buf.to_vec();
+    drop(parts.read_buf);
+    // Rare, large futures are boxed so the idle connection's task stays small.
+    let (mut session, outbox, metrics) = match Box::pin(admit(&state, &req)).await {
         Ok(admitted) => admitted,
         Err((code, message)) => {
             debug!(code, message, "connection refused");
@@ -85,11 +90,12 @@ pub async fn serve(state: Arc<ServerState>, req: ConnectRequest, ws: fastwebsock
         broken: false,
         unreported: (0, 0),
     }));
-    let frames = FrameReader::new(read, &parts.read_buf, reader::max_frame_bytes(&session));
+    let frames = FrameReader::new(read, &pending, reader::max_frame_bytes(&session));
+    drop(pending);
     reader::read_loop(&state, frames, &mut session, &last_seen, &metrics).await;
     let conn = session.conn.clone();
     conn.close(ABNORMAL);
-    state.node.disconnect(session).await;
+    Box::pin(state.node.disconnect(session)).await;
     let _ = writer.await;
     let code = conn.close_code().unwrap_or(ABNORMAL);
     if code == close::OVER_CAPACITY {

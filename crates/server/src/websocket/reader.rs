@@ -82,7 +82,9 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                     ClientMessage::ClientEvent(_) => metrics.client_events_in.inc(),
                     _ => metrics.protocol_in.inc(),
                 }
-                state.node.handle(session, message).await
+                // Boxed: handling a frame may take a deep future (subscribe, presence); an idle
+                // connection should not carry its size.
+                Box::pin(state.node.handle(session, message)).await
             }
             Err(e) => {
                 metrics.protocol_in.inc();
