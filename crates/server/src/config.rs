@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub shutdown_grace_s: u64,
     /// Frames a socket may have queued before it is closed with 4100 as a slow consumer.
     pub max_queued_frames: usize,
+    /// Runtime worker threads; 0 = one per CPU core.
+    pub worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +54,7 @@ impl Default for ServerConfig {
             activity_timeout_s: 120,
             shutdown_grace_s: 10,
             max_queued_frames: 4096,
+            worker_threads: 0,
         }
     }
 }

@@ -33,7 +33,11 @@ fn main() -> ExitCode {
     if file.is_none() {
         warn!("no --config given: running the demo app (id app-id, key app-key, secret app-secret); do not use these credentials in production");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.server.worker_threads > 0 {
+        builder.worker_threads(config.server.worker_threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("ferrocast: cannot start the async runtime: {e}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use ferrocast_backplane_redis::{RedisBackplane, RedisOptions};
 use ferrocast_broker::memory::{MemoryBackplane, MemoryClusterState};
 use ferrocast_broker::{AppRegistry, Backplane, ClusterState, Node, NodeOptions};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tracing::{info, warn};
 
 use crate::config::{self, Config};
@@ -29,18 +29,37 @@ pub enum ClusterLink {
     Redis(Arc<RedisBackplane>),
 }
 
+/// Pending connections the kernel queues before `accept`: a reconnect storm after another node
+/// drains must not overflow it (the usual default of 128 does, and costs clients a 1 s SYN retry).
+const LISTEN_BACKLOG: u32 = 4096;
+
+async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
+    let addr = format!("{host}:{port}");
+    let fail = |source| StartError::Bind {
+        addr: addr.clone(),
+        source,
+    };
+    let resolved = tokio::net::lookup_host(&addr)
+        .await
+        .map_err(fail)?
+        .next()
+        .ok_or_else(|| fail(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")))?;
+    let socket = if resolved.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(fail)?;
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(resolved).map_err(fail)?;
+    socket.listen(LISTEN_BACKLOG).map_err(fail)
+}
+
 /// Bind both listeners and build the shared state.
 pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, TcpListener), StartError> {
-    let bind = |port: u16| {
-        let addr = format!("{}:{}", config.server.host, port);
-        async move {
-            TcpListener::bind(&addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })
-        }
-    };
-    let listener = bind(config.server.port).await?;
-    let metrics_listener = bind(config.server.metrics_port).await?;
+    let host = config.server.host.as_str();
+    let listener = bind(host, config.server.port).await?;
+    let metrics_listener = bind(host, config.server.metrics_port).await?;
     let node_id = config::node_id(&config.server);
     let (backplane, cluster, link): (Arc<dyn Backplane>, Arc<dyn ClusterState>, ClusterLink) =
         match config.backplane.driver.as_str() {
