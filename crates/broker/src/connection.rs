@@ -58,7 +58,9 @@ impl ConnectionHandle {
     /// Queue a frame. A full queue closes the socket with 4100; returns false when the frame was
     /// not queued (full or already closing).
     pub fn send(&self, frame: Bytes) -> bool {
-        if self.0.closing.is_cancelled() {
+        // The close code doubles as a lock-free "closing" flag: this runs once per recipient
+        // of every event, where the token's own check would take its lock.
+        if self.0.close_code.load(Ordering::Relaxed) != 0 {
             return false;
         }
         match self.0.tx.try_send(frame) {
@@ -94,7 +96,7 @@ impl ConnectionHandle {
     }
 
     pub fn is_closing(&self) -> bool {
-        self.0.closing.is_cancelled()
+        self.0.close_code.load(Ordering::Acquire) != 0
     }
 
     /// Whether two handles refer to the same socket.
