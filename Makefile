@@ -37,7 +37,7 @@ test-deps:
 	fi
 
 ## Every test: the Rust workspace, then the conformance suite against the release binary.
-test: test-deps test-rust test-conformance test-deploy test-helm
+test: test-deps test-rust test-conformance loadtest-smoke test-deploy test-helm
 
 test-rust:
 	$(CARGO) test --workspace --locked
@@ -112,3 +112,23 @@ test-helm: build
 		print(f"Helm SDK {h.helm_sdk_version()} (helm-python-sdk {h.__version__}); Kubernetes schemas up to {k.latest_version()}")'
 	PYTHONDONTWRITEBYTECODE=1 FERROCAST_BIN=$(CURDIR)/$(BIN) \
 		$(HELM_VENV)/bin/python -m pytest -p no:cacheprovider -v $(HELM_TESTS)/check_helm.py
+
+## ---- Load tester and benchmarks: loadtest/ (see docs/benchmarks.md) ----
+
+.PHONY: bench loadtest-smoke
+
+CRITERION_ARGS ?= --warm-up-time 1 --measurement-time 3
+
+## Criterion micro-benchmarks, then real nodes under ferrocast-loadtest; writes docs/benchmarks.md.
+## Not part of `make test`: takes minutes and wants an otherwise idle machine.
+bench:
+	$(CARGO) bench --locked --no-run -p ferrocast-protocol -p ferrocast-broker --bench protocol --bench fanout
+	loadtest/scripts/wait_quiet.sh
+	$(CARGO) bench --locked -p ferrocast-protocol -p ferrocast-broker --bench protocol --bench fanout -- $(CRITERION_ARGS)
+	loadtest/scripts/bench.sh
+
+## Tiny run of every load tester scenario against one real node (~10 s after the build); fails
+## unless every event was delivered exactly once, with no error and no server-side close.
+loadtest-smoke:
+	$(CARGO) build --release --locked -p ferrocast-server -p ferrocast-loadtest
+	loadtest/scripts/smoke.sh
