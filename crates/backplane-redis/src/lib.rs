@@ -65,6 +65,8 @@ pub struct RedisStats {
     pub reconnects: AtomicU64,
     pub decode_errors: AtomicU64,
     pub reaped_nodes: AtomicU64,
+    /// Round trip of the last ping on the pub/sub connection, in microseconds.
+    pub ping_rtt_us: AtomicU64,
 }
 
 /// Why the backplane could not be created (bad URL); connection problems are not errors here,

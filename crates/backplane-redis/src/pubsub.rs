@@ -260,8 +260,12 @@ async fn serve(
                 }
             }
             _ = ping.tick() => {
+                let sent = std::time::Instant::now();
                 match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => {
+                        let rtt = sent.elapsed().as_micros() as u64;
+                        backplane.stats.ping_rtt_us.store(rtt, Ordering::Relaxed);
+                    }
                     _ => return "ping failed",
                 }
             }

@@ -243,5 +243,6 @@ fn refresh_cluster_metrics(state: &ServerState) {
         ClusterMetrics::sync(&m.reconnects, s.reconnects.load(Relaxed));
         ClusterMetrics::sync(&m.decode_errors, s.decode_errors.load(Relaxed));
         ClusterMetrics::sync(&m.reaped_nodes, s.reaped_nodes.load(Relaxed));
+        m.rtt.set(s.ping_rtt_us.load(Relaxed) as f64 / 1e6);
     }
 }

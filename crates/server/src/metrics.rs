@@ -65,6 +65,7 @@ pub struct Metrics {
 /// The node's link to the cluster, refreshed from the backplane's own counters at each scrape.
 pub struct ClusterMetrics {
     pub ready: IntGauge,
+    pub rtt: prometheus::Gauge,
     pub published: IntCounter,
     pub received: IntCounter,
     pub errors: IntCounter,
@@ -83,8 +84,14 @@ impl ClusterMetrics {
             &[],
         )
         .with_label_values(&[] as &[&str]);
+        let rtt = prometheus::Gauge::new(
+            "backplane_rtt_seconds",
+            "Round trip of the last ping to Redis on the pub/sub connection",
+        )
+        .unwrap_or_else(|e| panic!("metric backplane_rtt_seconds: {e}"));
         Self {
             ready,
+            rtt: register(registry, rtt),
             published: one("backplane_published_total", "Messages published to the backplane"),
             received: one("backplane_received_total", "Messages received from the backplane"),
             errors: one(
