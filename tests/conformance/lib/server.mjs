@@ -199,8 +199,12 @@ export async function waitForExit(proc, timeoutMs = 10_000) {
 }
 
 export class ServerNode {
-  constructor({ name, config, host, port, metricsPort, apps, env }) {
+  constructor({ name, config, host, port, metricsPort, apps, env, autoPorts = false }) {
     this.name = name;
+    // Ports picked by freePort() may be taken by another process between the pick and the bind;
+    // a node whose ports were picked that way, and that never started, may pick them again.
+    this.autoPorts = autoPorts;
+    this.everStarted = false;
     this.config = config; // the object rendered to TOML
     this.host = host;
     this.port = port;
@@ -258,17 +262,30 @@ export class ServerNode {
       // keep the previous run's output for logs()
       this.previousLogs = `${this.previousLogs ?? ''}--- previous run (exit ${this.proc.state.exitCode ?? ''} ${this.proc.state.signal ?? ''}) stderr ---\n${this.stderr}\n--- previous run stdout ---\n${this.stdout}\n`;
     }
-    if (!this.dir) this.dir = await mkdtemp(path.join(os.tmpdir(), 'ferrocast-conformance-'));
-    this.configPath = path.join(this.dir, `${this.name}.toml`);
-    await writeFile(this.configPath, renderConfig(this.config));
-    this.proc = spawnFerrocast(['--config', this.configPath], { env: this.env });
-    try {
-      await (ready ? this.waitReady() : this.waitReady(READY_TIMEOUT_MS, '/healthz'));
-    } catch (err) {
-      await this.stop();
-      throw err;
+    for (let attempt = 1; ; attempt += 1) {
+      if (!this.dir) this.dir = await mkdtemp(path.join(os.tmpdir(), 'ferrocast-conformance-'));
+      this.configPath = path.join(this.dir, `${this.name}.toml`);
+      await writeFile(this.configPath, renderConfig(this.config));
+      this.proc = spawnFerrocast(['--config', this.configPath], { env: this.env });
+      try {
+        await (ready ? this.waitReady() : this.waitReady(READY_TIMEOUT_MS, '/healthz'));
+        this.everStarted = true;
+        return this;
+      } catch (err) {
+        await this.stop();
+        const portRace = !this.running && /Address already in use/.test(this.stdout + this.stderr);
+        if (!(portRace && this.autoPorts && !this.everStarted && attempt < 3)) throw err;
+        await this.repickPorts();
+      }
     }
-    return this;
+  }
+
+  /** New free ports, after losing a race for the previous ones. */
+  async repickPorts() {
+    this.port = await freePort();
+    this.metricsPort = await freePort();
+    this.config.server.port = this.port;
+    this.config.server.metrics_port = this.metricsPort;
   }
 
   /** Status code of GET `probe` (/readyz by default), or the network error code. */
@@ -363,7 +380,8 @@ export async function makeNode(index, { apps, server = {}, backplane, env }) {
     metrics_port: metricsPort,
   };
   const config = { server: serverSection, backplane: backplane ?? { driver: 'memory' }, apps };
-  return new ServerNode({ name, config, host: '127.0.0.1', port, metricsPort, apps, env });
+  const autoPorts = server.port === undefined && server.metrics_port === undefined;
+  return new ServerNode({ name, config, host: '127.0.0.1', port, metricsPort, apps, env, autoPorts });
 }
 
 /** Starts one ferrocast process and waits for /readyz. */
