@@ -47,12 +47,7 @@ async fn worker(
     drop(permit);
     let mut client = match result {
         Ok(client) => client,
-        Err(e) => {
-            shared.errors.add(format!("setup_{}", e.kind()));
-            shared.setup.fail(&e);
-            shared.alive.set(shared.alive.get() - 1);
-            return;
-        }
+        Err(e) => return shared.setup.connection_failed(&e, &shared.errors, &shared.alive),
     };
     shared.setup.ok();
     go.cancelled().await;

@@ -163,12 +163,7 @@ async fn subscriber(
     drop(permit);
     let mut client = match result {
         Ok(client) => client,
-        Err(e) => {
-            shared.errors.add(format!("setup_{}", e.kind()));
-            shared.setup.fail(&e);
-            shared.alive.set(shared.alive.get() - 1);
-            return;
-        }
+        Err(e) => return shared.setup.connection_failed(&e, &shared.errors, &shared.alive),
     };
     shared.subs.borrow_mut()[channel_index] += 1;
     shared.setup.ok();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::{Cli, Common, Scenario};
 use crate::net::{Dialer, Endpoint, RestClient};
-use crate::report::Report;
+use crate::report::{Counters, Report};
 
 pub mod churn;
 pub mod connect;
@@ -130,6 +130,13 @@ impl Setup {
         if first.is_none() {
             *first = Some(error.to_string());
         }
+    }
+
+    /// A connection's setup failed: count it under `setup_<kind>` and as one fewer alive.
+    pub fn connection_failed(&self, error: &crate::pusher::ClientError, errors: &Counters, alive: &Cell<usize>) {
+        errors.add(format!("setup_{}", error.kind()));
+        self.fail(error);
+        alive.set(alive.get() - 1);
     }
 
     /// Wait until `n` connections are ready or failed (or `timeout`), logging progress.

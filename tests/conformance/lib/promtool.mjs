@@ -7,8 +7,7 @@
 // binary. Missing promtool is an error, never a skip.
 
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import path from 'node:path';
+import { executablePath } from './util.mjs';
 
 const INSTALL_HINT =
   'The metrics tests lint /metrics with `promtool check metrics`. Install it with ' +
@@ -18,24 +17,7 @@ const INSTALL_HINT =
 
 /** Absolute path of promtool (FERROCAST_PROMTOOL or PATH); throws with install instructions. */
 export function promtoolPath() {
-  const explicit = process.env.FERROCAST_PROMTOOL;
-  const candidates = explicit
-    ? [path.resolve(explicit)]
-    : (process.env.PATH ?? '')
-        .split(path.delimiter)
-        .filter(Boolean)
-        .map((dir) => path.join(dir, 'promtool'));
-  for (const candidate of candidates) {
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      /* keep looking */
-    }
-  }
-  throw new Error(
-    explicit ? `FERROCAST_PROMTOOL=${explicit} is not an executable file. ${INSTALL_HINT}` : `promtool not found on PATH. ${INSTALL_HINT}`,
-  );
+  return executablePath('promtool', 'FERROCAST_PROMTOOL', INSTALL_HINT);
 }
 
 /**

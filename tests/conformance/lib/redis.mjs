@@ -10,13 +10,12 @@
 // No npm Redis client is needed: readiness is checked with a raw `PING\r\n` over TCP.
 
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
-import { sleep } from './util.mjs';
+import { executablePath, sleep } from './util.mjs';
 
 const STOP_GRACE_MS = 5_000;
 const READY_TIMEOUT_MS = 10_000;
@@ -41,24 +40,7 @@ const INSTALL_HINT =
 
 /** Absolute path of redis-server (FERROCAST_REDIS_SERVER or PATH); throws with install instructions. */
 export function redisServerPath() {
-  const explicit = process.env.FERROCAST_REDIS_SERVER;
-  const candidates = explicit
-    ? [path.resolve(explicit)]
-    : (process.env.PATH ?? '')
-        .split(path.delimiter)
-        .filter(Boolean)
-        .map((dir) => path.join(dir, 'redis-server'));
-  for (const candidate of candidates) {
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      /* keep looking */
-    }
-  }
-  throw new Error(
-    explicit ? `FERROCAST_REDIS_SERVER=${explicit} is not an executable file. ${INSTALL_HINT}` : `redis-server not found on PATH. ${INSTALL_HINT}`,
-  );
+  return executablePath('redis-server', 'FERROCAST_REDIS_SERVER', INSTALL_HINT);
 }
 
 /** A currently free TCP port on 127.0.0.1. */

@@ -1,5 +1,31 @@
 // Small timing helpers shared by every test file. Every wait is bounded.
 
+import { accessSync, constants } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * Absolute path of an executable: `$envVar` if set, else `name` on PATH. Throws with `hint`
+ * (how to install it) otherwise: the suite refuses to skip.
+ */
+export function executablePath(name, envVar, hint) {
+  const explicit = process.env[envVar];
+  const candidates = explicit
+    ? [path.resolve(explicit)]
+    : (process.env.PATH ?? '')
+        .split(path.delimiter)
+        .filter(Boolean)
+        .map((dir) => path.join(dir, name));
+  for (const candidate of candidates) {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      /* keep looking */
+    }
+  }
+  throw new Error(explicit ? `${envVar}=${explicit} is not an executable file. ${hint}` : `${name} not found on PATH. ${hint}`);
+}
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
