@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use ferrocast_broker::backplane::ChannelCounts;
-use ferrocast_broker::{BackplaneError, ClusterState, NodeSnapshot, PresenceJoin, ResyncOutcome};
+use ferrocast_broker::{BackplaneError, ClusterState, LeaveToken, NodeSnapshot, PresenceJoin, ResyncOutcome};
 use redis::Value;
 
 use crate::RedisBackplane;
@@ -53,7 +53,22 @@ pub(crate) fn rows(v: &Value) -> Option<Vec<Vec<String>>> {
         .collect()
 }
 
+/// `{status, token}` of a leave: the token when it left something empty.
+fn pending_leave(reply: &Value, what: &str) -> Result<Option<LeaveToken>, BackplaneError> {
+    match array(reply).ok_or_else(|| malformed(what))? {
+        [_, token] => Ok(Some(LeaveToken(string(token).ok_or_else(|| malformed(what))?))),
+        [_] => Ok(None),
+        _ => Err(malformed(what)),
+    }
+}
+
 impl RedisBackplane {
+    /// A token naming one pending leave, unique in the cluster (node id, then a counter).
+    fn leave_token(&self) -> String {
+        let n = self.leave_tokens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}:{n}", self.keys.node())
+    }
+
     async fn eval(&self, script: &redis::Script, args: Vec<String>) -> Result<Value, BackplaneError> {
         self.with_conn(|mut conn| async move {
             let mut invocation = script.prepare_invoke();
@@ -88,16 +103,20 @@ impl ClusterState for RedisBackplane {
             .map(|_| ())
     }
 
-    async fn subscription_added(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError> {
-        self.eval(&self.scripts.sub_add, self.args(&[app_id, channel]))
-            .await
-            .map(|_| ())
+    async fn subscription_added(&self, app_id: &str, channel: &str) -> Result<bool, BackplaneError> {
+        let reply = self.eval(&self.scripts.sub_add, self.args(&[app_id, channel])).await?;
+        match array(&reply).ok_or_else(|| malformed("subscription add"))? {
+            [_count, occupied] => Ok(int(occupied) == Some(1)),
+            _ => Err(malformed("subscription add")),
+        }
     }
 
-    async fn subscription_removed(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError> {
-        self.eval(&self.scripts.sub_remove, self.args(&[app_id, channel]))
-            .await
-            .map(|_| ())
+    async fn subscription_removed(&self, app_id: &str, channel: &str) -> Result<Option<LeaveToken>, BackplaneError> {
+        let token = self.leave_token();
+        let reply = self
+            .eval(&self.scripts.sub_remove, self.args(&[app_id, channel, &token]))
+            .await?;
+        pending_leave(&reply, "subscription remove")
     }
 
     async fn presence_join(
@@ -114,9 +133,10 @@ impl ClusterState for RedisBackplane {
         let items = array(&reply).ok_or_else(|| malformed("presence join"))?;
         match items {
             [status] if int(status) == Some(0) => Ok(PresenceJoin::Full),
-            [status, added, roster] if int(status) == Some(1) => Ok(PresenceJoin::Joined {
+            [status, added, roster, returned] if int(status) == Some(1) => Ok(PresenceJoin::Joined {
                 added: int(added) == Some(1),
                 roster: pairs(roster).ok_or_else(|| malformed("presence join"))?,
+                returned: int(returned) == Some(1),
             }),
             _ => Err(malformed("presence join")),
         }
@@ -128,11 +148,33 @@ impl ClusterState for RedisBackplane {
         channel: &str,
         _socket_id: &str,
         user_id: &str,
-    ) -> Result<bool, BackplaneError> {
+    ) -> Result<Option<LeaveToken>, BackplaneError> {
+        let token = self.leave_token();
         let reply = self
-            .eval(&self.scripts.presence_leave, self.args(&[app_id, channel, user_id]))
+            .eval(
+                &self.scripts.presence_leave,
+                self.args(&[app_id, channel, user_id, &token]),
+            )
             .await?;
-        Ok(int(&reply).ok_or_else(|| malformed("presence leave"))? == 1)
+        pending_leave(&reply, "presence leave")
+    }
+
+    async fn confirm_leave(
+        &self,
+        app_id: &str,
+        channel: &str,
+        user_id: Option<&str>,
+        token: &LeaveToken,
+    ) -> Result<bool, BackplaneError> {
+        let mut args = vec![
+            self.keys.prefix().to_owned(),
+            app_id.to_owned(),
+            channel.to_owned(),
+            token.0.clone(),
+        ];
+        args.extend(user_id.map(str::to_owned));
+        let reply = self.eval(&self.scripts.confirm_leave, args).await?;
+        Ok(int(&reply).ok_or_else(|| malformed("confirm leave"))? == 1)
     }
 
     async fn presence_members(&self, app_id: &str, channel: &str) -> Result<Vec<(String, String)>, BackplaneError> {

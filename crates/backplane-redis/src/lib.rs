@@ -89,6 +89,8 @@ pub struct RedisBackplane {
     pub(crate) commands: mpsc::UnboundedSender<pubsub::Command>,
     pub(crate) link: watch::Sender<Link>,
     pub(crate) generation: AtomicU64,
+    /// Counter of the tokens of pending leaves (see `lua/sub_remove.lua`).
+    pub(crate) leave_tokens: AtomicU64,
     /// The cluster-state epoch this node last registered under (see `lua/resync.lua`).
     pub(crate) epoch: std::sync::Mutex<String>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -115,6 +117,8 @@ impl RedisBackplane {
             commands,
             link: watch::Sender::new(Link::Down),
             generation: AtomicU64::new(0),
+            // Random start: a restarted node with the same id mints no token of its past.
+            leave_tokens: AtomicU64::new(pubsub::rand_nonce() >> 8),
             epoch: std::sync::Mutex::new(String::new()),
             tasks: std::sync::Mutex::new(Vec::new()),
             stats: RedisStats::default(),

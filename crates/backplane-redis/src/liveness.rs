@@ -4,7 +4,8 @@
 //! looks for registered nodes whose heartbeat has expired. For each, it runs the reap script:
 //! the first caller removes the dead node from the node set and drops its connections,
 //! subscriptions and presence sockets in the same atomic step, so exactly one reaper wins, and
-//! that reaper publishes `member_removed` for every member that vanished.
+//! that reaper publishes `member_removed` for every member that vanished and hands what vanished
+//! to its node, which reports it to webhooks.
 //!
 //! If the heartbeat finds this node unregistered while its link is up (a peer reaped it during
 //! a stall), it bumps the link generation so the node re-registers.
@@ -13,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocast_broker::{Backplane, BackplaneError, ChannelMessage, Link};
+use ferrocast_broker::{Backplane, BackplaneError, ChannelMessage, Dropped, Link};
 use redis::Value;
 use tracing::{info, warn};
 
@@ -125,7 +126,14 @@ async fn drop_and_announce(
     if matches!(reply, Value::Nil) {
         return Ok(());
     }
-    let removed = rows(&reply).ok_or_else(|| BackplaneError("redis: unexpected reply to reap".into()))?;
+    let bad = || BackplaneError("redis: unexpected reply to reap".into());
+    let (removed, vacated) = match &reply {
+        Value::Array(parts) => match parts.as_slice() {
+            [members, channels] => (rows(members).ok_or_else(bad)?, rows(channels).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        },
+        _ => return Err(bad()),
+    };
     if dead != backplane.node_id() {
         backplane.stats.reaped_nodes.fetch_add(1, Ordering::Relaxed);
     }
@@ -134,9 +142,14 @@ async fn drop_and_announce(
         members_removed = removed.len(),
         "removed a node's registrations from the cluster"
     );
+    let mut dropped = Dropped::default();
+    for row in vacated {
+        let [app_id, channel] = <[String; 2]>::try_from(row).map_err(|_| bad())?;
+        dropped.channels.push((app_id, channel));
+    }
     for row in removed {
-        let [app_id, channel, user_id, _info] =
-            <[String; 4]>::try_from(row).map_err(|_| BackplaneError("redis: bad reap row".into()))?;
+        let [app_id, channel, user_id, _info] = <[String; 4]>::try_from(row).map_err(|_| bad())?;
+        dropped.members.push((app_id.clone(), channel.clone(), user_id.clone()));
         let data = ferrocast_protocol::outbound::member_removed_data(&user_id);
         let message = ChannelMessage {
             app_id,
@@ -150,6 +163,9 @@ async fn drop_and_announce(
         if let Err(e) = backplane.publish(message).await {
             warn!(error = %e, "member_removed for a reaped node could not be published");
         }
+    }
+    if let Some(sink) = backplane.sink.get() {
+        sink.dropped(&dropped);
     }
     Ok(())
 }

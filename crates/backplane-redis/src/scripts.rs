@@ -1,5 +1,5 @@
 //! The Lua scripts that change cluster state atomically. Sources live in `src/lua/`; scripts
-//! that remove a node's registrations share `common.lua`.
+//! that remove a node's registrations or leave a pending leave share `common.lua`.
 
 use redis::Script;
 
@@ -17,6 +17,7 @@ pub struct Scripts {
     pub sub_remove: Script,
     pub presence_join: Script,
     pub presence_leave: Script,
+    pub confirm_leave: Script,
     pub channels: Script,
     pub channel: Script,
     pub heartbeat: Script,
@@ -31,9 +32,10 @@ impl Scripts {
             connect: Script::new(include_str!("lua/connect.lua")),
             disconnect: Script::new(include_str!("lua/disconnect.lua")),
             sub_add: Script::new(include_str!("lua/sub_add.lua")),
-            sub_remove: Script::new(include_str!("lua/sub_remove.lua")),
+            sub_remove: Script::new(with_common!("lua/sub_remove.lua")),
             presence_join: Script::new(include_str!("lua/presence_join.lua")),
-            presence_leave: Script::new(include_str!("lua/presence_leave.lua")),
+            presence_leave: Script::new(with_common!("lua/presence_leave.lua")),
+            confirm_leave: Script::new(include_str!("lua/confirm_leave.lua")),
             channels: Script::new(include_str!("lua/channels.lua")),
             channel: Script::new(include_str!("lua/channel.lua")),
             heartbeat: Script::new(include_str!("lua/heartbeat.lua")),

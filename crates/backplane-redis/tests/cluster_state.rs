@@ -25,7 +25,8 @@ async fn presence_is_added_and_removed_exactly_once_across_nodes() {
         first,
         PresenceJoin::Joined {
             added: true,
-            roster: vec![("u1".into(), info.into())]
+            roster: vec![("u1".into(), info.into())],
+            returned: false,
         }
     );
     let second = b
@@ -37,20 +38,32 @@ async fn presence_is_added_and_removed_exactly_once_across_nodes() {
         .presence_join("app", "presence-x", "2.2", "u2", "null", 100)
         .await
         .unwrap();
-    let PresenceJoin::Joined { added: true, roster } = other else {
+    let PresenceJoin::Joined {
+        added: true, roster, ..
+    } = other
+    else {
         panic!("u2 not added: {other:?}")
     };
     assert_eq!(roster.len(), 2, "roster is cluster-wide: {roster:?}");
     assert!(
-        !a.presence_leave("app", "presence-x", "1.1", "u1").await.unwrap(),
+        a.presence_leave("app", "presence-x", "1.1", "u1")
+            .await
+            .unwrap()
+            .is_none(),
         "u1 still on node-b"
     );
     assert!(
-        !a.presence_leave("app", "presence-x", "1.1", "u1").await.unwrap(),
+        a.presence_leave("app", "presence-x", "1.1", "u1")
+            .await
+            .unwrap()
+            .is_none(),
         "a repeated leave is a no-op"
     );
     assert!(
-        b.presence_leave("app", "presence-x", "2.1", "u1").await.unwrap(),
+        b.presence_leave("app", "presence-x", "2.1", "u1")
+            .await
+            .unwrap()
+            .is_some(),
         "last socket of u1"
     );
     assert_eq!(
@@ -166,6 +179,95 @@ async fn a_dead_node_is_reaped_and_its_members_announced_once() {
     tokio::time::sleep(ttl).await;
     let announced = sink_a.events().iter().filter(|e| **e == removed).count();
     assert_eq!(announced, 1, "exactly one reaper announces");
+    let dropped = sink_a.1.lock().unwrap().clone();
+    assert_eq!(dropped.len(), 1, "one report of what vanished: {dropped:?}");
+    assert_eq!(
+        dropped[0].members,
+        vec![("app".into(), "presence-x".into(), "ghost".into())]
+    );
+    assert_eq!(dropped[0].channels, vec![("app".into(), "presence-x".into())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vacancy_is_confirmed_once_unless_another_node_reoccupies_the_channel() {
+    let redis = Redis::start();
+    let (a, _) = backplane(&redis, "node-a", TTL);
+    let (b, _) = backplane(&redis, "node-b", TTL);
+    assert!(a.subscription_added("app", "news").await.unwrap(), "0 -> 1 occupies");
+    assert!(!b.subscription_added("app", "news").await.unwrap(), "1 -> 2 does not");
+    assert_eq!(a.subscription_removed("app", "news").await.unwrap(), None);
+    let token = b.subscription_removed("app", "news").await.unwrap().expect("emptied");
+    let (fake, real) = (ferrocast_broker::LeaveToken("node-x:1".into()), token);
+    assert!(!b.confirm_leave("app", "news", None, &fake).await.unwrap());
+    assert!(b.confirm_leave("app", "news", None, &real).await.unwrap());
+    assert!(!b.confirm_leave("app", "news", None, &real).await.unwrap(), "only once");
+
+    assert!(a.subscription_added("app", "news").await.unwrap());
+    let token = a.subscription_removed("app", "news").await.unwrap().expect("emptied");
+    assert!(
+        !b.subscription_added("app", "news").await.unwrap(),
+        "back within the delay on another node: no new occupancy"
+    );
+    assert!(
+        !a.confirm_leave("app", "news", None, &token).await.unwrap(),
+        "and no vacancy"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departure_is_cancelled_by_a_rejoin_on_another_node() {
+    let redis = Redis::start();
+    let (a, _) = backplane(&redis, "node-a", TTL);
+    let (b, _) = backplane(&redis, "node-b", TTL);
+    a.presence_join("app", "presence-x", "1.1", "u1", "null", 0)
+        .await
+        .unwrap();
+    let token = a
+        .presence_leave("app", "presence-x", "1.1", "u1")
+        .await
+        .unwrap()
+        .expect("last socket");
+    let rejoin = b
+        .presence_join("app", "presence-x", "2.1", "u1", "null", 0)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            rejoin,
+            PresenceJoin::Joined {
+                added: true,
+                returned: true,
+                ..
+            }
+        ),
+        "{rejoin:?}"
+    );
+    assert!(!a.confirm_leave("app", "presence-x", Some("u1"), &token).await.unwrap());
+    let token = b
+        .presence_leave("app", "presence-x", "2.1", "u1")
+        .await
+        .unwrap()
+        .expect("last socket");
+    assert!(
+        !a.confirm_leave("app", "presence-x", None, &token).await.unwrap(),
+        "a departure is not a vacancy"
+    );
+    assert!(a.confirm_leave("app", "presence-x", Some("u1"), &token).await.unwrap());
+    let later = a
+        .presence_join("app", "presence-x", "1.2", "u1", "null", 0)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            later,
+            PresenceJoin::Joined {
+                added: true,
+                returned: false,
+                ..
+            }
+        ),
+        "after a confirmed departure a join is new: {later:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

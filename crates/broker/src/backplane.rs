@@ -33,7 +33,28 @@ pub struct ChannelMessage {
 /// Where a backplane hands the messages it receives: the node's local fan-out.
 pub trait DeliverySink: Send + Sync {
     fn deliver(&self, message: &ChannelMessage);
+    /// The cluster state dropped a gone node's registrations (a peer reaped it, or it
+    /// deregistered while draining). Called once, on the node that dropped them, so that node
+    /// reports the members and channels that vanished (webhooks).
+    fn dropped(&self, _dropped: &Dropped) {}
 }
+
+/// What vanished cluster-wide when a node's registrations were dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// (app id, channel, user id) that are members no more.
+    pub members: Vec<(String, String, String)>,
+    /// (app id, channel) left without any subscriber.
+    pub channels: Vec<(String, String)>,
+}
+
+/// A leave that can still be taken back: a channel lost its last subscriber, or a user their
+/// last connection on a presence channel. Its webhook (`channel_vacated`, `member_removed`)
+/// is due only if [`ClusterState::confirm_leave`] succeeds after the leave delay; a return in
+/// between (a new subscriber, the user rejoining) cancels it, and then no `channel_occupied` /
+/// `member_added` is reported either.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaveToken(pub String);
 
 /// The state of a node's link to the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +117,14 @@ pub struct ResyncOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PresenceJoin {
     /// Joined; `added` when this was the user's first connection anywhere. `roster` is the
-    /// member list (user id, user_info JSON) after the join, the joiner included.
-    Joined { added: bool, roster: Vec<(String, String)> },
+    /// member list (user id, user_info JSON) after the join, the joiner included. `returned`
+    /// when the user had left within the leave delay: that pending leave is cancelled, so
+    /// neither `member_removed` nor `member_added` is reported to webhooks.
+    Joined {
+        added: bool,
+        roster: Vec<(String, String)>,
+        returned: bool,
+    },
     /// The channel already has the maximum number of distinct members.
     Full,
 }
@@ -118,9 +145,12 @@ pub trait ClusterState: Send + Sync {
     async fn connection_opened(&self, app_id: &str, max: u64) -> Result<bool, BackplaneError>;
     async fn connection_closed(&self, app_id: &str) -> Result<(), BackplaneError>;
 
-    /// One more/less subscribed connection on a channel.
-    async fn subscription_added(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError>;
-    async fn subscription_removed(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError>;
+    /// One more subscribed connection on a channel. True when this occupied the channel
+    /// (0 → 1 subscribers cluster-wide) and did not cancel a pending vacancy: then
+    /// `channel_occupied` is due.
+    async fn subscription_added(&self, app_id: &str, channel: &str) -> Result<bool, BackplaneError>;
+    /// One less subscribed connection on a channel; a token when that left it empty.
+    async fn subscription_removed(&self, app_id: &str, channel: &str) -> Result<Option<LeaveToken>, BackplaneError>;
 
     /// Add `socket_id` as a connection of `user_id` (with `user_info` JSON), refusing a new
     /// distinct member past `max_members` (0 = unlimited).
@@ -134,13 +164,23 @@ pub trait ClusterState: Send + Sync {
         max_members: u64,
     ) -> Result<PresenceJoin, BackplaneError>;
 
-    /// Remove `socket_id` from `user_id`; true when that was the user's last connection.
+    /// Remove `socket_id` from `user_id`; a token when that was the user's last connection.
     async fn presence_leave(
         &self,
         app_id: &str,
         channel: &str,
         socket_id: &str,
         user_id: &str,
+    ) -> Result<Option<LeaveToken>, BackplaneError>;
+
+    /// Whether a leave still stands (nobody returned since): true at most once per token.
+    /// `user_id` is `None` for a channel vacancy, the member for a presence departure.
+    async fn confirm_leave(
+        &self,
+        app_id: &str,
+        channel: &str,
+        user_id: Option<&str>,
+        token: &LeaveToken,
     ) -> Result<bool, BackplaneError>;
 
     /// Distinct members of a presence channel: (user id, user_info JSON).

@@ -21,6 +21,7 @@
 //! - [`node`]: the node itself: connect, subscribe, client events, publish, REST reads,
 //!   readiness and re-registration after a backplane outage.
 //! - [`observer`]: the measurements a node reports, for the server's metrics.
+//! - [`webhook`]: where a node reports webhook events, for the server's dispatcher.
 //! - [`error`]: typed errors of the above.
 
 pub mod app;
@@ -36,14 +37,16 @@ pub mod observer;
 pub mod presence_view;
 pub mod rate_limit;
 pub mod session;
+pub mod webhook;
 
 pub use app::{App, AppConfig, AppRegistry, WebhookConfig};
 pub use backplane::{
-    Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, Link, NodeSnapshot, PresenceJoin,
-    ResyncOutcome,
+    Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, Dropped, LeaveToken, Link, NodeSnapshot,
+    PresenceJoin, ResyncOutcome,
 };
 pub use connection::ConnectionHandle;
 pub use error::{BackplaneError, ConnectError, PublishError};
 pub use node::{LocalStats, Node, NodeOptions, PublishRequest};
 pub use observer::{Limit, MessageKind, NodeObserver};
 pub use session::Session;
+pub use webhook::{NoWebhooks, WebhookSink};

@@ -4,6 +4,7 @@
 //! the Redis implementations, so the node core cannot tell them apart.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
@@ -11,7 +12,7 @@ use dashmap::DashMap;
 use tokio::sync::watch;
 
 use crate::backplane::{
-    Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, Link, NodeSnapshot, PresenceJoin,
+    Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, LeaveToken, Link, NodeSnapshot, PresenceJoin,
     ResyncOutcome,
 };
 use crate::error::BackplaneError;
@@ -80,11 +81,28 @@ pub struct MemoryClusterState {
     connections: DashMap<String, u64>,
     subscriptions: DashMap<ChannelKey, u64>,
     presence: DashMap<ChannelKey, PresenceChannel>,
+    /// Pending leaves (see [`LeaveToken`]) by [`leave_key`]: the token that may confirm them.
+    leaves: DashMap<String, u64>,
+    next_token: AtomicU64,
+}
+
+/// `app\nchannel` for a vacancy, `app\nchannel\nuser` for a presence departure.
+fn leave_key(app_id: &str, channel: &str, user_id: Option<&str>) -> String {
+    match user_id {
+        Some(user) => format!("{app_id}\n{channel}\n{user}"),
+        None => format!("{app_id}\n{channel}"),
+    }
 }
 
 impl MemoryClusterState {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn pending_leave(&self, key: String) -> LeaveToken {
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed) + 1;
+        self.leaves.insert(key, token);
+        LeaveToken(token.to_string())
     }
 
     fn counts(&self, key: &ChannelKey) -> ChannelCounts {
@@ -113,18 +131,25 @@ impl ClusterState for MemoryClusterState {
         Ok(())
     }
 
-    async fn subscription_added(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError> {
-        *self.subscriptions.entry(ChannelKey::new(app_id, channel)).or_insert(0) += 1;
-        Ok(())
+    async fn subscription_added(&self, app_id: &str, channel: &str) -> Result<bool, BackplaneError> {
+        let mut count = self.subscriptions.entry(ChannelKey::new(app_id, channel)).or_insert(0);
+        *count += 1;
+        // Still holding the channel's entry: a concurrent leave cannot interleave.
+        let occupied = *count == 1 && self.leaves.remove(&leave_key(app_id, channel, None)).is_none();
+        Ok(occupied)
     }
 
-    async fn subscription_removed(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError> {
+    async fn subscription_removed(&self, app_id: &str, channel: &str) -> Result<Option<LeaveToken>, BackplaneError> {
         let key = ChannelKey::new(app_id, channel);
-        if let Some(mut count) = self.subscriptions.get_mut(&key) {
-            *count = count.saturating_sub(1);
-        }
+        let emptied = match self.subscriptions.get_mut(&key) {
+            Some(mut count) if *count > 0 => {
+                *count -= 1;
+                (*count == 0).then(|| self.pending_leave(leave_key(app_id, channel, None)))
+            }
+            _ => None,
+        };
         self.subscriptions.remove_if(&key, |_, c| *c == 0);
-        Ok(())
+        Ok(emptied)
     }
 
     async fn presence_join(
@@ -151,7 +176,12 @@ impl ClusterState for MemoryClusterState {
             .iter()
             .map(|(id, (info, _))| (id.clone(), info.clone()))
             .collect();
-        Ok(PresenceJoin::Joined { added: is_new, roster })
+        let returned = is_new && self.leaves.remove(&leave_key(app_id, channel, Some(user_id))).is_some();
+        Ok(PresenceJoin::Joined {
+            added: is_new,
+            roster,
+            returned,
+        })
     }
 
     async fn presence_leave(
@@ -160,23 +190,37 @@ impl ClusterState for MemoryClusterState {
         channel: &str,
         socket_id: &str,
         user_id: &str,
-    ) -> Result<bool, BackplaneError> {
+    ) -> Result<Option<LeaveToken>, BackplaneError> {
         let key = ChannelKey::new(app_id, channel);
-        let removed = {
+        let token = {
             let Some(mut ch) = self.presence.get_mut(&key) else {
-                return Ok(false);
+                return Ok(None);
             };
             let Some(member) = ch.members.get_mut(user_id) else {
-                return Ok(false);
+                return Ok(None);
             };
             if !member.1.remove(socket_id) || !member.1.is_empty() {
-                return Ok(false);
+                return Ok(None);
             }
             ch.members.remove(user_id);
-            true
+            self.pending_leave(leave_key(app_id, channel, Some(user_id)))
         };
         self.presence.remove_if(&key, |_, ch| ch.members.is_empty());
-        Ok(removed)
+        Ok(Some(token))
+    }
+
+    async fn confirm_leave(
+        &self,
+        app_id: &str,
+        channel: &str,
+        user_id: Option<&str>,
+        token: &LeaveToken,
+    ) -> Result<bool, BackplaneError> {
+        let key = leave_key(app_id, channel, user_id);
+        Ok(self
+            .leaves
+            .remove_if(&key, |_, pending| pending.to_string() == token.0)
+            .is_some())
     }
 
     async fn presence_members(&self, app_id: &str, channel: &str) -> Result<Vec<(String, String)>, BackplaneError> {
@@ -230,7 +274,8 @@ mod tests {
             j,
             PresenceJoin::Joined {
                 added: true,
-                roster: vec![("u1".into(), "{}".into())]
+                roster: vec![("u1".into(), "{}".into())],
+                returned: false,
             }
         );
         let j = s
@@ -238,12 +283,23 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(j, PresenceJoin::Joined { added: false, .. }));
-        assert!(!s.presence_leave("a", "presence-x", "1.1", "u1").await.unwrap());
+        assert!(s
+            .presence_leave("a", "presence-x", "1.1", "u1")
+            .await
+            .unwrap()
+            .is_none());
         assert!(
-            !s.presence_leave("a", "presence-x", "1.1", "u1").await.unwrap(),
+            s.presence_leave("a", "presence-x", "1.1", "u1")
+                .await
+                .unwrap()
+                .is_none(),
             "leave is idempotent"
         );
-        assert!(s.presence_leave("a", "presence-x", "1.2", "u1").await.unwrap());
+        assert!(s
+            .presence_leave("a", "presence-x", "1.2", "u1")
+            .await
+            .unwrap()
+            .is_some());
         assert!(s.presence_members("a", "presence-x").await.unwrap().is_empty());
     }
 
@@ -284,5 +340,61 @@ mod tests {
         assert_eq!(list[0].0, "presence-1");
         s.subscription_removed("a", "presence-1").await.unwrap();
         assert!(s.channels("a", "presence-").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn vacancy_is_confirmed_once_unless_the_channel_is_reoccupied() {
+        let s = MemoryClusterState::new();
+        assert!(s.subscription_added("a", "c").await.unwrap(), "0 -> 1 occupies");
+        assert!(!s.subscription_added("a", "c").await.unwrap());
+        assert_eq!(s.subscription_removed("a", "c").await.unwrap(), None);
+        let token = s.subscription_removed("a", "c").await.unwrap().expect("emptied");
+        assert!(s.confirm_leave("a", "c", None, &token).await.unwrap());
+        assert!(!s.confirm_leave("a", "c", None, &token).await.unwrap(), "only once");
+
+        let token = {
+            assert!(s.subscription_added("a", "c").await.unwrap());
+            s.subscription_removed("a", "c").await.unwrap().expect("emptied")
+        };
+        assert!(
+            !s.subscription_added("a", "c").await.unwrap(),
+            "back within the delay: no new occupancy"
+        );
+        assert!(
+            !s.confirm_leave("a", "c", None, &token).await.unwrap(),
+            "and no vacancy"
+        );
+        assert_eq!(s.subscription_removed("x", "never").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn departure_is_cancelled_by_a_rejoin() {
+        let s = MemoryClusterState::new();
+        s.presence_join("a", "p", "1.1", "u1", "{}", 0).await.unwrap();
+        let token = s
+            .presence_leave("a", "p", "1.1", "u1")
+            .await
+            .unwrap()
+            .expect("last socket");
+        let rejoin = s.presence_join("a", "p", "1.2", "u1", "{}", 0).await.unwrap();
+        assert!(matches!(
+            rejoin,
+            PresenceJoin::Joined {
+                added: true,
+                returned: true,
+                ..
+            }
+        ));
+        assert!(!s.confirm_leave("a", "p", Some("u1"), &token).await.unwrap());
+        let token = s
+            .presence_leave("a", "p", "1.2", "u1")
+            .await
+            .unwrap()
+            .expect("last socket");
+        assert!(
+            !s.confirm_leave("a", "p", Some("u2"), &token).await.unwrap(),
+            "another user"
+        );
+        assert!(s.confirm_leave("a", "p", Some("u1"), &token).await.unwrap());
     }
 }

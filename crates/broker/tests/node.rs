@@ -22,8 +22,7 @@ fn node() -> Arc<Node> {
     };
     let options = NodeOptions {
         observer: Arc::new(NoObserver),
-        queue_capacity: 64,
-        socket_id_prefix: 7,
+        ..NodeOptions::new(64, 7)
     };
     Node::new(
         AppRegistry::new([app]),

@@ -16,6 +16,7 @@
 //! - [`presence`]: presence `channel_data` parsing and the roster payload.
 //! - [`signature`]: HMAC-SHA256 channel/user auth signatures and socket ids.
 //! - [`rest`]: HTTP API request signing and the request bodies of the REST API.
+//! - [`webhook`]: webhook events, the request body and its signature.
 
 pub mod channel;
 pub mod codes;
@@ -25,3 +26,4 @@ pub mod outbound;
 pub mod presence;
 pub mod rest;
 pub mod signature;
+pub mod webhook;

@@ -598,3 +598,22 @@ fn percent_decoded_path_is_also_accepted() {
         Ok(())
     );
 }
+
+// ---- §12.6: webhook body and signature ----
+
+#[test]
+fn webhook_body_and_signature_12_6() {
+    use ferrocast_protocol::webhook::{self, WebhookEvent};
+    let events = [WebhookEvent::ChannelOccupied {
+        channel: "presence-room-7".into(),
+    }];
+    let body = webhook::body(1_700_000_000_123, &events);
+    assert_eq!(
+        body,
+        r#"{"time_ms":1700000000123,"events":[{"name":"channel_occupied","channel":"presence-room-7"}]}"#
+    );
+    assert_eq!(
+        webhook::sign(SECRET, &body),
+        "e52af5451a3066b4bd4a0c3a0107418b9ce970c5ac7c01385f529b1f1e3df1c8"
+    );
+}

@@ -84,6 +84,8 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
         observer: Arc::new(MetricsObserver(metrics.clone())),
         queue_capacity: config.server.max_queued_frames,
         socket_id_prefix: rand::random::<u32>() % 1_000_000_000,
+        webhooks: Arc::new(ferrocast_broker::NoWebhooks),
+        leave_delay: Duration::from_secs(3),
     };
     let node = Node::new(AppRegistry::new(config.apps.clone()), backplane, cluster, options);
     let state = Arc::new(ServerState {

@@ -12,9 +12,16 @@
 --   P:pm:a:c                HASH  user -> user_info JSON (the members)
 --   P:pt:a:c                HASH  user -> sockets, cluster-wide
 --   P:pc:a:c                HASH  "u\nn" -> sockets of u on node n
+--   P:vac:a:c               STR   token of a pending vacancy (the channel emptied; expires)
+--   P:gone:a:c:u            STR   token of a pending departure (u's last socket left; expires)
 
+-- How long a pending leave may wait for its confirmation: far beyond any leave delay, short
+-- enough that a leave whose node died unconfirmed stops cancelling later returns.
+local LEAVE_TTL_MS = 60000
+
+-- Returns the members that vanished ({a, c, u, info}) and the channels left empty ({a, c}).
 local function drop_node(P, n)
-  local removed = {}
+  local removed, vacated = {}, {}
   local nk = P .. ':node:' .. n
   for _, a in ipairs(redis.call('SMEMBERS', nk .. ':apps')) do
     redis.call('HDEL', P .. ':conns:' .. a, n)
@@ -27,7 +34,10 @@ local function drop_node(P, n)
     redis.call('HDEL', ck, n)
     if v > 0 then
       local t = redis.call('HINCRBY', P .. ':chans:' .. a, c, -v)
-      if t <= 0 then redis.call('HDEL', P .. ':chans:' .. a, c) end
+      if t <= 0 then
+        redis.call('HDEL', P .. ':chans:' .. a, c)
+        table.insert(vacated, {a, c})
+      end
     end
   end
   redis.call('DEL', nk .. ':chans')
@@ -48,5 +58,5 @@ local function drop_node(P, n)
     end
   end
   redis.call('DEL', nk .. ':pres')
-  return removed
+  return removed, vacated
 end

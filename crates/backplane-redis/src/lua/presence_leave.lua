@@ -1,10 +1,12 @@
--- ARGV: prefix, node, app, channel, user. 1 when that was the user's last socket anywhere.
-local P, n, a, c, u = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+-- ARGV: prefix, node, app, channel, user, token. Returns {1, token} when that was the user's
+-- last socket anywhere (the departure is pending under the token until confirm_leave.lua takes
+-- it or the user rejoins), else {0}.
+local P, n, a, c, u, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local base = a .. ':' .. c
 local pm, pt, pc = P .. ':pm:' .. base, P .. ':pt:' .. base, P .. ':pc:' .. base
 local field = u .. '\n' .. n
 local v = tonumber(redis.call('HGET', pc, field) or '0')
-if v <= 0 then return 0 end
+if v <= 0 then return {0} end
 if v == 1 then
   redis.call('HDEL', pc, field)
   redis.call('SREM', P .. ':node:' .. n .. ':pres', a .. '\n' .. c .. '\n' .. u)
@@ -14,6 +16,7 @@ end
 if redis.call('HINCRBY', pt, u, -1) <= 0 then
   redis.call('HDEL', pt, u)
   redis.call('HDEL', pm, u)
-  return 1
+  redis.call('SET', P .. ':gone:' .. base .. ':' .. u, token, 'PX', LEAVE_TTL_MS)
+  return {1, token}
 end
-return 0
+return {0}

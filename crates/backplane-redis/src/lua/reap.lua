@@ -1,6 +1,7 @@
--- ARGV: prefix, dead node id. Returns nil unless this caller won the reap; then the presence
--- members that vanished: {{app, channel, user, info}, ...}.
+-- ARGV: prefix, dead node id. Returns nil unless this caller won the reap; then what vanished:
+-- {{{app, channel, user, info}, ...}, {{app, channel}, ...}} (members, then emptied channels).
 local P, dead = ARGV[1], ARGV[2]
 if redis.call('EXISTS', P .. ':hb:' .. dead) == 1 then return false end
 if redis.call('SREM', P .. ':nodes', dead) == 0 then return false end
-return drop_node(P, dead)
+local removed, vacated = drop_node(P, dead)
+return {removed, vacated}

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferrocast_backplane_redis::{RedisBackplane, RedisOptions};
-use ferrocast_broker::{ChannelMessage, DeliverySink, Link};
+use ferrocast_broker::{ChannelMessage, DeliverySink, Dropped, Link};
 
 pub struct Redis {
     pub port: u16,
@@ -81,13 +81,17 @@ impl Drop for Redis {
     }
 }
 
-/// Collects every message a backplane delivers.
+/// Collects every message a backplane delivers, and what it reports dropped.
 #[derive(Default)]
-pub struct Collect(pub Mutex<Vec<ChannelMessage>>);
+pub struct Collect(pub Mutex<Vec<ChannelMessage>>, pub Mutex<Vec<Dropped>>);
 
 impl DeliverySink for Collect {
     fn deliver(&self, message: &ChannelMessage) {
         self.0.lock().unwrap().push(message.clone());
+    }
+
+    fn dropped(&self, dropped: &Dropped) {
+        self.1.lock().unwrap().push(dropped.clone());
     }
 }
 

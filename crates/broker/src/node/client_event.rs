@@ -1,9 +1,11 @@
 //! `client-*` events: sent by a socket to the other subscribers of a private or presence
-//! channel, never echoed to the sender, with the sender's presence `user_id` attached.
+//! channel, never echoed to the sender, with the sender's presence `user_id` attached, and
+//! reported to the app's `client_event` webhooks once accepted.
 
 use ferrocast_protocol::channel::{self, ChannelKind};
 use ferrocast_protocol::codes;
 use ferrocast_protocol::inbound::ClientEvent;
+use ferrocast_protocol::webhook::WebhookEvent;
 use tracing::warn;
 
 use super::Node;
@@ -51,18 +53,33 @@ impl Node {
                 "client event rate limit exceeded",
             );
         }
+        let socket_id = session.socket_id().to_owned();
+        let webhook = self
+            .options
+            .webhooks
+            .enabled(&config.id)
+            .then(|| WebhookEvent::ClientEvent {
+                channel: event.channel.clone(),
+                event: event.event.clone(),
+                data: event.data.clone(),
+                socket_id: socket_id.clone(),
+                user_id: user_id.clone(),
+            });
         let message = ChannelMessage {
             app_id: config.id.clone(),
             channel: event.channel,
             event: event.event,
             data: event.data,
             user_id,
-            exclude_socket: Some(session.socket_id().to_owned()),
+            exclude_socket: Some(socket_id),
             published_at_us: crate::observer::unix_micros(),
         };
         if let Err(e) = self.backplane.publish(message).await {
             warn!(error = %e, "client event could not be published");
-            session.send_error(None, "client event could not be delivered, try again");
+            return session.send_error(None, "client event could not be delivered, try again");
+        }
+        if let Some(webhook) = webhook {
+            self.report(session.app.id(), webhook);
         }
     }
 }

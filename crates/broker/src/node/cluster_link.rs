@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrocast_protocol::outbound;
+use ferrocast_protocol::webhook::WebhookEvent;
 use tracing::{info, warn};
 
 use super::{Node, MEMBER_ADDED, MEMBER_REMOVED};
@@ -98,10 +99,15 @@ impl Node {
             let snapshot = self.snapshot();
             self.cluster.resync(&snapshot).await?
         };
+        // After the store lost its data every member looks added: not news for webhooks.
+        let report = !outcome.store_was_reset;
         for (app_id, channel, user_id, user_info) in outcome.added {
             let data = outbound::member_added_data(&user_id, &user_info);
             self.publish_internal(&app_id, &channel, "pusher_internal:member_added", data, None)
                 .await;
+            if report {
+                self.report(&app_id, WebhookEvent::MemberAdded { channel, user_id });
+            }
         }
         let mut pending = std::mem::take(&mut *self.pending_departures.lock().unwrap_or_else(|e| e.into_inner()));
         pending.retain(|d| !outcome.removed.contains(d));
@@ -109,6 +115,9 @@ impl Node {
             let data = outbound::member_removed_data(&user_id);
             self.publish_internal(&app_id, &channel, "pusher_internal:member_removed", data, None)
                 .await;
+            if report {
+                self.report(&app_id, WebhookEvent::MemberRemoved { channel, user_id });
+            }
         }
         Ok((pending, outcome.store_was_reset))
     }
@@ -174,6 +183,7 @@ impl Node {
                     let data = outbound::member_removed_data(&user_id);
                     self.publish_internal(&app_id, &channel, "pusher_internal:member_removed", data, None)
                         .await;
+                    self.report(&app_id, WebhookEvent::MemberRemoved { channel, user_id });
                 }
                 Err(e) => {
                     warn!(error = %e, channel, user_id, "departure check failed; retried after the next resync");

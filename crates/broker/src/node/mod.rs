@@ -4,20 +4,23 @@
 //! - [`subscribe`]: subscriptions, presence joins and leaves.
 //! - [`client_event`]: `client-*` events.
 //! - [`cluster_link`]: readiness and re-registration after the backplane reconnects.
+//! - [`webhooks`]: which webhook events happened, each decided once cluster-wide.
 
 mod client_event;
 mod cluster_link;
 mod subscribe;
+mod webhooks;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferrocast_protocol::inbound::ClientMessage;
 use ferrocast_protocol::outbound;
 use tracing::warn;
 
 use crate::app::{App, AppRegistry};
-use crate::backplane::{Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink};
+use crate::backplane::{Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, Dropped};
 use crate::connection::{ConnectionHandle, ConnectionOutbox};
 use crate::error::{BackplaneError, ConnectError, PublishError};
 use crate::frame;
@@ -25,6 +28,7 @@ use crate::gate::ResyncGate;
 use crate::local_channels::{ChannelKey, LocalChannels};
 use crate::observer::{unix_micros, Limit, MessageKind, NodeObserver};
 use crate::session::Session;
+use crate::webhook::WebhookSink;
 
 /// Settings of the node core that do not belong to any app.
 #[derive(Clone)]
@@ -36,6 +40,24 @@ pub struct NodeOptions {
     /// First half of every socket id this node mints; random per process so ids are unique
     /// across the cluster.
     pub socket_id_prefix: u32,
+    /// Where the node reports webhook events.
+    pub webhooks: Arc<dyn WebhookSink>,
+    /// How long a channel must stay empty (a member away) before `channel_vacated`
+    /// (`member_removed`) is reported; a return within it cancels both reports.
+    pub leave_delay: Duration,
+}
+
+impl NodeOptions {
+    /// Defaults for tests and tools: no metrics, no webhooks.
+    pub fn new(queue_capacity: usize, socket_id_prefix: u32) -> Self {
+        Self {
+            observer: Arc::new(crate::observer::NoObserver),
+            queue_capacity,
+            socket_id_prefix,
+            webhooks: Arc::new(crate::webhook::NoWebhooks),
+            leave_delay: Duration::from_secs(3),
+        }
+    }
 }
 
 /// An event to publish through the REST API, already validated.
@@ -51,6 +73,7 @@ pub struct PublishRequest {
 struct LocalFanOut {
     local: Arc<LocalChannels>,
     observer: Arc<dyn NodeObserver>,
+    webhooks: Arc<dyn WebhookSink>,
 }
 
 /// The user id of a member_added / member_removed payload.
@@ -89,6 +112,10 @@ impl DeliverySink for LocalFanOut {
                 .delivered(&m.app_id, MessageKind::of(&m.event), recipients, latency_s);
         }
     }
+
+    fn dropped(&self, dropped: &Dropped) {
+        webhooks::report_dropped(&self.webhooks, dropped);
+    }
 }
 
 pub(crate) const MEMBER_ADDED: &str = "pusher_internal:member_added";
@@ -118,6 +145,8 @@ pub struct Node {
     /// Presence members whose last local socket left while the cluster state could not be
     /// told: (app, channel, user). Checked and announced after the next resync.
     pending_departures: std::sync::Mutex<Vec<(String, String, String)>>,
+    /// Delayed leave confirmations in flight (see [`webhooks`]).
+    leaves: tokio_util::task::TaskTracker,
 }
 
 impl Node {
@@ -132,6 +161,7 @@ impl Node {
         let fan_out = Arc::new(LocalFanOut {
             local: local.clone(),
             observer,
+            webhooks: options.webhooks.clone(),
         });
         backplane.set_sink(fan_out.clone());
         Arc::new(Self {
@@ -145,6 +175,7 @@ impl Node {
             fan_out,
             registered: AtomicBool::new(false),
             pending_departures: std::sync::Mutex::new(Vec::new()),
+            leaves: tokio_util::task::TaskTracker::new(),
         })
     }
 

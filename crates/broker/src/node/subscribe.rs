@@ -14,9 +14,12 @@ use ferrocast_protocol::outbound::{self, SubscriptionErrorKind};
 use ferrocast_protocol::{presence, signature};
 use tracing::warn;
 
+use ferrocast_protocol::webhook::WebhookEvent;
+
+use super::webhooks::PendingLeave;
 use super::Node;
 use crate::app::App;
-use crate::backplane::PresenceJoin;
+use crate::backplane::{LeaveToken, PresenceJoin};
 use crate::connection::ConnectionHandle;
 use crate::local_channels::{ChannelKey, LocalMember};
 use crate::observer::Limit;
@@ -29,6 +32,21 @@ fn unavailable(what: &str) -> Refusal {
         SubscriptionErrorKind::Unavailable,
         format!("{what} could not be registered, try again"),
     )
+}
+
+/// What a successful registration changed cluster-wide.
+struct Registered {
+    /// The channel went from no subscriber to one.
+    occupied: bool,
+    /// On presence channels: the roster JSON, and whether a `member_added` is due to the other
+    /// subscribers (`announce`) and to webhooks (`report`).
+    presence: Option<PresenceJoined>,
+}
+
+struct PresenceJoined {
+    roster: String,
+    announce: bool,
+    report: bool,
 }
 
 fn roster_json(roster: &[(String, String)]) -> String {
@@ -73,38 +91,43 @@ impl Node {
             let _gate = self.gate.enter(&req.channel).await;
             self.register(session, &key, member.clone()).await
         };
-        let roster = match joined {
-            Ok(roster) => roster,
+        let registered = match joined {
+            Ok(registered) => registered,
             Err((kind, msg)) => return session.send_subscription_error(&req.channel, kind, &msg),
         };
-        if let (Some(member), Some((true, _))) = (&member, &roster) {
-            let data = outbound::member_added_data(&member.user_id, &member.user_info);
-            let app_id = session.app.id();
-            self.publish_internal(
-                app_id,
-                &req.channel,
-                "pusher_internal:member_added",
-                data,
-                Some(session.socket_id()),
-            )
-            .await;
+        let app_id = session.app.id();
+        if registered.occupied {
+            let channel = req.channel.clone();
+            self.report(app_id, WebhookEvent::ChannelOccupied { channel });
+        }
+        if let (Some(member), Some(joined)) = (&member, &registered.presence) {
+            if joined.announce {
+                let data = outbound::member_added_data(&member.user_id, &member.user_info);
+                let exclude = Some(session.socket_id());
+                self.publish_internal(app_id, &req.channel, "pusher_internal:member_added", data, exclude)
+                    .await;
+            }
+            if joined.report {
+                let (channel, user_id) = (req.channel.clone(), member.user_id.clone());
+                self.report(app_id, WebhookEvent::MemberAdded { channel, user_id });
+            }
         }
         let presence_user = member.map(|m| m.user_id.clone());
         session
             .subscriptions
             .insert(req.channel.clone(), Subscription { presence_user });
-        let data = roster.map(|(_, json)| json).unwrap_or_else(|| "{}".to_owned());
+        let data = registered.presence.map(|p| p.roster).unwrap_or_else(|| "{}".to_owned());
         session.send_json(&outbound::subscription_succeeded(&req.channel, &data));
     }
 
-    /// Local index, backplane interest, subscription count and presence membership. Returns,
-    /// on presence channels, whether the member was added and the roster JSON.
+    /// Local index, backplane interest, subscription count and presence membership, rolled
+    /// back in full when a step fails.
     async fn register(
         &self,
         session: &Session,
         key: &ChannelKey,
         member: Option<Arc<LocalMember>>,
-    ) -> Result<Option<(bool, String)>, Refusal> {
+    ) -> Result<Registered, Refusal> {
         let socket_id = session.socket_id();
         self.local.add(key, &session.conn, member.clone());
         if let Err(e) = self.backplane.subscribe(&key.app_id, &key.channel).await {
@@ -112,14 +135,20 @@ impl Node {
             self.local.remove(key, socket_id);
             return Err(unavailable("subscription"));
         }
-        if let Err(e) = self.cluster.subscription_added(&key.app_id, &key.channel).await {
-            warn!(error = %e, channel = %key.channel, "subscription count failed");
-            self.local.remove(key, socket_id);
-            self.unsubscribe_backplane(key).await;
-            return Err(unavailable("subscription"));
-        }
+        let occupied = match self.cluster.subscription_added(&key.app_id, &key.channel).await {
+            Ok(occupied) => occupied,
+            Err(e) => {
+                warn!(error = %e, channel = %key.channel, "subscription count failed");
+                self.local.remove(key, socket_id);
+                self.unsubscribe_backplane(key).await;
+                return Err(unavailable("subscription"));
+            }
+        };
         let Some(member) = member else {
-            return Ok(None);
+            return Ok(Registered {
+                occupied,
+                presence: None,
+            });
         };
         let max = session.app.config.max_presence_members_per_channel;
         let joined = self
@@ -133,37 +162,67 @@ impl Node {
                 max,
             )
             .await;
-        match joined {
-            Ok(PresenceJoin::Joined { added, roster }) => {
+        let refusal = match joined {
+            Ok(PresenceJoin::Joined {
+                added,
+                roster,
+                returned,
+            }) => {
                 self.local.learn_roster(key, roster.iter().map(|(id, _)| id.as_str()));
-                Ok(Some((added, roster_json(&roster))))
+                let presence = PresenceJoined {
+                    roster: roster_json(&roster),
+                    announce: added,
+                    report: added && !returned,
+                };
+                return Ok(Registered {
+                    occupied,
+                    presence: Some(presence),
+                });
             }
             Ok(PresenceJoin::Full) => {
                 self.options
                     .observer
                     .limit_rejected(&key.app_id, Limit::PresenceMembers);
-                self.unregister(key, socket_id).await;
-                Err((
+                (
                     SubscriptionErrorKind::LimitReached,
                     format!("presence channel is full ({max} members)"),
-                ))
+                )
             }
             Err(e) => {
                 warn!(error = %e, channel = %key.channel, "presence join failed");
-                self.unregister(key, socket_id).await;
-                Err(unavailable("presence membership"))
+                unavailable("presence membership")
             }
+        };
+        let vacancy = self.unregister(key, socket_id).await;
+        self.roll_back_vacancy(key, occupied, vacancy).await;
+        Err(refusal)
+    }
+
+    /// A rolled-back registration emptied the channel again. If its occupancy was reported by
+    /// nobody (it was ours), the vacancy is not reported either; otherwise it is a real leave.
+    async fn roll_back_vacancy(&self, key: &ChannelKey, occupied: bool, vacancy: Option<LeaveToken>) {
+        match vacancy {
+            Some(token) if occupied => self.discard_vacancy(&key.app_id, &key.channel, &token).await,
+            vacancy => self.schedule_leave(PendingLeave {
+                app_id: key.app_id.to_string(),
+                channel: key.channel.to_string(),
+                vacancy,
+                departure: None,
+            }),
         }
     }
 
-    /// Undo the subscription part of [`register`](Self::register) (not presence).
-    async fn unregister(&self, key: &ChannelKey, socket_id: &str) {
-        if self.local.remove(key, socket_id).is_none() {
-            return;
-        }
+    /// Undo the subscription part of [`register`](Self::register) (not presence). Returns the
+    /// pending vacancy when this emptied the channel cluster-wide.
+    async fn unregister(&self, key: &ChannelKey, socket_id: &str) -> Option<LeaveToken> {
+        self.local.remove(key, socket_id)?;
         self.unsubscribe_backplane(key).await;
-        if let Err(e) = self.cluster.subscription_removed(&key.app_id, &key.channel).await {
-            warn!(error = %e, channel = %key.channel, "could not decrement subscription count; the next resync will");
+        match self.cluster.subscription_removed(&key.app_id, &key.channel).await {
+            Ok(vacancy) => vacancy,
+            Err(e) => {
+                warn!(error = %e, channel = %key.channel, "could not decrement subscription count; the next resync will");
+                None
+            }
         }
     }
 
@@ -192,32 +251,39 @@ impl Node {
     /// Undo a subscription: local index, counts, and presence (announcing `member_removed`).
     pub(super) async fn leave(&self, app: &App, conn: &ConnectionHandle, channel: &str, sub: Subscription) {
         let key = ChannelKey::new(app.id(), channel);
-        let removed = {
+        let (vacancy, departure) = {
             let _gate = self.gate.enter(channel).await;
-            self.unregister(&key, conn.socket_id()).await;
-            match &sub.presence_user {
-                None => false,
+            let vacancy = self.unregister(&key, conn.socket_id()).await;
+            let departure = match sub.presence_user {
+                None => None,
                 Some(user_id) => match self
                     .cluster
-                    .presence_leave(app.id(), channel, conn.socket_id(), user_id)
+                    .presence_leave(app.id(), channel, conn.socket_id(), &user_id)
                     .await
                 {
-                    Ok(removed) => removed,
+                    Ok(token) => token.map(|token| (user_id, token)),
                     Err(e) => {
                         warn!(error = %e, channel, user_id, "presence leave failed; announced after the next resync");
-                        if !self.local.has_member(&key, user_id) {
-                            self.remember_departure(app.id(), channel, user_id);
+                        if !self.local.has_member(&key, &user_id) {
+                            self.remember_departure(app.id(), channel, &user_id);
                         }
-                        false
+                        None
                     }
                 },
-            }
+            };
+            (vacancy, departure)
         };
-        if let (true, Some(user_id)) = (removed, sub.presence_user) {
-            let data = outbound::member_removed_data(&user_id);
+        if let Some((user_id, _)) = &departure {
+            let data = outbound::member_removed_data(user_id);
             self.publish_internal(app.id(), channel, "pusher_internal:member_removed", data, None)
                 .await;
         }
+        self.schedule_leave(PendingLeave {
+            app_id: app.id().to_owned(),
+            channel: channel.to_owned(),
+            vacancy,
+            departure,
+        });
     }
 }
 
