@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::rate_limit::SharedLimiter;
 
-/// One `[[apps.webhooks]]` entry. Parsed and validated now; delivery comes later.
+/// One `[[apps.webhooks]]` entry: where to POST the app's webhooks, and which.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
@@ -16,6 +16,13 @@ pub struct WebhookConfig {
     /// Event types to send; empty means all.
     #[serde(default)]
     pub events: Vec<String>,
+}
+
+impl WebhookConfig {
+    /// Whether this webhook receives events named `name`.
+    pub fn wants(&self, name: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == name)
+    }
 }
 
 /// One `[[apps]]` entry: every key of the config contract, with Pusher's published defaults.
@@ -29,6 +36,8 @@ pub struct AppConfig {
     pub enable_client_messages: bool,
     pub enable_user_authentication: bool,
     pub enable_subscription_count: bool,
+    /// Several webhook events per request (Pusher's "batch webhooks").
+    pub enable_webhook_batching: bool,
     pub user_authentication_timeout_s: u64,
     /// 0 = unlimited.
     pub max_connections: u64,
@@ -59,6 +68,7 @@ impl Default for AppConfig {
             enable_client_messages: false,
             enable_user_authentication: false,
             enable_subscription_count: false,
+            enable_webhook_batching: false,
             user_authentication_timeout_s: 30,
             max_connections: 0,
             max_client_events_per_second: 10,

@@ -83,12 +83,48 @@ impl Default for BackplaneConfig {
     }
 }
 
+/// `[webhooks]`: how webhook events are decided and delivered, for every app.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// How long a channel must stay empty (a member away) before `channel_vacated`
+    /// (`member_removed`) is sent; a return within it cancels both.
+    pub leave_delay_ms: u64,
+    /// Per request.
+    pub timeout_ms: u64,
+    /// First retry delay after a failed request; doubles up to 60 s.
+    pub retry_backoff_ms: u64,
+    /// A webhook undelivered this long after it was created is abandoned.
+    pub retry_window_s: u64,
+    /// Events waiting per app endpoint; more are dropped (and counted).
+    pub queue_capacity: usize,
+    /// Events per request for apps with `enable_webhook_batching`.
+    pub max_batch_size: usize,
+    /// On shutdown, how long queued webhooks may still be delivered.
+    pub flush_timeout_s: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            leave_delay_ms: 3000,
+            timeout_ms: 5000,
+            retry_backoff_ms: 1000,
+            retry_window_s: 300,
+            queue_capacity: 10_000,
+            max_batch_size: 50,
+            flush_timeout_s: 5,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
     pub backplane: BackplaneConfig,
+    pub webhooks: WebhooksConfig,
     pub apps: Vec<AppConfig>,
 }
 
@@ -194,10 +230,32 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             ))
         }
     }
+    validate_webhooks(&config.webhooks)?;
     if config.apps.is_empty() {
         return Err(ConfigError::key("apps", "at least one [[apps]] entry is required"));
     }
     validate_apps(&config.apps)
+}
+
+fn validate_webhooks(w: &WebhooksConfig) -> Result<(), ConfigError> {
+    let bounds: [(&str, u64, u64, u64); 7] = [
+        ("leave_delay_ms", w.leave_delay_ms, 0, 10_000),
+        ("timeout_ms", w.timeout_ms, 100, 60_000),
+        ("retry_backoff_ms", w.retry_backoff_ms, 10, 60_000),
+        ("retry_window_s", w.retry_window_s, 1, 86_400),
+        ("queue_capacity", w.queue_capacity as u64, 1, 10_000_000),
+        ("max_batch_size", w.max_batch_size as u64, 1, 1000),
+        ("flush_timeout_s", w.flush_timeout_s, 0, 600),
+    ];
+    for (key, value, min, max) in bounds {
+        if !(min..=max).contains(&value) {
+            return Err(ConfigError::key(
+                &format!("webhooks.{key}"),
+                format!("must be between {min} and {max}, is {value}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_redis(backplane: &BackplaneConfig) -> Result<(), ConfigError> {
@@ -402,6 +460,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("webhooks[0].events"));
+    }
+
+    #[test]
+    fn webhook_settings_have_defaults_and_bounds() {
+        let c = load(None, []).unwrap();
+        assert_eq!(c.webhooks.leave_delay_ms, 3000);
+        assert_eq!(c.webhooks.retry_window_s, 300);
+        let f = write(&format!(
+            "[webhooks]\nleave_delay_ms = 500\nmax_batch_size = 10\n{APP}enable_webhook_batching = true\n"
+        ));
+        let c = load(Some(f.as_str()), []).unwrap();
+        assert_eq!((c.webhooks.leave_delay_ms, c.webhooks.max_batch_size), (500, 10));
+        assert!(c.apps[0].enable_webhook_batching);
+        let f = write(&format!("[webhooks]\nleave_delay_ms = 60000\n{APP}"));
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(e.contains("webhooks.leave_delay_ms"), "{e}");
+        let f = write(&format!("[webhooks]\nretries = 3\n{APP}"));
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(e.contains("retries"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`rest`]: the Pusher HTTP API.
 //! - [`api_error`]: the one mapping from REST failures to HTTP responses.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`webhooks`]: webhook delivery: queues per app endpoint, signing, retries.
 //! - [`lifecycle`]: readiness and draining.
 //! - [`state`]: what requests and connections share.
 //! - [`run`]: wiring a node together and running it until a signal.
@@ -19,4 +20,5 @@ pub mod metrics;
 pub mod rest;
 pub mod run;
 pub mod state;
+pub mod webhooks;
 pub mod websocket;

@@ -60,6 +60,99 @@ pub struct Metrics {
     channels: IntGaugeVec,
     presence_members: IntGaugeVec,
     pub cluster: ClusterMetrics,
+    pub webhooks: WebhookMetrics,
+}
+
+/// Webhook delivery: what waits, what went out, what was retried and what was given up.
+pub struct WebhookMetrics {
+    queue_depth: IntGaugeVec,
+    deliveries: IntCounterVec,
+    events: IntCounterVec,
+    retries: IntCounterVec,
+    failures: IntCounterVec,
+    pub request_duration: Histogram,
+}
+
+/// The webhook handles of one app, resolved once at startup.
+#[derive(Clone)]
+pub struct AppWebhookMetrics {
+    pub queue_depth: IntGauge,
+    pub deliveries: IntCounter,
+    pub retries: IntCounter,
+    events: IntCounterVec,
+    failures: IntCounterVec,
+    app_id: String,
+}
+
+impl AppWebhookMetrics {
+    /// `count` events named `event` were delivered.
+    pub fn delivered(&self, event: &str, count: u64) {
+        self.events
+            .with_label_values(&[self.app_id.as_str(), event])
+            .inc_by(count);
+    }
+
+    /// `count` events were abandoned for `reason`.
+    pub fn failed(&self, reason: &str, count: u64) {
+        self.failures
+            .with_label_values(&[self.app_id.as_str(), reason])
+            .inc_by(count);
+    }
+}
+
+impl WebhookMetrics {
+    fn new(r: &Registry) -> Self {
+        Self {
+            queue_depth: gauge(
+                r,
+                "webhook_queue_depth",
+                "Webhook events waiting to be sent",
+                &["app_id"],
+            ),
+            deliveries: counter(
+                r,
+                "webhook_deliveries_total",
+                "Webhook requests answered with 2xx",
+                &["app_id"],
+            ),
+            events: counter(
+                r,
+                "webhook_events_total",
+                "Webhook events delivered, by event name",
+                &["app_id", "event"],
+            ),
+            retries: counter(
+                r,
+                "webhook_retries_total",
+                "Webhook requests retried after a failure",
+                &["app_id"],
+            ),
+            failures: counter(
+                r,
+                "webhook_failures_total",
+                "Webhook events abandoned (expired, queue_full, shutdown, cluster_state_unavailable)",
+                &["app_id", "reason"],
+            ),
+            request_duration: histogram(
+                r,
+                "webhook_request_duration_seconds",
+                "Webhook request time, failures included",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
+        }
+    }
+
+    pub fn app(&self, app_id: &str) -> AppWebhookMetrics {
+        AppWebhookMetrics {
+            queue_depth: self.queue_depth.with_label_values(&[app_id]),
+            deliveries: self.deliveries.with_label_values(&[app_id]),
+            retries: self.retries.with_label_values(&[app_id]),
+            events: self.events.clone(),
+            failures: self.failures.clone(),
+            app_id: app_id.to_owned(),
+        }
+    }
 }
 
 /// The node's link to the cluster, refreshed from the backplane's own counters at each scrape.
@@ -176,6 +269,7 @@ impl Metrics {
             channels: gauge(r, "occupied_channels", "Channels with at least one subscriber on this node", app),
             presence_members: gauge(r, "presence_members", "Distinct presence members per channel with a socket on this node, summed", app),
             cluster: ClusterMetrics::new(r),
+            webhooks: WebhookMetrics::new(r),
             registry,
         }
     }

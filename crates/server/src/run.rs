@@ -1,4 +1,6 @@
-//! Wire a node from its configuration and run it until SIGTERM/SIGINT, then drain.
+//! Wire a node from its configuration and run it until SIGTERM/SIGINT, then drain: close the
+//! connections spread over the grace period, let their delayed leaves be confirmed, leave the
+//! cluster, flush the webhook queues, exit.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use crate::config::{self, Config};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, MetricsObserver};
 use crate::state::ServerState;
+use crate::webhooks::Dispatcher;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +24,8 @@ pub enum StartError {
     Bind { addr: String, source: std::io::Error },
     #[error(transparent)]
     Redis(#[from] ferrocast_backplane_redis::RedisSetupError),
+    #[error(transparent)]
+    Webhooks(#[from] crate::webhooks::ClientError),
 }
 
 /// The cluster link a node runs on.
@@ -80,12 +85,13 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
         };
     info!(node_id, driver = %config.backplane.driver, "node starting");
     let metrics = Arc::new(Metrics::new());
+    let webhooks = Dispatcher::start(&config.apps, &config.webhooks, &metrics)?;
     let options = NodeOptions {
         observer: Arc::new(MetricsObserver(metrics.clone())),
         queue_capacity: config.server.max_queued_frames,
         socket_id_prefix: rand::random::<u32>() % 1_000_000_000,
-        webhooks: Arc::new(ferrocast_broker::NoWebhooks),
-        leave_delay: Duration::from_secs(3),
+        webhooks: webhooks.clone(),
+        leave_delay: Duration::from_millis(config.webhooks.leave_delay_ms),
     };
     let node = Node::new(AppRegistry::new(config.apps.clone()), backplane, cluster, options);
     let state = Arc::new(ServerState {
@@ -94,6 +100,7 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
         metrics,
         lifecycle: Lifecycle::new(),
         link,
+        webhooks,
     });
     Ok((state, listener, metrics_listener))
 }
@@ -116,14 +123,26 @@ pub async fn run(state: Arc<ServerState>, listener: TcpListener, metrics_listene
     {
         warn!("grace period over with connections still open; exiting anyway");
     }
+    settle_leaves(&state).await;
     if let ClusterLink::Redis(redis) = &state.link {
         if let Err(e) = redis.deregister().await {
             warn!(error = %e, "could not deregister from the cluster; peers will reap this node");
         }
     }
+    let flush = Duration::from_secs(state.config.webhooks.flush_timeout_s);
+    state.webhooks.shutdown(flush).await;
     metrics.abort();
     link.abort();
     info!("shutdown complete");
+}
+
+/// Let the delayed leaves of the closed connections be confirmed (their `channel_vacated` /
+/// `member_removed` webhooks decided) while the node is still in the cluster.
+async fn settle_leaves(state: &ServerState) {
+    let bound = Duration::from_millis(state.config.webhooks.leave_delay_ms) + Duration::from_secs(2);
+    if tokio::time::timeout(bound, state.node.settle_leaves()).await.is_err() {
+        warn!("delayed leaves still unconfirmed; their webhooks may be missing");
+    }
 }
 
 async fn wait_for_signal() {

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::run::ClusterLink;
+use crate::webhooks::Dispatcher;
 
 pub struct ServerState {
     pub node: Arc<Node>,
@@ -15,4 +16,5 @@ pub struct ServerState {
     pub metrics: Arc<Metrics>,
     pub lifecycle: Lifecycle,
     pub link: ClusterLink,
+    pub webhooks: Arc<Dispatcher>,
 }
