@@ -1,7 +1,8 @@
 // Prometheus metrics endpoint on metrics_port.
 
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import http from 'node:http';
+import { after, before, describe, test } from 'node:test';
 
 import { sdkResult, serverSdk } from './lib/clients.mjs';
 import { promtoolCheckMetrics, promtoolPath } from './lib/promtool.mjs';
@@ -97,7 +98,22 @@ for (const [label, backplane] of [
   ['redis', { driver: 'redis' }],
 ]) {
   describe(`promtool check metrics (${label} backplane)`, () => {
+    // A webhook receiver that accepts everything, so the webhook families have samples too.
+    const received = [];
+    const receiver = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        received.push(req.url);
+        res.end('ok');
+      });
+    });
     const lintApp = makeApp();
+    // Registered before useServer's hooks, so the node starts with the receiver's URL.
+    before(async () => {
+      await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+      lintApp.webhooks = [{ url: `http://127.0.0.1:${receiver.address().port}/hook` }];
+    });
+    after(() => new Promise((resolve) => receiver.close(resolve)));
     const node = useServer({ single: true, backplane, apps: [lintApp] });
 
     test(`/metrics of a ${label}-backplane node after traffic passes \`promtool check metrics\``, async (t) => {
@@ -122,8 +138,17 @@ for (const [label, backplane] of [
         // the traffic above is visible, so the lint covers the labelled series too
         assert.ok(sum(scraped.samples, 'ferrocast_connections') >= 1, 'ferrocast_connections ≥ 1');
         assert.ok(sum(scraped.samples, 'ferrocast_rest_requests_total', (l) => l.status === '401') >= 1, 'a status="401" sample');
+        assert.ok(sum(scraped.samples, 'ferrocast_publish_to_socket_seconds_count') >= 1, 'publish-to-socket latency observed');
+        assert.ok(
+          sum(scraped.samples, 'ferrocast_webhook_events_total', (l) => l.event === 'channel_occupied') >= 2,
+          'channel_occupied webhooks delivered',
+        );
+        if (label === 'redis') {
+          assert.ok(sum(scraped.samples, 'ferrocast_backplane_pubsub_lag_seconds_count') >= 1, 'pub/sub lag observed');
+        }
         return scraped;
-      }, 3000);
+      }, 5000);
+      assert.ok(received.length >= 2, `webhook requests received: ${received.length}`);
       assert.ok(samples.length > 0, 'no samples scraped');
       const result = await promtoolCheckMetrics(text);
       assert.ok(

@@ -69,6 +69,10 @@ pub struct RedisStats {
     pub ping_rtt_us: AtomicU64,
 }
 
+/// Receives the pub/sub lag of each message (seconds from its publish on any node to its
+/// receipt here; across hosts it includes clock skew).
+pub type LagObserver = Box<dyn Fn(f64) + Send + Sync>;
+
 /// Why the backplane could not be created (bad URL); connection problems are not errors here,
 /// they only keep the link down.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +89,8 @@ pub struct RedisBackplane {
     pub(crate) client: redis::Client,
     pub(crate) scripts: scripts::Scripts,
     pub(crate) sink: OnceLock<Arc<dyn DeliverySink>>,
+    /// Told, for each message received from Redis, how long after its publish it arrived.
+    pub(crate) lag_observer: OnceLock<LagObserver>,
     pub(crate) interest: DashMap<String, pubsub::Interest>,
     pub(crate) commands: mpsc::UnboundedSender<pubsub::Command>,
     pub(crate) link: watch::Sender<Link>,
@@ -113,6 +119,7 @@ impl RedisBackplane {
             client,
             scripts: scripts::Scripts::new(),
             sink: OnceLock::new(),
+            lag_observer: OnceLock::new(),
             interest: DashMap::new(),
             commands,
             link: watch::Sender::new(Link::Down),
@@ -145,6 +152,12 @@ impl RedisBackplane {
     pub async fn deregister(&self) -> Result<(), BackplaneError> {
         self.link.send_replace(Link::Down);
         liveness::deregister(self).await
+    }
+
+    /// Where the pub/sub lag of received messages goes (metrics). Set once; later calls are
+    /// ignored.
+    pub fn set_lag_observer(&self, observer: LagObserver) {
+        let _ = self.lag_observer.set(observer);
     }
 
     /// This node's id.

@@ -301,6 +301,10 @@ fn deliver(backplane: &RedisBackplane, payload: &[u8]) {
     match envelope::decode(payload) {
         Ok(message) => {
             backplane.stats.received.fetch_add(1, Ordering::Relaxed);
+            if let Some(observe) = backplane.lag_observer.get() {
+                let lag_us = ferrocast_broker::observer::unix_micros().saturating_sub(message.published_at_us);
+                observe(lag_us as f64 / 1e6);
+            }
             if let Some(sink) = backplane.sink.get() {
                 sink.deliver(&message);
             }

@@ -14,10 +14,26 @@ use ferrocast_protocol::codes::close;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// A frame queued for a socket, with when its message was published (Unix µs; 0 for frames
+/// that answer the socket itself), so the writer can measure publish-to-socket latency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub frame: Bytes,
+    pub published_at_us: u64,
+}
+
+impl std::ops::Deref for Outgoing {
+    type Target = Bytes;
+
+    fn deref(&self) -> &Bytes {
+        &self.frame
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     socket_id: Arc<str>,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Outgoing>,
     closing: CancellationToken,
     close_code: AtomicU16,
 }
@@ -29,7 +45,7 @@ pub struct ConnectionHandle(Arc<Shared>);
 /// The writer's side of a connection: the frames to write and the close signal.
 #[derive(Debug)]
 pub struct ConnectionOutbox {
-    pub frames: mpsc::Receiver<Bytes>,
+    pub frames: mpsc::Receiver<Outgoing>,
     pub closing: CancellationToken,
 }
 
@@ -58,12 +74,17 @@ impl ConnectionHandle {
     /// Queue a frame. A full queue closes the socket with 4100; returns false when the frame was
     /// not queued (full or already closing).
     pub fn send(&self, frame: Bytes) -> bool {
+        self.send_published(frame, 0)
+    }
+
+    /// Queue a frame of a message published at `published_at_us` (Unix µs), as [`send`](Self::send).
+    pub fn send_published(&self, frame: Bytes, published_at_us: u64) -> bool {
         // The close code doubles as a lock-free "closing" flag: this runs once per recipient
         // of every event, where the token's own check would take its lock.
         if self.0.close_code.load(Ordering::Relaxed) != 0 {
             return false;
         }
-        match self.0.tx.try_send(frame) {
+        match self.0.tx.try_send(Outgoing { frame, published_at_us }) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.close(close::OVER_CAPACITY);
@@ -117,7 +138,7 @@ mod tests {
         assert!(!h.send(Bytes::from_static(b"c")));
         assert_eq!(h.close_code(), Some(close::OVER_CAPACITY));
         assert!(out.closing.is_cancelled());
-        assert_eq!(out.frames.try_recv().unwrap(), Bytes::from_static(b"a"));
+        assert_eq!(out.frames.try_recv().unwrap().frame, Bytes::from_static(b"a"));
         assert!(!h.send(Bytes::from_static(b"d")), "no frames after closing");
     }
 

@@ -140,6 +140,18 @@ impl LocalChannels {
     /// Like [`fan_out`](Self::fan_out), but builds the frame only if the channel has local
     /// subscribers, so messages for channels without local interest cost no encoding.
     pub fn fan_out_with(&self, key: &ChannelKey, exclude: Option<&str>, build: impl FnOnce() -> Bytes) -> usize {
+        self.fan_out_published(key, exclude, 0, build)
+    }
+
+    /// Like [`fan_out_with`](Self::fan_out_with), for a message published at `published_at_us`
+    /// (Unix µs): the writers measure the latency to the socket from it.
+    pub fn fan_out_published(
+        &self,
+        key: &ChannelKey,
+        exclude: Option<&str>,
+        published_at_us: u64,
+        build: impl FnOnce() -> Bytes,
+    ) -> usize {
         let Some(channel) = self.channels.get(key).map(|c| c.value().clone()) else {
             return 0;
         };
@@ -150,7 +162,7 @@ impl LocalChannels {
             if exclude == Some(&**socket_id) {
                 continue;
             }
-            if sub.conn.send(frame.clone()) {
+            if sub.conn.send_published(frame.clone(), published_at_us) {
                 sent += 1;
             }
         }

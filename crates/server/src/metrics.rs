@@ -55,6 +55,7 @@ pub struct Metrics {
     rest_duration: HistogramVec,
     delivered: IntCounterVec,
     fan_out_latency: Histogram,
+    socket_latency: Histogram,
     limit_rejections: IntCounterVec,
     subscriptions: IntGaugeVec,
     channels: IntGaugeVec,
@@ -159,6 +160,8 @@ impl WebhookMetrics {
 pub struct ClusterMetrics {
     pub ready: IntGauge,
     pub rtt: prometheus::Gauge,
+    /// Observed by the backplane itself, once per received message.
+    pub pubsub_lag: Histogram,
     pub published: IntCounter,
     pub received: IntCounter,
     pub errors: IntCounter,
@@ -182,9 +185,17 @@ impl ClusterMetrics {
             "Round trip of the last ping to Redis on the pub/sub connection",
         )
         .unwrap_or_else(|e| panic!("metric backplane_rtt_seconds: {e}"));
+        let pubsub_lag = histogram(
+            registry,
+            "backplane_pubsub_lag_seconds",
+            "Time from publish (on any node) to receipt from Redis pub/sub on this node; across hosts it includes clock skew",
+            &[],
+        )
+        .with_label_values(&[] as &[&str]);
         Self {
             ready,
             rtt: register(registry, rtt),
+            pubsub_lag,
             published: one("backplane_published_total", "Messages published to the backplane"),
             received: one("backplane_received_total", "Messages received from the backplane"),
             errors: one(
@@ -223,6 +234,8 @@ pub struct AppMetrics {
     pub messages_out: IntCounter,
     pub bytes_out: IntCounter,
     pub slow_consumers: IntCounter,
+    /// Shared by every app: one series, sampled once per socket write.
+    pub publish_to_socket: Histogram,
     closed: IntCounterVec,
     app_id: String,
 }
@@ -264,6 +277,13 @@ impl Metrics {
                 &[],
             )
             .with_label_values(&[] as &[&str]),
+            socket_latency: histogram(
+                r,
+                "publish_to_socket_seconds",
+                "Time from publish (REST accept or client frame, on any node) to the frame written to a socket, sampled once per socket write (its oldest frame); across hosts it includes clock skew",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
             limit_rejections: counter(r, "limit_rejections_total", "Requests refused by a limit or rate limit", &["app_id", "limit"]),
             subscriptions: gauge(r, "subscriptions", "Channel subscriptions of sockets on this node", app),
             channels: gauge(r, "occupied_channels", "Channels with at least one subscriber on this node", app),
@@ -288,6 +308,7 @@ impl Metrics {
             messages_out: self.ws_messages_out.with_label_values(&[app_id]),
             bytes_out: self.ws_bytes_out.with_label_values(&[app_id]),
             slow_consumers: self.slow_consumers.with_label_values(&[app_id]),
+            publish_to_socket: self.socket_latency.clone(),
             closed: self.connections_closed.clone(),
             app_id: app_id.to_owned(),
         }

@@ -85,6 +85,10 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
         };
     info!(node_id, driver = %config.backplane.driver, "node starting");
     let metrics = Arc::new(Metrics::new());
+    if let ClusterLink::Redis(redis) = &link {
+        let lag = metrics.cluster.pubsub_lag.clone();
+        redis.set_lag_observer(Box::new(move |seconds| lag.observe(seconds)));
+    }
     let webhooks = Dispatcher::start(&config.apps, &config.webhooks, &metrics)?;
     let options = NodeOptions {
         observer: Arc::new(MetricsObserver(metrics.clone())),

@@ -98,7 +98,8 @@ impl DeliverySink for LocalFanOut {
                 return;
             }
         }
-        let recipients = self.local.fan_out_with(&key, m.exclude_socket.as_deref(), || {
+        let exclude = m.exclude_socket.as_deref();
+        let recipients = self.local.fan_out_published(&key, exclude, m.published_at_us, || {
             frame::text(&outbound::channel_event(
                 &m.event,
                 &m.channel,

@@ -8,7 +8,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use ferrocast_broker::connection::ConnectionOutbox;
+use ferrocast_broker::connection::{ConnectionOutbox, Outgoing};
+use ferrocast_broker::observer::unix_micros;
 use ferrocast_broker::{frame, ConnectionHandle};
 use ferrocast_protocol::codes::close;
 use ferrocast_protocol::outbound;
@@ -136,8 +137,10 @@ fn spread_delay(grace: Duration) -> Duration {
     grace.mul_f64(0.8 * rand::random::<f64>())
 }
 
-/// Write `first` plus whatever else is already queued, as one write.
-async fn write_batch(cx: &mut WriterContext, first: Bytes) -> std::io::Result<()> {
+/// Write `first` plus whatever else is already queued, as one write. The publish-to-socket
+/// latency is sampled once per write, from its oldest frame.
+async fn write_batch(cx: &mut WriterContext, first: Outgoing) -> std::io::Result<()> {
+    let published_at_us = first.published_at_us;
     let mut frames = 1u64;
     let bytes = if cx.outbox.frames.is_empty() {
         write_unless_closed(cx, &first).await?;
@@ -153,6 +156,10 @@ async fn write_batch(cx: &mut WriterContext, first: Bytes) -> std::io::Result<()
         write_unless_closed(cx, &buf).await?;
         buf.len()
     };
+    if published_at_us > 0 {
+        let latency_us = unix_micros().saturating_sub(published_at_us);
+        cx.metrics.publish_to_socket.observe(latency_us as f64 / 1e6);
+    }
     cx.unreported.0 += frames;
     cx.unreported.1 += bytes as u64;
     // Shared counters are touched once per burst, not once per write, under load.
