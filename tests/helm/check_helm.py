@@ -11,14 +11,18 @@ No helm binary and no cluster are needed: the chart is rendered and linted by He
   the package knows. ServiceMonitor and PrometheusRule (CRDs, unknown to it) are checked here
   against the fields of monitoring.coreos.com/v1 the chart uses, and every PromQL expression
   is parsed by `promql-parser`.
-- Chart semantics: the termination grace period covers preStop + drain, probe paths, non-root,
-  node id from the pod name, refusal of a memory backplane with several replicas, HPA, PDB, ...
+- Chart semantics: the termination grace period covers preStop + drain + the webhook leave delay
+  + the webhook flush, config.webhooks renders into [webhooks], probe paths, non-root, node id
+  from the pod name, refusal of a memory backplane with several replicas, HPA, PDB, ...
 - The ferrocast.toml rendered into the Secret is accepted by the real release binary with the
   pod's environment (driver, host and ports overridden): it becomes ready, every app's secret
   signs a REST call, a WebSocket connects; on SIGTERM a socket held open is closed with 4200 and
-  the node exits 0 before the pod's grace period (minus the preStop sleep) is over.
+  the node exits 0 before the pod's grace period (minus the preStop sleep) is over. A run with
+  webhooks to a receiver on loopback checks their delivery (headers, signature, body, leave
+  delay, retries, expiry, queue limit) and the webhook metrics it exposes.
 - The Grafana dashboard parses, uses the ${DS_PROMETHEUS} datasource variable, and every metric
-  (and label) it queries is one the live binary exposes or one announced as coming soon.
+  (and label) it queries is one the live binary exposes, one it exposes from its first increment
+  (declared here with its labels, checked by the webhook run) or one announced as coming soon.
 
 Run by pytest (`make test-helm`). Nothing is skipped: a missing tool or binary fails.
 Environment: FERROCAST_BIN (default target/release/ferrocast).
@@ -39,11 +43,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 try:
     import tomllib  # Python 3.11+
@@ -84,10 +91,20 @@ COMING_SOON = {
     "ferrocast_backplane_up",
     "ferrocast_backplane_errors_total",
     "ferrocast_backplane_reconnects_total",
-    "ferrocast_webhook_failures_total",
     "ferrocast_node_reaped_total",
 }
-# What the server exposes today (docs); the live scrape must agree.
+# Labelled counters the server has but may expose only from their first increment (a delivery, a
+# retry, an abandoned webhook), with their labels: the dashboard and the alerts may use them, and
+# test_webhooks_are_delivered_by_the_release_binary makes each appear and checks these labels.
+ON_FIRST_INCREMENT = {
+    "ferrocast_webhook_deliveries_total": {"app_id"},
+    "ferrocast_webhook_events_total": {"app_id", "event"},
+    "ferrocast_webhook_retries_total": {"app_id"},
+    "ferrocast_webhook_failures_total": {"app_id", "reason"},
+}
+WEBHOOK_FAILURE_REASONS = {"expired", "queue_full", "shutdown", "cluster_state_unavailable"}
+# What the server exposes today (docs); the live scrape must agree. The webhook gauge and
+# histogram are there once an app has a webhook (the scrape of exposed_metrics() has one).
 DOCUMENTED = {
     "ferrocast_connections",
     "ferrocast_connections_opened_total",
@@ -99,6 +116,18 @@ DOCUMENTED = {
     "ferrocast_rest_requests_total",
     "ferrocast_process_cpu_seconds_total",
     "ferrocast_process_resident_memory_bytes",
+    "ferrocast_webhook_queue_depth",
+    "ferrocast_webhook_request_duration_seconds_bucket",
+}
+# The [webhooks] defaults of docs/configuration.md, which values.yaml must repeat.
+WEBHOOK_DEFAULTS = {
+    "leave_delay_ms": 3000,
+    "timeout_ms": 5000,
+    "retry_backoff_ms": 1000,
+    "retry_window_s": 300,
+    "queue_capacity": 10000,
+    "max_batch_size": 50,
+    "flush_timeout_s": 5,
 }
 # Labels Prometheus adds to every series scraped through the ServiceMonitor.
 TARGET_LABELS = {"namespace", "job", "pod", "instance", "service", "endpoint", "container"}
@@ -132,6 +161,8 @@ RICH_VALUES = {
     "config": {
         "server": {"activity_timeout_s": 60, "shutdown_grace_s": 3, "max_queued_frames": 1000000},
         "backplane": {"driver": "memory", "prefix": "fc.test-1", "node_ttl_s": 9},
+        "webhooks": {"leave_delay_ms": 1500, "timeout_ms": 2000, "retry_backoff_ms": 100, "retry_window_s": 60,
+                     "queue_capacity": 100, "max_batch_size": 10, "flush_timeout_s": 2},
         "apps": [
             {
                 "id": "app-1",
@@ -141,6 +172,7 @@ RICH_VALUES = {
                 "enable_client_messages": True,
                 "enable_user_authentication": False,
                 "enable_subscription_count": False,
+                "enable_webhook_batching": True,
                 "user_authentication_timeout_s": 30,
                 "max_connections": 1000000,
                 "max_client_events_per_second": 20,
@@ -335,6 +367,21 @@ BAD_VALUES = [
     ({"config": {"apps": [{"id": "a", "key": "k", "secret": "s", "webhooks": [{"url": "ftp://x/y"}]}]}}, "url"),
     ({"config": {"apps": [{"id": "a", "key": "k", "secret": "s",
                            "webhooks": [{"url": "https://x/y", "events": ["channel_exploded"]}]}]}}, "events"),
+    ({"config": {"apps": [{"id": "a", "key": "k", "secret": "s", "enable_webhook_batching": "yes"}]}},
+     "enable_webhook_batching"),
+    ({"config": {"webhooks": {"retry_windows_s": 5}}}, "retry_windows_s"),
+    ({"config": {"webhooks": {"leave_delay_ms": 10001}}}, "leave_delay_ms"),
+    ({"config": {"webhooks": {"leave_delay_ms": -1}}}, "leave_delay_ms"),
+    ({"config": {"webhooks": {"timeout_ms": 99}}}, "timeout_ms"),
+    ({"config": {"webhooks": {"retry_backoff_ms": 9}}}, "retry_backoff_ms"),
+    ({"config": {"webhooks": {"retry_window_s": 0}}}, "retry_window_s"),
+    ({"config": {"webhooks": {"queue_capacity": 0}}}, "queue_capacity"),
+    ({"config": {"webhooks": {"max_batch_size": 0}}}, "max_batch_size"),
+    ({"config": {"webhooks": {"flush_timeout_s": -1}}}, "flush_timeout_s"),
+    ({"config": {"webhooks": {"flush_timeout_s": 601}}}, "flush_timeout_s"),
+    ({"config": {"webhooks": {"max_batch_size": 1001}}}, "max_batch_size"),
+    ({"config": {"webhooks": {"flush_timeout_s": "5"}}}, "flush_timeout_s"),
+    ({"config": {"webhooks": {"leave_delay_ms": None}}}, "leave_delay_ms"),
     ({"terminationGracePeriodSeconds": "30"}, "terminationGracePeriodSeconds"),
     ({"podDisruptionBudget": {"maxUnavailable": "half"}}, "maxUnavailable"),
     ({"serviceMonitor": {"interval": "30 seconds"}}, "interval"),
@@ -404,30 +451,41 @@ def test_manifests_validate_against_kubernetes(value_set, kube):
 
 
 @pytest.mark.parametrize(
-    "values,grace,pre_stop",
+    "values,grace,pre_stop,leave_ms,flush,expected",
     [
-        ({}, 10, 5),
-        (None, 30, 5),  # production
-        ({"config": {"server": {"shutdown_grace_s": 60}}, "lifecycle": {"preStopSleepSeconds": 0}}, 60, 0),
-        ({"config": {"server": {"shutdown_grace_s": 20}}, "terminationGracePeriodSeconds": 40}, 20, 5),
+        # preStop + drain + ceil(leave delay) + flush + margin (10 s unless set)
+        ({}, 10, 5, 3000, 5, 5 + 10 + 3 + 5 + 10),
+        (None, 30, 5, 3000, 15, 5 + 30 + 3 + 15 + 10),  # production
+        ({"config": {"server": {"shutdown_grace_s": 60}}, "lifecycle": {"preStopSleepSeconds": 0}},
+         60, 0, 3000, 5, 0 + 60 + 3 + 5 + 10),
+        ({"config": {"webhooks": {"leave_delay_ms": 2001, "flush_timeout_s": 30}}, "terminationGraceMarginSeconds": 4},
+         10, 5, 2001, 30, 5 + 10 + 3 + 30 + 4),
+        ({"config": {"webhooks": {"leave_delay_ms": 0, "flush_timeout_s": 0}}}, 10, 5, 0, 0, 5 + 10 + 0 + 0 + 10),
+        ({"config": {"server": {"shutdown_grace_s": 20}}, "terminationGracePeriodSeconds": 40}, 20, 5, 3000, 5, 40),
     ],
-    ids=["default", "production", "grace-60-no-prestop", "explicit-40"],
+    ids=["default", "production", "grace-60-no-prestop", "leave-2001ms-flush-30-margin-4", "no-leave-no-flush",
+         "explicit-40"],
 )
-def test_termination_grace_covers_prestop_and_drain(values, grace, pre_stop):
+def test_termination_grace_covers_prestop_drain_leaves_and_flush(values, grace, pre_stop, leave_ms, flush, expected):
     values = production_values() if values is None else values
     pod = deployment(values)["spec"]["template"]["spec"]
     c = pod["containers"][0]
     tgps = pod.get("terminationGracePeriodSeconds")
     check(isinstance(tgps, int), f"terminationGracePeriodSeconds is {tgps!r}")
+    check(tgps == expected, f"terminationGracePeriodSeconds is {tgps}, expected {expected}")
+    shutdown = pre_stop + grace + -(-leave_ms // 1000) + flush
     check(
-        tgps > grace + pre_stop,
-        f"terminationGracePeriodSeconds {tgps} must exceed preStop {pre_stop} s + shutdown_grace_s {grace} s",
+        tgps > shutdown,
+        f"terminationGracePeriodSeconds {tgps} must exceed preStop {pre_stop} s + shutdown_grace_s {grace} s "
+        f"+ leave_delay_ms {leave_ms} (rounded up to seconds) + flush_timeout_s {flush} s",
     )
     env = env_of(c)
-    check(
-        env.get("FERROCAST_SERVER__SHUTDOWN_GRACE_S", {}).get("value") == str(grace),
-        f"FERROCAST_SERVER__SHUTDOWN_GRACE_S is {env.get('FERROCAST_SERVER__SHUTDOWN_GRACE_S')}, expected {grace}",
-    )
+    for name, value in {
+        "FERROCAST_SERVER__SHUTDOWN_GRACE_S": grace,
+        "FERROCAST_WEBHOOKS__LEAVE_DELAY_MS": leave_ms,
+        "FERROCAST_WEBHOOKS__FLUSH_TIMEOUT_S": flush,
+    }.items():
+        check(env.get(name, {}).get("value") == str(value), f"{name} is {env.get(name)}, expected {value}")
     if pre_stop:
         command = (((c.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command")
         check(command == ["sleep", str(pre_stop)], f"preStop is {c.get('lifecycle')}, expected exec sleep {pre_stop}")
@@ -436,13 +494,24 @@ def test_termination_grace_covers_prestop_and_drain(values, grace, pre_stop):
     if not values.get("existingSecret"):
         toml = tomllib.loads(rendered_toml(values))
         check(toml["server"]["shutdown_grace_s"] == grace, f"ferrocast.toml shutdown_grace_s is {toml['server']}")
+        check(toml["webhooks"]["leave_delay_ms"] == leave_ms and toml["webhooks"]["flush_timeout_s"] == flush,
+              f"ferrocast.toml [webhooks] is {toml['webhooks']}")
+    check(f"terminationGracePeriodSeconds ({tgps} s)" in notes(values), "NOTES must state the grace period")
 
 
 def test_termination_grace_too_short_is_refused():
     message = render_error({"config": {"server": {"shutdown_grace_s": 30}}, "terminationGracePeriodSeconds": 30})
     check("terminationGracePeriodSeconds (30) must exceed" in message, f"unexpected refusal: {message}")
-    message = render_error({"terminationGracePeriodSeconds": 15})  # 5 s preStop + 10 s drain
-    check("must exceed" in message, f"unexpected refusal: {message}")
+    # 5 s preStop + 10 s drain + 3 s leave delay + 5 s flush = 23 s: longer than the drain alone is not enough.
+    message = render_error({"terminationGracePeriodSeconds": 16})
+    check("must exceed" in message and "(5 + 10 + 3 + 5 = 23)" in message, f"unexpected refusal: {message}")
+    message = render_error({"terminationGracePeriodSeconds": 23})
+    check("terminationGracePeriodSeconds (23) must exceed" in message, f"unexpected refusal: {message}")
+    message = render_error({"config": {"webhooks": {"leave_delay_ms": 1, "flush_timeout_s": 60}},
+                            "terminationGracePeriodSeconds": 76})  # 5 + 10 + 1 (rounded up) + 60 = 76
+    check("(5 + 10 + 1 + 60 = 76)" in message, f"unexpected refusal: {message}")
+    check(deployment({"terminationGracePeriodSeconds": 24})["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+          == 24, "a grace period longer than the whole shutdown must be accepted")
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
@@ -499,6 +568,8 @@ def test_node_environment_and_config_mount():
         "FERROCAST_SERVER__PORT": "6001",
         "FERROCAST_SERVER__METRICS_PORT": "9601",
         "FERROCAST_BACKPLANE__DRIVER": "memory",
+        "FERROCAST_WEBHOOKS__LEAVE_DELAY_MS": "3000",
+        "FERROCAST_WEBHOOKS__FLUSH_TIMEOUT_S": "5",
     }.items():
         check(env.get(name, {}).get("value") == value, f"{name} is {env.get(name)}, expected {value!r}")
     check("FERROCAST_BACKPLANE__URL" not in env, "with a rendered config the Redis URL belongs in the Secret, not the env")
@@ -555,6 +626,42 @@ def test_config_checksum_rolls_pods_on_config_change():
     check(checksum(base) == checksum(scaled), "the checksum must depend on the config only")
     annotations = deployment(scaled)["spec"]["template"]["metadata"]["annotations"]
     check(annotations.get("example.com/owner") == "team", "podAnnotations must reach the pods")
+
+
+def test_webhooks_config_renders_into_the_toml():
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    check(defaults["config"]["webhooks"] == WEBHOOK_DEFAULTS,
+          f"values.yaml config.webhooks is {defaults['config']['webhooks']}, "
+          f"expected the server's defaults {WEBHOOK_DEFAULTS}")
+    toml = tomllib.loads(rendered_toml({}))
+    check(toml["webhooks"] == WEBHOOK_DEFAULTS, f"the default [webhooks] section is {toml.get('webhooks')}")
+    # A partial section keeps the other defaults.
+    toml = tomllib.loads(rendered_toml({"config": {"webhooks": {"queue_capacity": 7, "leave_delay_ms": 0}}}))
+    check(toml["webhooks"] == dict(WEBHOOK_DEFAULTS, queue_capacity=7, leave_delay_ms=0),
+          f"[webhooks] with two keys set is {toml['webhooks']}")
+    rich = RICH_VALUES["config"]
+    toml = tomllib.loads(rendered_toml(copy.deepcopy(RICH_VALUES)))
+    check(toml["webhooks"] == rich["webhooks"], f"[webhooks] is {toml['webhooks']}, expected {rich['webhooks']}")
+    check(toml["apps"][0]["enable_webhook_batching"] is True, f"enable_webhook_batching is lost: {toml['apps'][0]}")
+    check(toml["apps"][0]["webhooks"] == rich["apps"][0]["webhooks"], f"[[apps.webhooks]] are {toml['apps'][0]['webhooks']}")
+    check(all("enable_webhook_batching" not in app for app in toml["apps"][1:]), "batching must stay off unless set")
+    # The chart owns the two settings the grace period depends on: the pod's environment repeats them.
+    env = env_of(container(copy.deepcopy(RICH_VALUES)))
+    check(env["FERROCAST_WEBHOOKS__LEAVE_DELAY_MS"].get("value") == "1500"
+          and env["FERROCAST_WEBHOOKS__FLUSH_TIMEOUT_S"].get("value") == "2", f"webhook env is {env}")
+    # With existingSecret the file is the operator's, but those two still come from the values.
+    env = env_of(container(production_values()))
+    check(env["FERROCAST_WEBHOOKS__LEAVE_DELAY_MS"].get("value") == "3000"
+          and env["FERROCAST_WEBHOOKS__FLUSH_TIMEOUT_S"].get("value") == "15", f"production webhook env is {env}")
+    other = [n for n in env if n.startswith("FERROCAST_WEBHOOKS__")]
+    check(sorted(other) == ["FERROCAST_WEBHOOKS__FLUSH_TIMEOUT_S", "FERROCAST_WEBHOOKS__LEAVE_DELAY_MS"],
+          f"only the settings the grace period depends on may be set from the environment: {other}")
+
+    def checksum(values):
+        return deployment(values)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    check(checksum({}) != checksum({"config": {"webhooks": {"timeout_ms": 1000}}}),
+          "changing config.webhooks must roll the pods")
 
 
 def test_memory_backplane_with_several_nodes_is_refused():
@@ -795,6 +902,8 @@ def test_prometheus_rule():
           and "== 0" in alerts["FerrocastRedisUnreachable"]["expr"], "RedisUnreachable: ferrocast_backplane_up == 0")
     check(alerts["FerrocastWebhookFailures"]["for"] == "10m", "FerrocastWebhookFailures must wait 10m")
     check("rate(ferrocast_webhook_failures_total" in alerts["FerrocastWebhookFailures"]["expr"], "webhook alert on the rate")
+    check("sum by (namespace, job, app_id, reason)" in alerts["FerrocastWebhookFailures"]["expr"],
+          "the webhook alert must say which app and which reason")
     check(alerts["FerrocastSlowConsumers"]["expr"].rstrip().endswith("> 1"), "slowConsumers.threshold must be the limit")
     check("kube_pod_status_ready" in alerts["FerrocastNodeNotReady"]["expr"], "NodeNotReady must use kube_pod_status_ready")
     # A single node on the memory backplane has no Redis to lose.
@@ -810,6 +919,13 @@ def test_prometheus_rule():
 def substitute_grafana_variables(expr: str) -> str:
     expr = expr.replace("$__rate_interval", "5m").replace("$__interval", "1m").replace("$__range", "1h")
     return re.sub(r"\$\{?\w+\}?", ".*", expr)
+
+
+def known_labels(name: str, exposed: dict[str, set[str]]) -> set[str] | None:
+    """The labels of a ferrocast metric: scraped, or declared in ON_FIRST_INCREMENT; None if unknown."""
+    if name in exposed:
+        return exposed[name]
+    return ON_FIRST_INCREMENT.get(name)
 
 
 def check_promql(expr: str, where: str, exposed: dict[str, set[str]]) -> list[dict]:
@@ -854,18 +970,20 @@ def check_promql(expr: str, where: str, exposed: dict[str, set[str]]) -> list[di
         if not name.startswith("ferrocast_"):
             check(name in ("up", "kube_pod_status_ready"), f"{where}: unexpected foreign metric {name}")
             continue
+        known = known_labels(name, exposed)
         check(
-            name in exposed or name in COMING_SOON,
-            f"{where}: {name} is neither exposed by the server ({sorted(exposed)}) nor announced ({sorted(COMING_SOON)})",
+            known is not None or name in COMING_SOON,
+            f"{where}: {name} is neither exposed by the server ({sorted(exposed)}), nor one of its counters "
+            f"exposed from their first increment ({sorted(ON_FIRST_INCREMENT)}), nor announced ({sorted(COMING_SOON)})",
         )
-        if name in exposed:
-            unknown = set(s["matchers"]) - exposed[name] - TARGET_LABELS
-            check(not unknown, f"{where}: {name} has no label {sorted(unknown)} (it has {sorted(exposed[name])})")
+        if known is not None:
+            unknown = set(s["matchers"]) - known - TARGET_LABELS
+            check(not unknown, f"{where}: {name} has no label {sorted(unknown)} (it has {sorted(known)})")
     for labels, inside in grouped:
         names = {s["name"] for s in inside}
-        if any(n not in exposed for n in names):
+        if any(known_labels(n, exposed) is None for n in names):
             continue  # a coming-soon or foreign metric: its labels are not known yet
-        available = set().union(*(exposed[n] for n in names)) | TARGET_LABELS
+        available = set().union(*(known_labels(n, exposed) for n in names)) | TARGET_LABELS
         unknown = set(labels) - available
         check(not unknown, f"{where}: grouping by {sorted(unknown)}, which {sorted(names)} do not have")
     return unique
@@ -1001,11 +1119,14 @@ def pod_environment(c: dict, pod_name: str) -> dict[str, str]:
 
 
 def run_node(config: Path, pod_env: dict[str, str], apps: list[dict], budget: int,
-             hold_socket: bool = False) -> dict[str, set[str]]:
+             hold_socket: bool = False,
+             exercise: Callable[[int, int], None] | None = None) -> dict[str, set[str]]:
     """Run the release binary like the pod does; returns the metrics it exposed.
 
     `budget`: the seconds the pod leaves between SIGTERM and SIGKILL. With `hold_socket`, one
-    WebSocket stays open through SIGTERM and must be closed with 4200 by the drain.
+    WebSocket stays open through SIGTERM and must be closed with 4200 by the drain. `exercise`,
+    given the WebSocket / REST port and the metrics port, runs once every app has been checked,
+    before the scrape and SIGTERM.
     """
     grace = int(pod_env["FERROCAST_SERVER__SHUTDOWN_GRACE_S"])
     base_env = {k: v for k, v in os.environ.items() if not (k.startswith("FERROCAST_") and "__" in k)}
@@ -1062,6 +1183,8 @@ def run_node(config: Path, pod_env: dict[str, str], apps: list[dict], budget: in
                             held = ws  # stays open through SIGTERM
                         else:
                             ws.close()
+                if exercise is not None:
+                    exercise(port, metrics_port)
                 time.sleep(0.3)  # let the closes be counted
                 status, text = http(f"http://127.0.0.1:{metrics_port}/metrics")
                 check(status == 200, f"/metrics answered {status}")
@@ -1089,7 +1212,7 @@ def run_node(config: Path, pod_env: dict[str, str], apps: list[dict], budget: in
     fail("could not find two free ports for the node after 3 attempts")
 
 
-def run_rendered(values: dict) -> dict[str, set[str]]:
+def run_rendered(values: dict, exercise: Callable[[int, int], None] | None = None) -> dict[str, set[str]]:
     toml_text = rendered_toml(values)
     try:
         parsed = tomllib.loads(toml_text)
@@ -1098,6 +1221,9 @@ def run_rendered(values: dict) -> dict[str, set[str]]:
     merged_values = merged(values)
     apps = merged_values["config"]["apps"]
     check(parsed["apps"] == apps, f"the rendered [[apps]] differ from the values:\n{parsed['apps']}\n!=\n{apps}")
+    webhooks = merged_values["config"]["webhooks"]
+    check(parsed.get("webhooks") == webhooks,
+          f"the rendered [webhooks] differ from the values: {parsed.get('webhooks')} != {webhooks}")
     c = container(values)
     pod = deployment(values)["spec"]["template"]["spec"]
     pre_stop_exec = ((c.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {"command": ["sleep", "0"]}
@@ -1109,21 +1235,35 @@ def run_rendered(values: dict) -> dict[str, set[str]]:
         config.write_text(toml_text)
         # A socket held through the drain, where the drain is short enough for a test.
         short = int(pod_env["FERROCAST_SERVER__SHUTDOWN_GRACE_S"]) <= 5
-        return run_node(config, pod_env, apps, budget, hold_socket=short)
+        return run_node(config, pod_env, apps, budget, hold_socket=short, exercise=exercise)
+
+
+# The scrape the dashboard and the alerts are checked against: the default config with a webhook
+# on the demo app, since the webhook gauge and histogram are exposed once an app has one. Nothing
+# subscribes to a channel in that run, so the webhook (a loopback port nothing listens on) is
+# never called.
+SCRAPE_VALUES = {"config": {"apps": [{"id": "app-id", "key": "app-key", "secret": "app-secret",
+                                      "webhooks": [{"url": "http://127.0.0.1:9/never-called"}]}]}}
 
 
 @functools.lru_cache(maxsize=1)
 def exposed_metrics() -> dict[str, set[str]]:
-    """Metric name -> label names, scraped from the binary running the default chart config."""
-    metrics = run_rendered({})
+    """Metric name -> label names, scraped from the binary running SCRAPE_VALUES."""
+    metrics = run_rendered(copy.deepcopy(SCRAPE_VALUES))
     missing = DOCUMENTED - set(metrics)
     check(not missing, f"the server no longer exposes {sorted(missing)}: update the dashboard, alerts and this list")
+    check(metrics["ferrocast_webhook_queue_depth"] == {"app_id"},
+          f"ferrocast_webhook_queue_depth has labels {sorted(metrics['ferrocast_webhook_queue_depth'])}, expected app_id")
+    check(metrics["ferrocast_webhook_request_duration_seconds_bucket"] == {"le"},
+          "ferrocast_webhook_request_duration_seconds must have no label but le")
     return metrics
 
 
-@pytest.mark.parametrize("value_set", ["default", "rich-config", "bundled-redis-cluster"])
+@pytest.mark.parametrize("value_set", ["default", "webhook-scrape", "rich-config", "bundled-redis-cluster"])
 def test_rendered_config_runs_on_the_release_binary(value_set):
     if value_set == "default":
+        run_rendered({})
+    elif value_set == "webhook-scrape":
         exposed_metrics()
     else:
         run_rendered(VALUE_SETS[value_set]())
@@ -1139,8 +1279,234 @@ def test_production_pod_environment_is_accepted_by_the_binary():
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "ferrocast.toml"
         config.write_text(rendered_toml(stand_in))
-        pod_env["FERROCAST_SERVER__SHUTDOWN_GRACE_S"] = "2"  # keep the run short; the key is what is checked
-        run_node(config, pod_env, merged(stand_in)["config"]["apps"], 2 + 10, hold_socket=True)
+        pod_env["FERROCAST_SERVER__SHUTDOWN_GRACE_S"] = "2"  # keep the run short; the keys are what is checked
+        leave = -(-int(pod_env["FERROCAST_WEBHOOKS__LEAVE_DELAY_MS"]) // 1000)
+        budget = 2 + leave + int(pod_env["FERROCAST_WEBHOOKS__FLUSH_TIMEOUT_S"]) + 10
+        run_node(config, pod_env, merged(stand_in)["config"]["apps"], budget, hold_socket=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Webhooks delivered by the release binary, to receivers on loopback
+
+
+class WebhookReceiver:
+    """Webhook endpoints on 127.0.0.1: /ok answers 200, any other path 500. Records every request."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def handle_any(self):
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    body = b""
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass  # trailers
+                            break
+                        body += self.rfile.read(size)
+                        self.rfile.readline()
+                else:
+                    body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.lock:
+                    receiver.requests.append({"method": self.command, "path": self.path, "at": time.monotonic(),
+                                              "headers": {k.lower(): v for k, v in self.headers.items()},
+                                              "body": body})
+                self.send_response(200 if self.path == "/ok" else 500)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_GET = do_PUT = handle_any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def __enter__(self) -> "WebhookReceiver":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def received(self, path: str) -> list[dict]:
+        """The requests to `path` so far, each with `events` (its body's, [] when unreadable)."""
+        with self.lock:
+            requests = [dict(r) for r in self.requests if r["path"] == path]
+        for r in requests:
+            try:
+                r["json"] = json.loads(r["body"])
+            except ValueError:
+                r["json"] = None
+            events = r["json"].get("events") if isinstance(r["json"], dict) else None
+            r["events"] = events if isinstance(events, list) else []
+        return requests
+
+    def events(self, path: str, name: str, channel: str) -> list[tuple[float, dict]]:
+        return [(r["at"], e) for r in self.received(path) for e in r["events"]
+                if isinstance(e, dict) and e.get("name") == name and e.get("channel") == channel]
+
+    def wait_for(self, path: str, name: str, channel: str, timeout: float = 10) -> float:
+        """When the first `name` event of `channel` reached `path`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.events(path, name, channel)
+            if found:
+                return found[0][0]
+            time.sleep(0.02)
+        fail(f"no {name} webhook for {channel} reached {path} within {timeout} s; it received "
+             f"{[(r['method'], r['json'] if r['json'] is not None else r['body'][:200]) for r in self.received(path)]}")
+
+
+def ws_send_json(ws: WebSocket, message: dict) -> None:
+    payload = json.dumps(message, separators=(",", ":")).encode()
+    check(len(payload) < 126, "the test's WebSocket client only sends short frames")
+    ws.send(1, payload)
+
+
+def ws_subscribe(ws: WebSocket, *channels: str) -> None:
+    """Subscribe to public channels (all requests first, then the answers)."""
+    for channel in channels:
+        ws_send_json(ws, {"event": "pusher:subscribe", "data": {"channel": channel}})
+    for channel in channels:
+        message = ws.message()
+        check(message.get("event") == "pusher_internal:subscription_succeeded" and message.get("channel") == channel,
+              f"subscribing to {channel}: got {message}")
+
+
+def metric_samples(text: str, name: str) -> list[dict[str, str]]:
+    """The label sets of the samples of `name` in a /metrics text."""
+    samples = []
+    for line in text.splitlines():
+        m = re.match(rf"{re.escape(name)}(\{{([^}}]*)\}})?\s", line)
+        if m:
+            samples.append(dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or "")))
+    return samples
+
+
+def test_webhooks_are_delivered_by_the_release_binary():
+    """[webhooks] and [[apps.webhooks]] from the chart, run: signed deliveries, the leave delay and
+    its cancellation, the events filter, retries, expiry and the queue limit, and the webhook
+    metrics with the labels the dashboard and the alerts rely on."""
+    leave_ms = 300
+    with WebhookReceiver() as receiver:
+        values = {
+            "config": {
+                "server": {"shutdown_grace_s": 2},
+                "webhooks": {"leave_delay_ms": leave_ms, "timeout_ms": 2000, "retry_backoff_ms": 100,
+                             "retry_window_s": 1, "queue_capacity": 2, "max_batch_size": 2, "flush_timeout_s": 2},
+                "apps": [
+                    {"id": "hooked", "key": "hooked-key", "secret": TRICKY_SECRET,
+                     "webhooks": [{"url": receiver.url("/ok")}]},
+                    {"id": "failing", "key": "failing-key", "secret": "failing-secret", "enable_webhook_batching": True,
+                     "webhooks": [{"url": receiver.url("/fail"), "events": ["channel_occupied"]}]},
+                ],
+            },
+            "lifecycle": {"preStopSleepSeconds": 0},
+        }
+        hooked, failing = values["config"]["apps"]
+        scraped: dict[str, str] = {}
+
+        def exercise(port: int, metrics_port: int) -> None:
+            ws = WebSocket(port, hooked["key"])
+            ws.message()  # pusher:connection_established
+            ws_subscribe(ws, "hook-test", "hook-flap")
+            receiver.wait_for("/ok", "channel_occupied", "hook-test")
+            receiver.wait_for("/ok", "channel_occupied", "hook-flap")
+            # Leaving and coming back within the delay: neither is reported.
+            ws_send_json(ws, {"event": "pusher:unsubscribe", "data": {"channel": "hook-flap"}})
+            ws_subscribe(ws, "hook-flap")
+            # Leaving for good: channel_vacated, no sooner than the delay.
+            left = time.monotonic()
+            ws_send_json(ws, {"event": "pusher:unsubscribe", "data": {"channel": "hook-test"}})
+            vacated = receiver.wait_for("/ok", "channel_vacated", "hook-test")
+            check(vacated - left >= leave_ms / 1000,
+                  f"channel_vacated came {vacated - left:.3f} s after the last unsubscribe, "
+                  f"before leave_delay_ms ({leave_ms}) was over")
+            time.sleep(max(0.0, left + leave_ms / 1000 + 0.7 - time.monotonic()))  # the flap's delay is over too
+            flap_occupied = len(receiver.events("/ok", "channel_occupied", "hook-flap"))
+            flap_vacated = len(receiver.events("/ok", "channel_vacated", "hook-flap"))
+            check(flap_occupied == 1 and flap_vacated == 0,
+                  f"a subscriber back within leave_delay_ms must cancel the leave and the return: hook-flap got "
+                  f"{flap_occupied} channel_occupied and {flap_vacated} channel_vacated, expected 1 and 0")
+            ws.close()
+            # The failing endpoint: retried, then expired after retry_window_s; a burst beyond
+            # queue_capacity is dropped.
+            fws = WebSocket(port, failing["key"])
+            fws.message()
+            ws_subscribe(fws, *(f"burst-{i}" for i in range(10)))
+            wanted = {
+                "ferrocast_webhook_deliveries_total": {"app_id": "hooked"},
+                "ferrocast_webhook_events_total": {"app_id": "hooked", "event": "channel_vacated"},
+                "ferrocast_webhook_retries_total": {"app_id": "failing"},
+                "ferrocast_webhook_failures_total": {"app_id": "failing", "reason": "expired"},
+            }
+            also = {"app_id": "failing", "reason": "queue_full"}
+            deadline = time.monotonic() + 20
+            text = ""
+            while time.monotonic() < deadline:
+                _, text = http(f"http://127.0.0.1:{metrics_port}/metrics")
+                samples = {name: metric_samples(text, name) for name in wanted}
+                missing = {name: labels for name, labels in wanted.items()
+                           if not any(labels.items() <= s.items() for s in samples[name])}
+                if not missing and any(also.items() <= s.items()
+                                       for s in samples["ferrocast_webhook_failures_total"]):
+                    break
+                time.sleep(0.1)
+            else:
+                fail(f"the webhook metrics did not show a delivery, a retry, an expiry and a queue_full drop "
+                     f"within 20 s; /metrics:\n" + "\n".join(line for line in text.splitlines() if "webhook" in line))
+            scraped["text"] = text
+            fws.close()
+
+        metrics = run_rendered(values, exercise=exercise)
+
+        for name, labels in ON_FIRST_INCREMENT.items():
+            check(metrics.get(name) == labels,
+                  f"{name} has labels {sorted(metrics.get(name, []))}, ON_FIRST_INCREMENT declares {sorted(labels)}")
+        reasons = {s.get("reason") for s in metric_samples(scraped["text"], "ferrocast_webhook_failures_total")}
+        check(reasons <= WEBHOOK_FAILURE_REASONS, f"unexpected failure reasons {sorted(reasons - WEBHOOK_FAILURE_REASONS)}")
+        events = {s.get("event") for s in metric_samples(scraped["text"], "ferrocast_webhook_events_total")}
+        check({"channel_occupied", "channel_vacated"} <= events, f"ferrocast_webhook_events_total events are {events}")
+
+        ok, failed = receiver.received("/ok"), receiver.received("/fail")
+        check(ok and failed, f"requests received: /ok {len(ok)}, /fail {len(failed)}")
+        check(len(failed) >= 2, f"the failing endpoint got {len(failed)} request(s): a failed request must be retried")
+        for path, requests, app in (("/ok", ok, hooked), ("/fail", failed, failing)):
+            for r in requests:
+                h = r["headers"]
+                check(r["method"] == "POST", f"{path}: a webhook request was {r['method']}, expected POST")
+                check(h.get("content-type") == "application/json",
+                      f"{path}: Content-Type is {h.get('content-type')!r}, expected exactly application/json")
+                check(h.get("x-pusher-key") == app["key"], f"{path}: X-Pusher-Key is {h.get('x-pusher-key')!r}")
+                signature = hmac.new(app["secret"].encode(), r["body"], hashlib.sha256).hexdigest()
+                check(h.get("x-pusher-signature") == signature,
+                      f"{path}: X-Pusher-Signature {h.get('x-pusher-signature')!r} is not the HMAC-SHA256 of the body "
+                      f"with app {app['id']}'s secret ({signature})")
+                body = r["json"]
+                check(isinstance(body, dict) and isinstance(body.get("time_ms"), int) and r["events"],
+                      f"{path}: body is {r['body'][:300]!r}, expected {{\"time_ms\": ..., \"events\": [...]}}")
+                check(abs(body["time_ms"] - time.time() * 1000) < 120_000, f"{path}: time_ms {body['time_ms']} is not now")
+        check(all(len(r["events"]) == 1 for r in ok), "without enable_webhook_batching, one event per request")
+        check(all(len(r["events"]) <= 2 for r in failed), "a batch must not exceed max_batch_size (2)")
+        names = {e.get("name") for r in failed for e in r["events"]}
+        check(names == {"channel_occupied"}, f"the events filter lets through {sorted(names)} to /fail")
+        # In order, exactly once.
+        test_events = [e["name"] for r in ok for e in r["events"] if e.get("channel") == "hook-test"]
+        check(test_events == ["channel_occupied", "channel_vacated"],
+              f"hook-test webhooks arrived as {test_events}, expected channel_occupied then channel_vacated, once each")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1205,12 +1571,15 @@ def test_grafana_dashboard():
         "ferrocast_rest_requests_total", "ferrocast_connections_closed_total",
         "ferrocast_slow_consumer_disconnects_total", "ferrocast_backplane_up", "ferrocast_backplane_errors_total",
         "ferrocast_backplane_reconnects_total", "ferrocast_process_cpu_seconds_total",
-        "ferrocast_process_resident_memory_bytes",
+        "ferrocast_process_resident_memory_bytes", "ferrocast_webhook_queue_depth",
+        "ferrocast_webhook_request_duration_seconds_bucket", *ON_FIRST_INCREMENT,
     }
     check(wanted <= used, f"the dashboard does not chart {sorted(wanted - used)}")
     texts = json.dumps(dashboard)
     check('"uid": "${DS_PROMETHEUS}"' in texts, "datasource references must be ${DS_PROMETHEUS}")
-    for label in ("app_id", "pod", "code", "route", "status"):
+    check("histogram_quantile(0.99, sum by (le) (rate(ferrocast_webhook_request_duration_seconds_bucket{" in texts,
+          "the dashboard must chart the p99 of the webhook request duration")
+    for label in ("app_id", "pod", "code", "route", "status", "event", "reason"):
         check("{{" + label + "}}" in texts or f"by ({label}" in texts, f"the dashboard never breaks down by {label}")
 
 

@@ -92,13 +92,28 @@ The Redis URL the chart knows of: the bundled Redis, else redis.url (may be empt
 {{- end }}
 
 {{/*
-Seconds between pod deletion and SIGKILL: the preStop sleep, the drain and a margin for leaving
-the cluster.
+config.webhooks.leave_delay_ms in whole seconds, rounded up.
+*/}}
+{{- define "ferrocast.leaveDelaySeconds" -}}
+{{- div (add (int64 .Values.config.webhooks.leave_delay_ms) 999) 1000 }}
+{{- end }}
+
+{{/*
+Seconds from pod deletion to the end of the node's shutdown, without the margin: the preStop
+sleep, the drain of the connections (config.server.shutdown_grace_s), the delayed leaves
+(config.webhooks.leave_delay_ms, rounded up) and the webhook flush (config.webhooks.flush_timeout_s).
+*/}}
+{{- define "ferrocast.shutdownSeconds" -}}
+{{- add (int64 .Values.lifecycle.preStopSleepSeconds) (int64 .Values.config.server.shutdown_grace_s) (int64 (include "ferrocast.leaveDelaySeconds" .)) (int64 .Values.config.webhooks.flush_timeout_s) }}
+{{- end }}
+
+{{/*
+Seconds between pod deletion and SIGKILL: the shutdown above and a margin for leaving the
+cluster and exiting.
 */}}
 {{- define "ferrocast.terminationGracePeriodSeconds" -}}
-{{- $drain := add (int64 .Values.lifecycle.preStopSleepSeconds) (int64 .Values.config.server.shutdown_grace_s) }}
 {{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
-{{- add $drain (int64 .Values.terminationGraceMarginSeconds) }}
+{{- add (int64 (include "ferrocast.shutdownSeconds" .)) (int64 .Values.terminationGraceMarginSeconds) }}
 {{- else }}
 {{- int64 .Values.terminationGracePeriodSeconds }}
 {{- end }}
@@ -138,11 +153,10 @@ template`, `helm install` and `helm upgrade` all stop with the message.
 {{- if eq (int64 .Values.ports.ws) (int64 .Values.ports.metrics) }}
 {{- fail "ports.ws and ports.metrics must differ" }}
 {{- end }}
-{{- $grace := int64 .Values.config.server.shutdown_grace_s }}
-{{- $drain := add (int64 .Values.lifecycle.preStopSleepSeconds) $grace }}
+{{- $shutdown := int64 (include "ferrocast.shutdownSeconds" .) }}
 {{- $tgps := int64 (include "ferrocast.terminationGracePeriodSeconds" .) }}
-{{- if le $tgps $drain }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed lifecycle.preStopSleepSeconds + config.server.shutdown_grace_s (%d + %d = %d): Kubernetes would kill the node before its connections are drained. Leave it empty to derive it." $tgps (int64 .Values.lifecycle.preStopSleepSeconds) $grace $drain) }}
+{{- if le $tgps $shutdown }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed lifecycle.preStopSleepSeconds + config.server.shutdown_grace_s + ceil(config.webhooks.leave_delay_ms / 1000) + config.webhooks.flush_timeout_s (%d + %d + %d + %d = %d): Kubernetes would kill the node before its connections are drained and its webhooks sent. Leave it empty to derive it." $tgps (int64 .Values.lifecycle.preStopSleepSeconds) (int64 .Values.config.server.shutdown_grace_s) (int64 (include "ferrocast.leaveDelaySeconds" .)) (int64 .Values.config.webhooks.flush_timeout_s) $shutdown) }}
 {{- end }}
 {{- if not .Values.existingSecret }}
 {{- if not .Values.config.apps }}
@@ -206,7 +220,8 @@ The node configuration (ferrocast.toml) rendered from values.
 # Ferrocast node configuration, rendered by the {{ include "ferrocast.chart" . }} Helm chart for
 # release {{ .Release.Name }}. Keys: docs/configuration.md. The pod's environment overrides
 # server.host, server.port, server.metrics_port, server.node_id (the pod name),
-# server.shutdown_grace_s and backplane.driver with the same values.
+# server.shutdown_grace_s, backplane.driver, webhooks.leave_delay_ms and webhooks.flush_timeout_s
+# with the same values.
 
 [server]
 host = "0.0.0.0"
@@ -223,6 +238,11 @@ metrics_port = {{ int64 .Values.ports.metrics }}
 {{- $url := include "ferrocast.redisUrl" . }}
 {{- if $url }}
 url = {{ toJson $url }}
+{{- end }}
+
+[webhooks]
+{{- range $k := keys .Values.config.webhooks | sortAlpha }}
+{{ $k }} = {{ include "ferrocast.tomlValue" (get $.Values.config.webhooks $k) }}
 {{- end }}
 {{- range $app := .Values.config.apps }}
 
