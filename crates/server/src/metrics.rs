@@ -34,8 +34,17 @@ fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGau
     register(registry, g)
 }
 
+/// Webhook request buckets from 5 ms up to the longest request timeout (60 s).
+const WEBHOOK_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
 fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    histogram_with(registry, name, help, labels, LATENCY_BUCKETS)
+}
+
+fn histogram_with(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
     let h = HistogramVec::new(opts, labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     register(registry, h)
 }
@@ -134,11 +143,12 @@ impl WebhookMetrics {
                 "Webhook events abandoned (expired, queue_full, shutdown, cluster_state_unavailable)",
                 &["app_id", "reason"],
             ),
-            request_duration: histogram(
+            request_duration: histogram_with(
                 r,
                 "webhook_request_duration_seconds",
                 "Webhook request time, failures included",
                 &[],
+                WEBHOOK_BUCKETS,
             )
             .with_label_values(&[] as &[&str]),
         }
