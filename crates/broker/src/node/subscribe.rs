@@ -221,6 +221,12 @@ impl Node {
             Ok(vacancy) => vacancy,
             Err(e) => {
                 warn!(error = %e, channel = %key.channel, "could not decrement subscription count; the next resync will");
+                if self.options.webhooks.enabled(&key.app_id) {
+                    // Whether this emptied the channel is unknown: its channel_vacated may be missing.
+                    self.options
+                        .webhooks
+                        .lost(&key.app_id, "channel_vacated", "cluster_state_unavailable");
+                }
                 None
             }
         }
