@@ -245,3 +245,28 @@ async fn apps_without_webhooks_report_nothing() {
     node.settle_leaves().await;
     assert_eq!(recorder.take(), vec![]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn leaves_of_a_channel_are_reported_in_the_order_they_happened() {
+    let recorder = Arc::new(Recorder {
+        enabled: vec!["hooked"],
+        ..Recorder::default()
+    });
+    let node = node(recorder.clone());
+    let users = ["u1", "u2", "u3", "u4", "u5", "u6"];
+    let mut sessions = Vec::new();
+    for user in users {
+        let (mut s, o) = connect(&node, "hooked").await;
+        sub(&node, &mut s, "presence-x", Some(user)).await;
+        sessions.push((s, o));
+    }
+    recorder.take();
+    for (mut s, _o) in sessions {
+        node.handle(&mut s, unsubscribe("presence-x")).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    node.settle_leaves().await;
+    let mut expected: Vec<_> = users.iter().map(|u| removed("presence-x", u)).collect();
+    expected.push(vacated("presence-x"));
+    assert_eq!(recorder.take(), expected);
+}

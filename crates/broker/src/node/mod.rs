@@ -146,8 +146,8 @@ pub struct Node {
     /// Presence members whose last local socket left while the cluster state could not be
     /// told: (app, channel, user). Checked and announced after the next resync.
     pending_departures: std::sync::Mutex<Vec<(String, String, String)>>,
-    /// Delayed leave confirmations in flight (see [`webhooks`]).
-    leaves: tokio_util::task::TaskTracker,
+    /// Pending leaves waiting for their delay (see [`webhooks`]).
+    leaves: webhooks::LeaveQueues,
 }
 
 impl Node {
@@ -176,7 +176,7 @@ impl Node {
             fan_out,
             registered: AtomicBool::new(false),
             pending_departures: std::sync::Mutex::new(Vec::new()),
-            leaves: tokio_util::task::TaskTracker::new(),
+            leaves: webhooks::LeaveQueues::default(),
         })
     }
 

@@ -3,17 +3,29 @@
 //! `channel_occupied` and `member_added` are reported by the node whose registration made them
 //! true. `channel_vacated` and `member_removed` wait the leave delay first (Pusher's ≤ 3 s): the
 //! cluster state keeps the leave pending, a return within the delay (a new subscriber, the user
-//! rejoining) cancels it, and then neither the leave nor the return is reported. Every delayed
-//! confirmation is tracked, so a draining node finishes them before it exits.
+//! rejoining) cancels it, and then neither the leave nor the return is reported.
+//!
+//! Pending leaves wait in a few FIFO queues chosen by channel, each confirmed in turn by one
+//! task once its delay is over: as every leave waits the same delay, the leaves of a channel
+//! are reported in the order they happened. The queues count what they hold, so a draining
+//! node finishes them before it exits.
 
-use std::sync::Arc;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use ferrocast_protocol::webhook::WebhookEvent;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 use tracing::warn;
 
 use super::Node;
 use crate::backplane::{ClusterState, Dropped, LeaveToken};
 use crate::webhook::{unix_millis, WebhookSink};
+
+/// Queues of pending leaves: enough that a slow confirmation of one channel delays few others.
+const LEAVE_QUEUES: usize = 16;
 
 /// A leave to confirm after the delay: the channel emptied, and/or a member departed.
 pub(super) struct PendingLeave {
@@ -21,6 +33,90 @@ pub(super) struct PendingLeave {
     pub channel: String,
     pub vacancy: Option<LeaveToken>,
     pub departure: Option<(String, LeaveToken)>,
+}
+
+/// A pending leave in its queue: when it is due, and when it happened (Unix ms).
+struct Queued {
+    due: Instant,
+    created_ms: u64,
+    leave: PendingLeave,
+}
+
+/// The pending leaves of the node, in FIFO queues by channel, each drained by one task
+/// (started with the first leave, so the node can be built outside a runtime).
+pub(super) struct LeaveQueues {
+    queues: Vec<OnceLock<mpsc::UnboundedSender<Queued>>>,
+    pending: Arc<Pending>,
+}
+
+/// Leaves queued or being confirmed, and who waits for none to be left.
+#[derive(Default)]
+struct Pending {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+impl Pending {
+    fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.none_left.notify_waiters();
+        }
+    }
+}
+
+impl Default for LeaveQueues {
+    fn default() -> Self {
+        Self {
+            queues: (0..LEAVE_QUEUES).map(|_| OnceLock::new()).collect(),
+            pending: Arc::default(),
+        }
+    }
+}
+
+impl LeaveQueues {
+    fn push(&self, queued: Queued, cluster: &Arc<dyn ClusterState>, webhooks: &Arc<dyn WebhookSink>) {
+        let mut h = DefaultHasher::new();
+        queued.leave.channel.hash(&mut h);
+        let queue = self.queues[(h.finish() as usize) % LEAVE_QUEUES].get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(confirm_in_turn(
+                rx,
+                cluster.clone(),
+                webhooks.clone(),
+                self.pending.clone(),
+            ));
+            tx
+        });
+        self.pending.count.fetch_add(1, Ordering::AcqRel);
+        if queue.send(queued).is_err() {
+            self.pending.done();
+        }
+    }
+
+    /// Resolves once no leave is queued or being confirmed.
+    async fn settled(&self) {
+        loop {
+            let notified = self.pending.none_left.notified();
+            if self.pending.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One queue's task: wait for each leave's delay, in order, then confirm and report it.
+async fn confirm_in_turn(
+    mut rx: mpsc::UnboundedReceiver<Queued>,
+    cluster: Arc<dyn ClusterState>,
+    webhooks: Arc<dyn WebhookSink>,
+    pending: Arc<Pending>,
+) {
+    while let Some(queued) = rx.recv().await {
+        tokio::time::sleep_until(queued.due).await;
+        confirm_and_report(&*cluster, &*webhooks, queued.leave, queued.created_ms).await;
+        pending.done();
+    }
 }
 
 impl Node {
@@ -40,14 +136,12 @@ impl Node {
         if !self.options.webhooks.enabled(&leave.app_id) {
             return;
         }
-        let cluster = self.cluster.clone();
-        let webhooks = self.options.webhooks.clone();
-        let delay = self.options.leave_delay;
-        let created_ms = unix_millis();
-        self.leaves.spawn(async move {
-            tokio::time::sleep(delay).await;
-            confirm_and_report(&*cluster, &*webhooks, leave, created_ms).await;
-        });
+        let queued = Queued {
+            due: Instant::now() + self.options.leave_delay,
+            created_ms: unix_millis(),
+            leave,
+        };
+        self.leaves.push(queued, &self.cluster, &self.options.webhooks);
     }
 
     /// Discard a pending vacancy caused by rolling back a registration whose occupancy was
@@ -58,12 +152,10 @@ impl Node {
         }
     }
 
-    /// Wait for every delayed leave confirmation to finish (draining). New leaves after this
-    /// are still confirmed and awaited by a later call.
+    /// Wait until every pending leave was confirmed (and reported) or cancelled: a draining
+    /// node calls it after its connections closed, while it is still in the cluster.
     pub async fn settle_leaves(&self) {
-        self.leaves.close();
-        self.leaves.wait().await;
-        self.leaves.reopen();
+        self.leaves.settled().await;
     }
 }
 
