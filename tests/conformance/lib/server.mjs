@@ -1,7 +1,7 @@
 // Starting / stopping ferrocast processes for the conformance suite.
 //
-//   startServer({apps, server, backplane, env})   -> one ServerNode (already ready)
-//   startCluster(n, {apps, server, backplane})    -> { nodes, client, rest, stop() }
+//   startServer({apps, server, backplane, webhooks, env})  -> one ServerNode (already ready)
+//   startCluster(n, {apps, server, backplane, webhooks})   -> { nodes, client, rest, stop() }
 //   startSuite(opts)                              -> startCluster(FERROCAST_CONFORMANCE_NODES || 1, opts)
 //   useServer(opts)                               -> node:test hooks (before/afterEach/after) around startSuite
 //
@@ -109,11 +109,12 @@ function tomlTableBody(obj, skip = []) {
   return lines;
 }
 
-/** Renders the ferrocast TOML config ({server, backplane, apps}). */
-export function renderConfig({ server = {}, backplane, apps = [] }) {
+/** Renders the ferrocast TOML config ({server, backplane, webhooks, apps}). */
+export function renderConfig({ server = {}, backplane, webhooks, apps = [] }) {
   const out = [];
   out.push('[server]', ...tomlTableBody(server), '');
   if (backplane) out.push('[backplane]', ...tomlTableBody(backplane), '');
+  if (webhooks) out.push('[webhooks]', ...tomlTableBody(webhooks), '');
   for (const app of apps) {
     if (app.id === undefined || app.key === undefined || app.secret === undefined) {
       throw new Error('every app needs id, key and secret');
@@ -366,7 +367,7 @@ const NODE_NAMES = 'abcdefghijklmnopqrstuvwxyz';
  * An unstarted ServerNode named `node-<letter>` (node_id too) for node `index`, with free ports.
  * Call `node.start()` yourself (e.g. `start({ready: false})` for a node that must stay unready).
  */
-export async function makeNode(index, { apps, server = {}, backplane, env }) {
+export async function makeNode(index, { apps, server = {}, backplane, webhooks, env }) {
   const name = `node-${NODE_NAMES[index] ?? index}`;
   const port = server.port ?? (await freePort());
   const metricsPort = server.metrics_port ?? (await freePort());
@@ -379,20 +380,20 @@ export async function makeNode(index, { apps, server = {}, backplane, env }) {
     port,
     metrics_port: metricsPort,
   };
-  const config = { server: serverSection, backplane: backplane ?? { driver: 'memory' }, apps };
+  const config = { server: serverSection, backplane: backplane ?? { driver: 'memory' }, webhooks, apps };
   const autoPorts = server.port === undefined && server.metrics_port === undefined;
   return new ServerNode({ name, config, host: '127.0.0.1', port, metricsPort, apps, env, autoPorts });
 }
 
 /** Starts one ferrocast process and waits for /readyz. */
-export async function startServer({ apps, server = {}, backplane, env } = {}) {
+export async function startServer({ apps, server = {}, backplane, webhooks, env } = {}) {
   if (!apps || apps.length === 0) throw new Error('startServer needs at least one app');
-  const node = await makeNode(0, { apps, server, backplane, env });
+  const node = await makeNode(0, { apps, server, backplane, webhooks, env });
   return node.start();
 }
 
 /**
- * Starts `n` nodes that share `apps` and `backplane`. Returns
+ * Starts `n` nodes that share `apps`, `backplane` and `webhooks` (the `[webhooks]` table). Returns
  *   { nodes, client, rest, redis, stop(), logs() }
  * where `client` is the node WebSocket clients should use and `rest` the node REST calls
  * should use (node A and the last node respectively; identical for n = 1).
@@ -405,7 +406,7 @@ export async function startServer({ apps, server = {}, backplane, env } = {}) {
  * (whose node ids are all node-a, node-b, …) do not share state in that Redis. Other keys
  * (`node_ttl_s`, …) are passed through as given.
  */
-export async function startCluster(n, { apps, server = {}, backplane, env, perNode = [] } = {}) {
+export async function startCluster(n, { apps, server = {}, backplane, webhooks, env, perNode = [] } = {}) {
   if (!Number.isInteger(n) || n < 1) throw new Error(`startCluster: invalid node count ${n}`);
   const effectiveBackplane = { ...(backplane ?? envBackplane() ?? { driver: 'memory' }) };
   if (n > 1 && effectiveBackplane.driver === 'memory') {
@@ -426,7 +427,9 @@ export async function startCluster(n, { apps, server = {}, backplane, env, perNo
   }
   const nodes = [];
   for (let i = 0; i < n; i += 1) {
-    nodes.push(await makeNode(i, { apps, server: { ...server, ...(perNode[i] ?? {}) }, backplane: effectiveBackplane, env }));
+    nodes.push(
+      await makeNode(i, { apps, server: { ...server, ...(perNode[i] ?? {}) }, backplane: effectiveBackplane, webhooks, env }),
+    );
   }
   const cluster = {
     nodes,
