@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { channelAuth, connectRaw, isEvent, presenceSubscribeData } from './lib/raw.mjs';
+import { isEvent, rawSubscribed, subscribeExtra } from './lib/raw.mjs';
 import { makeApp, trackFailures, useServer } from './lib/server.mjs';
 import { eventually, parseMetrics, sleep, uid } from './lib/util.mjs';
 import { WebhookReceiver, assertSequence } from './lib/webhooks.mjs';
@@ -31,18 +31,6 @@ after(async () => {
   }
   await recv.stop();
 });
-
-async function rawSubscribed(t, node, app, channel, userId) {
-  const raw = await connectRaw(t, node, app);
-  await raw.subscribeOk(channel, subscribeExtra(app, raw, channel, userId));
-  return raw;
-}
-
-function subscribeExtra(app, raw, channel, userId) {
-  if (channel.startsWith('presence-')) return presenceSubscribeData(app, raw.socketId, channel, { user_id: userId ?? 'anon' });
-  if (channel.startsWith('private-')) return { auth: channelAuth(app, raw.socketId, channel) };
-  return {};
-}
 
 const waitEvent = (channel, name, { userId, timeout = LEAVE_ARRIVAL_MS } = {}) => recv.waitEvent(name, { userId, timeout, channel });
 const sequence = (channel) => recv.sequence({ channel });

@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { sdkResult, serverSdk } from './lib/clients.mjs';
-import { channelAuth, connectRaw, isEvent, isPusherError, presenceSubscribeData } from './lib/raw.mjs';
+import { channelAuth, connectRaw, isEvent, isPusherError, rawSubscribed, subscribeExtra } from './lib/raw.mjs';
 import { freePort, makeApp, startCluster, trackFailures, useServer } from './lib/server.mjs';
 import { eventually, parseMetrics, sleep, uid } from './lib/util.mjs';
 import { WebhookReceiver, assertSequence, labels } from './lib/webhooks.mjs';
@@ -52,19 +52,6 @@ after(async () => {
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-/** Raw socket on `node` subscribed to `channel` (auth computed for private-/presence-). */
-async function rawSubscribed(t, node, app, channel, userId) {
-  const raw = await connectRaw(t, node, app);
-  await raw.subscribeOk(channel, subscribeExtra(app, raw, channel, userId));
-  return raw;
-}
-
-function subscribeExtra(app, raw, channel, userId) {
-  if (channel.startsWith('presence-')) return presenceSubscribeData(app, raw.socketId, channel, { user_id: userId ?? 'anon' });
-  if (channel.startsWith('private-')) return { auth: channelAuth(app, raw.socketId, channel) };
-  return {};
-}
 
 async function trigger(node, app, channel, event, data) {
   const res = await sdkResult(() => serverSdk(node, app).trigger(channel, event, data));

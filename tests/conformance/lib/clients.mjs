@@ -3,7 +3,7 @@
 import Pusher from 'pusher-js';
 import PusherServer from 'pusher';
 
-import { waitFor, withTimeout } from './util.mjs';
+import { waitFor, waitOnChange, withTimeout } from './util.mjs';
 
 Pusher.logToConsole = false;
 
@@ -142,36 +142,17 @@ export class PusherClient {
 
   /** Resolves once `predicate()` is true (re-checked on every client-side event). */
   until(predicate, timeout = 5000, what = 'condition') {
-    return new Promise((resolve, reject) => {
-      let timer;
-      const check = () => {
-        let value;
-        try {
-          value = predicate();
-        } catch (err) {
-          value = undefined;
-        }
-        if (value) {
-          clearTimeout(timer);
-          this._waiters.delete(check);
-          resolve(value);
-        }
-      };
-      timer = setTimeout(() => {
-        this._waiters.delete(check);
-        reject(
-          new Error(
-            `timed out after ${timeout} ms waiting for ${what}; state=${this.state}; last messages:\n` +
-              this.messages
-                .slice(-15)
-                .map((m) => `  ${JSON.stringify(m).slice(0, 300)}`)
-                .join('\n'),
-          ),
-        );
-      }, timeout);
-      this._waiters.add(check);
-      check();
-    });
+    return waitOnChange(
+      this._waiters,
+      predicate,
+      timeout,
+      () =>
+        `timed out after ${timeout} ms waiting for ${what}; state=${this.state}; last messages:\n` +
+        this.messages
+          .slice(-15)
+          .map((m) => `  ${JSON.stringify(m).slice(0, 300)}`)
+          .join('\n'),
+    );
   }
 
   waitState(states, timeout = 10_000) {

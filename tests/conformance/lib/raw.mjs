@@ -309,3 +309,20 @@ export async function connectRaw(t, node, app, opts = {}) {
   }
   return client;
 }
+
+/**
+ * What `subscribeOk` needs besides the channel: a presence member `{user_id: userId}` (default
+ * 'anon') with its auth on presence- channels, the auth on private- channels, nothing otherwise.
+ */
+export function subscribeExtra(app, raw, channel, userId) {
+  if (channel.startsWith('presence-')) return presenceSubscribeData(app, raw.socketId, channel, { user_id: userId ?? 'anon' });
+  if (channel.startsWith('private-')) return { auth: channelAuth(app, raw.socketId, channel) };
+  return {};
+}
+
+/** A raw socket on `node`, subscribed to `channel` (signed as `subscribeExtra` does). */
+export async function rawSubscribed(t, node, app, channel, userId) {
+  const raw = await connectRaw(t, node, app);
+  await raw.subscribeOk(channel, subscribeExtra(app, raw, channel, userId));
+  return raw;
+}

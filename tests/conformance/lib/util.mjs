@@ -69,6 +69,36 @@ export async function eventually(assertFn, timeoutMs = 5000, interval = 50) {
   }
 }
 
+/**
+ * Resolves with `predicate()`'s first truthy value, checked now and whenever the owner of
+ * `waiters` (a Set of callbacks) calls them after a change. Rejects after `timeout` ms with
+ * `describe()` (why it timed out, with context). A predicate that throws counts as false.
+ */
+export function waitOnChange(waiters, predicate, timeout, describe) {
+  return new Promise((resolve, reject) => {
+    let timer;
+    const check = () => {
+      let value;
+      try {
+        value = predicate();
+      } catch {
+        value = undefined;
+      }
+      if (value) {
+        clearTimeout(timer);
+        waiters.delete(check);
+        resolve(value);
+      }
+    };
+    timer = setTimeout(() => {
+      waiters.delete(check);
+      reject(new Error(describe()));
+    }, timeout);
+    waiters.add(check);
+    check();
+  });
+}
+
 /** Rejects with a descriptive error if `promise` does not settle within `ms`. */
 export function withTimeout(promise, ms, what = 'operation') {
   let timer;

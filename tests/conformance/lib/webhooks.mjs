@@ -29,6 +29,8 @@ import http from 'node:http';
 
 import PusherServer from 'pusher';
 
+import { waitOnChange } from './util.mjs';
+
 const DEFAULT_TIMEOUT_MS = 5000;
 
 export class WebhookReceiver {
@@ -224,28 +226,12 @@ export class WebhookReceiver {
   }
 
   _wait(predicate, timeout, what) {
-    return new Promise((resolve, reject) => {
-      let timer;
-      const check = () => {
-        let value;
-        try {
-          value = predicate();
-        } catch {
-          value = undefined;
-        }
-        if (value) {
-          clearTimeout(timer);
-          this._waiters.delete(check);
-          resolve(value);
-        }
-      };
-      timer = setTimeout(() => {
-        this._waiters.delete(check);
-        reject(new Error(`timed out after ${timeout} ms waiting for ${what}; webhook requests received:\n${this.describe()}`));
-      }, timeout);
-      this._waiters.add(check);
-      check();
-    });
+    return waitOnChange(
+      this._waiters,
+      predicate,
+      timeout,
+      () => `timed out after ${timeout} ms waiting for ${what}; webhook requests received:\n${this.describe()}`,
+    );
   }
 
   // -------------------------------------------------------------------------------------------
