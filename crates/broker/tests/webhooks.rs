@@ -63,6 +63,15 @@ fn node(recorder: Arc<Recorder>) -> Arc<Node> {
     )
 }
 
+/// A node whose app "hooked" has webhooks (recorded) and "quiet" none.
+fn hooked_node() -> (Arc<Recorder>, Arc<Node>) {
+    let recorder = Arc::new(Recorder {
+        enabled: vec!["hooked"],
+        ..Recorder::default()
+    });
+    (recorder.clone(), node(recorder))
+}
+
 async fn connect(node: &Node, app_id: &str) -> (Session, ConnectionOutbox) {
     let app = node.apps().by_id(app_id).cloned().unwrap();
     node.connect(app).await.unwrap()
@@ -120,11 +129,7 @@ fn removed(channel: &str, user: &str) -> WebhookEvent {
 
 #[tokio::test(start_paused = true)]
 async fn occupancy_is_reported_once_and_vacancy_after_the_delay() {
-    let recorder = Arc::new(Recorder {
-        enabled: vec!["hooked"],
-        ..Recorder::default()
-    });
-    let node = node(recorder.clone());
+    let (recorder, node) = hooked_node();
     let (mut a, _ao) = connect(&node, "hooked").await;
     let (mut b, _bo) = connect(&node, "hooked").await;
     sub(&node, &mut a, "room", None).await;
@@ -145,11 +150,7 @@ async fn occupancy_is_reported_once_and_vacancy_after_the_delay() {
 
 #[tokio::test(start_paused = true)]
 async fn a_return_within_the_delay_cancels_both_reports() {
-    let recorder = Arc::new(Recorder {
-        enabled: vec!["hooked"],
-        ..Recorder::default()
-    });
-    let node = node(recorder.clone());
+    let (recorder, node) = hooked_node();
     let (mut a, _ao) = connect(&node, "hooked").await;
     sub(&node, &mut a, "presence-x", Some("u1")).await;
     assert_eq!(recorder.take(), vec![occupied("presence-x"), added("presence-x", "u1")]);
@@ -173,11 +174,7 @@ async fn a_return_within_the_delay_cancels_both_reports() {
 
 #[tokio::test(start_paused = true)]
 async fn members_are_reported_per_user_not_per_socket() {
-    let recorder = Arc::new(Recorder {
-        enabled: vec!["hooked"],
-        ..Recorder::default()
-    });
-    let node = node(recorder.clone());
+    let (recorder, node) = hooked_node();
     let (mut a, _ao) = connect(&node, "hooked").await;
     let (mut a2, _a2o) = connect(&node, "hooked").await;
     let (mut b, _bo) = connect(&node, "hooked").await;
@@ -202,11 +199,7 @@ async fn members_are_reported_per_user_not_per_socket() {
 
 #[tokio::test(start_paused = true)]
 async fn accepted_client_events_are_reported_with_the_senders_identity() {
-    let recorder = Arc::new(Recorder {
-        enabled: vec!["hooked"],
-        ..Recorder::default()
-    });
-    let node = node(recorder.clone());
+    let (recorder, node) = hooked_node();
     let (mut a, _ao) = connect(&node, "hooked").await;
     sub(&node, &mut a, "presence-x", Some("u1")).await;
     recorder.take();
@@ -234,11 +227,7 @@ async fn accepted_client_events_are_reported_with_the_senders_identity() {
 
 #[tokio::test(start_paused = true)]
 async fn apps_without_webhooks_report_nothing() {
-    let recorder = Arc::new(Recorder {
-        enabled: vec!["hooked"],
-        ..Recorder::default()
-    });
-    let node = node(recorder.clone());
+    let (recorder, node) = hooked_node();
     let (mut q, _qo) = connect(&node, "quiet").await;
     sub(&node, &mut q, "presence-x", Some("u1")).await;
     node.disconnect(q).await;
@@ -248,11 +237,7 @@ async fn apps_without_webhooks_report_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn leaves_of_a_channel_are_reported_in_the_order_they_happened() {
-    let recorder = Arc::new(Recorder {
-        enabled: vec!["hooked"],
-        ..Recorder::default()
-    });
-    let node = node(recorder.clone());
+    let (recorder, node) = hooked_node();
     let users = ["u1", "u2", "u3", "u4", "u5", "u6"];
     let mut sessions = Vec::new();
     for user in users {
