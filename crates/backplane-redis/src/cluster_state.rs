@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 use ferrocast_broker::backplane::ChannelCounts;
-use ferrocast_broker::{BackplaneError, ClusterState, LeaveToken, NodeSnapshot, PresenceJoin, ResyncOutcome};
+use ferrocast_broker::{
+    BackplaneError, ClusterState, LeaveToken, NodeSnapshot, PresenceJoin, PresenceLeave, ResyncOutcome,
+};
 use redis::Value;
 
 use crate::RedisBackplane;
@@ -63,8 +65,12 @@ fn pending_leave(reply: &Value, what: &str) -> Result<Option<LeaveToken>, Backpl
 }
 
 impl RedisBackplane {
-    /// A token naming one pending leave, unique in the cluster (node id, then a counter).
-    fn leave_token(&self) -> String {
+    /// A token naming one pending leave, unique in the cluster (node id, then a counter); empty
+    /// when no pending leave is wanted (the scripts then keep none).
+    fn leave_token(&self, pending: bool) -> String {
+        if !pending {
+            return String::new();
+        }
         let n = self.leave_tokens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         format!("{}:{n}", self.keys.node())
     }
@@ -111,8 +117,13 @@ impl ClusterState for RedisBackplane {
         }
     }
 
-    async fn subscription_removed(&self, app_id: &str, channel: &str) -> Result<Option<LeaveToken>, BackplaneError> {
-        let token = self.leave_token();
+    async fn subscription_removed(
+        &self,
+        app_id: &str,
+        channel: &str,
+        pending: bool,
+    ) -> Result<Option<LeaveToken>, BackplaneError> {
+        let token = self.leave_token(pending);
         let reply = self
             .eval(&self.scripts.sub_remove, self.args(&[app_id, channel, &token]))
             .await?;
@@ -148,15 +159,19 @@ impl ClusterState for RedisBackplane {
         channel: &str,
         _socket_id: &str,
         user_id: &str,
-    ) -> Result<Option<LeaveToken>, BackplaneError> {
-        let token = self.leave_token();
+        pending: bool,
+    ) -> Result<PresenceLeave, BackplaneError> {
+        let token = self.leave_token(pending);
         let reply = self
             .eval(
                 &self.scripts.presence_leave,
                 self.args(&[app_id, channel, user_id, &token]),
             )
             .await?;
-        pending_leave(&reply, "presence leave")
+        match array(&reply).ok_or_else(|| malformed("presence leave"))? {
+            [left, ..] if int(left) == Some(1) => Ok(PresenceLeave::Left(pending_leave(&reply, "presence leave")?)),
+            _ => Ok(PresenceLeave::Stayed),
+        }
     }
 
     async fn confirm_leave(

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{backplane, eventually, wait_up, Redis};
-use ferrocast_broker::{ClusterState, NodeSnapshot, PresenceJoin};
+use ferrocast_broker::{ClusterState, NodeSnapshot, PresenceJoin, PresenceLeave};
 
 const TTL: Duration = Duration::from_secs(15);
 
@@ -46,24 +46,18 @@ async fn presence_is_added_and_removed_exactly_once_across_nodes() {
     };
     assert_eq!(roster.len(), 2, "roster is cluster-wide: {roster:?}");
     assert!(
-        a.presence_leave("app", "presence-x", "1.1", "u1")
-            .await
-            .unwrap()
-            .is_none(),
+        a.presence_leave("app", "presence-x", "1.1", "u1", true).await.unwrap() == PresenceLeave::Stayed,
         "u1 still on node-b"
     );
     assert!(
-        a.presence_leave("app", "presence-x", "1.1", "u1")
-            .await
-            .unwrap()
-            .is_none(),
+        a.presence_leave("app", "presence-x", "1.1", "u1", true).await.unwrap() == PresenceLeave::Stayed,
         "a repeated leave is a no-op"
     );
     assert!(
-        b.presence_leave("app", "presence-x", "2.1", "u1")
+        b.presence_leave("app", "presence-x", "2.1", "u1", true)
             .await
             .unwrap()
-            .is_some(),
+            .left(),
         "last socket of u1"
     );
     assert_eq!(
@@ -130,8 +124,8 @@ async fn counts_and_listings_are_the_same_from_every_node() {
         assert_eq!(node.channels("app", "presence-").await.unwrap().len(), 1);
         assert!(node.channels("other-app", "").await.unwrap().is_empty());
     }
-    b.subscription_removed("app", "news").await.unwrap();
-    b.subscription_removed("app", "news").await.unwrap();
+    b.subscription_removed("app", "news", true).await.unwrap();
+    b.subscription_removed("app", "news", true).await.unwrap();
     assert_eq!(
         a.channel("app", "news").await.unwrap().subscriptions,
         0,
@@ -195,15 +189,23 @@ async fn a_vacancy_is_confirmed_once_unless_another_node_reoccupies_the_channel(
     let (b, _) = backplane(&redis, "node-b", TTL);
     assert!(a.subscription_added("app", "news").await.unwrap(), "0 -> 1 occupies");
     assert!(!b.subscription_added("app", "news").await.unwrap(), "1 -> 2 does not");
-    assert_eq!(a.subscription_removed("app", "news").await.unwrap(), None);
-    let token = b.subscription_removed("app", "news").await.unwrap().expect("emptied");
+    assert_eq!(a.subscription_removed("app", "news", true).await.unwrap(), None);
+    let token = b
+        .subscription_removed("app", "news", true)
+        .await
+        .unwrap()
+        .expect("emptied");
     let (fake, real) = (ferrocast_broker::LeaveToken("node-x:1".into()), token);
     assert!(!b.confirm_leave("app", "news", None, &fake).await.unwrap());
     assert!(b.confirm_leave("app", "news", None, &real).await.unwrap());
     assert!(!b.confirm_leave("app", "news", None, &real).await.unwrap(), "only once");
 
     assert!(a.subscription_added("app", "news").await.unwrap());
-    let token = a.subscription_removed("app", "news").await.unwrap().expect("emptied");
+    let token = a
+        .subscription_removed("app", "news", true)
+        .await
+        .unwrap()
+        .expect("emptied");
     assert!(
         !b.subscription_added("app", "news").await.unwrap(),
         "back within the delay on another node: no new occupancy"
@@ -223,9 +225,10 @@ async fn a_departure_is_cancelled_by_a_rejoin_on_another_node() {
         .await
         .unwrap();
     let token = a
-        .presence_leave("app", "presence-x", "1.1", "u1")
+        .presence_leave("app", "presence-x", "1.1", "u1", true)
         .await
         .unwrap()
+        .into_token()
         .expect("last socket");
     let rejoin = b
         .presence_join("app", "presence-x", "2.1", "u1", "null", 0)
@@ -244,9 +247,10 @@ async fn a_departure_is_cancelled_by_a_rejoin_on_another_node() {
     );
     assert!(!a.confirm_leave("app", "presence-x", Some("u1"), &token).await.unwrap());
     let token = b
-        .presence_leave("app", "presence-x", "2.1", "u1")
+        .presence_leave("app", "presence-x", "2.1", "u1", true)
         .await
         .unwrap()
+        .into_token()
         .expect("last socket");
     assert!(
         !a.confirm_leave("app", "presence-x", None, &token).await.unwrap(),
@@ -341,5 +345,29 @@ async fn a_node_reaped_while_alive_re_announces_its_members_when_it_re_registers
     assert_eq!(
         outcome.added,
         vec![("app".into(), "presence-x".into(), "stalled".into(), "null".into())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_without_webhooks_leave_no_pending_leaves_behind() {
+    let redis = Redis::start();
+    let (a, _) = backplane(&redis, "node-a", TTL);
+    a.subscription_added("app", "presence-x").await.unwrap();
+    a.presence_join("app", "presence-x", "1.1", "u1", "null", 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.presence_leave("app", "presence-x", "1.1", "u1", false).await.unwrap(),
+        PresenceLeave::Left(None),
+        "the member left, nothing kept pending"
+    );
+    assert_eq!(a.subscription_removed("app", "presence-x", false).await.unwrap(), None);
+    let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
+    let vac: Vec<String> = redis::cmd("KEYS").arg("t:vac:*").query_async(&mut conn).await.unwrap();
+    let gone: Vec<String> = redis::cmd("KEYS").arg("t:gone:*").query_async(&mut conn).await.unwrap();
+    assert!(vac.is_empty() && gone.is_empty(), "{vac:?} {gone:?}");
+    assert!(
+        a.subscription_added("app", "presence-x").await.unwrap(),
+        "the next subscriber occupies the channel again"
     );
 }

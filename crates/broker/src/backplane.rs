@@ -129,6 +129,31 @@ pub enum PresenceJoin {
     Full,
 }
 
+/// Result of a presence leave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceLeave {
+    /// The user still has a connection on the channel (or the socket was not theirs).
+    Stayed,
+    /// That was the user's last connection: a member no more. The token of the pending
+    /// departure, when one was asked for.
+    Left(Option<LeaveToken>),
+}
+
+impl PresenceLeave {
+    /// Whether the user is a member no more.
+    pub fn left(&self) -> bool {
+        matches!(self, PresenceLeave::Left(_))
+    }
+
+    /// The token of the pending departure, if the user left and one was asked for.
+    pub fn into_token(self) -> Option<LeaveToken> {
+        match self {
+            PresenceLeave::Left(token) => token,
+            PresenceLeave::Stayed => None,
+        }
+    }
+}
+
 /// Counts of one channel, for the REST API.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChannelCounts {
@@ -149,8 +174,14 @@ pub trait ClusterState: Send + Sync {
     /// (0 → 1 subscribers cluster-wide) and did not cancel a pending vacancy: then
     /// `channel_occupied` is due.
     async fn subscription_added(&self, app_id: &str, channel: &str) -> Result<bool, BackplaneError>;
-    /// One less subscribed connection on a channel; a token when that left it empty.
-    async fn subscription_removed(&self, app_id: &str, channel: &str) -> Result<Option<LeaveToken>, BackplaneError>;
+    /// One less subscribed connection on a channel. When that left it empty and `pending` is
+    /// set (the app has webhooks), the vacancy is kept pending and its token returned.
+    async fn subscription_removed(
+        &self,
+        app_id: &str,
+        channel: &str,
+        pending: bool,
+    ) -> Result<Option<LeaveToken>, BackplaneError>;
 
     /// Add `socket_id` as a connection of `user_id` (with `user_info` JSON), refusing a new
     /// distinct member past `max_members` (0 = unlimited).
@@ -164,14 +195,16 @@ pub trait ClusterState: Send + Sync {
         max_members: u64,
     ) -> Result<PresenceJoin, BackplaneError>;
 
-    /// Remove `socket_id` from `user_id`; a token when that was the user's last connection.
+    /// Remove `socket_id` from `user_id`. When that was the user's last connection and
+    /// `pending` is set (the app has webhooks), the departure is kept pending under a token.
     async fn presence_leave(
         &self,
         app_id: &str,
         channel: &str,
         socket_id: &str,
         user_id: &str,
-    ) -> Result<Option<LeaveToken>, BackplaneError>;
+        pending: bool,
+    ) -> Result<PresenceLeave, BackplaneError>;
 
     /// Whether a leave still stands (nobody returned since): true at most once per token.
     /// `user_id` is `None` for a channel vacancy, the member for a presence departure.

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::backplane::{
     Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, LeaveToken, Link, NodeSnapshot, PresenceJoin,
-    ResyncOutcome,
+    PresenceLeave, ResyncOutcome,
 };
 use crate::error::BackplaneError;
 use crate::local_channels::ChannelKey;
@@ -139,12 +139,17 @@ impl ClusterState for MemoryClusterState {
         Ok(occupied)
     }
 
-    async fn subscription_removed(&self, app_id: &str, channel: &str) -> Result<Option<LeaveToken>, BackplaneError> {
+    async fn subscription_removed(
+        &self,
+        app_id: &str,
+        channel: &str,
+        pending: bool,
+    ) -> Result<Option<LeaveToken>, BackplaneError> {
         let key = ChannelKey::new(app_id, channel);
         let emptied = match self.subscriptions.get_mut(&key) {
             Some(mut count) if *count > 0 => {
                 *count -= 1;
-                (*count == 0).then(|| self.pending_leave(leave_key(app_id, channel, None)))
+                (*count == 0 && pending).then(|| self.pending_leave(leave_key(app_id, channel, None)))
             }
             _ => None,
         };
@@ -190,23 +195,24 @@ impl ClusterState for MemoryClusterState {
         channel: &str,
         socket_id: &str,
         user_id: &str,
-    ) -> Result<Option<LeaveToken>, BackplaneError> {
+        pending: bool,
+    ) -> Result<PresenceLeave, BackplaneError> {
         let key = ChannelKey::new(app_id, channel);
         let token = {
             let Some(mut ch) = self.presence.get_mut(&key) else {
-                return Ok(None);
+                return Ok(PresenceLeave::Stayed);
             };
             let Some(member) = ch.members.get_mut(user_id) else {
-                return Ok(None);
+                return Ok(PresenceLeave::Stayed);
             };
             if !member.1.remove(socket_id) || !member.1.is_empty() {
-                return Ok(None);
+                return Ok(PresenceLeave::Stayed);
             }
             ch.members.remove(user_id);
-            self.pending_leave(leave_key(app_id, channel, Some(user_id)))
+            pending.then(|| self.pending_leave(leave_key(app_id, channel, Some(user_id))))
         };
         self.presence.remove_if(&key, |_, ch| ch.members.is_empty());
-        Ok(Some(token))
+        Ok(PresenceLeave::Left(token))
     }
 
     async fn confirm_leave(
@@ -283,23 +289,16 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(j, PresenceJoin::Joined { added: false, .. }));
-        assert!(s
-            .presence_leave("a", "presence-x", "1.1", "u1")
-            .await
-            .unwrap()
-            .is_none());
+        assert!(s.presence_leave("a", "presence-x", "1.1", "u1", true).await.unwrap() == PresenceLeave::Stayed);
         assert!(
-            s.presence_leave("a", "presence-x", "1.1", "u1")
-                .await
-                .unwrap()
-                .is_none(),
+            s.presence_leave("a", "presence-x", "1.1", "u1", true).await.unwrap() == PresenceLeave::Stayed,
             "leave is idempotent"
         );
         assert!(s
-            .presence_leave("a", "presence-x", "1.2", "u1")
+            .presence_leave("a", "presence-x", "1.2", "u1", true)
             .await
             .unwrap()
-            .is_some());
+            .left());
         assert!(s.presence_members("a", "presence-x").await.unwrap().is_empty());
     }
 
@@ -338,7 +337,7 @@ mod tests {
         let list = s.channels("a", "presence-").await.unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].0, "presence-1");
-        s.subscription_removed("a", "presence-1").await.unwrap();
+        s.subscription_removed("a", "presence-1", true).await.unwrap();
         assert!(s.channels("a", "presence-").await.unwrap().is_empty());
     }
 
@@ -347,14 +346,14 @@ mod tests {
         let s = MemoryClusterState::new();
         assert!(s.subscription_added("a", "c").await.unwrap(), "0 -> 1 occupies");
         assert!(!s.subscription_added("a", "c").await.unwrap());
-        assert_eq!(s.subscription_removed("a", "c").await.unwrap(), None);
-        let token = s.subscription_removed("a", "c").await.unwrap().expect("emptied");
+        assert_eq!(s.subscription_removed("a", "c", true).await.unwrap(), None);
+        let token = s.subscription_removed("a", "c", true).await.unwrap().expect("emptied");
         assert!(s.confirm_leave("a", "c", None, &token).await.unwrap());
         assert!(!s.confirm_leave("a", "c", None, &token).await.unwrap(), "only once");
 
         let token = {
             assert!(s.subscription_added("a", "c").await.unwrap());
-            s.subscription_removed("a", "c").await.unwrap().expect("emptied")
+            s.subscription_removed("a", "c", true).await.unwrap().expect("emptied")
         };
         assert!(
             !s.subscription_added("a", "c").await.unwrap(),
@@ -364,7 +363,7 @@ mod tests {
             !s.confirm_leave("a", "c", None, &token).await.unwrap(),
             "and no vacancy"
         );
-        assert_eq!(s.subscription_removed("x", "never").await.unwrap(), None);
+        assert_eq!(s.subscription_removed("x", "never", true).await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -372,9 +371,10 @@ mod tests {
         let s = MemoryClusterState::new();
         s.presence_join("a", "p", "1.1", "u1", "{}", 0).await.unwrap();
         let token = s
-            .presence_leave("a", "p", "1.1", "u1")
+            .presence_leave("a", "p", "1.1", "u1", true)
             .await
             .unwrap()
+            .into_token()
             .expect("last socket");
         let rejoin = s.presence_join("a", "p", "1.2", "u1", "{}", 0).await.unwrap();
         assert!(matches!(
@@ -387,9 +387,10 @@ mod tests {
         ));
         assert!(!s.confirm_leave("a", "p", Some("u1"), &token).await.unwrap());
         let token = s
-            .presence_leave("a", "p", "1.2", "u1")
+            .presence_leave("a", "p", "1.2", "u1", true)
             .await
             .unwrap()
+            .into_token()
             .expect("last socket");
         assert!(
             !s.confirm_leave("a", "p", Some("u2"), &token).await.unwrap(),

@@ -1,6 +1,6 @@
--- ARGV: prefix, node, app, channel, user, token. Returns {1, token} when that was the user's
--- last socket anywhere (the departure is pending under the token until confirm_leave.lua takes
--- it or the user rejoins), else {0}.
+-- ARGV: prefix, node, app, channel, user, token ('' = keep no pending departure). Returns {1}
+-- when that was the user's last socket anywhere, {1, token} when a token was given (the
+-- departure is then pending until confirm_leave.lua takes it or the user rejoins), else {0}.
 local P, n, a, c, u, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local base = a .. ':' .. c
 local pm, pt, pc = P .. ':pm:' .. base, P .. ':pt:' .. base, P .. ':pc:' .. base
@@ -16,6 +16,7 @@ end
 if redis.call('HINCRBY', pt, u, -1) <= 0 then
   redis.call('HDEL', pt, u)
   redis.call('HDEL', pm, u)
+  if token == '' then return {1} end
   redis.call('SET', P .. ':gone:' .. base .. ':' .. u, token, 'PX', LEAVE_TTL_MS)
   return {1, token}
 end

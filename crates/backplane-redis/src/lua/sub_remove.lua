@@ -1,6 +1,7 @@
--- ARGV: prefix, node, app, channel, token. Returns {count left} ({-1} if n had none); when
--- that emptied the channel, {0, token}: the vacancy is pending under the token until
--- confirm_leave.lua takes it or a new subscriber cancels it (sub_add.lua).
+-- ARGV: prefix, node, app, channel, token ('' = keep no pending vacancy). Returns {count left}
+-- ({-1} if n had none); when that emptied the channel and a token was given, {0, token}: the
+-- vacancy is pending under the token until confirm_leave.lua takes it or a new subscriber
+-- cancels it (sub_add.lua).
 local P, n, a, c, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ck = P .. ':chan:' .. a .. ':' .. c
 local v = tonumber(redis.call('HGET', ck, n) or '0')
@@ -14,6 +15,7 @@ end
 local t = redis.call('HINCRBY', P .. ':chans:' .. a, c, -1)
 if t <= 0 then
   redis.call('HDEL', P .. ':chans:' .. a, c)
+  if token == '' then return {0} end
   redis.call('SET', P .. ':vac:' .. a .. ':' .. c, token, 'PX', LEAVE_TTL_MS)
   return {0, token}
 end

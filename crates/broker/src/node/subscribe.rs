@@ -19,7 +19,7 @@ use ferrocast_protocol::webhook::WebhookEvent;
 use super::webhooks::PendingLeave;
 use super::Node;
 use crate::app::App;
-use crate::backplane::{LeaveToken, PresenceJoin};
+use crate::backplane::{LeaveToken, PresenceJoin, PresenceLeave};
 use crate::connection::ConnectionHandle;
 use crate::local_channels::{ChannelKey, LocalMember};
 use crate::observer::Limit;
@@ -217,7 +217,12 @@ impl Node {
     async fn unregister(&self, key: &ChannelKey, socket_id: &str) -> Option<LeaveToken> {
         self.local.remove(key, socket_id)?;
         self.unsubscribe_backplane(key).await;
-        match self.cluster.subscription_removed(&key.app_id, &key.channel).await {
+        let pending = self.options.webhooks.enabled(&key.app_id);
+        match self
+            .cluster
+            .subscription_removed(&key.app_id, &key.channel, pending)
+            .await
+        {
             Ok(vacancy) => vacancy,
             Err(e) => {
                 warn!(error = %e, channel = %key.channel, "could not decrement subscription count; the next resync will");
@@ -260,14 +265,16 @@ impl Node {
         let (vacancy, departure) = {
             let _gate = self.gate.enter(channel).await;
             let vacancy = self.unregister(&key, conn.socket_id()).await;
+            let pending = self.options.webhooks.enabled(app.id());
             let departure = match sub.presence_user {
                 None => None,
                 Some(user_id) => match self
                     .cluster
-                    .presence_leave(app.id(), channel, conn.socket_id(), &user_id)
+                    .presence_leave(app.id(), channel, conn.socket_id(), &user_id, pending)
                     .await
                 {
-                    Ok(token) => token.map(|token| (user_id, token)),
+                    Ok(PresenceLeave::Left(token)) => Some((user_id, token)),
+                    Ok(PresenceLeave::Stayed) => None,
                     Err(e) => {
                         warn!(error = %e, channel, user_id, "presence leave failed; announced after the next resync");
                         if !self.local.has_member(&key, &user_id) {
@@ -288,7 +295,7 @@ impl Node {
             app_id: app.id().to_owned(),
             channel: channel.to_owned(),
             vacancy,
-            departure,
+            departure: departure.and_then(|(user_id, token)| Some((user_id, token?))),
         });
     }
 }
