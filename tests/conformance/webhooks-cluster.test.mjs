@@ -8,12 +8,12 @@
 // only order events that one node sends one after the other (or that are seconds apart).
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import { isEvent, rawSubscribed, subscribeExtra } from './lib/raw.mjs';
-import { makeApp, trackFailures, useServer } from './lib/server.mjs';
+import { makeApp, useServer } from './lib/server.mjs';
 import { eventually, parseMetrics, sleep, uid } from './lib/util.mjs';
-import { WebhookReceiver, assertSequence } from './lib/webhooks.mjs';
+import { assertSequence, useWebhookReceiver } from './lib/webhooks.mjs';
 
 const LEAVE_DELAY_MS = 500;
 const SLACK_MS = 30;
@@ -22,15 +22,7 @@ const QUIET_MS = 300;
 const NODE_TTL_S = 2;
 const WEBHOOKS = { leave_delay_ms: LEAVE_DELAY_MS, retry_backoff_ms: 150, timeout_ms: 2000, flush_timeout_s: 1 };
 
-const recv = new WebhookReceiver();
-const state = trackFailures();
-before(() => recv.start());
-after(async () => {
-  if (state.failed || process.env.FERROCAST_CONFORMANCE_LOGS === '1') {
-    console.error(`--- webhook requests received (${recv.requests.length}) ---\n${recv.describe({ limit: 200 })}`);
-  }
-  await recv.stop();
-});
+const recv = useWebhookReceiver();
 
 const waitEvent = (channel, name, { userId, timeout = LEAVE_ARRIVAL_MS } = {}) => recv.waitEvent(name, { userId, timeout, channel });
 const sequence = (channel) => recv.sequence({ channel });

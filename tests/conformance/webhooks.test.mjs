@@ -12,13 +12,13 @@
 // the channel's whole sequence.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import { sdkResult, serverSdk } from './lib/clients.mjs';
 import { channelAuth, connectRaw, isEvent, isPusherError, rawSubscribed, subscribeExtra } from './lib/raw.mjs';
 import { freePort, makeApp, startCluster, trackFailures, useServer } from './lib/server.mjs';
 import { eventually, parseMetrics, sleep, uid } from './lib/util.mjs';
-import { WebhookReceiver, assertSequence, labels } from './lib/webhooks.mjs';
+import { assertSequence, labels, useWebhookReceiver } from './lib/webhooks.mjs';
 
 const LEAVE_DELAY_MS = 500;
 const BACKOFF_MS = 150;
@@ -38,17 +38,8 @@ const WEBHOOKS = {
   flush_timeout_s: 1,
 };
 
-const recv = new WebhookReceiver();
+const recv = useWebhookReceiver();
 const state = trackFailures();
-before(() => recv.start());
-// file-level: runs after the describe-level hooks that stop the servers (whose shutdown still
-// flushes webhooks to the receiver)
-after(async () => {
-  if (state.failed || process.env.FERROCAST_CONFORMANCE_LOGS === '1') {
-    console.error(`--- webhook requests received (${recv.requests.length}) ---\n${recv.describe({ limit: 200 })}`);
-  }
-  await recv.stop();
-});
 
 // ---------------------------------------------------------------------------------------------
 // helpers

@@ -27,8 +27,11 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 
+import { after, before } from 'node:test';
+
 import PusherServer from 'pusher';
 
+import { trackFailures } from './server.mjs';
 import { waitOnChange } from './util.mjs';
 
 const DEFAULT_TIMEOUT_MS = 5000;
@@ -360,4 +363,22 @@ export function assertSequence(seq, firstSet, rest, what = 'webhook sequence') {
   const head = seq.slice(0, firstSet.length);
   assert.deepEqual([...head].sort(), [...firstSet].sort(), `${what}: first events of ${JSON.stringify(seq)}`);
   assert.deepEqual(seq.slice(firstSet.length), rest, `${what}: whole sequence ${JSON.stringify(seq)}`);
+}
+
+/**
+ * A receiver started before the file's tests and stopped after them (file-level hooks: they run
+ * after the describe-level hooks that stop the servers, whose shutdown still flushes webhooks to
+ * it). When a test failed (or FERROCAST_CONFORMANCE_LOGS=1) it prints what it received.
+ */
+export function useWebhookReceiver() {
+  const recv = new WebhookReceiver();
+  const state = trackFailures();
+  before(() => recv.start());
+  after(async () => {
+    if (state.failed || process.env.FERROCAST_CONFORMANCE_LOGS === '1') {
+      console.error(`--- webhook requests received (${recv.requests.length}) ---\n${recv.describe({ limit: 200 })}`);
+    }
+    await recv.stop();
+  });
+  return recv;
 }
