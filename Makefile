@@ -6,7 +6,7 @@ CARGO ?= cargo
 CONFORMANCE := tests/conformance
 BIN := target/release/ferrocast
 
-.PHONY: build run test test-deps test-rust test-conformance lint fmt clean
+.PHONY: build run test test-deps test-rust test-conformance test-hostile lint fmt clean
 
 ## Release build of the `ferrocast` binary.
 build:
@@ -37,7 +37,7 @@ test-deps:
 	fi
 
 ## Every test: the Rust workspace, then the conformance suite against the release binary.
-test: test-deps test-rust test-conformance loadtest-smoke test-deploy test-helm
+test: test-deps test-rust test-conformance test-hostile loadtest-smoke test-deploy test-helm
 
 test-rust:
 	$(CARGO) test --workspace --locked
@@ -46,6 +46,10 @@ test-conformance: build
 	cd $(CONFORMANCE) && FERROCAST_BIN=$(CURDIR)/$(BIN) npm test
 	@echo "conformance suite again on a two-node cluster through Redis (clients on node A, REST on node B)"
 	cd $(CONFORMANCE) && FERROCAST_BIN=$(CURDIR)/$(BIN) npm run test:cluster
+
+## Hostile clients (tests/conformance/hostile): one attack per test against the release binary.
+test-hostile: build
+	cd $(CONFORMANCE) && FERROCAST_BIN=$(CURDIR)/$(BIN) npm run test:hostile
 
 ## Formatting and clippy, warnings as errors.
 lint:
