@@ -12,7 +12,7 @@ use ferrocast_protocol::outbound::{self, SubscriptionErrorKind};
 use crate::app::App;
 use crate::connection::ConnectionHandle;
 use crate::frame;
-use crate::rate_limit::WindowLimiter;
+use crate::rate_limit::{TokenBucket, WindowLimiter};
 
 /// What a node remembers about one of the socket's subscriptions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,17 +28,21 @@ pub struct Session {
     pub conn: ConnectionHandle,
     pub(crate) subscriptions: HashMap<String, Subscription>,
     pub(crate) client_events: WindowLimiter,
+    pub(crate) subscribe_requests: TokenBucket,
     pub(crate) epoch: Instant,
 }
 
 impl Session {
     pub(crate) fn new(app: Arc<App>, conn: ConnectionHandle) -> Self {
         let client_events = WindowLimiter::new(app.config.max_client_events_per_second);
+        let burst = u32::try_from(app.config.max_subscriptions_per_connection).unwrap_or(u32::MAX);
+        let subscribe_requests = TokenBucket::new(app.config.max_subscription_requests_per_second, burst);
         Self {
             app,
             conn,
             subscriptions: HashMap::new(),
             client_events,
+            subscribe_requests,
             epoch: Instant::now(),
         }
     }
@@ -63,9 +67,36 @@ impl Session {
     }
 
     /// Refuse a subscription: `pusher:subscription_error` on the channel, then the
-    /// official-style `pusher:error` with a null code. The socket stays open.
+    /// official-style `pusher:error` with a null code. The socket stays open. A channel name
+    /// over the app's length limit is echoed cut to the limit: a client sending 60 KB names
+    /// must not get (and make us queue) 60 KB replies.
     pub fn send_subscription_error(&self, channel: &str, kind: SubscriptionErrorKind, message: &str) {
+        let channel = clip(channel, self.app.config.max_channel_name_length);
         self.send_json(&outbound::subscription_error(channel, kind, message));
         self.send_error(None, message);
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clip_keeps_short_names_and_cuts_on_char_boundaries() {
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcd", 3), "abc");
+        assert_eq!(clip("aé", 2), "a");
     }
 }
