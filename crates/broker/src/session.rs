@@ -67,36 +67,9 @@ impl Session {
     }
 
     /// Refuse a subscription: `pusher:subscription_error` on the channel, then the
-    /// official-style `pusher:error` with a null code. The socket stays open. A channel name
-    /// over the app's length limit is echoed cut to the limit: a client sending 60 KB names
-    /// must not get (and make us queue) 60 KB replies.
+    /// official-style `pusher:error` with a null code. The socket stays open.
     pub fn send_subscription_error(&self, channel: &str, kind: SubscriptionErrorKind, message: &str) {
-        let channel = clip(channel, self.app.config.max_channel_name_length);
         self.send_json(&outbound::subscription_error(channel, kind, message));
         self.send_error(None, message);
-    }
-}
-
-/// `s` cut to at most `max` bytes, on a character boundary.
-fn clip(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::clip;
-
-    #[test]
-    fn clip_keeps_short_names_and_cuts_on_char_boundaries() {
-        assert_eq!(clip("abc", 3), "abc");
-        assert_eq!(clip("abcd", 3), "abc");
-        assert_eq!(clip("aé", 2), "a");
     }
 }
