@@ -32,7 +32,9 @@ lt_ready() {
 
 # lt_start_node NAME PORT METRICS_PORT MAX_QUEUED [redis URL]: sets LT_LAST_PID.
 # (Not to be called in $(...): the PID must be recorded in this shell for cleanup.)
-# Config: one app (app-id / app-key / app-secret), presence limit raised for churn runs.
+# Config: one app (app-id / app-key / app-secret), presence limit raised for churn runs, and no
+# subscribe rate limit: the churn scenario subscribes and unsubscribes as fast as it can on each
+# connection, which is what max_subscription_requests_per_second exists to stop.
 lt_start_node() {
     local name="$1" port="$2" metrics="$3" queued="$4" redis="${5:-}"
     local cfg="$LT_TMP/$name.toml"
@@ -57,6 +59,7 @@ lt_start_node() {
         echo 'key = "app-key"'
         echo 'secret = "app-secret"'
         echo 'max_presence_members_per_channel = 100'
+        echo 'max_subscription_requests_per_second = 0'
     } >"$cfg"
     RUST_LOG="${RUST_LOG:-warn}" "$FERROCAST_BIN" --config "$cfg" >"$LT_TMP/$name.log" 2>&1 &
     local pid=$!

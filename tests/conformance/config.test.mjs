@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { connectRaw } from './lib/raw.mjs';
-import { ServerNode, freePort, makeApp, spawnFerrocast, waitForExit } from './lib/server.mjs';
+import { ServerNode, freePort, makeApp, spawnFerrocast, startServer, waitForExit } from './lib/server.mjs';
 
 let dir;
 before(async () => {
@@ -59,6 +59,42 @@ describe('invalid configuration exits with code 2', () => {
       `[server]\nhost = "127.0.0.1"\nport = "abc"\nmetrics_port = ${await freePort()}\n\n${appBlock(makeApp())}`,
     );
     await expectExit2(file, 'port');
+  });
+
+  for (const [name, secret] of [
+    ['empty', '""'],
+    ['blank', '"  \\t "'],
+  ]) {
+    test(`${name} secret → exit 2, stderr names apps[0].secret`, async () => {
+      const lines = await baseServerLines();
+      const app = makeApp();
+      const file = await writeConfig(
+        `${name}-secret.toml`,
+        `[server]\n${lines.join('\n')}\n\n[[apps]]\nid = "${app.id}"\nkey = "${app.key}"\nsecret = ${secret}\n`,
+      );
+      await expectExit2(file, 'apps[0].secret');
+    });
+  }
+
+  test('secret equal to the key → exit 2, stderr names apps[0].secret', async () => {
+    const lines = await baseServerLines();
+    const app = makeApp();
+    const file = await writeConfig('secret-is-key.toml', `[server]\n${lines.join('\n')}\n\n${appBlock({ ...app, secret: app.key })}`);
+    await expectExit2(file, 'apps[0].secret');
+  });
+});
+
+describe('risky credentials start with a warning', () => {
+  test('demo credentials in a file and a secret shared by two apps are logged at WARN', async (t) => {
+    const shared = makeApp();
+    const node = await startServer({
+      apps: [{ id: 'app-id', key: 'app-key', secret: 'app-secret' }, shared, { ...makeApp(), secret: shared.secret }],
+    });
+    t.after(() => node.stop());
+    const output = (node.stdout + node.stderr).replace(/\u001b\[[0-9;]*m/g, '');
+    assert.match(output, /WARN.*apps\[0\].*demo credentials/);
+    assert.match(output, /WARN.*apps\[2\]\.secret: the same secret as apps\[1\]/);
+    assert.ok(!output.includes(shared.secret), 'the secret itself is never logged');
   });
 });
 

@@ -53,6 +53,11 @@ pub struct AppConfig {
     pub max_event_name_length: usize,
     pub max_event_payload_kb: u64,
     pub max_event_batch_size: usize,
+    /// Channels one socket may be subscribed to at once (at least 1).
+    pub max_subscriptions_per_connection: usize,
+    /// `pusher:subscribe` requests per second per socket (token bucket, burst
+    /// `max_subscriptions_per_connection`); 0 = unlimited.
+    pub max_subscription_requests_per_second: u32,
     /// Empty = any origin.
     pub allowed_origins: Vec<String>,
     pub webhooks: Vec<WebhookConfig>,
@@ -81,6 +86,8 @@ impl Default for AppConfig {
             max_event_name_length: 200,
             max_event_payload_kb: 10,
             max_event_batch_size: 10,
+            max_subscriptions_per_connection: 200,
+            max_subscription_requests_per_second: 50,
             allowed_origins: Vec::new(),
             webhooks: Vec::new(),
         }

@@ -1,17 +1,24 @@
 //! The handle a node uses to queue frames for one socket.
 //!
-//! Each socket has a bounded queue drained by its writer. A recipient whose queue is full has
-//! fallen behind the publish rate: rather than buffer without limit or silently skip it, the
-//! node asks the socket to close with 4100 ("over capacity", reconnect with backoff), and the
-//! server counts it. Closing is signalled through a cancellation token so it works even when
-//! the queue itself is full.
+//! Each socket has a queue drained by its writer, bounded twice: in frames (the channel's
+//! capacity) and in bytes (an atomic counter: added on send, subtracted when the writer takes
+//! frames). Frames alone do not bound memory: a client that provokes 100 KB replies and never
+//! reads would make 4,096 frames cost 400 MB. A recipient over either bound has fallen behind:
+//! rather than buffer without limit or silently skip it, the node asks the socket to close with
+//! 4100 ("over capacity", reconnect with backoff), and the server counts it. Closing is
+//! signalled through a cancellation token so it works even when the queue itself is full.
+//!
+//! The byte count also drives backpressure: while it is at or above [`high
+//! watermark`](ConnectionHandle::is_backlogged) the socket's reader stops reading input, so a
+//! client that does not read cannot make the node generate replies; the writer wakes it once
+//! the count drops below the low watermark.
 
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use ferrocast_protocol::codes::close;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// A frame queued for a socket, with when its message was published (Unix µs; 0 for frames
@@ -36,6 +43,12 @@ struct Shared {
     tx: mpsc::Sender<Outgoing>,
     closing: CancellationToken,
     close_code: AtomicU16,
+    /// Bytes of the frames in the queue (sent, not yet taken by the writer).
+    queued_bytes: AtomicUsize,
+    max_bytes: usize,
+    /// The reader waits for the queue to drain (see [`ConnectionHandle::wait_drained`]).
+    paused: AtomicBool,
+    drained: Notify,
 }
 
 /// Cheap to clone; every clone refers to the same socket.
@@ -49,16 +62,39 @@ pub struct ConnectionOutbox {
     pub closing: CancellationToken,
 }
 
+impl ConnectionOutbox {
+    /// Drop every queued frame now and refuse new ones: a closing slow consumer's backlog is
+    /// freed at once, not after its last write times out. Returns the bytes dropped.
+    pub fn discard(&mut self) -> usize {
+        self.frames.close();
+        let mut bytes = 0;
+        while let Ok(frame) = self.frames.try_recv() {
+            bytes += frame.len();
+        }
+        bytes
+    }
+}
+
 impl ConnectionHandle {
-    /// A handle and its outbox with room for `capacity` queued frames.
+    /// A handle and its outbox with room for `capacity` queued frames, unbounded in bytes
+    /// (tests and benches; a node uses [`bounded`](Self::bounded)).
     pub fn new(socket_id: Arc<str>, capacity: usize) -> (Self, ConnectionOutbox) {
-        let (tx, frames) = mpsc::channel(capacity.max(1));
+        Self::bounded(socket_id, capacity, usize::MAX)
+    }
+
+    /// A handle and its outbox with room for `max_frames` queued frames of `max_bytes` in all.
+    pub fn bounded(socket_id: Arc<str>, max_frames: usize, max_bytes: usize) -> (Self, ConnectionOutbox) {
+        let (tx, frames) = mpsc::channel(max_frames.max(1));
         let closing = CancellationToken::new();
         let shared = Shared {
             socket_id,
             tx,
             closing: closing.clone(),
             close_code: AtomicU16::new(0),
+            queued_bytes: AtomicUsize::new(0),
+            max_bytes,
+            paused: AtomicBool::new(false),
+            drained: Notify::new(),
         };
         (Self(Arc::new(shared)), ConnectionOutbox { frames, closing })
     }
@@ -71,8 +107,8 @@ impl ConnectionHandle {
         &self.0.socket_id
     }
 
-    /// Queue a frame. A full queue closes the socket with 4100; returns false when the frame was
-    /// not queued (full or already closing).
+    /// Queue a frame. A queue over its frame or byte bound closes the socket with 4100; returns
+    /// false when the frame was not queued (full or already closing).
     pub fn send(&self, frame: Bytes) -> bool {
         self.send_published(frame, 0)
     }
@@ -82,6 +118,14 @@ impl ConnectionHandle {
         // The close code doubles as a lock-free "closing" flag: this runs once per recipient
         // of every event, where the token's own check would take its lock.
         if self.0.close_code.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        // The one extra atomic of the hot path. Nothing is subtracted on refusal: the socket
+        // is closing and its writer discards the queue.
+        let len = frame.len();
+        let queued = self.0.queued_bytes.fetch_add(len, Ordering::AcqRel).saturating_add(len);
+        if queued > self.0.max_bytes {
+            self.close(close::OVER_CAPACITY);
             return false;
         }
         match self.0.tx.try_send(Outgoing { frame, published_at_us }) {
@@ -120,6 +164,49 @@ impl ConnectionHandle {
         self.0.close_code.load(Ordering::Acquire) != 0
     }
 
+    /// Bytes queued and not yet taken by the writer.
+    pub fn queued_bytes(&self) -> usize {
+        self.0.queued_bytes.load(Ordering::Acquire)
+    }
+
+    /// Whether the queue is at or above the high watermark (half the byte bound): the reader
+    /// should stop reading input until [`wait_drained`](Self::wait_drained) returns.
+    pub fn is_backlogged(&self) -> bool {
+        self.queued_bytes() >= self.high_watermark()
+    }
+
+    fn high_watermark(&self) -> usize {
+        self.0.max_bytes / 2
+    }
+
+    fn low_watermark(&self) -> usize {
+        self.0.max_bytes / 4
+    }
+
+    /// Wait until the queue is below the low watermark (a quarter of the byte bound) or the
+    /// connection is closing. Used by the reader while [`is_backlogged`](Self::is_backlogged).
+    pub async fn wait_drained(&self) {
+        self.0.paused.store(true, Ordering::SeqCst);
+        while self.queued_bytes() >= self.low_watermark() && !self.is_closing() {
+            // A wake-up that raced with the check above left a permit: the loop re-checks.
+            tokio::select! {
+                _ = self.0.drained.notified() => {}
+                _ = self.0.closing.cancelled() => break,
+            }
+        }
+        self.0.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// The writer took frames of `bytes` in all off the queue; wakes a paused reader once the
+    /// queue is below the low watermark.
+    pub fn taken(&self, bytes: usize) {
+        let before = self.0.queued_bytes.fetch_sub(bytes, Ordering::SeqCst);
+        let now = before.saturating_sub(bytes);
+        if now < self.low_watermark() && self.0.paused.load(Ordering::SeqCst) {
+            self.0.drained.notify_one();
+        }
+    }
+
     /// Whether two handles refer to the same socket.
     pub fn same(&self, other: &ConnectionHandle) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
@@ -140,6 +227,82 @@ mod tests {
         assert!(out.closing.is_cancelled());
         assert_eq!(out.frames.try_recv().unwrap().frame, Bytes::from_static(b"a"));
         assert!(!h.send(Bytes::from_static(b"d")), "no frames after closing");
+    }
+
+    #[test]
+    fn byte_bound_closes_with_over_capacity() {
+        let (h, mut out) = ConnectionHandle::bounded("1.3".into(), 100, 10);
+        assert!(h.send(Bytes::from_static(b"12345")));
+        assert!(h.send(Bytes::from_static(b"67890")));
+        assert_eq!(h.queued_bytes(), 10);
+        assert!(!h.send(Bytes::from_static(b"x")), "11 bytes > 10");
+        assert_eq!(h.close_code(), Some(close::OVER_CAPACITY));
+        assert_eq!(out.discard(), 10, "the queued frames are dropped at once");
+        assert!(out.frames.try_recv().is_err());
+    }
+
+    #[test]
+    fn taking_frames_frees_their_bytes() {
+        let (h, mut out) = ConnectionHandle::bounded("1.4".into(), 100, 10);
+        for _ in 0..3 {
+            assert!(h.send(Bytes::from_static(b"abcd")));
+            let frame = out.frames.try_recv().unwrap();
+            h.taken(frame.len());
+        }
+        assert_eq!(h.queued_bytes(), 0);
+        assert_eq!(h.close_code(), None, "12 bytes sent, never more than 4 queued");
+    }
+
+    #[test]
+    fn watermarks_are_half_and_a_quarter_of_the_bound() {
+        let (h, _out) = ConnectionHandle::bounded("1.5".into(), 100, 100);
+        assert!(h.send(Bytes::from(vec![b'a'; 49])));
+        assert!(!h.is_backlogged());
+        assert!(h.send(Bytes::from_static(b"b")));
+        assert!(h.is_backlogged(), "50 of 100 bytes");
+    }
+
+    #[tokio::test]
+    async fn a_paused_reader_resumes_below_the_low_watermark() {
+        let (h, mut out) = ConnectionHandle::bounded("1.6".into(), 100, 100);
+        for _ in 0..6 {
+            assert!(h.send(Bytes::from(vec![b'a'; 10])));
+        }
+        assert!(h.is_backlogged());
+        let waiter = tokio::spawn({
+            let h = h.clone();
+            async move { h.wait_drained().await }
+        });
+        tokio::task::yield_now().await;
+        // 60 → 30 bytes: above the low watermark (25), still paused.
+        for _ in 0..3 {
+            let f = out.frames.recv().await.unwrap();
+            h.taken(f.len());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        let f = out.frames.recv().await.unwrap();
+        h.taken(f.len());
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken below the low watermark")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_paused_reader_resumes_when_the_connection_closes() {
+        let (h, _out) = ConnectionHandle::bounded("1.7".into(), 100, 100);
+        assert!(h.send(Bytes::from(vec![b'a'; 60])));
+        let waiter = tokio::spawn({
+            let h = h.clone();
+            async move { h.wait_drained().await }
+        });
+        tokio::task::yield_now().await;
+        h.close(4100);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("closing ends the pause")
+            .unwrap();
     }
 
     #[test]

@@ -9,10 +9,12 @@
 //!
 //! Layout:
 //! - [`app`]: app credentials, limits and the registry that finds an app by id or key.
+//! - [`audit`]: the rate-limited audit log of denied authentication.
 //! - [`frame`]: pre-encoded WebSocket text frames, built once and shared by every recipient.
 //! - [`gate`]: the sharded resync gate that makes re-registration atomic without a global lock.
 //! - [`connection`]: the handle through which a node queues frames to one socket (bounded).
-//! - [`rate_limit`]: fixed-window per-second limiters for client, backend and read traffic.
+//! - [`rate_limit`]: fixed-window per-second limiters for client, backend and read traffic, and
+//!   the per-connection subscribe token bucket.
 //! - [`local_channels`]: the sharded index of this node's subscribers per channel; fan-out.
 //! - [`presence_view`]: what a node's sockets were told about a presence channel's members.
 //! - [`backplane`]: the [`Backplane`] and [`ClusterState`] traits and the message they carry.
@@ -25,6 +27,7 @@
 //! - [`error`]: typed errors of the above.
 
 pub mod app;
+pub mod audit;
 pub mod backplane;
 pub mod connection;
 pub mod error;

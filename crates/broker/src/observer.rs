@@ -46,6 +46,8 @@ pub enum Limit {
     EventPayloadSize,
     EventChannels,
     BatchSize,
+    SubscriptionsPerConnection,
+    SubscriptionRate,
 }
 
 impl Limit {
@@ -62,6 +64,8 @@ impl Limit {
             Limit::EventPayloadSize => "max_event_payload_kb",
             Limit::EventChannels => "max_event_channels_at_once",
             Limit::BatchSize => "max_event_batch_size",
+            Limit::SubscriptionsPerConnection => "max_subscriptions_per_connection",
+            Limit::SubscriptionRate => "max_subscription_requests_per_second",
         }
     }
 }
@@ -73,6 +77,8 @@ pub trait NodeObserver: Send + Sync {
     fn delivered(&self, _app_id: &str, _kind: MessageKind, _recipients: usize, _latency_s: f64) {}
     /// Something was refused by `limit`.
     fn limit_rejected(&self, _app_id: &str, _limit: Limit) {}
+    /// Authentication was denied (see [`crate::audit`]).
+    fn auth_denied(&self, _reason: crate::audit::AuthDenial) {}
 }
 
 /// Observes nothing.

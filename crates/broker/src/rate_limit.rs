@@ -1,8 +1,13 @@
-//! Fixed one-second windows, cheap enough for every frame and every REST call.
+//! Fixed one-second windows, cheap enough for every frame and every REST call, and a token
+//! bucket for subscribe requests.
 //!
 //! A window resets on the second boundary of a monotonic clock, so a burst of up to twice the
 //! budget can straddle two windows; that matches what Pusher-compatible servers do and keeps
 //! the check a couple of integer operations.
+//!
+//! Subscribes use a token bucket instead: a reconnecting client legitimately resubscribes all
+//! its channels at once (a burst as large as the subscription cap), while a client churning
+//! subscribe/unsubscribe pairs is held to a steady rate.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -36,6 +41,49 @@ impl WindowLimiter {
         }
         if self.used < self.per_second {
             self.used += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Per-connection token bucket, owned by the connection's reader task (no atomics needed):
+/// `per_second` tokens a second, at most `burst` saved up; it starts full.
+#[derive(Debug)]
+pub struct TokenBucket {
+    per_second: u64,
+    burst_milli: u64,
+    /// Thousandths of a token, so refills need no floating point.
+    milli: u64,
+    last_ms: u64,
+}
+
+impl TokenBucket {
+    /// `per_second == 0` means unlimited; `burst` is at least 1.
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        let burst_milli = u64::from(burst.max(1)) * 1000;
+        Self {
+            per_second: u64::from(per_second),
+            burst_milli,
+            milli: burst_milli,
+            last_ms: 0,
+        }
+    }
+
+    /// Take one token at `now_ms` (milliseconds of a monotonic clock); false when empty.
+    pub fn try_take(&mut self, now_ms: u64) -> bool {
+        if self.per_second == 0 {
+            return true;
+        }
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        self.last_ms = self.last_ms.max(now_ms);
+        self.milli = self
+            .milli
+            .saturating_add(elapsed.saturating_mul(self.per_second))
+            .min(self.burst_milli);
+        if self.milli >= 1000 {
+            self.milli -= 1000;
             true
         } else {
             false
@@ -110,6 +158,29 @@ mod tests {
         assert!((0..10_000).all(|_| l.try_take(1)));
         let s = SharedLimiter::new(0);
         assert!((0..10_000).all(|_| s.try_take(7)));
+    }
+
+    #[test]
+    fn token_bucket_allows_the_burst_then_the_rate() {
+        let mut b = TokenBucket::new(50, 200);
+        assert_eq!((0..1000).filter(|_| b.try_take(0)).count(), 200, "a full burst at once");
+        assert!(!b.try_take(10), "half a token after 10 ms");
+        assert!(b.try_take(20), "one token after 20 ms at 50/s");
+        assert!(!b.try_take(20));
+        // One second later: 50 more, not more.
+        assert_eq!((0..1000).filter(|_| b.try_take(1020)).count(), 50);
+        // A long pause refills up to the burst only.
+        assert_eq!((0..1000).filter(|_| b.try_take(600_000)).count(), 200);
+    }
+
+    #[test]
+    fn token_bucket_zero_rate_is_unlimited_and_time_never_goes_back() {
+        let mut b = TokenBucket::new(0, 1);
+        assert!((0..10_000).all(|_| b.try_take(0)));
+        let mut b = TokenBucket::new(1, 1);
+        assert!(b.try_take(5000));
+        assert!(!b.try_take(100), "an earlier clock reading adds nothing");
+        assert!(b.try_take(6000));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use ferrocast_protocol::outbound::{self, SubscriptionErrorKind};
 use crate::app::App;
 use crate::connection::ConnectionHandle;
 use crate::frame;
-use crate::rate_limit::WindowLimiter;
+use crate::rate_limit::{TokenBucket, WindowLimiter};
 
 /// What a node remembers about one of the socket's subscriptions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,17 +28,21 @@ pub struct Session {
     pub conn: ConnectionHandle,
     pub(crate) subscriptions: HashMap<String, Subscription>,
     pub(crate) client_events: WindowLimiter,
+    pub(crate) subscribe_requests: TokenBucket,
     pub(crate) epoch: Instant,
 }
 
 impl Session {
     pub(crate) fn new(app: Arc<App>, conn: ConnectionHandle) -> Self {
         let client_events = WindowLimiter::new(app.config.max_client_events_per_second);
+        let burst = u32::try_from(app.config.max_subscriptions_per_connection).unwrap_or(u32::MAX);
+        let subscribe_requests = TokenBucket::new(app.config.max_subscription_requests_per_second, burst);
         Self {
             app,
             conn,
             subscriptions: HashMap::new(),
             client_events,
+            subscribe_requests,
             epoch: Instant::now(),
         }
     }

@@ -105,8 +105,10 @@ pub enum SubscriptionErrorKind {
     InvalidChannel,
     /// Presence `channel_data` missing or malformed: `InvalidChannelData`, 400.
     InvalidChannelData,
-    /// Presence channel full or member too large: `LimitReached`, 403.
+    /// Presence channel full, member too large or too many subscriptions: `LimitReached`, 403.
     LimitReached,
+    /// Too many subscribe requests per second: `LimitReached`, 429 (retry later).
+    RateLimited,
     /// The backplane could not register the subscription: `ServerError`, 503.
     Unavailable,
 }
@@ -119,7 +121,7 @@ impl SubscriptionErrorKind {
             SubscriptionErrorKind::Auth => "AuthError",
             SubscriptionErrorKind::InvalidChannel => "InvalidChannel",
             SubscriptionErrorKind::InvalidChannelData => "InvalidChannelData",
-            SubscriptionErrorKind::LimitReached => "LimitReached",
+            SubscriptionErrorKind::LimitReached | SubscriptionErrorKind::RateLimited => "LimitReached",
             SubscriptionErrorKind::Unavailable => "ServerError",
         }
     }
@@ -130,6 +132,7 @@ impl SubscriptionErrorKind {
             SubscriptionErrorKind::Auth => 401,
             SubscriptionErrorKind::InvalidChannel | SubscriptionErrorKind::InvalidChannelData => 400,
             SubscriptionErrorKind::LimitReached => 403,
+            SubscriptionErrorKind::RateLimited => 429,
             SubscriptionErrorKind::Unavailable => 503,
         }
     }

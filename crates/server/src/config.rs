@@ -14,6 +14,10 @@ use thiserror::Error;
 /// `FERROCAST_*` variables (e.g. a test harness's) do not count as unknown keys.
 const ENV_PREFIX: &str = "FERROCAST_";
 
+/// Smallest `server.max_queued_bytes`: one large reply (a full presence roster) must fit under
+/// the backpressure watermark (half of it).
+const MIN_QUEUED_BYTES: usize = 64 * 1024;
+
 /// Webhook event types a `[[apps.webhooks]]` entry may name.
 const WEBHOOK_EVENTS: &[&str] = &[
     "channel_occupied",
@@ -40,6 +44,9 @@ pub struct ServerConfig {
     pub shutdown_grace_s: u64,
     /// Frames a socket may have queued before it is closed with 4100 as a slow consumer.
     pub max_queued_frames: usize,
+    /// Bytes a socket may have queued before it is closed with 4100; at half of it the node
+    /// stops reading the socket's input until its queue drains below a quarter.
+    pub max_queued_bytes: usize,
     /// Runtime worker threads; 0 = one per CPU core.
     pub worker_threads: usize,
 }
@@ -54,6 +61,7 @@ impl Default for ServerConfig {
             activity_timeout_s: 120,
             shutdown_grace_s: 10,
             max_queued_frames: 4096,
+            max_queued_bytes: 1 << 20,
             worker_threads: 0,
         }
     }
@@ -210,6 +218,12 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if server.max_queued_frames == 0 {
         return Err(ConfigError::key("server.max_queued_frames", "must be at least 1"));
     }
+    if server.max_queued_bytes < MIN_QUEUED_BYTES {
+        return Err(ConfigError::key(
+            "server.max_queued_bytes",
+            format!("must be at least {MIN_QUEUED_BYTES}, is {}", server.max_queued_bytes),
+        ));
+    }
     if server
         .node_id
         .as_deref()
@@ -279,6 +293,28 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
 }
 
+/// Mistakes that do not stop the node but must be seen: one line each, logged at WARN at start.
+/// `from_file` is false for the no-argument demo, which warns about its credentials itself.
+pub fn warnings(config: &Config, from_file: bool) -> Vec<String> {
+    let demo = demo_app();
+    let mut warnings = Vec::new();
+    for (i, app) in config.apps.iter().enumerate() {
+        if from_file && (app.key == demo.key || app.secret == demo.secret) {
+            warnings.push(format!(
+                "apps[{i}] (id {:?}) uses the public demo credentials ({}): anyone can sign requests for it; set your own key and secret",
+                app.id,
+                if app.secret == demo.secret { "secret \"app-secret\"" } else { "key \"app-key\"" },
+            ));
+        }
+        if let Some(j) = config.apps[..i].iter().position(|other| other.secret == app.secret) {
+            warnings.push(format!(
+                "apps[{i}].secret: the same secret as apps[{j}]: whoever holds one app's secret can sign for the other; give each app its own"
+            ));
+        }
+    }
+    warnings
+}
+
 /// The configured node id, or the hostname plus a random suffix.
 pub fn node_id(server: &ServerConfig) -> String {
     if let Some(id) = &server.node_id {
@@ -303,6 +339,15 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
                 return Err(ConfigError::key(&at(field), "is required and must not be empty"));
             }
         }
+        if app.secret.trim().is_empty() {
+            return Err(ConfigError::key(&at("secret"), "must not be blank"));
+        }
+        if app.secret == app.key {
+            return Err(ConfigError::key(
+                &at("secret"),
+                "must differ from the app's key (the key is public: anyone could sign with it)",
+            ));
+        }
         if !app.id.chars().all(is_name_char) {
             return Err(ConfigError::key(
                 &at("id"),
@@ -317,6 +362,12 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
         }
         if keys.insert(app.key.as_str(), i).is_some() {
             return Err(ConfigError::key(&at("key"), format!("duplicate app key {:?}", app.key)));
+        }
+        if app.max_subscriptions_per_connection == 0 {
+            return Err(ConfigError::key(
+                &at("max_subscriptions_per_connection"),
+                "must be at least 1",
+            ));
         }
         let positive = [
             ("max_channel_name_length", app.max_channel_name_length as u64),
@@ -479,6 +530,54 @@ mod tests {
         let f = write(&format!("[webhooks]\nretries = 3\n{APP}"));
         let e = load(Some(f.as_str()), []).unwrap_err().to_string();
         assert!(e.contains("retries"), "{e}");
+    }
+
+    #[test]
+    fn blank_secrets_and_secrets_equal_to_the_key_are_refused() {
+        for secret in ["\"\"", "\"   \"", "\"\\t\""] {
+            let f = write(&format!("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = {secret}\n"));
+            let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+            assert!(e.contains("apps[0].secret"), "{secret}: {e}");
+        }
+        let f = write("[[apps]]\nid = \"1\"\nkey = \"same\"\nsecret = \"same\"\n");
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(e.contains("apps[0].secret") && e.contains("key"), "{e}");
+    }
+
+    #[test]
+    fn demo_credentials_and_shared_secrets_are_warned_about() {
+        let c = load(None, []).unwrap();
+        assert!(warnings(&c, false).is_empty(), "the demo warns on its own");
+        assert_eq!(warnings(&c, true).len(), 1, "the demo credentials in a file");
+        let f = write(&format!("{APP}[[apps]]\nid = \"2\"\nkey = \"k2\"\nsecret = \"s\"\n"));
+        let c = load(Some(f.as_str()), []).unwrap();
+        let w = warnings(&c, true);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("apps[1].secret") && w[0].contains("apps[0]"), "{w:?}");
+        let f = write("[[apps]]\nid = \"1\"\nkey = \"app-key\"\nsecret = \"own\"\n");
+        let w = warnings(&load(Some(f.as_str()), []).unwrap(), true);
+        assert!(w.len() == 1 && w[0].contains("demo"), "{w:?}");
+        let f = write(APP);
+        assert!(warnings(&load(Some(f.as_str()), []).unwrap(), true).is_empty());
+    }
+
+    #[test]
+    fn output_and_subscription_limits_have_defaults_and_bounds() {
+        let c = load(None, []).unwrap();
+        assert_eq!(c.server.max_queued_bytes, 1_048_576);
+        assert_eq!(c.apps[0].max_subscriptions_per_connection, 200);
+        assert_eq!(c.apps[0].max_subscription_requests_per_second, 50);
+        let f = write(&format!("[server]\nmax_queued_bytes = 65535\n{APP}"));
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(e.contains("server.max_queued_bytes"), "{e}");
+        let f = write(&format!("{APP}max_subscriptions_per_connection = 0\n"));
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(e.contains("apps[0].max_subscriptions_per_connection"), "{e}");
+        let f = write(&format!("{APP}max_subscription_requests_per_second = 0\n"));
+        assert_eq!(
+            load(Some(f.as_str()), []).unwrap().apps[0].max_subscription_requests_per_second,
+            0
+        );
     }
 
     #[test]

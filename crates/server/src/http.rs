@@ -56,12 +56,12 @@ pub async fn serve(state: Arc<ServerState>, listener: TcpListener) {
     }
 }
 
-async fn route(state: Arc<ServerState>, req: Request<Incoming>, _peer: SocketAddr) -> Result<HttpResponse, Infallible> {
+async fn route(state: Arc<ServerState>, req: Request<Incoming>, peer: SocketAddr) -> Result<HttpResponse, Infallible> {
     let path = req.uri().path().to_owned();
     let response = if let Some(key) = path.strip_prefix("/app/") {
-        upgrade(state, req, key.to_owned())
+        upgrade(state, req, key.to_owned(), peer)
     } else if path.starts_with("/apps/") {
-        api(state, req).await
+        api(state, req, peer).await
     } else {
         match path.as_str() {
             "/healthz" => text(StatusCode::OK, "ok"),
@@ -93,7 +93,7 @@ fn text(status: StatusCode, body: &'static str) -> HttpResponse {
     response
 }
 
-fn upgrade(state: Arc<ServerState>, mut req: Request<Incoming>, key: String) -> HttpResponse {
+fn upgrade(state: Arc<ServerState>, mut req: Request<Incoming>, key: String, peer: SocketAddr) -> HttpResponse {
     if !state.lifecycle.is_ready() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining");
     }
@@ -109,6 +109,7 @@ fn upgrade(state: Arc<ServerState>, mut req: Request<Incoming>, key: String) -> 
             .get(hyper::header::ORIGIN)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        remote: Some(peer),
     };
     let (response, fut) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(upgrade) => upgrade,
@@ -130,7 +131,7 @@ fn text_owned(status: StatusCode, body: String) -> HttpResponse {
     response
 }
 
-async fn api(state: Arc<ServerState>, req: Request<Incoming>) -> HttpResponse {
+async fn api(state: Arc<ServerState>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
     let started = std::time::Instant::now();
     let path = req.uri().path().to_owned();
     let Some((app_id, route, channel)) = rest::route(&path) else {
@@ -139,7 +140,7 @@ async fn api(state: Arc<ServerState>, req: Request<Incoming>) -> HttpResponse {
             .rest_request("unknown", 404, started.elapsed().as_secs_f64());
         return ApiError::NotFound(format!("no API route {path}")).into_response();
     };
-    let result = api_call(&state, req, &app_id, route, channel).await;
+    let result = api_call(&state, req, &app_id, route, channel, peer).await;
     let response = match result {
         Ok(body) => json_response(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default()),
         Err(e) => {
@@ -162,6 +163,7 @@ async fn api_call(
     app_id: &str,
     route: rest::Route,
     channel: Option<String>,
+    peer: SocketAddr,
 ) -> Result<serde_json::Value, ApiError> {
     let Some(app) = state.node.apps().by_id(app_id).cloned() else {
         return Err(ApiError::NotFound(format!("no app with id {app_id:?}")));
@@ -181,8 +183,9 @@ async fn api_call(
         path: parts.uri.path(),
         query: parts.uri.query().unwrap_or(""),
         body: &body,
+        remote: Some(peer),
     };
-    let params = rest::authorize(&app, route, &request)?;
+    let params = rest::authorize(&app, route, &request, state.node.observer().as_ref())?;
     rest::handle(state, &app, route, channel, &params, &body).await
 }
 

@@ -33,6 +33,9 @@ fn main() -> ExitCode {
     if file.is_none() {
         warn!("no --config given: running the demo app (id app-id, key app-key, secret app-secret); do not use these credentials in production");
     }
+    for warning in config::warnings(&config, file.is_some()) {
+        warn!("configuration: {warning}");
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.server.worker_threads > 0 {
         builder.worker_threads(config.server.worker_threads);

@@ -4,6 +4,7 @@
 //! only touches atomics, never the label maps. The node core reports deliveries and limit
 //! rejections through [`NodeObserver`], implemented here.
 
+use ferrocast_broker::audit::AuthDenial;
 use ferrocast_broker::{Limit, MessageKind, NodeObserver};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -60,6 +61,8 @@ pub struct Metrics {
     ws_messages_out: IntCounterVec,
     ws_bytes_out: IntCounterVec,
     slow_consumers: IntCounterVec,
+    input_paused: IntCounterVec,
+    auth_denied: IntCounterVec,
     rest_requests: IntCounterVec,
     rest_duration: HistogramVec,
     delivered: IntCounterVec,
@@ -244,6 +247,8 @@ pub struct AppMetrics {
     pub messages_out: IntCounter,
     pub bytes_out: IntCounter,
     pub slow_consumers: IntCounter,
+    /// Times a connection's reader stopped reading input because its output queue was full.
+    pub input_paused: IntCounter,
     /// Shared by every app: one series, sampled once per socket write.
     pub publish_to_socket: Histogram,
     closed: IntCounterVec,
@@ -276,7 +281,9 @@ impl Metrics {
             ws_bytes_in: counter(r, "ws_bytes_in_total", "Bytes of frames received from clients", app),
             ws_messages_out: counter(r, "ws_messages_out_total", "Frames written to clients", app),
             ws_bytes_out: counter(r, "ws_bytes_out_total", "Bytes written to clients", app),
-            slow_consumers: counter(r, "slow_consumer_disconnects_total", "Connections closed with 4100 because their queue was full", app),
+            slow_consumers: counter(r, "slow_consumer_disconnects_total", "Connections closed with 4100 because their queue was full (frames or bytes)", app),
+            input_paused: counter(r, "input_paused_total", "Times a connection stopped reading input because its output queue was over the high watermark", app),
+            auth_denied: counter(r, "auth_denied_total", "Denied authentication, by reason", &["reason"]),
             rest_requests: counter(r, "rest_requests_total", "REST API requests by route and HTTP status", &["route", "status"]),
             rest_duration: histogram(r, "rest_request_duration_seconds", "REST API request handling time", &["route"]),
             delivered: counter(r, "messages_delivered_total", "Frames queued to local sockets, by message kind", &["app_id", "kind"]),
@@ -318,10 +325,16 @@ impl Metrics {
             messages_out: self.ws_messages_out.with_label_values(&[app_id]),
             bytes_out: self.ws_bytes_out.with_label_values(&[app_id]),
             slow_consumers: self.slow_consumers.with_label_values(&[app_id]),
+            input_paused: self.input_paused.with_label_values(&[app_id]),
             publish_to_socket: self.socket_latency.clone(),
             closed: self.connections_closed.clone(),
             app_id: app_id.to_owned(),
         }
+    }
+
+    /// Count one denied authentication (see [`ferrocast_broker::audit`]).
+    pub fn auth_denied(&self, reason: AuthDenial) {
+        self.auth_denied.with_label_values(&[reason.label()]).inc();
     }
 
     pub fn rest_request(&self, route: &str, status: u16, seconds: f64) {
@@ -376,6 +389,10 @@ impl NodeObserver for MetricsObserver {
             .with_label_values(&[app_id, limit.label()])
             .inc();
     }
+
+    fn auth_denied(&self, reason: AuthDenial) {
+        self.0.auth_denied(reason);
+    }
 }
 
 #[cfg(test)]
@@ -393,6 +410,8 @@ mod tests {
         let observer = MetricsObserver(m.clone());
         observer.delivered("app-1", MessageKind::ApiEvent, 5, 0.0003);
         observer.limit_rejected("app-1", Limit::ClientEventRate);
+        observer.auth_denied(AuthDenial::SubscriptionSignature);
+        app.input_paused.inc();
         let text = m.render();
         for line in [
             "ferrocast_connections{app_id=\"app-1\"} 1",
@@ -404,6 +423,8 @@ mod tests {
             "ferrocast_publish_to_fanout_seconds_count 1",
             "ferrocast_limit_rejections_total{app_id=\"app-1\",limit=\"max_client_events_per_second\"} 1",
             "ferrocast_backplane_up 0",
+            "ferrocast_auth_denied_total{reason=\"subscription_signature\"} 1",
+            "ferrocast_input_paused_total{app_id=\"app-1\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use ferrocast_broker::{App, ChannelCounts, Limit, PublishRequest};
+use ferrocast_broker::audit::{self, AuthDenial, Denial};
+use ferrocast_broker::{App, ChannelCounts, Limit, NodeObserver, PublishRequest};
 use ferrocast_protocol::channel::{self, ChannelKind};
-use ferrocast_protocol::rest::{self, BatchRequest, SignedRequest, TriggerRequest};
+use ferrocast_protocol::rest::{self, BatchRequest, RestAuthError, SignedRequest, TriggerRequest};
 use ferrocast_protocol::signature;
 use hyper::Method;
 use serde_json::{json, Map, Value};
@@ -53,6 +54,8 @@ pub struct ApiRequest<'a> {
     pub path: &'a str,
     pub query: &'a str,
     pub body: &'a Bytes,
+    /// The client's address, for the audit log.
+    pub remote: Option<std::net::SocketAddr>,
 }
 
 /// Parse `/apps/{id}/...` into the app id, the route and the channel name (if any).
@@ -86,8 +89,14 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Check signature, app state and budget.
-pub fn authorize(app: &App, route: Route, req: &ApiRequest<'_>) -> Result<Vec<(String, String)>, ApiError> {
+/// Check signature, app state and budget. Denied authentication is audited (see
+/// [`ferrocast_broker::audit`]) and counted through `observer`.
+pub fn authorize(
+    app: &App,
+    route: Route,
+    req: &ApiRequest<'_>,
+    observer: &dyn NodeObserver,
+) -> Result<Vec<(String, String)>, ApiError> {
     if *req.method != route.method() {
         return Err(ApiError::MethodNotAllowed(format!(
             "{} is not allowed here; use {}",
@@ -103,8 +112,16 @@ pub fn authorize(app: &App, route: Route, req: &ApiRequest<'_>) -> Result<Vec<(S
         params: &params,
         body: req.body,
     };
-    rest::verify_request(&signed, &c.key, &c.secret, unix_now()).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    if let Err(e) = rest::verify_request(&signed, &c.key, &c.secret, unix_now()) {
+        let reason = match e {
+            RestAuthError::BadTimestamp => AuthDenial::RestTimestamp,
+            _ => AuthDenial::RestSignature,
+        };
+        audit_denied(app, req, reason, observer);
+        return Err(ApiError::Unauthorized(e.to_string()));
+    }
     if !c.enabled {
+        audit_denied(app, req, AuthDenial::AppDisabled, observer);
         return Err(ApiError::Forbidden("app is disabled".into()));
     }
     if matches!(route, Route::Channels | Route::Channel | Route::Users) && !app.read_requests.try_take(1) {
@@ -114,6 +131,14 @@ pub fn authorize(app: &App, route: Route, req: &ApiRequest<'_>) -> Result<Vec<(S
         ));
     }
     Ok(params)
+}
+
+fn audit_denied(app: &App, req: &ApiRequest<'_>, reason: AuthDenial, observer: &dyn NodeObserver) {
+    let mut denial = Denial::new(reason);
+    denial.app_id = Some(app.id());
+    denial.path = Some(req.path);
+    denial.remote = req.remote;
+    audit::denied(observer, &denial);
 }
 
 /// Serve an authorized request; returns the JSON body of a 200.

@@ -93,6 +93,7 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
     let options = NodeOptions {
         observer: Arc::new(MetricsObserver(metrics.clone())),
         queue_capacity: config.server.max_queued_frames,
+        queue_bytes: config.server.max_queued_bytes,
         socket_id_prefix: rand::random::<u32>() % 1_000_000_000,
         webhooks: webhooks.clone(),
         leave_delay: Duration::from_millis(config.webhooks.leave_delay_ms),

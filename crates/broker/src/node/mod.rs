@@ -37,6 +37,9 @@ pub struct NodeOptions {
     pub observer: Arc<dyn NodeObserver>,
     /// Frames a socket may have queued before it is closed as a slow consumer.
     pub queue_capacity: usize,
+    /// Bytes a socket may have queued before it is closed as a slow consumer; its reader stops
+    /// reading input at half of it (backpressure).
+    pub queue_bytes: usize,
     /// First half of every socket id this node mints; random per process so ids are unique
     /// across the cluster.
     pub socket_id_prefix: u32,
@@ -47,12 +50,16 @@ pub struct NodeOptions {
     pub leave_delay: Duration,
 }
 
+/// The default of [`NodeOptions::queue_bytes`] (`server.max_queued_bytes`): 1 MiB.
+pub const DEFAULT_QUEUE_BYTES: usize = 1 << 20;
+
 impl NodeOptions {
     /// Defaults for tests and tools: no metrics, no webhooks.
     pub fn new(queue_capacity: usize, socket_id_prefix: u32) -> Self {
         Self {
             observer: Arc::new(crate::observer::NoObserver),
             queue_capacity,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
             socket_id_prefix,
             webhooks: Arc::new(crate::webhook::NoWebhooks),
             leave_delay: Duration::from_secs(3),
@@ -205,7 +212,11 @@ impl Node {
             return Err(ConnectError::OverQuota);
         }
         app.local_connections.fetch_add(1, Ordering::AcqRel);
-        let (conn, outbox) = ConnectionHandle::new(self.mint_socket_id(), self.options.queue_capacity);
+        let (conn, outbox) = ConnectionHandle::bounded(
+            self.mint_socket_id(),
+            self.options.queue_capacity,
+            self.options.queue_bytes,
+        );
         Ok((Session::new(app, conn), outbox))
     }
 

@@ -19,6 +19,7 @@ use ferrocast_protocol::webhook::WebhookEvent;
 use super::webhooks::PendingLeave;
 use super::Node;
 use crate::app::App;
+use crate::audit::{self, AuthDenial, Denial};
 use crate::backplane::{LeaveToken, PresenceJoin, PresenceLeave};
 use crate::connection::ConnectionHandle;
 use crate::local_channels::{ChannelKey, LocalMember};
@@ -55,6 +56,10 @@ fn roster_json(roster: &[(String, String)]) -> String {
 
 impl Node {
     pub(super) async fn subscribe(&self, session: &mut Session, req: Subscribe) {
+        if let Err(limit) = self.admit_subscribe(session, &req.channel) {
+            self.options.observer.limit_rejected(session.app.id(), limit);
+            return;
+        }
         let config = &session.app.config;
         let kind = match channel::validate_channel_name(&req.channel, config.max_channel_name_length) {
             Ok(ChannelKind::ServerToUser) => {
@@ -70,6 +75,16 @@ impl Node {
         if session.subscriptions.contains_key(&req.channel) {
             return self.resend_success(session, &req.channel, kind).await;
         }
+        let max = config.max_subscriptions_per_connection;
+        if session.subscriptions.len() >= max {
+            self.options
+                .observer
+                .limit_rejected(session.app.id(), Limit::SubscriptionsPerConnection);
+            let msg = format!(
+                "this connection is subscribed to {max} channels, the most allowed (max_subscriptions_per_connection)"
+            );
+            return session.send_subscription_error(&req.channel, SubscriptionErrorKind::LimitReached, &msg);
+        }
         let member = match authorize(session, &req, kind) {
             Ok(member) => member.map(|m| {
                 Arc::new(LocalMember {
@@ -78,6 +93,13 @@ impl Node {
                 })
             }),
             Err((kind, msg)) => {
+                if kind == SubscriptionErrorKind::Auth {
+                    let mut denial = Denial::new(AuthDenial::SubscriptionSignature);
+                    denial.app_id = Some(session.app.id());
+                    denial.socket_id = Some(session.socket_id());
+                    denial.channel = Some(&req.channel);
+                    audit::denied(self.options.observer.as_ref(), &denial);
+                }
                 if kind == SubscriptionErrorKind::LimitReached {
                     self.options
                         .observer
@@ -118,6 +140,19 @@ impl Node {
             .insert(req.channel.clone(), Subscription { presence_user });
         let data = registered.presence.map(|p| p.roster).unwrap_or_else(|| "{}".to_owned());
         session.send_json(&outbound::subscription_succeeded(&req.channel, &data));
+    }
+
+    /// The per-socket subscribe rate (token bucket): every `pusher:subscribe` takes a token,
+    /// whatever its outcome, before any other work. Refused with 429 `LimitReached`.
+    fn admit_subscribe(&self, session: &mut Session, channel: &str) -> Result<(), Limit> {
+        let now_ms = session.epoch.elapsed().as_millis() as u64;
+        if session.subscribe_requests.try_take(now_ms) {
+            return Ok(());
+        }
+        let rate = session.app.config.max_subscription_requests_per_second;
+        let msg = format!("over {rate} subscribe requests per second (max_subscription_requests_per_second)");
+        session.send_subscription_error(channel, SubscriptionErrorKind::RateLimited, &msg);
+        Err(Limit::SubscriptionRate)
     }
 
     /// Local index, backplane interest, subscription count and presence membership, rolled

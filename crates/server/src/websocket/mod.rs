@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use ferrocast_broker::audit::{self, AuthDenial, Denial};
 use ferrocast_broker::connection::ConnectionOutbox;
 use ferrocast_broker::{frame, ConnectError, Session};
 use ferrocast_protocol::codes::close;
@@ -42,6 +43,8 @@ pub struct ConnectRequest {
     pub app_key: String,
     pub protocol: Option<String>,
     pub origin: Option<String>,
+    /// The client's address, for the audit log.
+    pub remote: Option<std::net::SocketAddr>,
 }
 
 /// Milliseconds since process start, for cheap "last seen" stamps.
@@ -118,21 +121,36 @@ async fn admit(
         }
     }
     let Some(app) = state.node.apps().by_key(&req.app_key).cloned() else {
-        return Err((close::UNKNOWN_APP, format!("no app with key {:?}", req.app_key)));
+        audit_denied(state, req, AuthDenial::UnknownAppKey, None);
+        return Err((close::UNKNOWN_APP, "no app with this key".into()));
     };
     if !app.config.origin_allowed(req.origin.as_deref()) {
+        audit_denied(state, req, AuthDenial::OriginNotAllowed, Some(app.id()));
         return Err((close::UNAUTHORIZED, "origin not allowed for this app".into()));
     }
     let metrics = state.metrics.app(app.id());
+    let app_id = app.id().to_owned();
     match state.node.connect(app).await {
         Ok((session, outbox)) => Ok((session, outbox, metrics)),
-        Err(ConnectError::AppDisabled) => Err((close::APP_DISABLED, "app is disabled".into())),
+        Err(ConnectError::AppDisabled) => {
+            audit_denied(state, req, AuthDenial::AppDisabled, Some(&app_id));
+            Err((close::APP_DISABLED, "app is disabled".into()))
+        }
         Err(ConnectError::OverQuota) => Err((close::OVER_CONNECTION_QUOTA, "app is over its connection quota".into())),
         Err(ConnectError::Backplane(e)) => {
             tracing::warn!(error = %e, "connection refused: cluster state unavailable");
             Err((close::OVER_CAPACITY, "server temporarily unavailable".into()))
         }
     }
+}
+
+/// Audit a refused connection (the app key only when it matched no app: keys are public).
+fn audit_denied(state: &ServerState, req: &ConnectRequest, reason: AuthDenial, app_id: Option<&str>) {
+    let mut denial = Denial::new(reason);
+    denial.app_id = app_id;
+    denial.app_key = app_id.is_none().then_some(req.app_key.as_str());
+    denial.remote = req.remote;
+    audit::denied(state.node.observer().as_ref(), &denial);
 }
 
 /// Tell a refused client why (`pusher:error`) and close with the same code.

@@ -1,4 +1,12 @@
 //! The reader side of a connection: frames in, one at a time, to the node.
+//!
+//! Backpressure: before reading the next frame, the reader checks the connection's output
+//! queue; while it is at or above its high watermark (half of `server.max_queued_bytes`) the
+//! reader stops reading until the writer has drained it below the low watermark (a quarter).
+//! A client that does not read its socket therefore cannot make the node generate replies
+//! without bound: its own input waits in the kernel, and the TCP window stops it. The pause
+//! ends when the queue drains or the connection closes (4100 over the byte bound, the write
+//! timeout, or the idle timeout).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,6 +42,10 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     let mut partial: Option<Vec<u8>> = None;
     let conn = session.conn.clone();
     loop {
+        if conn.is_backlogged() {
+            metrics.input_paused.inc();
+            conn.wait_drained().await;
+        }
         let frame = tokio::select! {
             biased;
             _ = conn.closed() => return,
@@ -45,12 +57,13 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
             Err(e) => return conn.close(e.close_code().unwrap_or(ABNORMAL)),
         };
         let text = match frame.opcode {
+            // RFC 6455 5.4: a new data frame while a fragmented message is open is an error.
+            Opcode::Text | Opcode::Binary if partial.is_some() => return conn.close(close::PROTOCOL_ERROR),
             Opcode::Text if frame.fin => frame.payload.to_vec(),
-            Opcode::Text if partial.is_none() => {
+            Opcode::Text => {
                 partial = Some(frame.payload.to_vec());
                 continue;
             }
-            Opcode::Text => return conn.close(close::PROTOCOL_ERROR),
             Opcode::Continuation => {
                 let Some(buf) = partial.as_mut() else {
                     return conn.close(close::PROTOCOL_ERROR);

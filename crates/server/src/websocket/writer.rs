@@ -22,6 +22,10 @@ use crate::metrics::AppMetrics;
 
 /// Upper bound of bytes coalesced into one write.
 const MAX_BATCH_BYTES: usize = 64 * 1024;
+/// Once a connection is closing: how long a write in progress may still take, and then the
+/// close frame. A slow-but-alive client gets to see its close code (4100); a stuck one is cut
+/// off after this bound.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(super) struct WriterContext {
     pub(super) write: OwnedWriteHalf,
@@ -143,16 +147,19 @@ async fn write_batch(cx: &mut WriterContext, first: Outgoing) -> std::io::Result
     let published_at_us = first.published_at_us;
     let mut frames = 1u64;
     let bytes = if cx.outbox.frames.is_empty() {
+        cx.conn.taken(first.len());
         write_unless_closed(cx, &first).await?;
         first.len()
     } else {
         let mut buf = BytesMut::with_capacity(MAX_BATCH_BYTES.min(first.len() * 4));
         buf.extend_from_slice(&first);
+        drop(first);
         while buf.len() < MAX_BATCH_BYTES {
             let Ok(next) = cx.outbox.frames.try_recv() else { break };
             buf.extend_from_slice(&next);
             frames += 1;
         }
+        cx.conn.taken(buf.len());
         write_unless_closed(cx, &buf).await?;
         buf.len()
     };
@@ -177,18 +184,35 @@ fn report_writes(cx: &mut WriterContext) {
     }
 }
 
-/// Write, but give up at once if the connection is closed meanwhile (a slow consumer blocks the
-/// write; its 4100 must not wait for the write timeout). A write given up half-way leaves the
-/// stream unusable, so no close frame follows it.
+/// Write; if the connection is closed meanwhile (a slow consumer blocks the write), a slow
+/// consumer's queue is freed at once and the write in progress gets [`CLOSE_WRITE_TIMEOUT`]
+/// more to finish, so that the close frame can follow it. A write given up half-way leaves the
+/// stream unusable: no close frame follows it.
 async fn write_unless_closed(cx: &mut WriterContext, bytes: &[u8]) -> std::io::Result<()> {
+    let write = write_timed(&mut cx.write, bytes);
+    tokio::pin!(write);
     let result = tokio::select! {
-        result = write_timed(&mut cx.write, bytes) => result,
-        _ = cx.outbox.closing.cancelled() => Err(std::io::Error::other("closed while writing")),
+        result = &mut write => result,
+        _ = cx.outbox.closing.cancelled() => {
+            if cx.conn.close_code() == Some(close::OVER_CAPACITY) {
+                discard_queue(&mut cx.outbox, &cx.conn);
+            }
+            match tokio::time::timeout(CLOSE_WRITE_TIMEOUT, &mut write).await {
+                Ok(result) => result,
+                Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "closed while writing")),
+            }
+        }
     };
     if result.is_err() {
         cx.broken = true;
     }
     result
+}
+
+/// Free a closing slow consumer's queue now.
+fn discard_queue(outbox: &mut ConnectionOutbox, conn: &ConnectionHandle) {
+    let bytes = outbox.discard();
+    conn.taken(bytes);
 }
 
 async fn write_timed<W: AsyncWrite + Unpin>(write: &mut W, bytes: &[u8]) -> std::io::Result<()> {
@@ -202,20 +226,25 @@ async fn write_timed<W: AsyncWrite + Unpin>(write: &mut W, bytes: &[u8]) -> std:
 async fn finish(cx: &mut WriterContext) {
     report_writes(cx);
     let code = cx.conn.close_code().unwrap_or(ABNORMAL);
+    if code == close::OVER_CAPACITY || code == ABNORMAL || cx.broken {
+        discard_queue(&mut cx.outbox, &cx.conn);
+    }
     if code == ABNORMAL || cx.broken {
         let _ = tokio::time::timeout(Duration::from_millis(100), cx.write.shutdown()).await;
         return;
     }
     if code != close::OVER_CAPACITY {
         while let Ok(frame) = cx.outbox.frames.try_recv() {
+            cx.conn.taken(frame.len());
             if write_timed(&mut cx.write, &frame).await.is_err() {
                 return;
             }
         }
     }
     let reason = close_reason(code);
-    let _ = write_timed(&mut cx.write, &frame::close(code, reason)).await;
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, cx.write.shutdown()).await;
+    let close_frame = frame::close(code, reason);
+    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, cx.write.write_all(&close_frame)).await;
+    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, cx.write.shutdown()).await;
 }
 
 fn close_reason(code: u16) -> &'static str {
