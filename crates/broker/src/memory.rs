@@ -13,10 +13,11 @@ use tokio::sync::watch;
 
 use crate::backplane::{
     Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, LeaveToken, Link, NodeSnapshot, PresenceJoin,
-    PresenceLeave, ResyncOutcome,
+    PresenceLeave, RateDecision, RateKind, ResyncOutcome,
 };
 use crate::error::BackplaneError;
 use crate::local_channels::ChannelKey;
+use crate::rate_limit::SharedLimiter;
 
 /// Delivers every published message straight to the local sink.
 pub struct MemoryBackplane {
@@ -84,6 +85,8 @@ pub struct MemoryClusterState {
     /// Pending leaves (see [`LeaveToken`]) by [`leave_key`]: the token that may confirm them.
     leaves: DashMap<String, u64>,
     next_token: AtomicU64,
+    /// Per-app REST budgets: on a single node, the node's own limiter is the cluster's.
+    rates: DashMap<(String, RateKind), SharedLimiter>,
 }
 
 /// `app\nchannel` for a vacancy, `app\nchannel\nuser` for a presence departure.
@@ -262,6 +265,24 @@ impl ClusterState for MemoryClusterState {
     /// In-process state is never lost, so there is nothing to re-register.
     async fn resync(&self, _snapshot: &NodeSnapshot) -> Result<ResyncOutcome, BackplaneError> {
         Ok(ResyncOutcome::default())
+    }
+
+    async fn take_rate(
+        &self,
+        app_id: &str,
+        kind: RateKind,
+        units: u64,
+        per_second: u64,
+    ) -> Result<RateDecision, BackplaneError> {
+        let key = (app_id.to_owned(), kind);
+        if let Some(limiter) = self.rates.get(&key).filter(|l| l.per_second() == per_second) {
+            return Ok(limiter.take(units));
+        }
+        let mut limiter = self.rates.entry(key).or_insert_with(|| SharedLimiter::new(per_second));
+        if limiter.per_second() != per_second {
+            *limiter = SharedLimiter::new(per_second);
+        }
+        Ok(limiter.take(units))
     }
 }
 
