@@ -289,6 +289,37 @@ impl ClusterState for MemoryClusterState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn rate_budgets_are_all_or_nothing_per_app_and_kind() {
+        let s = MemoryClusterState::new();
+        let take = |app: &'static str, kind, units| {
+            let s = &s;
+            async move { s.take_rate(app, kind, units, 10).await.unwrap() }
+        };
+        // The window starts with the first take, so these all fall in it.
+        assert!(take("a", RateKind::BackendEvents, 7).await.allowed);
+        let refused = take("a", RateKind::BackendEvents, 5).await;
+        assert!(!refused.allowed);
+        assert!(refused.resets_in > Duration::ZERO && refused.resets_in <= Duration::from_secs(1));
+        assert!(
+            take("a", RateKind::BackendEvents, 3).await.allowed,
+            "the refused 5 were not taken"
+        );
+        assert!(!take("a", RateKind::BackendEvents, 1).await.allowed);
+        assert!(
+            take("a", RateKind::ReadRequests, 10).await.allowed,
+            "reads have their own budget"
+        );
+        assert!(
+            take("b", RateKind::BackendEvents, 10).await.allowed,
+            "apps have their own budget"
+        );
+        assert!(!take("b", RateKind::BackendEvents, 1).await.allowed);
+        // A changed budget starts afresh.
+        assert!(s.take_rate("a", RateKind::BackendEvents, 20, 20).await.unwrap().allowed);
+    }
 
     #[tokio::test]
     async fn presence_adds_once_per_user_and_removes_after_last_socket() {
