@@ -24,7 +24,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let max = usize::from(*limit);
     let kind = ChannelKind::of(name);
-    let _ = (kind.requires_auth(), kind.allows_client_events(), is_cache(name), is_client_event(name));
+    let _ = (
+        kind.requires_auth(),
+        kind.allows_client_events(),
+        is_cache(name),
+        is_client_event(name),
+    );
 
     match validate_channel_name(name, max) {
         Ok(valid) => {

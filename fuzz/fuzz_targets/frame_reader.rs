@@ -72,7 +72,11 @@ fuzz_target!(|data: &[u8]| {
         let (frames, error) = read_all(stream, pending, max).await;
         let mut consumed = 0;
         for frame in &frames {
-            assert!(frame.payload.len() <= max, "payload {} over limit {max}", frame.payload.len());
+            assert!(
+                frame.payload.len() <= max,
+                "payload {} over limit {max}",
+                frame.payload.len()
+            );
             if matches!(frame.opcode, Opcode::Close | Opcode::Ping | Opcode::Pong) {
                 assert!(frame.fin && frame.payload.len() <= 125, "bad control frame accepted");
             }

@@ -22,7 +22,12 @@ fuzz_target!(|data: &[u8]| {
     let body = fields.next().unwrap_or_default();
 
     let params = parse_query(&query);
-    let segments = query.strip_prefix('?').unwrap_or(&query).split('&').filter(|s| !s.is_empty()).count();
+    let segments = query
+        .strip_prefix('?')
+        .unwrap_or(&query)
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .count();
     assert!(params.len() <= segments);
     let request = SignedRequest {
         method: &method,
@@ -43,7 +48,11 @@ fuzz_target!(|data: &[u8]| {
         params: &params,
         body,
     };
-    assert_eq!(verify_request(&request, KEY, SECRET, NOW + 5), Ok(()), "{method:?} {path:?}");
+    assert_eq!(
+        verify_request(&request, KEY, SECRET, NOW + 5),
+        Ok(()),
+        "{method:?} {path:?}"
+    );
     let mut tampered = body.to_vec();
     tampered.push(b'x');
     let request = SignedRequest {

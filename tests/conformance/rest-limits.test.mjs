@@ -133,3 +133,34 @@ describe('an event naming a channel more than once', () => {
     }
   });
 });
+
+describe('limited apps while Redis is down (two nodes through Redis, in both modes)', () => {
+  const app = makeApp({ max_backend_events_per_second: 100, max_read_requests_per_second: 100 });
+  const down = useServer({ nodes: 2, backplane: { driver: 'redis' }, apps: [app] });
+
+  test('REST calls of a rate-limited app get 503, never 200 and never unlimited; 200 once Redis is back', async () => {
+    const [a, b] = down.nodes;
+    const event = () => ({ name: 'evt', data: '{}', channels: [uid('down-')] });
+    assert.equal((await signedFetch(a, app, { path: '/events', body: event() })).status, 200);
+    await down.cluster.redis.restart({
+      crash: true,
+      whileDown: async () => {
+        for (const node of [a, b]) {
+          const publish = await signedFetch(node, app, { path: '/events', body: event() });
+          assert.equal(publish.status, 503, `publish on ${node.name}: ${publish.text}`);
+          assert.equal(typeof publish.json?.error, 'string', publish.text);
+          const read = await signedFetch(node, app, { method: 'GET', path: '/channels' });
+          assert.equal(read.status, 503, `read on ${node.name}: ${read.text}`);
+        }
+      },
+    });
+    const deadline = Date.now() + 20_000;
+    let last;
+    while (Date.now() < deadline) {
+      last = await signedFetch(b, app, { path: '/events', body: event() });
+      if (last.status === 200) return;
+      await sleep(200);
+    }
+    assert.fail(`no 200 after Redis came back: ${last?.status} ${last?.text}`);
+  });
+});
