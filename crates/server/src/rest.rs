@@ -44,6 +44,11 @@ impl Route {
         }
     }
 
+    /// Reads draw from `max_read_requests_per_second`.
+    fn is_read(self) -> bool {
+        matches!(self, Route::Channels | Route::Channel | Route::Users)
+    }
+
     fn method(self) -> Method {
         match self {
             Route::Events | Route::BatchEvents => Method::POST,
@@ -125,7 +130,7 @@ pub async fn handle(
     body: &Bytes,
 ) -> Result<Value, ApiError> {
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    if route.method() == Method::GET {
+    if route.is_read() {
         take_budget(state, app, RateKind::ReadRequests, 1).await?;
     }
     match route {
