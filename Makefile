@@ -16,8 +16,9 @@ build:
 run: build
 	./$(BIN)
 
-## Install what the tests need when missing: redis-server and promtool (apt) and the pinned npm clients.
-test-deps:
+## Install what the tests need when missing: redis-server and promtool (apt), the pinned npm clients
+## and cargo-fuzz.
+test-deps: fuzz-deps
 	@if ! command -v redis-server >/dev/null 2>&1; then \
 		echo "installing redis-server"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
