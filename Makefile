@@ -16,8 +16,9 @@ build:
 run: build
 	./$(BIN)
 
-## Install what the tests need when missing: redis-server and promtool (apt) and the pinned npm clients.
-test-deps:
+## Install what the tests need when missing: redis-server and promtool (apt), the pinned npm clients
+## and cargo-fuzz.
+test-deps: fuzz-deps
 	@if ! command -v redis-server >/dev/null 2>&1; then \
 		echo "installing redis-server"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -37,7 +38,7 @@ test-deps:
 	fi
 
 ## Every test: the Rust workspace, then the conformance suite against the release binary.
-test: test-deps test-rust test-conformance test-hostile loadtest-smoke test-deploy test-helm
+test: test-deps test-rust fuzz-smoke test-conformance test-hostile loadtest-smoke test-deploy test-helm
 
 test-rust:
 	$(CARGO) test --workspace --locked
@@ -136,3 +137,49 @@ bench:
 loadtest-smoke:
 	$(CARGO) build --release --locked -p ferrocast-server -p ferrocast-loadtest
 	loadtest/scripts/smoke.sh
+
+## ---- Fuzzing: fuzz/ (cargo-fuzz, libFuzzer; see README.md "Fuzzing") ----
+
+.PHONY: fuzz fuzz-smoke fuzz-build fuzz-deps
+
+FUZZ_TARGETS := frame_reader client_message channel_name rest_signature envelope
+## Seconds per target for `make fuzz` and for the smoke run in `make test`.
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 10
+## cargo-fuzz needs nightly-only compiler flags; the stable toolchain accepts them with this.
+CARGO_FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+FUZZ_FLAGS := -O --debug-assertions
+LIBFUZZER_FLAGS := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+
+## cargo-fuzz, installed when missing.
+fuzz-deps:
+	@if ! $(CARGO) fuzz --version >/dev/null 2>&1; then \
+		echo "installing cargo-fuzz"; \
+		$(CARGO) install cargo-fuzz --locked; \
+	fi
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || { echo "cargo-fuzz is required but could not be installed" >&2; exit 1; }
+
+fuzz-build: fuzz-deps
+	cd fuzz && $(CARGO_FUZZ) build $(FUZZ_FLAGS)
+
+## Each target for FUZZ_SECONDS (default 300), growing its corpus in fuzz/corpus/<target>
+## (only the committed seed-* files are tracked). A crash stops the run and is saved in
+## fuzz/artifacts/<target>/; reproduce it with `cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run
+## -O <target> artifacts/<target>/<file>` and turn it into a regression test.
+fuzz: fuzz-build
+	@for target in $(FUZZ_TARGETS); do \
+		echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+		(cd fuzz && $(CARGO_FUZZ) run $(FUZZ_FLAGS) $$target corpus/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) $(LIBFUZZER_FLAGS)) || exit 1; \
+	done
+
+## In `make test`: replay each target's committed corpus, then fuzz it for FUZZ_SMOKE_SECONDS
+## (default 10) from there. New inputs go to a throw-away directory; crashes to fuzz/artifacts/.
+fuzz-smoke: fuzz-build
+	@work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
+	for target in $(FUZZ_TARGETS); do \
+		echo "fuzz smoke: $$target ($(FUZZ_SMOKE_SECONDS) s)"; \
+		mkdir -p "$$work/$$target"; \
+		(cd fuzz && $(CARGO_FUZZ) run $(FUZZ_FLAGS) $$target "$$work/$$target" corpus/$$target -- \
+			-max_total_time=$(FUZZ_SMOKE_SECONDS) $(LIBFUZZER_FLAGS)) || exit 1; \
+	done

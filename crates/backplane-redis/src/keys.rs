@@ -39,6 +39,11 @@ impl Keys {
         format!("{}:nodes", self.prefix)
     }
 
+    /// The counter of an app's cluster-wide per-second budget of one kind (`events`, `reads`).
+    pub fn rate(&self, app_id: &str, kind: &str) -> String {
+        format!("{}:rate:{}:{}", self.prefix, app_id, kind)
+    }
+
     /// A node's heartbeat key.
     pub fn heartbeat(&self, node: &str) -> String {
         format!("{}:hb:{}", self.prefix, node)
@@ -57,5 +62,7 @@ mod tests {
         assert_eq!(k.probe_channel(), "fc:probe:node-a");
         assert_eq!(k.heartbeat("node-b"), "fc:hb:node-b");
         assert_eq!(k.nodes(), "fc:nodes");
+        assert_eq!(k.rate("1", "events"), "fc:rate:1:events");
+        assert_ne!(k.rate("1", "events"), k.rate("1", "reads"));
     }
 }

@@ -24,6 +24,7 @@ pub struct Scripts {
     pub reap: Script,
     pub resync: Script,
     pub deregister: Script,
+    pub rate: Script,
 }
 
 impl Scripts {
@@ -42,6 +43,7 @@ impl Scripts {
             reap: Script::new(with_common!("lua/reap.lua")),
             resync: Script::new(with_common!("lua/resync.lua")),
             deregister: Script::new(with_common!("lua/deregister.lua")),
+            rate: Script::new(include_str!("lua/rate.lua")),
         }
     }
 }

@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::rate_limit::SharedLimiter;
-
 /// One `[[apps.webhooks]]` entry: where to POST the app's webhooks, and which.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,12 +116,11 @@ impl AppConfig {
     }
 }
 
-/// A configured app and its node-local rate budgets.
+/// A configured app. Its REST budgets are cluster-wide, kept by the cluster state
+/// ([`crate::ClusterState::take_rate`]).
 #[derive(Debug)]
 pub struct App {
     pub config: AppConfig,
-    pub backend_events: SharedLimiter,
-    pub read_requests: SharedLimiter,
     /// Connections open on this node, for re-registering them in the cluster state.
     pub local_connections: AtomicU64,
 }
@@ -131,8 +128,6 @@ pub struct App {
 impl App {
     pub fn new(config: AppConfig) -> Self {
         Self {
-            backend_events: SharedLimiter::new(config.max_backend_events_per_second),
-            read_requests: SharedLimiter::new(config.max_read_requests_per_second),
             local_connections: AtomicU64::new(0),
             config,
         }

@@ -6,6 +6,7 @@
 //! calls only these traits.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -163,6 +164,34 @@ pub struct ChannelCounts {
     pub users: u64,
 }
 
+/// Which per-app budget a [`ClusterState::take_rate`] draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateKind {
+    /// `max_backend_events_per_second`: one unit per (event, channel) published over REST.
+    BackendEvents,
+    /// `max_read_requests_per_second`: one unit per REST read (channels, channel, users).
+    ReadRequests,
+}
+
+impl RateKind {
+    /// Short name, used in storage keys.
+    pub fn label(self) -> &'static str {
+        match self {
+            RateKind::BackendEvents => "events",
+            RateKind::ReadRequests => "reads",
+        }
+    }
+}
+
+/// The answer of [`ClusterState::take_rate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateDecision {
+    /// The units were taken. When false nothing was taken.
+    pub allowed: bool,
+    /// How long until the current one-second window ends and the budget is whole again.
+    pub resets_in: Duration,
+}
+
 /// Cluster-wide state. Every method is atomic with respect to concurrent callers on any node.
 #[async_trait]
 pub trait ClusterState: Send + Sync {
@@ -230,4 +259,15 @@ pub trait ClusterState: Send + Sync {
     /// lost its data, every member re-registered appears added; nodes drop announcements that
     /// tell their sockets nothing new).
     async fn resync(&self, snapshot: &NodeSnapshot) -> Result<ResyncOutcome, BackplaneError>;
+
+    /// Take `units` from the app's cluster-wide `kind` budget of `per_second` units per
+    /// one-second window, all or nothing. `per_second` is never 0 here: callers skip
+    /// unlimited budgets without asking.
+    async fn take_rate(
+        &self,
+        app_id: &str,
+        kind: RateKind,
+        units: u64,
+        per_second: u64,
+    ) -> Result<RateDecision, BackplaneError>;
 }

@@ -45,7 +45,7 @@ pub mod webhook;
 pub use app::{App, AppConfig, AppRegistry, WebhookConfig};
 pub use backplane::{
     Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, Dropped, LeaveToken, Link, NodeSnapshot,
-    PresenceJoin, PresenceLeave, ResyncOutcome,
+    PresenceJoin, PresenceLeave, RateDecision, RateKind, ResyncOutcome,
 };
 pub use connection::ConnectionHandle;
 pub use error::{BackplaneError, ConnectError, PublishError};

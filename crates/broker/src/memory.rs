@@ -13,10 +13,11 @@ use tokio::sync::watch;
 
 use crate::backplane::{
     Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, LeaveToken, Link, NodeSnapshot, PresenceJoin,
-    PresenceLeave, ResyncOutcome,
+    PresenceLeave, RateDecision, RateKind, ResyncOutcome,
 };
 use crate::error::BackplaneError;
 use crate::local_channels::ChannelKey;
+use crate::rate_limit::SharedLimiter;
 
 /// Delivers every published message straight to the local sink.
 pub struct MemoryBackplane {
@@ -84,6 +85,8 @@ pub struct MemoryClusterState {
     /// Pending leaves (see [`LeaveToken`]) by [`leave_key`]: the token that may confirm them.
     leaves: DashMap<String, u64>,
     next_token: AtomicU64,
+    /// Per-app REST budgets: on a single node, the node's own limiter is the cluster's.
+    rates: DashMap<(String, RateKind), SharedLimiter>,
 }
 
 /// `app\nchannel` for a vacancy, `app\nchannel\nuser` for a presence departure.
@@ -263,11 +266,60 @@ impl ClusterState for MemoryClusterState {
     async fn resync(&self, _snapshot: &NodeSnapshot) -> Result<ResyncOutcome, BackplaneError> {
         Ok(ResyncOutcome::default())
     }
+
+    async fn take_rate(
+        &self,
+        app_id: &str,
+        kind: RateKind,
+        units: u64,
+        per_second: u64,
+    ) -> Result<RateDecision, BackplaneError> {
+        let key = (app_id.to_owned(), kind);
+        if let Some(limiter) = self.rates.get(&key).filter(|l| l.per_second() == per_second) {
+            return Ok(limiter.take(units));
+        }
+        let mut limiter = self.rates.entry(key).or_insert_with(|| SharedLimiter::new(per_second));
+        if limiter.per_second() != per_second {
+            *limiter = SharedLimiter::new(per_second);
+        }
+        Ok(limiter.take(units))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn rate_budgets_are_all_or_nothing_per_app_and_kind() {
+        let s = MemoryClusterState::new();
+        let take = |app: &'static str, kind, units| {
+            let s = &s;
+            async move { s.take_rate(app, kind, units, 10).await.unwrap() }
+        };
+        // The window starts with the first take, so these all fall in it.
+        assert!(take("a", RateKind::BackendEvents, 7).await.allowed);
+        let refused = take("a", RateKind::BackendEvents, 5).await;
+        assert!(!refused.allowed);
+        assert!(refused.resets_in > Duration::ZERO && refused.resets_in <= Duration::from_secs(1));
+        assert!(
+            take("a", RateKind::BackendEvents, 3).await.allowed,
+            "the refused 5 were not taken"
+        );
+        assert!(!take("a", RateKind::BackendEvents, 1).await.allowed);
+        assert!(
+            take("a", RateKind::ReadRequests, 10).await.allowed,
+            "reads have their own budget"
+        );
+        assert!(
+            take("b", RateKind::BackendEvents, 10).await.allowed,
+            "apps have their own budget"
+        );
+        assert!(!take("b", RateKind::BackendEvents, 1).await.allowed);
+        // A changed budget starts afresh.
+        assert!(s.take_rate("a", RateKind::BackendEvents, 20, 20).await.unwrap().allowed);
+    }
 
     #[tokio::test]
     async fn presence_adds_once_per_user_and_removes_after_last_socket() {

@@ -10,7 +10,9 @@
 //! subscribe/unsubscribe pairs is held to a steady rate.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use crate::backplane::RateDecision;
 
 /// Per-connection limiter, owned by the connection's reader task (no atomics needed).
 #[derive(Debug)]
@@ -91,7 +93,8 @@ impl TokenBucket {
     }
 }
 
-/// Shared limiter for per-app budgets (backend events, read requests), lock-free.
+/// Shared limiter for per-app budgets (backend events, read requests), lock-free. A single
+/// node's cluster state ([`crate::memory::MemoryClusterState`]) keeps one per app and budget.
 #[derive(Debug)]
 pub struct SharedLimiter {
     per_second: u64,
@@ -110,25 +113,40 @@ impl SharedLimiter {
         }
     }
 
+    /// The budget per second this limiter was made with.
+    pub fn per_second(&self) -> u64 {
+        self.per_second
+    }
+
     /// Take `n` units now; false (and nothing taken) when they do not fit in this second.
     pub fn try_take(&self, n: u64) -> bool {
+        self.take(n).allowed
+    }
+
+    /// Take `n` units now, all or nothing, and say how long until this window ends.
+    pub fn take(&self, n: u64) -> RateDecision {
+        let elapsed = self.epoch.elapsed();
+        let resets_in = Duration::from_secs(elapsed.as_secs() + 1).saturating_sub(elapsed);
+        let decision = |allowed| RateDecision { allowed, resets_in };
         if self.per_second == 0 {
-            return true;
+            return decision(true);
         }
-        let now = self.epoch.elapsed().as_secs() & 0xFFFF_FFFF;
+        let now = elapsed.as_secs() & 0xFFFF_FFFF;
         let mut current = self.state.load(Ordering::Relaxed);
         loop {
             let (window, used) = (current >> 32, current & 0xFFFF_FFFF);
             let used = if window == now { used } else { 0 };
-            if used + n > self.per_second {
-                return false;
+            // Saturating: a client-chosen `n` must not wrap past the check.
+            let wanted = used.saturating_add(n);
+            if wanted > self.per_second || wanted > 0xFFFF_FFFF {
+                return decision(false);
             }
-            let next = (now << 32) | (used + n);
+            let next = (now << 32) | wanted;
             match self
                 .state
                 .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return true,
+                Ok(_) => return decision(true),
                 Err(actual) => current = actual,
             }
         }
@@ -189,6 +207,21 @@ mod tests {
         assert!(s.try_take(4));
         assert!(s.try_take(6));
         assert!(!s.try_take(1));
+    }
+
+    #[test]
+    fn shared_limiter_refusal_takes_nothing_and_says_when_the_window_ends() {
+        let s = SharedLimiter::new(5);
+        let first = s.take(3);
+        assert!(first.allowed);
+        assert!(first.resets_in <= Duration::from_secs(1));
+        let refused = s.take(3);
+        assert!(!refused.allowed);
+        assert!(refused.resets_in > Duration::ZERO && refused.resets_in <= Duration::from_secs(1));
+        // The refused 3 were not taken: the remaining 2 still fit (same window unless it rolled
+        // over, in which case they fit anyway).
+        assert!(s.take(2).allowed);
+        assert!(!s.take(u64::MAX).allowed);
     }
 
     #[test]

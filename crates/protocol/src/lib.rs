@@ -6,7 +6,8 @@
 //!
 //! Every parser here takes untrusted input (frames, `channel_data`, `auth`, query strings) and
 //! never panics on it: bad input is an error value. Tests in `tests/fuzz_*.rs` check this with
-//! tens of thousands of random and mutated inputs.
+//! tens of thousands of random and mutated inputs, and the cargo-fuzz targets in `fuzz/`
+//! (`make fuzz`) with coverage-guided ones.
 //!
 //! Layout:
 //! - [`codes`]: WebSocket close codes and `pusher:error` codes.

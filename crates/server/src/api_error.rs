@@ -1,4 +1,10 @@
 //! The one place where REST failures become HTTP responses: `{"error": "..."}` with a status.
+//!
+//! A request refused by a per-second budget is a 429 with `Retry-After` (whole seconds, at
+//! least 1: until the budget's window ends). A backplane that cannot be asked is a 503, never
+//! a 200 for something that was not published and never "unlimited" by default.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -29,8 +35,13 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
     /// A configured limit refused the request: 400, 413 or 429 depending on the limit.
+    /// `retry_after_s` (rate limits only) becomes the `Retry-After` header.
     #[error("{message}")]
-    OverLimit { limit: Limit, message: String },
+    OverLimit {
+        limit: Limit,
+        message: String,
+        retry_after_s: Option<u64>,
+    },
 }
 
 impl From<BackplaneError> for ApiError {
@@ -42,7 +53,20 @@ impl From<BackplaneError> for ApiError {
 
 impl ApiError {
     pub fn over_limit(limit: Limit, message: String) -> Self {
-        ApiError::OverLimit { limit, message }
+        ApiError::OverLimit {
+            limit,
+            message,
+            retry_after_s: None,
+        }
+    }
+
+    /// A per-second budget refused the request; its window ends in `resets_in`.
+    pub fn rate_limited(limit: Limit, message: String, resets_in: Duration) -> Self {
+        ApiError::OverLimit {
+            limit,
+            message,
+            retry_after_s: Some(retry_after_seconds(resets_in)),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -68,8 +92,24 @@ impl ApiError {
         }
         let message = self.to_string();
         let body = serde_json::to_vec(&Body { error: &message }).unwrap_or_default();
-        json_response(self.status(), body)
+        let mut response = json_response(self.status(), body);
+        if let ApiError::OverLimit {
+            retry_after_s: Some(seconds),
+            ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(seconds));
+        }
+        response
     }
+}
+
+/// `Retry-After` in whole seconds: the wait rounded up, never 0 (clients retry at once on 0).
+fn retry_after_seconds(wait: Duration) -> u64 {
+    let whole = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    whole.max(1)
 }
 
 /// A JSON response with `status`.
@@ -81,4 +121,30 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>>
         hyper::header::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_and_at_least_one() {
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1000)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1001)), 2);
+    }
+
+    #[test]
+    fn rate_limits_answer_429_with_retry_after_and_other_limits_without() {
+        let limited = ApiError::rate_limited(Limit::BackendEventRate, "over".into(), Duration::from_millis(300));
+        let response = limited.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[hyper::header::RETRY_AFTER], "1");
+        let size = ApiError::over_limit(Limit::EventPayloadSize, "big".into()).into_response();
+        assert_eq!(size.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(size.headers().get(hyper::header::RETRY_AFTER).is_none());
+        let down = ApiError::from(BackplaneError("gone".into())).into_response();
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
 }

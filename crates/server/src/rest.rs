@@ -1,15 +1,20 @@
 //! The Pusher HTTP API: `/apps/{app_id}/...`.
 //!
 //! Every request goes through the same gate: find the app (404), verify the signature over the
-//! exact bytes received (401), refuse a disabled app (403), take the app's per-second budget
-//! (429); only then is the body parsed and validated, in full, before anything is published.
+//! exact bytes received (401), refuse a disabled app (403); then a read takes one unit of the
+//! app's read budget (429), while a publish parses and validates its body in full and takes
+//! one unit per (event, channel) of the app's event budget (429) before anything is published.
+//! Both budgets are cluster-wide ([`ferrocast_broker::ClusterState::take_rate`]): with Redis,
+//! one round trip per request, and none for an app whose budget is unlimited.
+//!
+//! An event naming a channel more than once is delivered once per distinct channel.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ferrocast_broker::audit::{self, AuthDenial, Denial};
-use ferrocast_broker::{App, ChannelCounts, Limit, NodeObserver, PublishRequest};
+use ferrocast_broker::{App, ChannelCounts, Limit, NodeObserver, PublishRequest, RateKind};
 use ferrocast_protocol::channel::{self, ChannelKind};
 use ferrocast_protocol::rest::{self, BatchRequest, RestAuthError, SignedRequest, TriggerRequest};
 use ferrocast_protocol::signature;
@@ -38,6 +43,11 @@ impl Route {
             Route::Channel => "channel",
             Route::Users => "users",
         }
+    }
+
+    /// Reads draw from `max_read_requests_per_second`.
+    fn is_read(self) -> bool {
+        matches!(self, Route::Channels | Route::Channel | Route::Users)
     }
 
     fn method(self) -> Method {
@@ -89,7 +99,7 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Check signature, app state and budget. Denied authentication is audited (see
+/// Check method, signature and app state. Denied authentication is audited (see
 /// [`ferrocast_broker::audit`]) and counted through `observer`.
 pub fn authorize(
     app: &App,
@@ -124,12 +134,6 @@ pub fn authorize(
         audit_denied(app, req, AuthDenial::AppDisabled, observer);
         return Err(ApiError::Forbidden("app is disabled".into()));
     }
-    if matches!(route, Route::Channels | Route::Channel | Route::Users) && !app.read_requests.try_take(1) {
-        return Err(ApiError::over_limit(
-            Limit::ReadRequestRate,
-            format!("over {} read requests per second", c.max_read_requests_per_second),
-        ));
-    }
     Ok(params)
 }
 
@@ -151,6 +155,9 @@ pub async fn handle(
     body: &Bytes,
 ) -> Result<Value, ApiError> {
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if route.is_read() {
+        take_budget(state, app, RateKind::ReadRequests, 1).await?;
+    }
     match route {
         Route::Events => trigger(state, app, body).await,
         Route::BatchEvents => batch(state, app, body).await,
@@ -189,6 +196,7 @@ fn validate_event(
             format!("event data is larger than {} KB", c.max_event_payload_kb),
         ));
     }
+    let channels = distinct(channels);
     if channels.is_empty() {
         return Err(ApiError::BadRequest("at least one channel is required".into()));
     }
@@ -226,6 +234,14 @@ fn validate_event(
     })
 }
 
+/// The channels in their first-seen order, each once: an event is delivered once per channel
+/// however often the request names it.
+fn distinct(mut channels: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(channels.len());
+    channels.retain(|ch| seen.insert(ch.clone()));
+    channels
+}
+
 fn parse_info(info: Option<&str>) -> Result<Vec<String>, ApiError> {
     let attrs: Vec<String> = info
         .unwrap_or("")
@@ -243,15 +259,25 @@ fn parse_info(info: Option<&str>) -> Result<Vec<String>, ApiError> {
     Ok(attrs)
 }
 
-fn take_budget(app: &App, messages: usize) -> Result<(), ApiError> {
-    if app.backend_events.try_take(messages as u64) {
-        Ok(())
-    } else {
-        Err(ApiError::over_limit(
-            Limit::BackendEventRate,
-            format!("over {} events per second", app.config.max_backend_events_per_second),
-        ))
+/// Take `units` of one of the app's cluster-wide per-second budgets: 429 with `Retry-After`
+/// when they do not fit, 503 when the cluster state cannot be asked.
+async fn take_budget(state: &ServerState, app: &App, kind: RateKind, units: usize) -> Result<(), ApiError> {
+    let decision = state.node.take_rate(app, kind, units as u64).await?;
+    if decision.allowed {
+        return Ok(());
     }
+    let c = &app.config;
+    let (limit, message) = match kind {
+        RateKind::BackendEvents => (
+            Limit::BackendEventRate,
+            format!("over {} events per second", c.max_backend_events_per_second),
+        ),
+        RateKind::ReadRequests => (
+            Limit::ReadRequestRate,
+            format!("over {} read requests per second", c.max_read_requests_per_second),
+        ),
+    };
+    Err(ApiError::rate_limited(limit, message, decision.resets_in))
 }
 
 async fn publish(state: &ServerState, app: &App, events: &[Event]) -> Result<(), ApiError> {
@@ -282,7 +308,7 @@ async fn trigger(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, 
         (None, None) => return Err(ApiError::BadRequest("'channels' (or 'channel') is required".into())),
     };
     let event = validate_event(app, req.name, req.data, channels, req.socket_id, req.info)?;
-    take_budget(app, event.channels.len())?;
+    take_budget(state, app, RateKind::BackendEvents, event.channels.len()).await?;
     publish(state, app, std::slice::from_ref(&event)).await?;
     if event.info.is_empty() {
         return Ok(json!({}));
@@ -311,7 +337,7 @@ async fn batch(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, Ap
         .into_iter()
         .map(|item| validate_event(app, item.name, item.data, vec![item.channel], item.socket_id, item.info))
         .collect::<Result<Vec<_>, _>>()?;
-    take_budget(app, events.len())?;
+    take_budget(state, app, RateKind::BackendEvents, events.len()).await?;
     publish(state, app, &events).await?;
     if events.iter().all(|e| e.info.is_empty()) {
         return Ok(json!({}));
@@ -443,6 +469,17 @@ mod tests {
         assert!(route("/apps//events").is_none());
         assert!(route("/apps/1/channels/").is_none());
         assert!(route("/other").is_none());
+    }
+
+    #[test]
+    fn repeated_channels_are_kept_once_in_first_seen_order() {
+        let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            distinct(names(&["a", "b", "a", "c", "b", "a"])),
+            names(&["a", "b", "c"])
+        );
+        assert_eq!(distinct(names(&["a", "a", "a"])), names(&["a"]));
+        assert!(distinct(Vec::new()).is_empty());
     }
 
     #[test]

@@ -20,7 +20,9 @@ use ferrocast_protocol::outbound;
 use tracing::warn;
 
 use crate::app::{App, AppRegistry};
-use crate::backplane::{Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, Dropped};
+use crate::backplane::{
+    Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, Dropped, RateDecision, RateKind,
+};
 use crate::connection::{ConnectionHandle, ConnectionOutbox};
 use crate::error::{BackplaneError, ConnectError, PublishError};
 use crate::frame;
@@ -320,6 +322,22 @@ impl Node {
         let mut list = self.cluster.channels(app.id(), prefix).await?;
         list.retain(|(name, _)| !name.starts_with('#'));
         Ok(list)
+    }
+
+    /// Take `units` from one of the app's cluster-wide REST budgets. An unlimited budget (0) is
+    /// allowed without asking the cluster state, so unlimited apps cost no round trip.
+    pub async fn take_rate(&self, app: &App, kind: RateKind, units: u64) -> Result<RateDecision, BackplaneError> {
+        let per_second = match kind {
+            RateKind::BackendEvents => app.config.max_backend_events_per_second,
+            RateKind::ReadRequests => app.config.max_read_requests_per_second,
+        };
+        if per_second == 0 {
+            return Ok(RateDecision {
+                allowed: true,
+                resets_in: Duration::ZERO,
+            });
+        }
+        self.cluster.take_rate(app.id(), kind, units, per_second).await
     }
 
     /// Counts of one channel.

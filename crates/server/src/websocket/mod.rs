@@ -7,7 +7,7 @@
 //! After fastwebsockets completes the upgrade, the connection is taken back down to its TCP
 //! stream and split into owned halves, so reader and writer never share a lock.
 
-mod frame_reader;
+pub mod frame_reader;
 mod reader;
 mod writer;
 
