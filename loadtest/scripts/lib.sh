@@ -46,6 +46,9 @@ lt_start_node() {
         echo "node_id = \"$name\""
         echo "max_queued_frames = $queued"
         echo 'shutdown_grace_s = 1'
+        # The load tester opens 10k+ sockets from 127.0.0.1: no per-IP caps.
+        echo 'max_connections_per_ip = 0'
+        echo 'max_connection_rate_per_ip = 0'
         echo '[backplane]'
         if [ -n "$redis" ]; then
             echo 'driver = "redis"'

@@ -31,6 +31,9 @@ pub enum ApiError {
     /// 405: known route, wrong method.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// 408: the request body did not arrive within `request_body_timeout_s`.
+    #[error("{0}")]
+    BodyTimeout(String),
     /// 503: the backplane could not be reached.
     #[error("{0}")]
     Unavailable(String),
@@ -76,6 +79,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OverLimit { limit, .. } => match limit {
                 Limit::BackendEventRate | Limit::ReadRequestRate => StatusCode::TOO_MANY_REQUESTS,

@@ -49,6 +49,29 @@ pub struct ServerConfig {
     pub max_queued_bytes: usize,
     /// Runtime worker threads; 0 = one per CPU core.
     pub worker_threads: usize,
+    /// From accept (PROXY header and TLS handshake included), or from the first byte of a
+    /// later request on a kept-alive connection, its headers must be complete within this. A
+    /// WebSocket handshake is such a request.
+    pub request_header_timeout_s: u64,
+    /// A REST request body must be read in full within this (else 408 and the connection closes).
+    pub request_body_timeout_s: u64,
+    /// An HTTP connection with no request in progress is closed after this.
+    pub keep_alive_timeout_s: u64,
+    /// File descriptors kept free for everything but client connections (metrics port, Redis,
+    /// webhooks, files): client connections are capped at the open-file limit minus this.
+    pub reserved_file_descriptors: u64,
+    /// Concurrent connections per client IP; 0 = unlimited.
+    pub max_connections_per_ip: u32,
+    /// New connections per second per client IP; 0 = unlimited.
+    pub max_connection_rate_per_ip: u32,
+    /// Proxies in front of the node that append to `X-Forwarded-For`; 0 = never read it.
+    pub trusted_proxy_hops: u32,
+    /// Every client connection starts with a PROXY protocol header (v2, or v1).
+    pub proxy_protocol: bool,
+    /// PEM certificate chain; with `tls_key`, the client port speaks only TLS.
+    pub tls_cert: Option<String>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +86,16 @@ impl Default for ServerConfig {
             max_queued_frames: 4096,
             max_queued_bytes: 1 << 20,
             worker_threads: 0,
+            request_header_timeout_s: 10,
+            request_body_timeout_s: 10,
+            keep_alive_timeout_s: 30,
+            reserved_file_descriptors: 256,
+            max_connections_per_ip: 1000,
+            max_connection_rate_per_ip: 200,
+            trusted_proxy_hops: 0,
+            proxy_protocol: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -224,6 +257,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             format!("must be at least {MIN_QUEUED_BYTES}, is {}", server.max_queued_bytes),
         ));
     }
+    validate_edge(server)?;
     if server
         .node_id
         .as_deref()
@@ -249,6 +283,55 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         return Err(ConfigError::key("apps", "at least one [[apps]] entry is required"));
     }
     validate_apps(&config.apps)
+}
+
+fn validate_edge(server: &ServerConfig) -> Result<(), ConfigError> {
+    let bounds: [(&str, u64, u64, u64); 7] = [
+        ("request_header_timeout_s", server.request_header_timeout_s, 1, 3600),
+        ("request_body_timeout_s", server.request_body_timeout_s, 1, 3600),
+        ("keep_alive_timeout_s", server.keep_alive_timeout_s, 1, 3600),
+        (
+            "reserved_file_descriptors",
+            server.reserved_file_descriptors,
+            32,
+            1_000_000,
+        ),
+        (
+            "max_connections_per_ip",
+            u64::from(server.max_connections_per_ip),
+            0,
+            10_000_000,
+        ),
+        (
+            "max_connection_rate_per_ip",
+            u64::from(server.max_connection_rate_per_ip),
+            0,
+            10_000_000,
+        ),
+        ("trusted_proxy_hops", u64::from(server.trusted_proxy_hops), 0, 16),
+    ];
+    for (key, value, min, max) in bounds {
+        if !(min..=max).contains(&value) {
+            return Err(ConfigError::key(
+                &format!("server.{key}"),
+                format!("must be between {min} and {max}, is {value}"),
+            ));
+        }
+    }
+    if server.proxy_protocol && server.trusted_proxy_hops > 0 {
+        return Err(ConfigError::key(
+            "server.trusted_proxy_hops",
+            "must be 0 when server.proxy_protocol is true (the PROXY header names the client)",
+        ));
+    }
+    match (&server.tls_cert, &server.tls_key) {
+        (Some(c), Some(k)) if !c.is_empty() && !k.is_empty() => Ok(()),
+        (None, None) => Ok(()),
+        _ => Err(ConfigError::key(
+            "server.tls_cert",
+            "server.tls_cert and server.tls_key must be set together (both non-empty) or not at all",
+        )),
+    }
 }
 
 fn validate_webhooks(w: &WebhooksConfig) -> Result<(), ConfigError> {
@@ -578,6 +661,51 @@ mod tests {
             load(Some(f.as_str()), []).unwrap().apps[0].max_subscription_requests_per_second,
             0
         );
+    }
+
+    #[test]
+    fn edge_settings_have_defaults_and_bounds() {
+        let c = load(None, []).unwrap();
+        let s = &c.server;
+        assert_eq!(
+            (
+                s.request_header_timeout_s,
+                s.request_body_timeout_s,
+                s.keep_alive_timeout_s
+            ),
+            (10, 10, 30)
+        );
+        assert_eq!(
+            (
+                s.reserved_file_descriptors,
+                s.max_connections_per_ip,
+                s.max_connection_rate_per_ip
+            ),
+            (256, 1000, 200)
+        );
+        assert_eq!(
+            (s.trusted_proxy_hops, s.proxy_protocol, s.tls_cert.clone()),
+            (0, false, None)
+        );
+        for (bad, key) in [
+            ("request_header_timeout_s = 0", "server.request_header_timeout_s"),
+            ("reserved_file_descriptors = 31", "server.reserved_file_descriptors"),
+            ("trusted_proxy_hops = 17", "server.trusted_proxy_hops"),
+            ("tls_cert = \"/x.pem\"", "server.tls_cert"),
+            (
+                "proxy_protocol = true\ntrusted_proxy_hops = 1",
+                "server.trusted_proxy_hops",
+            ),
+        ] {
+            let f = write(&format!("[server]\n{bad}\n{APP}"));
+            let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        let f = write(&format!(
+            "[server]\nmax_connections_per_ip = 0\nproxy_protocol = true\n{APP}"
+        ));
+        let c = load(Some(f.as_str()), []).unwrap();
+        assert!(c.server.proxy_protocol && c.server.max_connections_per_ip == 0);
     }
 
     #[test]

@@ -1,23 +1,29 @@
 //! The HTTP side of a node: accepting connections, routing, health and metrics endpoints.
 //!
 //! One port serves WebSocket upgrades on `/app/{key}`, the REST API under `/apps/`, and
-//! `/healthz` / `/readyz`; `/metrics` has its own port.
+//! `/healthz` / `/readyz`; `/metrics` has its own port, which answers `/healthz` and `/readyz`
+//! too so probes survive a saturated client port. What a connection may hold before it is
+//! routed (descriptors, deadlines, per-IP caps, TLS) is bounded in [`crate::net`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tracing::debug;
 
 use crate::api_error::{json_response, ApiError};
+use crate::net::{self, ClientStream, Clock, IpSlot, OpenSlot, Refusal, Watched};
 use crate::rest::{self, ApiRequest};
 use crate::state::ServerState;
 use crate::websocket::{self, ConnectRequest};
@@ -25,52 +31,191 @@ use ferrocast_broker::Limit;
 
 type HttpResponse = Response<Full<Bytes>>;
 
-/// Accept connections on `listener` until shutdown begins.
+/// A refused connection (per-IP cap at accept) gets this long to send its request and read
+/// the 429, at most: refusals must not hold descriptors for the whole header deadline.
+const REFUSED_GRACE: Duration = Duration::from_secs(2);
+
+/// What one client connection's requests share: its client address, a refusal decided at
+/// accept, and the slots it holds (the node's open-connection count, the IP's), released
+/// when the last holder (the connection task or its WebSocket) drops it.
+struct Connection {
+    peer: SocketAddr,
+    refusal: Option<Refusal>,
+    _open: OpenSlot,
+    _ip: Option<IpSlot>,
+}
+
+/// Accept client connections on `listener` until shutdown begins.
 pub async fn serve(state: Arc<ServerState>, listener: TcpListener) {
     let shutdown = state.lifecycle.shutdown_token();
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| route(state.clone(), req, peer));
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await
-            {
-                debug!(error = %e, %peer, "http connection ended with an error");
+    let errors = state.metrics.edge.accept_errors.clone();
+    let accept_state = state.clone();
+    net::accept_loop(&listener, "client", shutdown, errors, move |stream, peer| {
+        let state = &accept_state;
+        match state.edge.open.try_open() {
+            Some(open) => {
+                tokio::spawn(client_connection(state.clone(), stream, peer, open));
             }
-        });
+            // Closed at once (dropped): the node keeps its descriptor reserve.
+            None => state.metrics.edge.refused_node_full.inc(),
+        }
+    })
+    .await;
+}
+
+/// One client connection: PROXY header, per-IP admission, TLS handshake, then HTTP under the
+/// deadlines.
+async fn client_connection(state: Arc<ServerState>, mut stream: TcpStream, peer: SocketAddr, open: OpenSlot) {
+    let _ = stream.set_nodelay(true);
+    let edge = &state.edge;
+    let m = &state.metrics.edge;
+    let accepted = Instant::now();
+    let mut header_deadline = accepted + edge.deadlines.header;
+    let mut client = peer;
+    if edge.proxy_protocol {
+        match tokio::time::timeout_at(header_deadline, net::read_proxy_header(&mut stream)).await {
+            Ok(Ok(source)) => client = source.unwrap_or(peer),
+            Ok(Err(e)) => return debug!(error = %e, %peer, "connection dropped: bad PROXY header"),
+            Err(_) => return m.header_timeouts.inc(),
+        }
+    }
+    let mut refusal = None;
+    let mut ip_slot = None;
+    if edge.trusted_proxy_hops == 0 {
+        match edge.ip_limits.acquire(client.ip().to_canonical()) {
+            Ok(slot) => ip_slot = slot,
+            Err(r) => {
+                r.count(m);
+                refusal = Some(r);
+                header_deadline = header_deadline.min(accepted + REFUSED_GRACE);
+            }
+        }
+    }
+    let io = match &edge.tls {
+        None => ClientStream::Plain(stream),
+        Some(tls) => match tokio::time::timeout_at(header_deadline, tls.acceptor().accept(stream)).await {
+            Ok(Ok(tls)) => ClientStream::Tls(Box::new(tls)),
+            Ok(Err(e)) => return debug!(error = %e, %peer, "TLS handshake failed"),
+            Err(_) => return m.header_timeouts.inc(),
+        },
+    };
+    let conn = Arc::new(Connection {
+        peer: client,
+        refusal,
+        _open: open,
+        _ip: ip_slot,
+    });
+    let clock = Arc::new(Clock::new(edge.deadlines, header_deadline));
+    let service = {
+        let (state, clock) = (state.clone(), clock.clone());
+        service_fn(move |req| {
+            let (state, clock, conn) = (state.clone(), clock.clone(), conn.clone());
+            async move {
+                clock.request_started();
+                let response = route(state, req, conn).await;
+                clock.request_finished();
+                response
+            }
+        })
+    };
+    let http = http1::Builder::new()
+        .serve_connection(TokioIo::new(Watched::new(io, clock.clone())), service)
+        .with_upgrades();
+    if let Some(Err(e)) = net::watch(&clock, http, m).await {
+        debug!(error = %e, %peer, "http connection ended with an error");
     }
 }
 
-async fn route(state: Arc<ServerState>, req: Request<Incoming>, peer: SocketAddr) -> Result<HttpResponse, Infallible> {
+async fn route(
+    state: Arc<ServerState>,
+    req: Request<Incoming>,
+    conn: Arc<Connection>,
+) -> Result<HttpResponse, Infallible> {
+    if let Some(refusal) = conn.refusal {
+        return Ok(too_many(refusal));
+    }
     let path = req.uri().path().to_owned();
     let response = if let Some(key) = path.strip_prefix("/app/") {
-        upgrade(state, req, key.to_owned(), peer)
+        match admit_request(&state, &req, &conn) {
+            Ok(slot) => upgrade(state, req, key.to_owned(), (conn, slot)),
+            Err(denied) => denied.into_response(),
+        }
     } else if path.starts_with("/apps/") {
-        api(state, req, peer).await
+        match admit_request(&state, &req, &conn) {
+            Ok(_slot) => {
+                let peer = conn.peer;
+                api(state, req, peer).await
+            }
+            Err(denied) => denied.into_response(),
+        }
     } else {
-        match path.as_str() {
-            "/healthz" => text(StatusCode::OK, "ok"),
-            "/readyz" => readiness(&state),
+        health(&state, &path).unwrap_or_else(|| match path.as_str() {
             "/" => text(StatusCode::OK, "ferrocast: Pusher Channels protocol server"),
             _ => ApiError::NotFound(format!("no route for {path}")).into_response(),
-        }
+        })
     };
     Ok(response)
+}
+
+/// `/healthz` and `/readyz`, answered the same on the client and the metrics port.
+fn health(state: &ServerState, path: &str) -> Option<HttpResponse> {
+    match path {
+        "/healthz" => Some(text(StatusCode::OK, "ok")),
+        "/readyz" => Some(readiness(state)),
+        _ => None,
+    }
+}
+
+/// Behind `X-Forwarded-For` proxies the client is only known per request: admit the request
+/// against its IP's caps (the slot is held for the request, or the WebSocket's life).
+/// A request refused before routing; the connection closes after the answer.
+enum Denied {
+    /// 400: the trusted `X-Forwarded-For` entry is not an address.
+    Forwarded(net::ForwardedError),
+    /// 429: over a per-IP cap.
+    Refused(Refusal),
+}
+
+impl Denied {
+    fn into_response(self) -> HttpResponse {
+        match self {
+            Denied::Forwarded(e) => {
+                let mut response = text_owned(StatusCode::BAD_REQUEST, e.to_string());
+                close_after(&mut response);
+                response
+            }
+            Denied::Refused(r) => too_many(r),
+        }
+    }
+}
+
+fn admit_request(state: &ServerState, req: &Request<Incoming>, conn: &Connection) -> Result<Option<IpSlot>, Denied> {
+    let hops = state.edge.trusted_proxy_hops;
+    if hops == 0 {
+        return Ok(None);
+    }
+    let values = req.headers().get_all("x-forwarded-for").iter().map(|v| v.as_bytes());
+    let ip = net::forwarded_client(conn.peer.ip(), hops, values).map_err(Denied::Forwarded)?;
+    state.edge.ip_limits.acquire(ip).map_err(|r| {
+        r.count(&state.metrics.edge);
+        Denied::Refused(r)
+    })
+}
+
+/// 429 with `Retry-After`, and the connection closes after it.
+fn too_many(refusal: Refusal) -> HttpResponse {
+    let mut response = text(StatusCode::TOO_MANY_REQUESTS, refusal.message());
+    response
+        .headers_mut()
+        .insert(hyper::header::RETRY_AFTER, HeaderValue::from(refusal.retry_after()));
+    close_after(&mut response);
+    response
+}
+
+fn close_after(response: &mut HttpResponse) {
+    response
+        .headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// 200 only while the node takes traffic: not draining, and joined to the cluster.
@@ -93,7 +238,11 @@ fn text(status: StatusCode, body: &'static str) -> HttpResponse {
     response
 }
 
-fn upgrade(state: Arc<ServerState>, mut req: Request<Incoming>, key: String, peer: SocketAddr) -> HttpResponse {
+/// What a WebSocket holds for its whole life: its connection's slots and its request's.
+type Held = (Arc<Connection>, Option<IpSlot>);
+
+fn upgrade(state: Arc<ServerState>, mut req: Request<Incoming>, key: String, held: Held) -> HttpResponse {
+    let peer = held.0.peer;
     if !state.lifecycle.is_ready() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining");
     }
@@ -116,6 +265,7 @@ fn upgrade(state: Arc<ServerState>, mut req: Request<Incoming>, key: String, pee
         Err(e) => return text_owned(StatusCode::BAD_REQUEST, format!("bad WebSocket upgrade: {e}")),
     };
     tokio::spawn(async move {
+        let _held = held;
         match fut.await {
             Ok(ws) => websocket::serve(state, connect, ws).await,
             Err(e) => debug!(error = %e, "websocket upgrade failed"),
@@ -141,7 +291,8 @@ async fn api(state: Arc<ServerState>, req: Request<Incoming>, peer: SocketAddr) 
         return ApiError::NotFound(format!("no API route {path}")).into_response();
     };
     let result = api_call(&state, req, &app_id, route, channel, peer).await;
-    let response = match result {
+    let timed_out = matches!(result, Err(ApiError::BodyTimeout(_)));
+    let mut response = match result {
         Ok(body) => json_response(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default()),
         Err(e) => {
             if let ApiError::OverLimit { limit, .. } = &e {
@@ -150,6 +301,10 @@ async fn api(state: Arc<ServerState>, req: Request<Incoming>, peer: SocketAddr) 
             e.into_response()
         }
     };
+    if timed_out {
+        // The rest of the body may still come: the connection cannot be reused.
+        close_after(&mut response);
+    }
     let elapsed = started.elapsed().as_secs_f64();
     state
         .metrics
@@ -170,7 +325,13 @@ async fn api_call(
     };
     let (parts, body) = req.into_parts();
     let limit = rest::max_body_bytes(&app);
-    let body = match Limited::new(body, limit).collect().await {
+    let deadline = state.edge.deadlines.body;
+    let Ok(collected) = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await else {
+        state.metrics.edge.body_timeouts.inc();
+        let message = format!("request body not received within {} s", deadline.as_secs());
+        return Err(ApiError::BodyTimeout(message));
+    };
+    let body = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             let message = format!("request body is larger than {limit} bytes");
@@ -189,40 +350,61 @@ async fn api_call(
     rest::handle(state, &app, route, channel, &params, &body).await
 }
 
-/// Serve `/metrics` on its own listener; it keeps answering while the node drains.
+/// Serve `/metrics`, `/healthz` and `/readyz` on their own listener, with its own small cap
+/// and the same deadlines: probes and scrapes keep working while the client listener is
+/// saturated, and keep answering while the node drains.
 pub async fn serve_metrics(state: Arc<ServerState>, listener: TcpListener) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(_) => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
+    let errors = state.metrics.edge.accept_errors.clone();
+    let accept_state = state.clone();
+    // Never cancelled: the task is aborted at the very end of shutdown.
+    let forever = tokio_util::sync::CancellationToken::new();
+    net::accept_loop(&listener, "metrics", forever, errors, move |stream, _| {
+        let state = &accept_state;
+        match state.edge.metrics_open.try_open() {
+            Some(open) => {
+                tokio::spawn(metrics_connection(state.clone(), stream, open));
             }
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let state = state.clone();
-                async move {
-                    Ok::<_, Infallible>(match req.uri().path() {
-                        "/metrics" => {
-                            refresh_cluster_metrics(&state);
-                            let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
-                            response.headers_mut().insert(
-                                hyper::header::CONTENT_TYPE,
-                                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-                            );
-                            response
-                        }
-                        _ => text(StatusCode::NOT_FOUND, "not found"),
-                    })
-                }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+            None => state.metrics.edge.refused_metrics_full.inc(),
+        }
+    })
+    .await;
+}
+
+async fn metrics_connection(state: Arc<ServerState>, stream: TcpStream, _open: OpenSlot) {
+    let clock = Arc::new(Clock::new(
+        state.edge.deadlines,
+        Instant::now() + state.edge.deadlines.header,
+    ));
+    let service = {
+        let (state, clock) = (state.clone(), clock.clone());
+        service_fn(move |req: Request<Incoming>| {
+            let (state, clock) = (state.clone(), clock.clone());
+            async move {
+                clock.request_started();
+                let response = metrics_route(&state, req.uri().path());
+                clock.request_finished();
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let http = http1::Builder::new().serve_connection(TokioIo::new(Watched::new(stream, clock.clone())), service);
+    let _ = net::watch(&clock, http, &state.metrics.edge).await;
+}
+
+fn metrics_route(state: &ServerState, path: &str) -> HttpResponse {
+    if let Some(response) = health(state, path) {
+        return response;
     }
+    if path != "/metrics" {
+        return text(StatusCode::NOT_FOUND, "not found");
+    }
+    refresh_cluster_metrics(state);
+    let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }
 
 /// Copy the backplane's own counters into the registry just before a scrape.

@@ -3,6 +3,8 @@
 //! Layout:
 //! - [`config`]: configuration loading (embedded default, TOML, environment) and validation.
 //! - [`http`]: the listeners, routing, `/healthz`, `/readyz` and `/metrics`.
+//! - [`net`]: what a connection may hold before routing: deadlines, descriptor reserve,
+//!   per-IP caps, PROXY protocol, TLS.
 //! - [`websocket`]: one WebSocket connection: admission, reader loop, writer task.
 //! - [`rest`]: the Pusher HTTP API.
 //! - [`api_error`]: the one mapping from REST failures to HTTP responses.
@@ -17,6 +19,7 @@ pub mod config;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
+pub mod net;
 pub mod rest;
 pub mod run;
 pub mod state;

@@ -50,14 +50,20 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         let (state, listener, metrics_listener) = match run::start(config).await {
             Ok(started) => started,
+            Err(e) if e.is_config() => {
+                eprintln!("ferrocast: invalid configuration: {e}");
+                error!("{e}");
+                return ExitCode::from(2);
+            }
             Err(e) => {
                 error!("{e}");
                 return ExitCode::FAILURE;
             }
         };
         let server = &state.config.server;
+        let (ws, http) = if state.edge.tls.is_some() { ("wss", "https") } else { ("ws", "http") };
         info!(
-            "ferrocast listening on ws://{host}:{port}/app/{{key}} and http://{host}:{port}/apps/{{id}}; metrics on http://{host}:{metrics}/metrics",
+            "ferrocast listening on {ws}://{host}:{port}/app/{{key}} and {http}://{host}:{port}/apps/{{id}}; metrics, /healthz and /readyz on http://{host}:{metrics}",
             host = server.host,
             port = server.port,
             metrics = server.metrics_port

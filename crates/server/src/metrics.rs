@@ -74,6 +74,73 @@ pub struct Metrics {
     presence_members: IntGaugeVec,
     pub cluster: ClusterMetrics,
     pub webhooks: WebhookMetrics,
+    pub edge: EdgeMetrics,
+}
+
+/// The listeners: deadlines hit, accept failures, refused connections, TLS reloads. Every
+/// labelled handle is resolved here once, so the accept path only touches atomics.
+pub struct EdgeMetrics {
+    pub header_timeouts: IntCounter,
+    pub body_timeouts: IntCounter,
+    pub keep_alive_timeouts: IntCounter,
+    pub accept_errors: IntCounter,
+    pub refused_node_full: IntCounter,
+    pub refused_ip_connections: IntCounter,
+    pub refused_ip_rate: IntCounter,
+    pub refused_metrics_full: IntCounter,
+    /// Open TCP connections of the client listener (HTTP and WebSocket).
+    pub open_tcp: IntGauge,
+    pub tls_reload_ok: IntCounter,
+    pub tls_reload_error: IntCounter,
+}
+
+impl EdgeMetrics {
+    fn new(r: &Registry) -> Self {
+        let timeouts = counter(
+            r,
+            "http_timeouts_total",
+            "HTTP connections closed by a deadline: header (incl. PROXY header, TLS and WebSocket handshake), body, keep_alive",
+            &["phase"],
+        );
+        let refused = counter(
+            r,
+            "connections_refused_total",
+            "Connections refused: node_full (open-file reserve), ip_connections, ip_rate (per-IP caps), metrics_full (metrics port cap)",
+            &["reason"],
+        );
+        let reloads = counter(
+            r,
+            "tls_reloads_total",
+            "TLS certificate reloads, by result",
+            &["result"],
+        );
+        let one = |c: &IntCounterVec, l: &str| c.with_label_values(&[l]);
+        Self {
+            header_timeouts: one(&timeouts, "header"),
+            body_timeouts: one(&timeouts, "body"),
+            keep_alive_timeouts: one(&timeouts, "keep_alive"),
+            accept_errors: counter(
+                r,
+                "accept_errors_total",
+                "Failed accepts on the listeners (e.g. out of file descriptors)",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
+            refused_node_full: one(&refused, "node_full"),
+            refused_ip_connections: one(&refused, "ip_connections"),
+            refused_ip_rate: one(&refused, "ip_rate"),
+            refused_metrics_full: one(&refused, "metrics_full"),
+            open_tcp: gauge(
+                r,
+                "open_tcp_connections",
+                "Open TCP connections on the client listener",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
+            tls_reload_ok: one(&reloads, "ok"),
+            tls_reload_error: one(&reloads, "error"),
+        }
+    }
 }
 
 /// Webhook delivery: what waits, what went out, what was retried and what was given up.
@@ -307,6 +374,7 @@ impl Metrics {
             presence_members: gauge(r, "presence_members", "Distinct presence members per channel with a socket on this node, summed", app),
             cluster: ClusterMetrics::new(r),
             webhooks: WebhookMetrics::new(r),
+            edge: EdgeMetrics::new(r),
             registry,
         }
     }
@@ -412,8 +480,16 @@ mod tests {
         observer.limit_rejected("app-1", Limit::ClientEventRate);
         observer.auth_denied(AuthDenial::SubscriptionSignature);
         app.input_paused.inc();
+        m.edge.header_timeouts.inc();
+        m.edge.refused_ip_rate.inc();
         let text = m.render();
         for line in [
+            "ferrocast_http_timeouts_total{phase=\"header\"} 1",
+            "ferrocast_http_timeouts_total{phase=\"keep_alive\"} 0",
+            "ferrocast_connections_refused_total{reason=\"ip_rate\"} 1",
+            "ferrocast_open_tcp_connections 0",
+            "ferrocast_accept_errors_total 0",
+            "ferrocast_tls_reloads_total{result=\"ok\"} 0",
             "ferrocast_connections{app_id=\"app-1\"} 1",
             "ferrocast_ws_messages_out_total{app_id=\"app-1\"} 3",
             "ferrocast_connections_closed_total{app_id=\"app-1\",code=\"4100\"} 1",

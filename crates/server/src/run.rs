@@ -26,7 +26,19 @@ pub enum StartError {
     Redis(#[from] ferrocast_backplane_redis::RedisSetupError),
     #[error(transparent)]
     Webhooks(#[from] crate::webhooks::ClientError),
+    #[error(transparent)]
+    Edge(#[from] crate::net::EdgeError),
 }
+
+impl StartError {
+    /// A configuration the node cannot use (exit code 2, like an invalid config file).
+    pub fn is_config(&self) -> bool {
+        matches!(self, StartError::Edge(crate::net::EdgeError::Tls(_)))
+    }
+}
+
+/// How often idle per-IP entries are dropped.
+const IP_SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The cluster link a node runs on.
 pub enum ClusterLink {
@@ -62,6 +74,9 @@ async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
 
 /// Bind both listeners and build the shared state.
 pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, TcpListener), StartError> {
+    let metrics = Arc::new(Metrics::new());
+    // Before anything opens descriptors or binds: a bad certificate must stop the start.
+    let edge = crate::net::Edge::new(&config.server, &metrics)?;
     let host = config.server.host.as_str();
     let listener = bind(host, config.server.port).await?;
     let metrics_listener = bind(host, config.server.metrics_port).await?;
@@ -84,7 +99,6 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
             ),
         };
     info!(node_id, driver = %config.backplane.driver, "node starting");
-    let metrics = Arc::new(Metrics::new());
     if let ClusterLink::Redis(redis) = &link {
         let lag = metrics.cluster.pubsub_lag.clone();
         redis.set_lag_observer(Box::new(move |seconds| lag.observe(seconds)));
@@ -106,6 +120,7 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
         lifecycle: Lifecycle::new(),
         link,
         webhooks,
+        edge,
     });
     Ok((state, listener, metrics_listener))
 }
@@ -115,6 +130,7 @@ pub async fn run(state: Arc<ServerState>, listener: TcpListener, metrics_listene
     let link = tokio::spawn(state.node.clone().maintain_cluster_link());
     let server = tokio::spawn(crate::http::serve(state.clone(), listener));
     let metrics = tokio::spawn(crate::http::serve_metrics(state.clone(), metrics_listener));
+    let edge = tokio::spawn(maintain_edge(state.clone()));
     wait_for_signal().await;
     info!("shutting down: draining connections");
     state.lifecycle.begin_shutdown();
@@ -137,6 +153,7 @@ pub async fn run(state: Arc<ServerState>, listener: TcpListener, metrics_listene
     let flush = Duration::from_secs(state.config.webhooks.flush_timeout_s);
     state.webhooks.shutdown(flush).await;
     metrics.abort();
+    edge.abort();
     link.abort();
     info!("shutdown complete");
 }
@@ -148,6 +165,51 @@ async fn settle_leaves(state: &ServerState) {
     if tokio::time::timeout(bound, state.node.settle_leaves()).await.is_err() {
         warn!("delayed leaves still unconfirmed; their webhooks may be missing");
     }
+}
+
+/// Background upkeep of the listeners: drop idle per-IP entries, reload the TLS certificate
+/// when its files change or on SIGHUP. SIGHUP is handled even without TLS: its default action
+/// would terminate the node.
+async fn maintain_edge(state: Arc<ServerState>) {
+    let sweeper = {
+        let limits = state.edge.ip_limits.clone();
+        async move {
+            let mut every = tokio::time::interval(IP_SWEEP_EVERY);
+            loop {
+                every.tick().await;
+                limits.sweep();
+            }
+        }
+    };
+    let files = {
+        let (tls, metrics) = (state.edge.tls.clone(), state.metrics.clone());
+        async move {
+            match tls {
+                Some(tls) => tls.watch_files(metrics).await,
+                None => std::future::pending().await,
+            }
+        }
+    };
+    tokio::join!(sweeper, files, on_sighup(&state));
+}
+
+async fn on_sighup(state: &ServerState) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(hup) => hup,
+            Err(e) => return warn!(error = %e, "cannot handle SIGHUP"),
+        };
+        while hup.recv().await.is_some() {
+            match &state.edge.tls {
+                Some(tls) => tls.reload("SIGHUP", &state.metrics.edge),
+                None => info!("SIGHUP: no TLS certificate to reload"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
 }
 
 async fn wait_for_signal() {

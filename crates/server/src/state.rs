@@ -7,6 +7,7 @@ use ferrocast_broker::Node;
 use crate::config::Config;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::net::Edge;
 use crate::run::ClusterLink;
 use crate::webhooks::Dispatcher;
 
@@ -17,4 +18,6 @@ pub struct ServerState {
     pub lifecycle: Lifecycle,
     pub link: ClusterLink,
     pub webhooks: Arc<Dispatcher>,
+    /// The listeners' limits: deadlines, connection caps, TLS.
+    pub edge: Edge,
 }

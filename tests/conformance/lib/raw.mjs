@@ -46,8 +46,9 @@ export class RawClient {
    * @param {object} [opts.headers]   extra request headers
    * @param {string} [opts.origin]    Origin header
    * @param {boolean} [opts.autoPong] answer WebSocket pings automatically (ws default true)
+   * @param {string} [opts.localAddress] source address (e.g. 127.0.0.2 for a second client IP)
    */
-  constructor(url, { headers, origin, autoPong = true } = {}) {
+  constructor(url, { headers, origin, autoPong = true, localAddress } = {}) {
     this.url = url;
     this.frames = [];
     this.cursor = 0;
@@ -62,6 +63,7 @@ export class RawClient {
       headers,
       origin,
       autoPong,
+      localAddress,
       perMessageDeflate: false,
       handshakeTimeout: 5000,
     });

@@ -5,7 +5,8 @@
 //! - [`writer`]: pre-encoded frames out, idle pings, drain and close.
 //!
 //! After fastwebsockets completes the upgrade, the connection is taken back down to its TCP
-//! stream and split into owned halves, so reader and writer never share a lock.
+//! stream and split into owned halves, so reader and writer never share a lock (a TLS stream
+//! is split with `tokio::io::split`, see [`crate::net`]).
 
 pub mod frame_reader;
 mod reader;
@@ -24,11 +25,10 @@ use ferrocast_protocol::outbound;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tracing::{debug, error};
 
 use crate::metrics::AppMetrics;
+use crate::net::ClientWrite;
 use crate::state::ServerState;
 use frame_reader::FrameReader;
 use writer::{write_loop, WriterContext};
@@ -57,15 +57,11 @@ fn now_ms() -> u64 {
 pub async fn serve(state: Arc<ServerState>, req: ConnectRequest, ws: fastwebsockets::WebSocket<TokioIo<Upgraded>>) {
     let _open = state.lifecycle.track_connection();
     let upgraded = ws.into_inner().into_inner();
-    let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => parts,
-        Err(_) => return error!("upgraded connection is not a TCP stream; dropped"),
+    // Plain TCP splits into owned halves; TLS through `tokio::io::split`. Bytes hyper read past
+    // the request (normally none) are copied out so hyper's read buffer is freed now.
+    let Some((read, mut write, pending)) = crate::net::into_halves(upgraded) else {
+        return error!("upgraded connection is not a client stream; dropped");
     };
-    let (read, mut write) = parts.io.into_inner().into_split();
-    // Bytes hyper read past the request (normally none): copied out so hyper's read buffer,
-    // which `read_buf` may point into, is freed now rather than kept for the connection's life.
-    let pending = parts.read_buf.to_vec();
-    drop(parts.read_buf);
     // Rare, large futures are boxed so the idle connection's task stays small.
     let (mut session, outbox, metrics) = match Box::pin(admit(&state, &req)).await {
         Ok(admitted) => admitted,
@@ -154,7 +150,7 @@ fn audit_denied(state: &ServerState, req: &ConnectRequest, reason: AuthDenial, a
 }
 
 /// Tell a refused client why (`pusher:error`) and close with the same code.
-async fn refuse(write: &mut OwnedWriteHalf, code: u16, message: &str) {
+async fn refuse(write: &mut ClientWrite, code: u16, message: &str) {
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&frame::text(&outbound::error(Some(code), message)));
     buf.extend_from_slice(&frame::close(code, message));

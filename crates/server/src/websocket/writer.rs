@@ -14,11 +14,11 @@ use ferrocast_broker::{frame, ConnectionHandle};
 use ferrocast_protocol::codes::close;
 use ferrocast_protocol::outbound;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::sync::CancellationToken;
 
 use super::{now_ms, ABNORMAL, WRITE_TIMEOUT};
 use crate::metrics::AppMetrics;
+use crate::net::ClientWrite;
 
 /// Upper bound of bytes coalesced into one write.
 const MAX_BATCH_BYTES: usize = 64 * 1024;
@@ -28,7 +28,7 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(super) struct WriterContext {
-    pub(super) write: OwnedWriteHalf,
+    pub(super) write: ClientWrite,
     pub(super) outbox: ConnectionOutbox,
     pub(super) conn: ConnectionHandle,
     pub(super) last_seen: Arc<AtomicU64>,
