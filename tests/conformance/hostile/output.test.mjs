@@ -70,6 +70,8 @@ describe('slow consumers', () => {
     const raw = await connectRaw(t, node, app);
     await raw.subscribeOk('slow');
     const before = await metric(node, 'ferrocast_slow_consumer_disconnects_total', { app_id: app.id });
+    const pid = pidOf(node);
+    const baseline = rssKb(pid);
     // Reads in short bursts: alive, but far slower than the publisher below.
     const sock = raw.ws._socket;
     sock.pause();
@@ -94,6 +96,8 @@ describe('slow consumers', () => {
       await sleep(50);
     }
     assert.equal(await metric(node, 'ferrocast_slow_consumer_disconnects_total', { app_id: app.id }), before + 1);
+    const released = await rssSettles(pid, baseline + RELEASED_RSS_BOUND_KB);
+    assert.ok(released - baseline <= RELEASED_RSS_BOUND_KB, `RSS still +${released - baseline} KiB after the close`);
     // The node still serves others.
     const other = await connectRaw(t, node, app);
     await other.ping();
@@ -166,6 +170,7 @@ describe('a client that provokes replies and never reads', () => {
         (f) => f.channel === channel && (f.event === 'pusher_internal:member_added' || f.event === 'pusher_internal:member_removed'),
         since,
       ).length;
+      t.diagnostic(`a watched member received ${events} member_added/member_removed (bound ${bound})`);
       assert.ok(events <= bound, `a member received ${events} member events (bound ${bound})`);
       assert.ok(raw.isOpen, 'the other members stay connected');
     }
