@@ -44,8 +44,9 @@ pub struct ServerConfig {
     pub shutdown_grace_s: u64,
     /// Frames a socket may have queued before it is closed with 4100 as a slow consumer.
     pub max_queued_frames: usize,
-    /// Bytes a socket may have queued before it is closed with 4100; at half of it the node
-    /// stops reading the socket's input until its queue drains below a quarter.
+    /// Bytes a socket may have queued before it is closed with 4100; at half of it (or of
+    /// `max_queued_frames`) the node stops reading the socket's input until its queue drains
+    /// to a quarter.
     pub max_queued_bytes: usize,
     /// Runtime worker threads; 0 = one per CPU core.
     pub worker_threads: usize,
