@@ -169,25 +169,29 @@ impl ConnectionHandle {
         self.0.queued_bytes.load(Ordering::Acquire)
     }
 
-    /// Whether the queue is at or above the high watermark (half the byte bound): the reader
-    /// should stop reading input until [`wait_drained`](Self::wait_drained) returns.
+    /// Frames queued and not yet taken by the writer.
+    fn queued_frames(&self) -> usize {
+        self.0.tx.max_capacity() - self.0.tx.capacity()
+    }
+
+    /// Whether the queue is at or above the high watermark (half its byte or frame bound): the
+    /// reader should stop reading input until [`wait_drained`](Self::wait_drained) returns.
+    /// Frames count too, so a flood of tiny replies (pongs) pauses input rather than ending in
+    /// 4100.
     pub fn is_backlogged(&self) -> bool {
-        self.queued_bytes() >= self.high_watermark()
+        self.queued_bytes() >= self.0.max_bytes / 2 || self.queued_frames() >= (self.0.tx.max_capacity() / 2).max(1)
     }
 
-    fn high_watermark(&self) -> usize {
-        self.0.max_bytes / 2
+    /// Whether the queue is at or below the low watermark (a quarter of both bounds).
+    fn is_drained(&self) -> bool {
+        self.queued_bytes() <= self.0.max_bytes / 4 && self.queued_frames() <= self.0.tx.max_capacity() / 4
     }
 
-    fn low_watermark(&self) -> usize {
-        self.0.max_bytes / 4
-    }
-
-    /// Wait until the queue is below the low watermark (a quarter of the byte bound) or the
-    /// connection is closing. Used by the reader while [`is_backlogged`](Self::is_backlogged).
+    /// Wait until the queue is at or below the low watermark or the connection is closing.
+    /// Used by the reader while [`is_backlogged`](Self::is_backlogged).
     pub async fn wait_drained(&self) {
         self.0.paused.store(true, Ordering::SeqCst);
-        while self.queued_bytes() >= self.low_watermark() && !self.is_closing() {
+        while !self.is_drained() && !self.is_closing() {
             // A wake-up that raced with the check above left a permit: the loop re-checks.
             tokio::select! {
                 _ = self.0.drained.notified() => {}
@@ -198,11 +202,10 @@ impl ConnectionHandle {
     }
 
     /// The writer took frames of `bytes` in all off the queue; wakes a paused reader once the
-    /// queue is below the low watermark.
+    /// queue is at or below the low watermark.
     pub fn taken(&self, bytes: usize) {
-        let before = self.0.queued_bytes.fetch_sub(bytes, Ordering::SeqCst);
-        let now = before.saturating_sub(bytes);
-        if now < self.low_watermark() && self.0.paused.load(Ordering::SeqCst) {
+        self.0.queued_bytes.fetch_sub(bytes, Ordering::SeqCst);
+        if self.0.paused.load(Ordering::SeqCst) && self.is_drained() {
             self.0.drained.notify_one();
         }
     }
@@ -260,6 +263,17 @@ mod tests {
         assert!(!h.is_backlogged());
         assert!(h.send(Bytes::from_static(b"b")));
         assert!(h.is_backlogged(), "50 of 100 bytes");
+    }
+
+    #[test]
+    fn many_small_frames_are_a_backlog_too() {
+        let (h, _out) = ConnectionHandle::bounded("1.8".into(), 8, 1 << 20);
+        for _ in 0..3 {
+            assert!(h.send(Bytes::from_static(b"p")));
+        }
+        assert!(!h.is_backlogged());
+        assert!(h.send(Bytes::from_static(b"p")));
+        assert!(h.is_backlogged(), "4 of 8 frames");
     }
 
     #[tokio::test]

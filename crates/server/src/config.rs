@@ -44,8 +44,9 @@ pub struct ServerConfig {
     pub shutdown_grace_s: u64,
     /// Frames a socket may have queued before it is closed with 4100 as a slow consumer.
     pub max_queued_frames: usize,
-    /// Bytes a socket may have queued before it is closed with 4100; at half of it the node
-    /// stops reading the socket's input until its queue drains below a quarter.
+    /// Bytes a socket may have queued before it is closed with 4100; at half of it (or of
+    /// `max_queued_frames`) the node stops reading the socket's input until its queue drains
+    /// to a quarter.
     pub max_queued_bytes: usize,
     /// Runtime worker threads; 0 = one per CPU core.
     pub worker_threads: usize,
@@ -389,6 +390,13 @@ pub fn warnings(config: &Config, from_file: bool) -> Vec<String> {
                 if app.secret == demo.secret { "secret \"app-secret\"" } else { "key \"app-key\"" },
             ));
         }
+        let roster = largest_roster_bytes(app);
+        if config.server.max_queued_bytes < roster.saturating_mul(2) {
+            warnings.push(format!(
+                "server.max_queued_bytes ({}) is less than twice the largest presence roster of apps[{i}] (about {roster} bytes: max_presence_members_per_channel x max_presence_member_size_kb): such a subscribe can close its own socket with 4100",
+                config.server.max_queued_bytes
+            ));
+        }
         if let Some(j) = config.apps[..i].iter().position(|other| other.secret == app.secret) {
             warnings.push(format!(
                 "apps[{i}].secret: the same secret as apps[{j}]: whoever holds one app's secret can sign for the other; give each app its own"
@@ -396,6 +404,14 @@ pub fn warnings(config: &Config, from_file: bool) -> Vec<String> {
         }
     }
     warnings
+}
+
+/// The size of a full presence roster frame of `app`, roughly: members times (user_info + id).
+fn largest_roster_bytes(app: &AppConfig) -> usize {
+    let per_member = app.max_member_bytes().saturating_add(256);
+    usize::try_from(app.max_presence_members_per_channel)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(per_member)
 }
 
 /// The configured node id, or the hostname plus a random suffix.
@@ -642,6 +658,9 @@ mod tests {
         assert!(w.len() == 1 && w[0].contains("demo"), "{w:?}");
         let f = write(APP);
         assert!(warnings(&load(Some(f.as_str()), []).unwrap(), true).is_empty());
+        let f = write(&format!("[server]\nmax_queued_bytes = 65536\n{APP}"));
+        let w = warnings(&load(Some(f.as_str()), []).unwrap(), true);
+        assert!(w.len() == 1 && w[0].contains("server.max_queued_bytes"), "{w:?}");
     }
 
     #[test]

@@ -70,6 +70,8 @@ describe('slow consumers', () => {
     const raw = await connectRaw(t, node, app);
     await raw.subscribeOk('slow');
     const before = await metric(node, 'ferrocast_slow_consumer_disconnects_total', { app_id: app.id });
+    const pid = pidOf(node);
+    const baseline = rssKb(pid);
     // Reads in short bursts: alive, but far slower than the publisher below.
     const sock = raw.ws._socket;
     sock.pause();
@@ -94,6 +96,8 @@ describe('slow consumers', () => {
       await sleep(50);
     }
     assert.equal(await metric(node, 'ferrocast_slow_consumer_disconnects_total', { app_id: app.id }), before + 1);
+    const released = await rssSettles(pid, baseline + RELEASED_RSS_BOUND_KB);
+    assert.ok(released - baseline <= RELEASED_RSS_BOUND_KB, `RSS still +${released - baseline} KiB after the close`);
     // The node still serves others.
     const other = await connectRaw(t, node, app);
     await other.ping();
@@ -166,12 +170,40 @@ describe('a client that provokes replies and never reads', () => {
         (f) => f.channel === channel && (f.event === 'pusher_internal:member_added' || f.event === 'pusher_internal:member_removed'),
         since,
       ).length;
+      t.diagnostic(`a watched member received ${events} member_added/member_removed (bound ${bound})`);
       assert.ok(events <= bound, `a member received ${events} member events (bound ${bound})`);
       assert.ok(raw.isOpen, 'the other members stay connected');
     }
     const released = await rssSettles(pid, baseline + RELEASED_RSS_BOUND_KB);
     assert.ok(released - baseline <= RELEASED_RSS_BOUND_KB, `RSS still +${released - baseline} KiB after the close`);
     await others[0].raw.ping();
+  });
+
+  test('a pusher:ping flood from a client that never reads: RSS bounded, socket closed', async (t) => {
+    const pid = pidOf(node);
+    await sleep(200);
+    const baseline = rssKb(pid);
+    const pausedBefore = await metric(node, 'ferrocast_input_paused_total', { app_id: app.id });
+    const attacker = await connectRaw(t, node, app);
+    attacker.ws._socket.pause();
+    const sampler = sampleRss(pid);
+    t.after(() => sampler.stop());
+    const started = Date.now();
+    const ping = JSON.stringify({ event: 'pusher:ping', data: {} });
+    for (let i = 0; i < 300_000; i += 1) {
+      attacker.send(ping);
+      if (i % 10_000 === 9_999) await sleep(1);
+    }
+    const { code } = await attacker.waitClose(30_000);
+    const elapsedS = (Date.now() - started) / 1000;
+    sampler.stop();
+    const peakKb = sampler.max - baseline;
+    t.diagnostic(`baseline ${baseline} KiB, peak +${peakKb} KiB, closed with ${code} after ${elapsedS.toFixed(1)} s`);
+    assert.ok(peakKb <= CHURN_RSS_BOUND_KB, `RSS grew by ${peakKb} KiB (bound ${CHURN_RSS_BOUND_KB})`);
+    assert.equal(code, 1006, 'cut off by the write timeout');
+    assert.ok((await metric(node, 'ferrocast_input_paused_total', { app_id: app.id })) > pausedBefore, 'input paused');
+    const released = await rssSettles(pid, baseline + RELEASED_RSS_BOUND_KB);
+    assert.ok(released - baseline <= RELEASED_RSS_BOUND_KB, `RSS still +${released - baseline} KiB after the close`);
   });
 
   test('three sockets sending subscribes with 60 KB channel names and not reading: RSS bounded', async (t) => {

@@ -1,8 +1,9 @@
 //! The reader side of a connection: frames in, one at a time, to the node.
 //!
 //! Backpressure: before reading the next frame, the reader checks the connection's output
-//! queue; while it is at or above its high watermark (half of `server.max_queued_bytes`) the
-//! reader stops reading until the writer has drained it below the low watermark (a quarter).
+//! queue; while it is at or above its high watermark (half of `server.max_queued_bytes` or of
+//! `server.max_queued_frames`) the reader stops reading until the writer has drained it to the
+//! low watermark (a quarter of both).
 //! A client that does not read its socket therefore cannot make the node generate replies
 //! without bound: its own input waits in the kernel, and the TCP window stops it. The pause
 //! ends when the queue drains or the connection closes (4100 over the byte bound, the write

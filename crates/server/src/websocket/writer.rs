@@ -186,22 +186,26 @@ fn report_writes(cx: &mut WriterContext) {
 
 /// Write; if the connection is closed meanwhile (a slow consumer blocks the write), a slow
 /// consumer's queue is freed at once and the write in progress gets [`CLOSE_WRITE_TIMEOUT`]
-/// more to finish, so that the close frame can follow it. A write given up half-way leaves the
-/// stream unusable: no close frame follows it.
+/// more to finish, so that the close frame can follow it (unless the peer is already gone:
+/// 1006). A write given up half-way leaves the stream unusable: no close frame follows it.
 async fn write_unless_closed(cx: &mut WriterContext, bytes: &[u8]) -> std::io::Result<()> {
     let write = write_timed(&mut cx.write, bytes);
     tokio::pin!(write);
     let result = tokio::select! {
         result = &mut write => result,
-        _ = cx.outbox.closing.cancelled() => {
-            if cx.conn.close_code() == Some(close::OVER_CAPACITY) {
-                discard_queue(&mut cx.outbox, &cx.conn);
+        _ = cx.outbox.closing.cancelled() => match cx.conn.close_code() {
+            // The peer is gone: nothing more can reach it.
+            Some(ABNORMAL) | None => Err(std::io::Error::other("peer gone while writing")),
+            code => {
+                if code == Some(close::OVER_CAPACITY) {
+                    discard_queue(&mut cx.outbox, &cx.conn);
+                }
+                match tokio::time::timeout(CLOSE_WRITE_TIMEOUT, &mut write).await {
+                    Ok(result) => result,
+                    Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "closed while writing")),
+                }
             }
-            match tokio::time::timeout(CLOSE_WRITE_TIMEOUT, &mut write).await {
-                Ok(result) => result,
-                Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "closed while writing")),
-            }
-        }
+        },
     };
     if result.is_err() {
         cx.broken = true;
