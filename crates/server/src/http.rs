@@ -147,7 +147,12 @@ async fn route(
     let path = req.uri().path().to_owned();
     let response = if let Some(key) = path.strip_prefix("/app/") {
         match admit_request(&state, &req, &conn) {
-            Ok(slot) => upgrade(state, req, key.to_owned(), (conn.take_slots(), slot)),
+            Ok(slot) => {
+                // One IP slot either way: the connection's (client known at accept) or this
+                // request's (X-Forwarded-For).
+                let held = conn.take_slots().map(|(open, ip)| (open, ip.or(slot)));
+                upgrade(state, req, key.to_owned(), held)
+            }
             Err(denied) => denied.into_response(),
         }
     } else if path.starts_with("/apps/") {
@@ -245,8 +250,8 @@ fn text(status: StatusCode, body: &'static str) -> HttpResponse {
     response
 }
 
-/// What a WebSocket holds for its whole life: its connection's slots and its request's.
-type Held = (Option<Slots>, Option<IpSlot>);
+/// What a WebSocket holds for its whole life: its connection's slots.
+type Held = Option<Slots>;
 
 fn upgrade(state: Arc<ServerState>, mut req: Request<Incoming>, key: String, held: Held) -> HttpResponse {
     if !state.lifecycle.is_ready() {
