@@ -193,7 +193,7 @@ def test_compose_describes_the_cluster():
             f"{name}: needs depends_on redis with condition service_healthy",
         )
         hc = healthcheck_command(node)
-        check("/readyz" in hc and "6001" in hc, f"{name}: healthcheck must hit :6001/readyz, is {hc!r}")
+        check("/readyz" in hc and "9601" in hc, f"{name}: healthcheck must hit :9601/readyz (the metrics port survives a client-port flood), is {hc!r}")
         targets = {(published, target) for _, published, target in port_mappings(node)}
         metrics = [published for published, target in targets if target == "9601"]
         check(len(metrics) == 1, f"{name}: must publish its metrics port 9601 on the host exactly once")
@@ -388,8 +388,8 @@ def test_dockerfile_runtime_stage():
     hc = healthchecks[-1]
     check(hc.value[0].upper() == "CMD", f"HEALTHCHECK must run a command, is {hc.original!r}")
     check(
-        "curl" in hc.value[1] and "http://127.0.0.1:6001/healthz" in " ".join(hc.value[1:]),
-        f"HEALTHCHECK must curl http://127.0.0.1:6001/healthz, is {hc.original!r}",
+        "curl" in hc.value[1] and "http://127.0.0.1:9601/healthz" in " ".join(hc.value[1:]),
+        f"HEALTHCHECK must curl http://127.0.0.1:9601/healthz (the metrics port), is {hc.original!r}",
     )
 
     configs = [c for c in by_cmd.get("COPY", []) if c.value[-1] == IMAGE_CONFIG_PATH]

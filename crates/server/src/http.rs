@@ -41,8 +41,18 @@ const REFUSED_GRACE: Duration = Duration::from_secs(2);
 struct Connection {
     peer: SocketAddr,
     refusal: Option<Refusal>,
-    _open: OpenSlot,
-    _ip: Option<IpSlot>,
+    /// Taken by the WebSocket on upgrade, so the connection's state is freed then and the
+    /// idle socket keeps only the slots themselves.
+    slots: std::sync::Mutex<Option<Slots>>,
+}
+
+/// The node's open-connection slot and the client IP's, for as long as the TCP connection lives.
+type Slots = (OpenSlot, Option<IpSlot>);
+
+impl Connection {
+    fn take_slots(&self) -> Option<Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 /// Accept client connections on `listener` until shutdown begins.
@@ -73,7 +83,7 @@ async fn client_connection(state: Arc<ServerState>, mut stream: TcpStream, peer:
     let mut header_deadline = accepted + edge.deadlines.header;
     let mut client = peer;
     if edge.proxy_protocol {
-        match tokio::time::timeout_at(header_deadline, net::read_proxy_header(&mut stream)).await {
+        match tokio::time::timeout_at(header_deadline, Box::pin(net::read_proxy_header(&mut stream))).await {
             Ok(Ok(source)) => client = source.unwrap_or(peer),
             Ok(Err(e)) => return debug!(error = %e, %peer, "connection dropped: bad PROXY header"),
             Err(_) => return m.header_timeouts.inc(),
@@ -93,7 +103,8 @@ async fn client_connection(state: Arc<ServerState>, mut stream: TcpStream, peer:
     }
     let io = match &edge.tls {
         None => ClientStream::Plain(stream),
-        Some(tls) => match tokio::time::timeout_at(header_deadline, tls.acceptor().accept(stream)).await {
+        // Boxed: the handshake's state is large and plain connections should not carry its room.
+        Some(tls) => match tokio::time::timeout_at(header_deadline, Box::pin(tls.acceptor().accept(stream))).await {
             Ok(Ok(tls)) => ClientStream::Tls(Box::new(tls)),
             Ok(Err(e)) => return debug!(error = %e, %peer, "TLS handshake failed"),
             Err(_) => return m.header_timeouts.inc(),
@@ -102,8 +113,7 @@ async fn client_connection(state: Arc<ServerState>, mut stream: TcpStream, peer:
     let conn = Arc::new(Connection {
         peer: client,
         refusal,
-        _open: open,
-        _ip: ip_slot,
+        slots: std::sync::Mutex::new(Some((open, ip_slot))),
     });
     let clock = Arc::new(Clock::new(edge.deadlines, header_deadline));
     let service = {
@@ -137,7 +147,12 @@ async fn route(
     let path = req.uri().path().to_owned();
     let response = if let Some(key) = path.strip_prefix("/app/") {
         match admit_request(&state, &req, &conn) {
-            Ok(slot) => upgrade(state, req, key.to_owned(), (conn, slot)),
+            Ok(slot) => {
+                // One IP slot either way: the connection's (client known at accept) or this
+                // request's (X-Forwarded-For).
+                let held = conn.take_slots().map(|(open, ip)| (open, ip.or(slot)));
+                upgrade(state, req, key.to_owned(), held)
+            }
             Err(denied) => denied.into_response(),
         }
     } else if path.starts_with("/apps/") {
@@ -238,8 +253,8 @@ fn text(status: StatusCode, body: &'static str) -> HttpResponse {
     response
 }
 
-/// What a WebSocket holds for its whole life: its connection's slots and its request's.
-type Held = (Arc<Connection>, Option<IpSlot>);
+/// What a WebSocket holds for its whole life: its connection's slots.
+type Held = Option<Slots>;
 
 fn upgrade(state: Arc<ServerState>, mut req: Request<Incoming>, key: String, held: Held) -> HttpResponse {
     let peer = held.0.peer;

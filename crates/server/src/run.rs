@@ -127,11 +127,14 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
 
 /// Serve until a termination signal, then drain for at most `shutdown_grace_s`.
 pub async fn run(state: Arc<ServerState>, listener: TcpListener, metrics_listener: TcpListener) {
+    // Handlers first: a SIGTERM or SIGHUP that arrives as soon as the node answers must not hit
+    // the default action (terminate).
+    let signals = Signals::install();
     let link = tokio::spawn(state.node.clone().maintain_cluster_link());
     let server = tokio::spawn(crate::http::serve(state.clone(), listener));
     let metrics = tokio::spawn(crate::http::serve_metrics(state.clone(), metrics_listener));
-    let edge = tokio::spawn(maintain_edge(state.clone()));
-    wait_for_signal().await;
+    let edge = tokio::spawn(maintain_edge(state.clone(), signals.hangup));
+    wait_for_signal(signals.terminate).await;
     info!("shutting down: draining connections");
     state.lifecycle.begin_shutdown();
     let grace = Duration::from_secs(state.config.server.shutdown_grace_s);
@@ -170,7 +173,7 @@ async fn settle_leaves(state: &ServerState) {
 /// Background upkeep of the listeners: drop idle per-IP entries, reload the TLS certificate
 /// when its files change or on SIGHUP. SIGHUP is handled even without TLS: its default action
 /// would terminate the node.
-async fn maintain_edge(state: Arc<ServerState>) {
+async fn maintain_edge(state: Arc<ServerState>, hangup: Option<SignalStream>) {
     let sweeper = {
         let limits = state.edge.ip_limits.clone();
         async move {
@@ -190,17 +193,48 @@ async fn maintain_edge(state: Arc<ServerState>) {
             }
         }
     };
-    tokio::join!(sweeper, files, on_sighup(&state));
+    tokio::join!(sweeper, files, on_sighup(&state, hangup));
 }
 
-async fn on_sighup(state: &ServerState) {
+#[cfg(unix)]
+type SignalStream = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type SignalStream = ();
+
+/// The signal streams, registered with the OS when created.
+struct Signals {
+    terminate: Option<SignalStream>,
+    hangup: Option<SignalStream>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let install = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    warn!(error = %e, "cannot handle {name}");
+                    None
+                }
+            };
+            Self {
+                terminate: install(SignalKind::terminate(), "SIGTERM"),
+                hangup: install(SignalKind::hangup(), "SIGHUP"),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {
+            terminate: None,
+            hangup: None,
+        }
+    }
+}
+
+async fn on_sighup(state: &ServerState, hangup: Option<SignalStream>) {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(hup) => hup,
-            Err(e) => return warn!(error = %e, "cannot handle SIGHUP"),
-        };
+    if let Some(mut hup) = hangup {
         while hup.recv().await.is_some() {
             match &state.edge.tls {
                 Some(tls) => tls.reload("SIGHUP", &state.metrics.edge),
@@ -209,27 +243,20 @@ async fn on_sighup(state: &ServerState) {
         }
     }
     #[cfg(not(unix))]
-    std::future::pending::<()>().await;
+    let _ = (state, hangup);
+    std::future::pending::<()>().await
 }
 
-async fn wait_for_signal() {
+async fn wait_for_signal(terminate: Option<SignalStream>) {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    if let Some(mut term) = terminate {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
+        return;
     }
     #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    let _ = terminate;
+    let _ = tokio::signal::ctrl_c().await;
 }

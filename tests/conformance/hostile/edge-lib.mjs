@@ -10,7 +10,7 @@ export function openSocket(port, { localAddress = '127.0.0.1', host = '127.0.0.1
     const s = net.connect({ port, host, localAddress });
     s.received = '';
     s.closedAt = undefined;
-    s.closed = new Promise((done) => s.once('close', () => {
+    s.whenClosed = new Promise((done) => s.once('close', () => {
       s.closedAt = Date.now();
       done();
     }));
@@ -27,7 +27,7 @@ export async function closesWithin(socket, ms) {
   const timeout = new Promise((resolve) => {
     timer = setTimeout(() => resolve(false), ms);
   });
-  const result = await Promise.race([socket.closed.then(() => true), timeout]);
+  const result = await Promise.race([socket.whenClosed.then(() => true), timeout]);
   clearTimeout(timer);
   return result;
 }
@@ -83,3 +83,6 @@ export function proxyV2(source, sourcePort = 40000, dest = '127.0.0.1', destPort
   const head = Buffer.from([0x21, 0x11, 0x00, 12]);
   return Buffer.concat([sig, head, body]);
 }
+
+/** Log text without ANSI colour codes. */
+export const plain = (text) => text.replace(/\x1b\[[0-9;]*m/g, '');

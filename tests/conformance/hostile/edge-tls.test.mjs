@@ -17,7 +17,7 @@ import { after, before, test } from 'node:test';
 import { PusherServer } from '../lib/clients.mjs';
 import { CONFORMANCE_DIR, makeApp, makeNode } from '../lib/server.mjs';
 import { waitFor } from '../lib/util.mjs';
-import { metric } from './edge-lib.mjs';
+import { metric, plain } from './edge-lib.mjs';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'ferrocast-tls-'));
 const openssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
@@ -121,7 +121,9 @@ test('SIGHUP reloads a replaced certificate and the node keeps running', async (
   publish('v2', second);
   node.proc.child.kill('SIGHUP');
   await waitFor(async () => (await servedFingerprint()) === second.fingerprint, 5000);
-  await waitFor(() => /why="?SIGHUP"?.*TLS certificate reloaded|TLS certificate reloaded.*why="?SIGHUP/.test(node.stdout + node.stderr), 5000);
+  await waitFor(() => /TLS certificate reloaded.*why="?SIGHUP/.test(plain(node.stdout + node.stderr)), 5000, {
+    message: 'the SIGHUP reload logged',
+  });
   assert.ok((await reloads('ok')) > ok);
   assert.ok(node.running, 'SIGHUP did not stop the node');
 });
