@@ -97,7 +97,7 @@ async fn unlimited_budgets_never_ask_the_cluster_state() {
     let free = node.apps().by_id("free").cloned().unwrap();
     for kind in [RateKind::BackendEvents, RateKind::ReadRequests] {
         for _ in 0..100 {
-            assert!(node.take_rate(&free, kind, 1_000,).await.unwrap().allowed);
+            assert!(node.take_rate(&free, kind, 1_000).await.unwrap().allowed);
         }
     }
     assert_eq!(
