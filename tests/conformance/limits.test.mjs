@@ -22,7 +22,8 @@ const smallApp = makeApp({
   max_event_batch_size: 2,
 });
 
-// Rate limiters are per process; keep this file on a single node.
+// Kept on a single node; the REST budgets are cluster-wide and rest-limits.test.mjs checks them
+// in both modes.
 const srv = useServer({ single: true, apps: [rateApp, backendApp, readApp, presLimitApp, sizeApp, smallApp] });
 
 function assertErrorBody(res) {

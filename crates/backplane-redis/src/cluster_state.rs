@@ -1,14 +1,14 @@
 //! [`ClusterState`] on Redis: every change is one Lua script, so concurrent nodes never see
 //! (or make) a half-applied update, and every read is one round trip.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use ferrocast_broker::backplane::ChannelCounts;
 use ferrocast_broker::{
     BackplaneError, ClusterState, LeaveToken, NodeSnapshot, PresenceJoin, PresenceLeave, RateDecision, RateKind,
     ResyncOutcome,
 };
-use std::time::Duration;
-
 use redis::Value;
 
 use crate::RedisBackplane;
@@ -87,38 +87,6 @@ impl RedisBackplane {
             invocation.invoke_async::<Value>(&mut conn).await
         })
         .await
-    }
-
-    /// One round trip of `lua/rate.lua`.
-    async fn take_rate_once(
-        &self,
-        app_id: &str,
-        kind: RateKind,
-        units: u64,
-        per_second: u64,
-    ) -> Result<RateDecision, BackplaneError> {
-        let key = self.keys.rate(app_id, kind.label());
-        let script = &self.scripts.rate;
-        let reply = self
-            .with_conn(|mut conn| async move {
-                script
-                    .key(key)
-                    .arg(units)
-                    .arg(per_second)
-                    .invoke_async::<Value>(&mut conn)
-                    .await
-            })
-            .await?;
-        match array(&reply).ok_or_else(|| malformed("rate"))? {
-            [allowed, resets_ms] => {
-                let resets_ms = int(resets_ms).ok_or_else(|| malformed("rate"))?;
-                Ok(RateDecision {
-                    allowed: int(allowed) == Some(1),
-                    resets_in: Duration::from_millis(resets_ms.clamp(0, 1000) as u64),
-                })
-            }
-            _ => Err(malformed("rate")),
-        }
     }
 
     /// `prefix, node, extra...` as script arguments.
@@ -281,7 +249,29 @@ impl ClusterState for RedisBackplane {
         units: u64,
         per_second: u64,
     ) -> Result<RateDecision, BackplaneError> {
-        self.take_rate_once(app_id, kind, units, per_second).await
+        // One round trip of `lua/rate.lua`.
+        let key = self.keys.rate(app_id, kind.label());
+        let script = &self.scripts.rate;
+        let reply = self
+            .with_conn(|mut conn| async move {
+                script
+                    .key(key)
+                    .arg(units)
+                    .arg(per_second)
+                    .invoke_async::<Value>(&mut conn)
+                    .await
+            })
+            .await?;
+        match array(&reply).ok_or_else(|| malformed("rate"))? {
+            [allowed, resets_ms] => {
+                let resets_ms = int(resets_ms).ok_or_else(|| malformed("rate"))?;
+                Ok(RateDecision {
+                    allowed: int(allowed) == Some(1),
+                    resets_in: Duration::from_millis(resets_ms.clamp(0, 1000) as u64),
+                })
+            }
+            _ => Err(malformed("rate")),
+        }
     }
 
     async fn resync(&self, snapshot: &NodeSnapshot) -> Result<ResyncOutcome, BackplaneError> {

@@ -1,0 +1,138 @@
+//! The node's REST budgets: an unlimited app never asks the cluster state (no Redis round trip),
+//! a limited one asks with its configured budget.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ferrocast_broker::memory::{MemoryBackplane, MemoryClusterState};
+use ferrocast_broker::{
+    AppConfig, AppRegistry, BackplaneError, ChannelCounts, ClusterState, LeaveToken, Node, NodeOptions, NodeSnapshot,
+    PresenceJoin, PresenceLeave, RateDecision, RateKind, ResyncOutcome,
+};
+
+/// The in-memory cluster state, counting the budget questions it is asked.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryClusterState,
+    asked: AtomicU64,
+}
+
+#[async_trait]
+impl ClusterState for Counting {
+    async fn connection_opened(&self, a: &str, max: u64) -> Result<bool, BackplaneError> {
+        self.inner.connection_opened(a, max).await
+    }
+    async fn connection_closed(&self, a: &str) -> Result<(), BackplaneError> {
+        self.inner.connection_closed(a).await
+    }
+    async fn subscription_added(&self, a: &str, c: &str) -> Result<bool, BackplaneError> {
+        self.inner.subscription_added(a, c).await
+    }
+    async fn subscription_removed(&self, a: &str, c: &str, p: bool) -> Result<Option<LeaveToken>, BackplaneError> {
+        self.inner.subscription_removed(a, c, p).await
+    }
+    async fn presence_join(
+        &self,
+        a: &str,
+        c: &str,
+        s: &str,
+        u: &str,
+        i: &str,
+        max: u64,
+    ) -> Result<PresenceJoin, BackplaneError> {
+        self.inner.presence_join(a, c, s, u, i, max).await
+    }
+    async fn presence_leave(
+        &self,
+        a: &str,
+        c: &str,
+        s: &str,
+        u: &str,
+        p: bool,
+    ) -> Result<PresenceLeave, BackplaneError> {
+        self.inner.presence_leave(a, c, s, u, p).await
+    }
+    async fn confirm_leave(&self, a: &str, c: &str, u: Option<&str>, t: &LeaveToken) -> Result<bool, BackplaneError> {
+        self.inner.confirm_leave(a, c, u, t).await
+    }
+    async fn presence_members(&self, a: &str, c: &str) -> Result<Vec<(String, String)>, BackplaneError> {
+        self.inner.presence_members(a, c).await
+    }
+    async fn channels(&self, a: &str, p: &str) -> Result<Vec<(String, ChannelCounts)>, BackplaneError> {
+        self.inner.channels(a, p).await
+    }
+    async fn channel(&self, a: &str, c: &str) -> Result<ChannelCounts, BackplaneError> {
+        self.inner.channel(a, c).await
+    }
+    async fn resync(&self, s: &NodeSnapshot) -> Result<ResyncOutcome, BackplaneError> {
+        self.inner.resync(s).await
+    }
+    async fn take_rate(&self, a: &str, k: RateKind, n: u64, per: u64) -> Result<RateDecision, BackplaneError> {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        self.inner.take_rate(a, k, n, per).await
+    }
+}
+
+fn app(id: &str, events: u64, reads: u64) -> AppConfig {
+    AppConfig {
+        id: id.into(),
+        key: format!("{id}-key"),
+        secret: "secret".into(),
+        max_backend_events_per_second: events,
+        max_read_requests_per_second: reads,
+        ..AppConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn unlimited_budgets_never_ask_the_cluster_state() {
+    let cluster = Arc::new(Counting::default());
+    let node = Node::new(
+        AppRegistry::new([app("free", 0, 0), app("limited", 3, 0)]),
+        Arc::new(MemoryBackplane::new()),
+        cluster.clone(),
+        NodeOptions::new(64, 7),
+    );
+    let free = node.apps().by_id("free").cloned().unwrap();
+    for kind in [RateKind::BackendEvents, RateKind::ReadRequests] {
+        for _ in 0..100 {
+            assert!(node.take_rate(&free, kind, 1_000).await.unwrap().allowed);
+        }
+    }
+    assert_eq!(
+        cluster.asked.load(Ordering::Relaxed),
+        0,
+        "no round trip for unlimited budgets"
+    );
+
+    let limited = node.apps().by_id("limited").cloned().unwrap();
+    assert!(
+        node.take_rate(&limited, RateKind::ReadRequests, 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    assert_eq!(cluster.asked.load(Ordering::Relaxed), 0, "its read budget is unlimited");
+    // The window opens with the first question, so these fall in one.
+    assert!(
+        node.take_rate(&limited, RateKind::BackendEvents, 2)
+            .await
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        !node
+            .take_rate(&limited, RateKind::BackendEvents, 2)
+            .await
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        node.take_rate(&limited, RateKind::BackendEvents, 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    assert_eq!(cluster.asked.load(Ordering::Relaxed), 3);
+}
