@@ -86,7 +86,8 @@ pub fn denied(observer: &dyn NodeObserver, denial: &Denial<'_>) {
     let Some(suppressed) = limiter().admit() else {
         return;
     };
-    let remote = denial.remote.map(|a| a.to_string());
+    // The address only: behind X-Forwarded-For the port is unknown, and it says nothing useful.
+    let remote = denial.remote.map(|a| a.ip().to_canonical().to_string());
     tracing::warn!(
         target: "audit",
         reason = denial.reason.label(),

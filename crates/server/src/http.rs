@@ -92,7 +92,7 @@ async fn client_connection(state: Arc<ServerState>, mut stream: TcpStream, peer:
     let mut refusal = None;
     let mut ip_slot = None;
     if edge.trusted_proxy_hops == 0 {
-        match edge.ip_limits.acquire(client.ip().to_canonical()) {
+        match edge.ip_limits.acquire_open(client.ip().to_canonical()) {
             Ok(slot) => ip_slot = slot,
             Err(r) => {
                 r.count(m);
@@ -146,21 +146,18 @@ async fn route(
     }
     let path = req.uri().path().to_owned();
     let response = if let Some(key) = path.strip_prefix("/app/") {
-        match admit_request(&state, &req, &conn) {
-            Ok(slot) => {
+        match admit_request(&state, &req, &conn, Admission::Connection) {
+            Ok((client, slot)) => {
                 // One IP slot either way: the connection's (client known at accept) or this
                 // request's (X-Forwarded-For).
                 let held = conn.take_slots().map(|(open, ip)| (open, ip.or(slot)));
-                upgrade(state, req, key.to_owned(), held)
+                upgrade(state, req, key.to_owned(), held, client)
             }
             Err(denied) => denied.into_response(),
         }
     } else if path.starts_with("/apps/") {
-        match admit_request(&state, &req, &conn) {
-            Ok(_slot) => {
-                let peer = conn.peer;
-                api(state, req, peer).await
-            }
+        match admit_request(&state, &req, &conn, Admission::Request) {
+            Ok((client, _slot)) => api(state, req, client).await,
             Err(denied) => denied.into_response(),
         }
     } else {
@@ -181,8 +178,6 @@ fn health(state: &ServerState, path: &str) -> Option<HttpResponse> {
     }
 }
 
-/// Behind `X-Forwarded-For` proxies the client is only known per request: admit the request
-/// against its IP's caps (the slot is held for the request, or the WebSocket's life).
 /// A request refused before routing; the connection closes after the answer.
 enum Denied {
     /// 400: the trusted `X-Forwarded-For` entry is not an address.
@@ -204,17 +199,44 @@ impl Denied {
     }
 }
 
-fn admit_request(state: &ServerState, req: &Request<Incoming>, conn: &Connection) -> Result<Option<IpSlot>, Denied> {
+/// What a request is to the per-IP caps: a WebSocket is a new connection (counted against the
+/// rate); a REST request is not, and behind `X-Forwarded-For` only holds a slot while it runs.
+#[derive(Clone, Copy)]
+enum Admission {
+    Connection,
+    Request,
+}
+
+/// The client's address, and, behind `X-Forwarded-For` proxies (where the client is only known
+/// per request), the request's slot against that IP's caps, held for the request or the
+/// WebSocket's life.
+fn admit_request(
+    state: &ServerState,
+    req: &Request<Incoming>,
+    conn: &Connection,
+    admission: Admission,
+) -> Result<(SocketAddr, Option<IpSlot>), Denied> {
+    let refused = |r: Refusal| {
+        r.count(&state.metrics.edge);
+        Denied::Refused(r)
+    };
+    let limits = &state.edge.ip_limits;
     let hops = state.edge.trusted_proxy_hops;
     if hops == 0 {
-        return Ok(None);
+        // The connection holds its concurrent slot since accept; a WebSocket also counts
+        // against the rate.
+        if let Admission::Connection = admission {
+            limits.take_rate(conn.peer.ip().to_canonical()).map_err(refused)?;
+        }
+        return Ok((conn.peer, None));
     }
     let values = req.headers().get_all("x-forwarded-for").iter().map(|v| v.as_bytes());
     let ip = net::forwarded_client(conn.peer.ip(), hops, values).map_err(Denied::Forwarded)?;
-    state.edge.ip_limits.acquire(ip).map_err(|r| {
-        r.count(&state.metrics.edge);
-        Denied::Refused(r)
-    })
+    let slot = match admission {
+        Admission::Connection => limits.acquire(ip),
+        Admission::Request => limits.acquire_open(ip),
+    };
+    Ok((SocketAddr::new(ip, 0), slot.map_err(refused)?))
 }
 
 /// 429 with `Retry-After`, and the connection closes after it.
@@ -256,8 +278,13 @@ fn text(status: StatusCode, body: &'static str) -> HttpResponse {
 /// What a WebSocket holds for its whole life: its connection's slots.
 type Held = Option<Slots>;
 
-fn upgrade(state: Arc<ServerState>, mut req: Request<Incoming>, key: String, held: Held) -> HttpResponse {
-    let peer = held.0.peer;
+fn upgrade(
+    state: Arc<ServerState>,
+    mut req: Request<Incoming>,
+    key: String,
+    held: Held,
+    peer: SocketAddr,
+) -> HttpResponse {
     if !state.lifecycle.is_ready() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining");
     }

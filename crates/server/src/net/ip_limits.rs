@@ -96,10 +96,40 @@ impl IpLimiter {
     /// Admit a connection from `ip`: a slot to hold while it lasts, `None` when both caps are
     /// off (nothing is tracked), or why not.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Option<IpSlot>, Refusal> {
-        self.acquire_at(ip, now_second())
+        self.acquire_at(ip, now_second(), true)
     }
 
-    fn acquire_at(self: &Arc<Self>, ip: IpAddr, second: u64) -> Result<Option<IpSlot>, Refusal> {
+    /// Hold a slot against the concurrent cap only: a TCP connection from accept (whether it
+    /// becomes a WebSocket is not known yet), or a REST request behind `X-Forwarded-For`. The
+    /// rate counts new WebSockets only: an app server publishing hundreds of events a second
+    /// over fresh connections (the official SDKs often do) is not a connection storm.
+    pub fn acquire_open(self: &Arc<Self>, ip: IpAddr) -> Result<Option<IpSlot>, Refusal> {
+        self.acquire_at(ip, now_second(), false)
+    }
+
+    /// Count a new WebSocket of `ip` whose connection already holds its slot (see
+    /// [`acquire_open`](Self::acquire_open)) against the rate.
+    pub fn take_rate(&self, ip: IpAddr) -> Result<(), Refusal> {
+        self.take_rate_at(ip, now_second())
+    }
+
+    fn take_rate_at(&self, ip: IpAddr, second: u64) -> Result<(), Refusal> {
+        if self.max_rate == 0 {
+            return Ok(());
+        }
+        let mut entry = self.entries.entry(ip).or_default();
+        if entry.second != second {
+            entry.second = second;
+            entry.admitted = 0;
+        }
+        if entry.admitted >= self.max_rate {
+            return Err(Refusal::Rate);
+        }
+        entry.admitted += 1;
+        Ok(())
+    }
+
+    fn acquire_at(self: &Arc<Self>, ip: IpAddr, second: u64, counts_rate: bool) -> Result<Option<IpSlot>, Refusal> {
         if self.max_open == 0 && self.max_rate == 0 {
             return Ok(None);
         }
@@ -108,14 +138,16 @@ impl IpLimiter {
             entry.second = second;
             entry.admitted = 0;
         }
-        if self.max_rate != 0 && entry.admitted >= self.max_rate {
+        if counts_rate && self.max_rate != 0 && entry.admitted >= self.max_rate {
             return Err(Refusal::Rate);
         }
         if self.max_open != 0 && entry.open >= self.max_open {
             return Err(Refusal::Connections);
         }
         entry.open += 1;
-        entry.admitted += 1;
+        if counts_rate {
+            entry.admitted += 1;
+        }
         drop(entry);
         Ok(Some(IpSlot {
             limiter: self.clone(),
@@ -156,25 +188,57 @@ mod tests {
     #[test]
     fn concurrent_cap_per_ip() {
         let l = IpLimiter::new(2, 0);
-        let a = l.acquire_at(ip("10.0.0.1"), 1).unwrap();
-        let _b = l.acquire_at(ip("10.0.0.1"), 1).unwrap();
-        assert_eq!(l.acquire_at(ip("10.0.0.1"), 2).err(), Some(Refusal::Connections));
+        let a = l.acquire_at(ip("10.0.0.1"), 1, true).unwrap();
+        let _b = l.acquire_at(ip("10.0.0.1"), 1, true).unwrap();
+        assert_eq!(l.acquire_at(ip("10.0.0.1"), 2, true).err(), Some(Refusal::Connections));
         assert!(
-            l.acquire_at(ip("10.0.0.2"), 2).unwrap().is_some(),
+            l.acquire_at(ip("10.0.0.2"), 2, true).unwrap().is_some(),
             "another IP is unaffected"
         );
         drop(a);
-        assert!(l.acquire_at(ip("10.0.0.1"), 2).unwrap().is_some());
+        assert!(l.acquire_at(ip("10.0.0.1"), 2, true).unwrap().is_some());
     }
 
     #[test]
     fn rate_cap_per_ip_and_second() {
         let l = IpLimiter::new(0, 3);
-        let held: Vec<_> = (0..3).map(|_| l.acquire_at(ip("10.0.0.1"), 7).unwrap()).collect();
-        assert_eq!(l.acquire_at(ip("10.0.0.1"), 7).err(), Some(Refusal::Rate));
-        assert!(l.acquire_at(ip("10.0.0.2"), 7).is_ok());
-        assert!(l.acquire_at(ip("10.0.0.1"), 8).is_ok(), "a new second admits again");
+        let held: Vec<_> = (0..3).map(|_| l.acquire_at(ip("10.0.0.1"), 7, true).unwrap()).collect();
+        assert_eq!(l.acquire_at(ip("10.0.0.1"), 7, true).err(), Some(Refusal::Rate));
+        assert!(l.acquire_at(ip("10.0.0.2"), 7, true).is_ok());
+        assert!(
+            l.acquire_at(ip("10.0.0.1"), 8, true).is_ok(),
+            "a new second admits again"
+        );
         drop(held);
+    }
+
+    #[test]
+    fn requests_hold_a_slot_but_do_not_count_as_new_connections() {
+        let l = IpLimiter::new(2, 1);
+        let _ws = l.acquire_at(ip("10.0.0.1"), 3, true).unwrap();
+        let requests: Vec<_> = (0..50)
+            .map(|_| l.acquire_at(ip("10.0.0.1"), 3, false).unwrap())
+            .collect();
+        drop(requests);
+        assert_eq!(l.acquire_at(ip("10.0.0.1"), 3, true).err(), Some(Refusal::Rate));
+        let _busy = l.acquire_at(ip("10.0.0.1"), 4, false).unwrap();
+        assert_eq!(
+            l.acquire_at(ip("10.0.0.1"), 4, false).err(),
+            Some(Refusal::Connections),
+            "in-flight requests still count against the concurrent cap"
+        );
+    }
+
+    #[test]
+    fn websockets_of_held_connections_take_the_rate_alone() {
+        let l = IpLimiter::new(0, 2);
+        let _conns: Vec<_> = (0..10)
+            .map(|_| l.acquire_at(ip("10.0.0.1"), 5, false).unwrap())
+            .collect();
+        assert!(l.take_rate_at(ip("10.0.0.1"), 5).is_ok());
+        assert!(l.take_rate_at(ip("10.0.0.1"), 5).is_ok());
+        assert_eq!(l.take_rate_at(ip("10.0.0.1"), 5).err(), Some(Refusal::Rate));
+        assert!(l.take_rate_at(ip("10.0.0.1"), 6).is_ok(), "a new second admits again");
     }
 
     #[test]
@@ -196,7 +260,7 @@ mod tests {
         l.entries.iter_mut().for_each(|mut e| e.second = u64::MAX);
         l.sweep();
         assert_eq!(l.tracked(), 0);
-        let s = l.acquire_at(ip("10.0.0.1"), u64::MAX - 1).unwrap();
+        let s = l.acquire_at(ip("10.0.0.1"), u64::MAX - 1, true).unwrap();
         drop(s);
         assert_eq!(l.tracked(), 0, "released after its second: removed at once");
     }
