@@ -152,6 +152,20 @@ describe('limited apps while Redis is down (two nodes through Redis, in both mod
           const read = await signedFetch(node, app, { method: 'GET', path: '/channels' });
           assert.equal(read.status, 503, `read on ${node.name}: ${read.text}`);
         }
+        // An outage does not flood the log: every failed call is answered 503, but node A logs
+        // at most one line a second about them, with the number it did not log.
+        const logged = () => (a.stdout + a.stderr).split('\n').filter((l) => l.includes('REST request failed on the backplane'));
+        const before = logged().length;
+        const started = Date.now();
+        const flood = await Promise.all(
+          Array.from({ length: 60 }, () => signedFetch(a, app, { path: '/events', body: event() })),
+        );
+        assert.deepEqual([...new Set(flood.map((r) => r.status))], [503]);
+        await sleep(100);
+        const seconds = Math.ceil((Date.now() - started) / 1000) + 1;
+        const lines = logged().length - before;
+        assert.ok(lines <= seconds, `${lines} log lines for 60 failed calls in under ${seconds} s`);
+        assert.ok(logged().length >= 1, 'the outage is logged');
       },
     });
     const deadline = Date.now() + 20_000;

@@ -4,6 +4,7 @@
 //! least 1: until the budget's window ends). A backplane that cannot be asked is a 503, never
 //! a 200 for something that was not published and never "unlimited" by default.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +12,7 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
+use ferrocast_broker::audit::LineLimiter;
 use ferrocast_broker::{BackplaneError, Limit};
 
 /// A REST request that failed, with the status Pusher clients expect.
@@ -49,7 +51,13 @@ pub enum ApiError {
 
 impl From<BackplaneError> for ApiError {
     fn from(e: BackplaneError) -> Self {
-        tracing::warn!(error = %e, "REST request failed on the backplane");
+        // During a Redis outage every REST call fails the same way: one line a second (saying
+        // how many were not logged) tells the story; each failure is still counted as a 503 in
+        // `ferrocast_rest_requests_total`.
+        static LOG: OnceLock<LineLimiter> = OnceLock::new();
+        if let Some(suppressed) = LOG.get_or_init(|| LineLimiter::new(1)).admit() {
+            tracing::warn!(error = %e, suppressed_before = suppressed, "REST request failed on the backplane");
+        }
         ApiError::Unavailable("cluster backplane unavailable, try again".into())
     }
 }
