@@ -11,6 +11,9 @@ No helm binary and no cluster are needed: the chart is rendered and linted by He
   the package knows. ServiceMonitor and PrometheusRule (CRDs, unknown to it) are checked here
   against the fields of monitoring.coreos.com/v1 the chart uses, and every PromQL expression
   is parsed by `promql-parser`.
+- Client addresses for the per-IP caps: trusted_proxy_hops = 1 behind the Ingress unless set,
+  the PROXY protocol / X-Forwarded-For conflict refused, service.externalTrafficPolicy; node TLS
+  from tls.existingSecret, served by the release binary with a throwaway certificate.
 - Chart semantics: the termination grace period covers preStop + drain + the webhook leave delay
   + the webhook flush, config.webhooks renders into [webhooks], probe paths, non-root, node id
   from the pod name, refusal of a memory backplane with several replicas, HPA, PDB, ...
@@ -207,8 +210,22 @@ CLUSTER_VALUES = {
     "prometheusRule": {"enabled": True},
 }
 
+# Every [server] key the chart lets users set, each different from its default (within the
+# server's bounds), except tls_cert / tls_key (the run has no certificate files; they are
+# checked by rendering only).
+EDGE_SERVER = {
+    "activity_timeout_s": 30, "shutdown_grace_s": 2, "max_queued_frames": 500, "max_queued_bytes": 65536 * 4,
+    "worker_threads": 2, "request_header_timeout_s": 5, "request_body_timeout_s": 7, "keep_alive_timeout_s": 11,
+    "reserved_file_descriptors": 64, "max_connections_per_ip": 50, "max_connection_rate_per_ip": 20,
+    "trusted_proxy_hops": 2, "proxy_protocol": False,
+}
+EDGE_VALUES = {"config": {"server": dict(EDGE_SERVER)}, "lifecycle": {"preStopSleepSeconds": 0},
+               "service": {"type": "LoadBalancer", "externalTrafficPolicy": "Local"}}
+
 VALUE_SETS = {
     "default": lambda: {},
+    "edge-config": lambda: copy.deepcopy(EDGE_VALUES),
+    "node-tls": lambda: {"tls": {"existingSecret": "ferrocast-node-tls"}},
     "production": production_values,
     "rich-config": lambda: copy.deepcopy(RICH_VALUES),
     "bundled-redis-cluster": lambda: copy.deepcopy(CLUSTER_VALUES),
@@ -389,6 +406,23 @@ BAD_VALUES = [
     ({"ingress": {"hosts": [{"host": "x", "paths": [{"path": "/", "pathType": "Fuzzy"}]}]}}, "pathType"),
     ({"prometheusRule": {"rules": {"slowConsumers": {"threshold": -1}}}}, "threshold"),
     ({"ports": {"ws": 70000}}, "ws"),
+    ({"config": {"server": {"trusted_proxy_hops": 17}}}, "trusted_proxy_hops"),
+    ({"config": {"server": {"trusted_proxy_hops": -1}}}, "trusted_proxy_hops"),
+    ({"config": {"server": {"max_connections_per_ip": 10000001}}}, "max_connections_per_ip"),
+    ({"config": {"server": {"max_connection_rate_per_ip": -1}}}, "max_connection_rate_per_ip"),
+    ({"config": {"server": {"request_header_timeout_s": 0}}}, "request_header_timeout_s"),
+    ({"config": {"server": {"request_body_timeout_s": 3601}}}, "request_body_timeout_s"),
+    ({"config": {"server": {"keep_alive_timeout_s": 0}}}, "keep_alive_timeout_s"),
+    ({"config": {"server": {"reserved_file_descriptors": 31}}}, "reserved_file_descriptors"),
+    ({"config": {"server": {"reserved_file_descriptors": 1000001}}}, "reserved_file_descriptors"),
+    ({"config": {"server": {"max_queued_bytes": 65535}}}, "max_queued_bytes"),
+    ({"config": {"server": {"worker_threads": -1}}}, "worker_threads"),
+    ({"config": {"server": {"proxy_protocol": "yes"}}}, "proxy_protocol"),
+    ({"config": {"server": {"tls_cert": "/c.pem"}}}, "tls_key"),
+    ({"config": {"server": {"tls_cert": "", "tls_key": "/k.pem"}}}, "tls_cert"),
+    ({"config": {"server": {"metrics_port": 9000}}}, "metrics_port"),
+    ({"config": {"server": {"port": 6002}}}, "port"),
+    ({"service": {"externalTrafficPolicy": "Nearest"}}, "externalTrafficPolicy"),
 ]
 
 
@@ -693,6 +727,54 @@ def test_other_refusals():
     check("config.apps is empty" in render_error({"config": {"apps": []}}), "no apps must fail")
     check("must differ" in render_error({"ports": {"ws": 7000, "metrics": 7000}}), "equal ports must fail")
     check("not both" in render_error({"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}), "PDB both must fail")
+
+
+def server_section(values: dict) -> dict:
+    return tomllib.loads(rendered_toml(values))["server"]
+
+
+def test_edge_server_keys_render_into_the_toml():
+    server = server_section(copy.deepcopy(EDGE_VALUES))
+    check(server == dict(EDGE_SERVER, host="0.0.0.0", port=6001, metrics_port=9601),
+          f"[server] is {server}, expected the values' keys and the chart's host and ports")
+    tls = {"tls_cert": "/etc/ferrocast/tls/tls.crt", "tls_key": "/etc/ferrocast/tls/tls.key"}
+    server = server_section({"config": {"server": dict(tls)}})
+    check(server.items() >= tls.items(), f"tls_cert / tls_key are not rendered: {server}")
+    # The defaults of values.yaml are the server's (docs/configuration.md).
+    server = server_section({})
+    expected = {"max_connections_per_ip": 1000, "max_connection_rate_per_ip": 200, "proxy_protocol": False,
+                "request_header_timeout_s": 10, "request_body_timeout_s": 10, "keep_alive_timeout_s": 30,
+                "reserved_file_descriptors": 256, "worker_threads": 0}
+    check(server.items() >= expected.items() and "trusted_proxy_hops" not in server,
+          f"default [server] is {server}; expected {expected} and no trusted_proxy_hops without the Ingress")
+
+
+def test_client_address_behind_ingress_and_load_balancer():
+    ingress = {"ingress": {"enabled": True}}
+    check(server_section(ingress).get("trusted_proxy_hops") == 1,
+          "behind the Ingress the chart must render trusted_proxy_hops = 1 (else every client shares its address)")
+    check(server_section(copy.deepcopy(CLUSTER_VALUES)).get("trusted_proxy_hops") == 1,
+          "the cluster values have the Ingress: trusted_proxy_hops must be 1")
+    for hops in (0, 3):
+        server = server_section({"ingress": {"enabled": True}, "config": {"server": {"trusted_proxy_hops": hops}}})
+        check(server.get("trusted_proxy_hops") == hops, f"an explicit trusted_proxy_hops {hops} must win: {server}")
+        check(rendered_toml({"ingress": {"enabled": True}, "config": {"server": {"trusted_proxy_hops": hops}}})
+              .count("trusted_proxy_hops") == 1, "trusted_proxy_hops must be rendered once")
+    server = server_section({"ingress": {"enabled": True}, "config": {"server": {"proxy_protocol": True}}})
+    check(server.get("proxy_protocol") is True and "trusted_proxy_hops" not in server,
+          f"with proxy_protocol the chart must not add trusted_proxy_hops: {server}")
+    message = render_error({"config": {"server": {"proxy_protocol": True, "trusted_proxy_hops": 1}}})
+    check("proxy_protocol" in message and "trusted_proxy_hops must be 0" in message, message)
+    message = render_error({"ingress": {"enabled": True},
+                            "config": {"server": {"proxy_protocol": True, "trusted_proxy_hops": 2}}})
+    check("trusted_proxy_hops must be 0" in message, message)
+    # externalTrafficPolicy: unset by default (the Kubernetes default), rendered when given.
+    svc = one(render({}), "Service", FULLNAME)
+    check("externalTrafficPolicy" not in svc["spec"], f"externalTrafficPolicy must be unset by default: {svc['spec']}")
+    for policy in ("Local", "Cluster"):
+        svc = one(render({"service": {"type": "LoadBalancer", "externalTrafficPolicy": policy}}), "Service", FULLNAME)
+        check(svc["spec"].get("type") == "LoadBalancer" and svc["spec"].get("externalTrafficPolicy") == policy,
+              f"service.externalTrafficPolicy {policy} is not rendered: {svc['spec']}")
 
 
 def test_service_ingress_and_service_account():
@@ -1239,6 +1321,68 @@ def run_rendered(values: dict, exercise: Callable[[int, int], None] | None = Non
         return run_node(config, pod_env, apps, budget, hold_socket=short, exercise=exercise)
 
 
+def raw_exchange(port: int, data: bytes) -> bytes:
+    """Send `data` on a fresh TCP connection to the node and return what it answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(data)
+        chunks = []
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except (ConnectionResetError, socket.timeout):
+            pass
+        return b"".join(chunks)
+
+
+def check_proxy_protocol_port(port: int) -> None:
+    """A request behind a PROXY v1 header is answered; one without it is not."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    proxied = raw_exchange(port, b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 6001\r\n" + request)
+    check(proxied.startswith(b"HTTP/1.1 200"),
+          f"with proxy_protocol, a request behind a PROXY header was answered {proxied[:80]!r}")
+    bare = raw_exchange(port, request)
+    check(not bare.startswith(b"HTTP/1.1 200"),
+          f"with proxy_protocol, a request without a PROXY header was answered {bare[:80]!r}")
+
+
+def accepted_by_binary(values: dict, check_port: Callable[[int], None] = check_proxy_protocol_port,
+                       files: dict[str, bytes] | None = None) -> None:
+    """The release binary starts on the rendered config (the pod's probes use the metrics port):
+    ready on the metrics port, `check_port` passes on the client port, SIGTERM ends it with exit
+    0. `files`: pod path -> content, written to a temporary directory and the rendered config's
+    paths pointed there."""
+    toml_text = rendered_toml(values)
+    pod_env = pod_environment(container(values), "ferrocast-7d9f8b6c5d-x2kqp")
+    port, metrics_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("FERROCAST_") and "__" in k)}
+    env.update(pod_env, FERROCAST_BACKPLANE__DRIVER="memory", FERROCAST_SERVER__HOST="127.0.0.1",
+               FERROCAST_SERVER__PORT=str(port), FERROCAST_SERVER__METRICS_PORT=str(metrics_port))
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile(mode="w+") as log:
+        for i, (path, content) in enumerate((files or {}).items()):
+            local = Path(tmp) / f"file-{i}"
+            local.write_bytes(content)
+            check(json.dumps(path) in toml_text, f"the rendered config does not name {path}:\n{toml_text}")
+            toml_text = toml_text.replace(json.dumps(path), json.dumps(str(local)))
+        config = Path(tmp) / "ferrocast.toml"
+        config.write_text(toml_text)
+        process = subprocess.Popen([str(binary()), "--config", str(config)], cwd=REPO, env=env,
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 20
+            while http(f"http://127.0.0.1:{metrics_port}/readyz")[0] != 200:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    fail(f"the node did not become ready on the rendered config (exit {process.poll()}):\n{log.read()}")
+                time.sleep(0.1)
+            check_port(port)
+            process.send_signal(signal.SIGTERM)
+            check(process.wait(timeout=30) == 0, f"the node exited {process.returncode} on SIGTERM")
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 # The scrape the dashboard and the alerts are checked against: the default config with a webhook
 # on the demo app, since the webhook gauge and histogram are exposed once an app has one. Nothing
 # subscribes to a channel in that run, so the webhook (a loopback port nothing listens on) is
@@ -1260,12 +1404,80 @@ def exposed_metrics() -> dict[str, set[str]]:
     return metrics
 
 
-@pytest.mark.parametrize("value_set", ["default", "webhook-scrape", "rich-config", "bundled-redis-cluster"])
+def test_node_tls_from_existing_secret_runs_on_the_release_binary():
+    """tls.existingSecret: the Secret's tls.crt / tls.key rendered as tls_cert / tls_key; the
+    release binary serves TLS on the client port with them, and nothing in plain text."""
+    import ssl
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                        "-keyout", f"{tmp}/key.pem", "-out", f"{tmp}/cert.pem"], check=True, capture_output=True)
+        files = {"/etc/ferrocast/tls/tls.crt": Path(f"{tmp}/cert.pem").read_bytes(),
+                 "/etc/ferrocast/tls/tls.key": Path(f"{tmp}/key.pem").read_bytes()}
+
+    def check_tls(port: int) -> None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := s.recv(65536):
+                    answer += chunk
+        check(answer.startswith(b"HTTP/1.1 200"), f"GET /healthz over TLS answered {answer[:80]!r}")
+        plain = raw_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        check(not plain.startswith(b"HTTP/1.1 200"), f"with TLS, a plain-text request was answered {plain[:80]!r}")
+
+    accepted_by_binary({"tls": {"existingSecret": "ferrocast-node-tls"}, "config": {"server": {"shutdown_grace_s": 2}}},
+                       check_port=check_tls, files=files)
+
+
+def test_tls_existing_secret_renders_mount_and_paths():
+    values = {"tls": {"existingSecret": "ferrocast-node-tls"}}
+    server = server_section(values)
+    check(server.get("tls_cert") == "/etc/ferrocast/tls/tls.crt" and server.get("tls_key") == "/etc/ferrocast/tls/tls.key",
+          f"tls.existingSecret must render tls_cert / tls_key: {server}")
+    check("tls_cert" not in server_section({}), "no TLS by default")
+    pod = deployment(values)["spec"]["template"]["spec"]
+    volume = pod["volumes"][0]
+    sources = volume.get("projected", {}).get("sources", [])
+    check([s["secret"]["name"] for s in sources] == [FULLNAME, "ferrocast-node-tls"], f"config volume is {volume}")
+    check(sources[1]["secret"]["items"] == [{"key": "tls.crt", "path": "tls/tls.crt"}, {"key": "tls.key", "path": "tls/tls.key"}],
+          f"TLS items are {sources[1]}")
+    check(volume["projected"]["defaultMode"] == 0o440, f"TLS files must be readable by the group only: {volume}")
+    mount = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}["/etc/ferrocast"]
+    check(mount.get("readOnly") is True and not mount.get("subPath"), f"mount is {mount} (no subPath: renewals must show)")
+    svc = one(render(values), "Service", FULLNAME)
+    check({p["name"]: p["appProtocol"] for p in svc["spec"]["ports"]} == {"ws": "https", "metrics": "http"},
+          f"Service appProtocols are {svc['spec']['ports']}")
+    # With the operator's own file: the paths come from the environment.
+    env = env_of(container(dict(production_values(), tls={"existingSecret": "ferrocast-node-tls"})))
+    check(env.get("FERROCAST_SERVER__TLS_CERT", {}).get("value") == "/etc/ferrocast/tls/tls.crt"
+          and env.get("FERROCAST_SERVER__TLS_KEY", {}).get("value") == "/etc/ferrocast/tls/tls.key",
+          f"with existingSecret, the TLS paths must be set from the environment: {sorted(env)}")
+    check("FERROCAST_SERVER__TLS_CERT" not in env_of(container(values)), "the rendered file has the paths: no env")
+    message = render_error({"tls": {"existingSecret": "x"},
+                            "config": {"server": {"tls_cert": "/a.pem", "tls_key": "/b.pem"}}})
+    check("tls.existingSecret" in message and "not both" in message, message)
+
+
+@pytest.mark.parametrize("value_set", ["default", "webhook-scrape", "rich-config", "bundled-redis-cluster",
+                                       "edge-config", "ingress-proxy-hops", "proxy-protocol"])
 def test_rendered_config_runs_on_the_release_binary(value_set):
     if value_set == "default":
         run_rendered({})
     elif value_set == "webhook-scrape":
         exposed_metrics()
+    elif value_set == "ingress-proxy-hops":
+        # The trusted_proxy_hops = 1 the chart adds behind the Ingress.
+        run_rendered({"ingress": {"enabled": True}, "config": {"server": {"shutdown_grace_s": 2}},
+                      "lifecycle": {"preStopSleepSeconds": 0}})
+    elif value_set == "proxy-protocol":
+        # Rendered and parsed only up to readiness would need a PROXY-speaking client: the binary
+        # must at least accept the file (it exits 2 on a bad [server] section).
+        accepted_by_binary({"ingress": {"enabled": True},
+                            "config": {"server": {"proxy_protocol": True, "shutdown_grace_s": 2}}})
     else:
         run_rendered(VALUE_SETS[value_set]())
 

@@ -76,6 +76,10 @@ app.kubernetes.io/part-of: ferrocast
 {{- .Values.existingSecret | default (include "ferrocast.fullname" .) }}
 {{- end }}
 
+{{/* Where tls.existingSecret's certificate and key appear in the pod. */}}
+{{- define "ferrocast.tlsCert" -}}/etc/ferrocast/tls/tls.crt{{- end }}
+{{- define "ferrocast.tlsKey" -}}/etc/ferrocast/tls/tls.key{{- end }}
+
 {{/* Where the config Secret is mounted, and the file the node reads. */}}
 {{- define "ferrocast.configDir" -}}/etc/ferrocast{{- end }}
 {{- define "ferrocast.configFile" -}}/etc/ferrocast/ferrocast.toml{{- end }}
@@ -150,6 +154,13 @@ template`, `helm install` and `helm upgrade` all stop with the message.
 {{- fail (printf "redis.url must start with redis:// or rediss://, is %q" $url) }}
 {{- end }}
 {{- end }}
+{{- $server := .Values.config.server }}
+{{- if and $server.proxy_protocol (gt (int64 ($server.trusted_proxy_hops | default 0)) 0) }}
+{{- fail (printf "config.server.proxy_protocol is true and config.server.trusted_proxy_hops is %d: with the PROXY protocol the header names the client, so trusted_proxy_hops must be 0 (the node refuses both)" (int64 $server.trusted_proxy_hops)) }}
+{{- end }}
+{{- if and .Values.tls.existingSecret (or (hasKey $server "tls_cert") (hasKey $server "tls_key")) }}
+{{- fail "set either tls.existingSecret or config.server.tls_cert / tls_key, not both" }}
+{{- end }}
 {{- if eq (int64 .Values.ports.ws) (int64 .Values.ports.metrics) }}
 {{- fail "ports.ws and ports.metrics must differ" }}
 {{- end }}
@@ -196,6 +207,18 @@ template`, `helm install` and `helm upgrade` all stop with the message.
 {{- end }}
 
 {{/*
+"true" when the chart sets server.trusted_proxy_hops = 1: behind the Ingress, unless the user set
+trusted_proxy_hops or proxy_protocol. Without it every client would share the ingress
+controller's address, and the per-IP caps would apply to all of them together.
+*/}}
+{{- define "ferrocast.defaultProxyHops" -}}
+{{- $server := .Values.config.server }}
+{{- if and .Values.ingress.enabled (not (hasKey $server "trusted_proxy_hops")) (not $server.proxy_protocol) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
 One TOML value: strings as basic strings (JSON string escapes are valid TOML escapes), integers,
 booleans and arrays of those.
 */}}
@@ -229,6 +252,15 @@ port = {{ int64 .Values.ports.ws }}
 metrics_port = {{ int64 .Values.ports.metrics }}
 {{- range $k := keys .Values.config.server | sortAlpha }}
 {{ $k }} = {{ include "ferrocast.tomlValue" (get $.Values.config.server $k) }}
+{{- end }}
+{{- if include "ferrocast.defaultProxyHops" . }}
+# Behind the Ingress: the client is the last X-Forwarded-For entry (ingress-nginx appends it).
+trusted_proxy_hops = 1
+{{- end }}
+{{- if .Values.tls.existingSecret }}
+# TLS on the client port, from the Secret {{ .Values.tls.existingSecret }} (reloaded when it changes).
+tls_cert = {{ include "ferrocast.tlsCert" . | toJson }}
+tls_key = {{ include "ferrocast.tlsKey" . | toJson }}
 {{- end }}
 
 [backplane]
