@@ -13,9 +13,9 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use crate::observer::NodeObserver;
+use crate::rate_limit::SharedLimiter;
 
 /// Audit lines written per second, process-wide; the rest are counted and reported later.
 pub const LINES_PER_SECOND: u64 = 20;
@@ -118,50 +118,34 @@ fn limiter() -> &'static LineLimiter {
     LIMITER.get_or_init(|| LineLimiter::new(LINES_PER_SECOND))
 }
 
-/// Lock-free "n lines per second" with a count of the lines refused since the last admitted.
+/// Lock-free "n lines per second" (a [`SharedLimiter`]) with a count of the lines refused since
+/// the last admitted one. `per_second` is at least 1.
 #[derive(Debug)]
 pub struct LineLimiter {
-    per_second: u64,
-    epoch: Instant,
-    /// High 32 bits: window second; low 32 bits: lines admitted in it.
-    window: AtomicU64,
+    lines: SharedLimiter,
     suppressed: AtomicU64,
 }
 
 impl LineLimiter {
     pub fn new(per_second: u64) -> Self {
         Self {
-            per_second,
-            epoch: Instant::now(),
-            window: AtomicU64::new(0),
+            lines: SharedLimiter::new(per_second.max(1)),
             suppressed: AtomicU64::new(0),
         }
     }
 
     /// `Some(lines suppressed since the last admitted one)` when a line may be written now.
     pub fn admit(&self) -> Option<u64> {
-        self.admit_at(self.epoch.elapsed().as_secs())
+        self.admit_at(self.lines.elapsed_seconds())
     }
 
-    /// [`admit`](Self::admit) at `now_s` seconds after the limiter's epoch.
+    /// [`admit`](Self::admit) at `now_s` seconds after the limiter was made.
     pub fn admit_at(&self, now_s: u64) -> Option<u64> {
-        let now = now_s & 0xFFFF_FFFF;
-        let mut current = self.window.load(Ordering::Relaxed);
-        loop {
-            let (window, used) = (current >> 32, current & 0xFFFF_FFFF);
-            let used = if window == now { used } else { 0 };
-            if used >= self.per_second {
-                self.suppressed.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-            let next = (now << 32) | (used + 1);
-            match self
-                .window
-                .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return Some(self.suppressed.swap(0, Ordering::Relaxed)),
-                Err(actual) => current = actual,
-            }
+        if self.lines.take_at(1, now_s) {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
         }
     }
 }

@@ -127,11 +127,19 @@ impl SharedLimiter {
     pub fn take(&self, n: u64) -> RateDecision {
         let elapsed = self.epoch.elapsed();
         let resets_in = Duration::from_secs(elapsed.as_secs() + 1).saturating_sub(elapsed);
-        let decision = |allowed| RateDecision { allowed, resets_in };
-        if self.per_second == 0 {
-            return decision(true);
+        RateDecision {
+            allowed: self.take_at(n, elapsed.as_secs()),
+            resets_in,
         }
-        let now = elapsed.as_secs() & 0xFFFF_FFFF;
+    }
+
+    /// Take `n` units in the window of `now_s` (seconds since this limiter was made), all or
+    /// nothing.
+    pub fn take_at(&self, n: u64, now_s: u64) -> bool {
+        if self.per_second == 0 {
+            return true;
+        }
+        let now = now_s & 0xFFFF_FFFF;
         let mut current = self.state.load(Ordering::Relaxed);
         loop {
             let (window, used) = (current >> 32, current & 0xFFFF_FFFF);
@@ -139,17 +147,22 @@ impl SharedLimiter {
             // Saturating: a client-chosen `n` must not wrap past the check.
             let wanted = used.saturating_add(n);
             if wanted > self.per_second || wanted > 0xFFFF_FFFF {
-                return decision(false);
+                return false;
             }
             let next = (now << 32) | wanted;
             match self
                 .state
                 .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return decision(true),
+                Ok(_) => return true,
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// Seconds since this limiter was made: the clock of [`take_at`](Self::take_at).
+    pub fn elapsed_seconds(&self) -> u64 {
+        self.epoch.elapsed().as_secs()
     }
 }
 
