@@ -19,6 +19,8 @@
 //! - [`rest`]: HTTP API request signing and the request bodies of the REST API.
 //! - [`webhook`]: webhook events, the request body and its signature.
 
+#![forbid(unsafe_code)]
+
 pub mod channel;
 pub mod codes;
 pub mod inbound;
