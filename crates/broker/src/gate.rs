@@ -7,9 +7,6 @@
 //! takes every shard exclusively, so its snapshot and its replacement script see no operation
 //! half done. Ordinary operations on different shards never contend.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 const SHARDS: usize = 64;
@@ -30,9 +27,7 @@ impl Default for ResyncGate {
 impl ResyncGate {
     /// A shared guard for operations on `key` (a channel or app id).
     pub async fn enter(&self, key: &str) -> RwLockReadGuard<'_, ()> {
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        self.shards[(h.finish() as usize) % SHARDS].read().await
+        self.shards[crate::shard::shard_of(key, SHARDS)].read().await
     }
 
     /// Exclusive access to every shard, for a resync.

@@ -31,12 +31,14 @@
 //! - `observer`: the measurements a node reports, for the server's metrics.
 //! - `webhook`: where a node reports webhook events, for the server's dispatcher.
 //! - `error`: typed errors of the above.
+//! - `clock`, `shard`: the one wall/process clock and the one key-to-shard hash everything uses.
 
 #![forbid(unsafe_code)]
 
 mod app;
 pub mod audit;
 mod backplane;
+mod clock;
 mod cluster;
 mod connection;
 #[cfg(any(test, feature = "contract"))]
@@ -51,10 +53,12 @@ mod observer;
 mod presence_view;
 mod rate_limit;
 mod session;
+mod shard;
 mod webhook;
 
 pub use app::{App, AppConfig, AppRegistry, WebhookConfig};
 pub use backplane::{Backplane, ChannelMessage, DeliverySink, Link, Payload, MEMBER_ADDED, MEMBER_REMOVED};
+pub use clock::{process_millis, process_seconds, unix_seconds};
 pub use cluster::{
     ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, Dropped, LeaveToken, NodeRegistration,
     NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind,
@@ -67,4 +71,5 @@ pub use memory::{MemoryBackplane, MemoryClusterState};
 pub use node::{LocalStats, Node, NodeOptions, PublishRequest};
 pub use observer::{unix_micros, Limit, MessageKind, NoObserver, NodeObserver};
 pub use session::Session;
+pub use shard::shard_of;
 pub use webhook::{unix_millis, NoWebhooks, WebhookSink};

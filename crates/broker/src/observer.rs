@@ -87,13 +87,7 @@ pub struct NoObserver;
 
 impl NodeObserver for NoObserver {}
 
-/// Microseconds since the Unix epoch, stamped on messages when they are published.
-pub fn unix_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_micros;
 
 #[cfg(test)]
 mod tests {

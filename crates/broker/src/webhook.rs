@@ -29,7 +29,4 @@ impl WebhookSink for NoWebhooks {
     fn emit(&self, _app_id: &str, _event: WebhookEvent, _created_ms: u64) {}
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn unix_millis() -> u64 {
-    crate::observer::unix_micros() / 1000
-}
+pub use crate::clock::unix_millis;

@@ -10,7 +10,6 @@
 //! An event naming a channel more than once is delivered once per distinct channel.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ferrocast_broker::audit::{self, AuthDenial, Denial};
@@ -93,10 +92,7 @@ pub fn max_body_bytes(app: &App) -> usize {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    ferrocast_broker::unix_seconds()
 }
 
 /// Check method, signature and app state. Denied authentication is audited (see

@@ -10,8 +10,6 @@
 //! are reported in the order they happened. The queues count what they hold, so a draining
 //! node finishes them before it exits.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -75,9 +73,7 @@ impl Default for LeaveQueues {
 
 impl LeaveQueues {
     fn push(&self, queued: Queued, cluster: &Arc<dyn ClusterState>, webhooks: &Arc<dyn WebhookSink>) {
-        let mut h = DefaultHasher::new();
-        queued.leave.channel.hash(&mut h);
-        let queue = self.queues[(h.finish() as usize) % LEAVE_QUEUES].get_or_init(|| {
+        let queue = self.queues[crate::shard::shard_of(&queued.leave.channel, LEAVE_QUEUES)].get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(confirm_in_turn(
                 rx,

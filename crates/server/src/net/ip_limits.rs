@@ -10,8 +10,7 @@
 //! reach twice the rate for an instant.
 
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
@@ -79,8 +78,7 @@ impl Drop for IpSlot {
 }
 
 fn now_second() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_secs()
+    ferrocast_broker::process_seconds()
 }
 
 impl IpLimiter {

@@ -11,9 +11,7 @@
 
 mod lane;
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -157,9 +155,7 @@ impl Dispatcher {
 }
 
 fn lane_of(channel: &str) -> usize {
-    let mut h = DefaultHasher::new();
-    channel.hash(&mut h);
-    (h.finish() as usize) % LANES
+    ferrocast_broker::shard_of(channel, LANES)
 }
 
 impl WebhookSink for Dispatcher {

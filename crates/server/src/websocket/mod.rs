@@ -13,8 +13,8 @@ mod reader;
 mod writer;
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use ferrocast_broker::audit::{self, AuthDenial, Denial};
@@ -49,8 +49,7 @@ pub struct ConnectRequest {
 
 /// Milliseconds since process start, for cheap "last seen" stamps.
 fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+    ferrocast_broker::process_millis()
 }
 
 /// Run a connection from the completed upgrade to the end.
