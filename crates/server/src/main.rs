@@ -1,6 +1,8 @@
 //! `ferrocast`: with no arguments, one node on the in-process backplane with a demo app;
 //! with `--config FILE`, a node configured from the file (and `FERROCAST_*__*` variables).
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use ferrocast_server::{config, run};

@@ -14,7 +14,6 @@
 mod accept;
 mod client_ip;
 mod deadline;
-#[allow(unsafe_code)] // getrlimit/setrlimit: the only unsafe code of the product
 mod fd;
 mod ip_limits;
 mod proxy_header;
