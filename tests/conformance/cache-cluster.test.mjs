@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import { connectPusher, sdkResult, serverSdk } from './lib/clients.mjs';
-import { cacheMissText, channelInfo, eventText, subscribeForReplay, trigger } from './lib/cache.mjs';
+import { cacheMissText, channelInfo, eventText, monitorRedis, subscribeForReplay, trigger } from './lib/cache.mjs';
 import { isEvent, rawSubscribed } from './lib/raw.mjs';
 import { makeApp, useServer } from './lib/server.mjs';
-import { sleep, uid } from './lib/util.mjs';
+import { sleep, uid, waitFor } from './lib/util.mjs';
 import { useWebhookReceiver } from './lib/webhooks.mjs';
 
 const QUIET_MS = 1000;
@@ -101,6 +101,40 @@ describe('cache channels on two nodes and Redis', () => {
     const miss = await subscribeForReplay(t, A, shortApp, ch);
     assert.equal(miss.next.text, cacheMissText(ch));
     assert.equal((await channelInfo(B, shortApp, ch)).json.cache, null);
+  });
+
+  test('the cache write goes in the MULTI of the PUBLISH, on one connection (Redis MONITOR)', async () => {
+    const [, B] = srv.nodes;
+    const ch = uid('cache-multi-');
+    const plain = uid('plain-multi-');
+    const monitor = await monitorRedis(srv.redis.port);
+    const isSet = (l) => l.args[0] === 'SET' && l.args[1]?.endsWith(`:cache:${app.id}:${ch}`);
+    const published = (channel) => (l) => l.args[0] === 'PUBLISH' && l.args[1]?.endsWith(`:ev:${app.id}:${channel}`);
+    try {
+      await trigger(B, app, ch, 'watched', {});
+      await trigger(B, app, plain, 'not-cached', {});
+      await waitFor(() => monitor.lines.some(published(plain)), 5000, { message: 'both PUBLISHes seen by MONITOR' });
+    } finally {
+      monitor.close();
+    }
+    const lines = monitor.lines;
+    const set = lines.find(isSet);
+    assert.ok(set, `no SET of the cache key; saw:\n${lines.map((l) => l.args.slice(0, 2).join(' ')).join('\n')}`);
+    assert.deepEqual(set.args.slice(3), ['PX', '1800000'], 'TTL = cache_ttl_s in ms');
+    const ofClient = lines.filter((l) => l.client === set.client);
+    const at = ofClient.indexOf(set);
+    assert.deepEqual(
+      ofClient.slice(at - 1, at + 3).map((l) => l.args[0]),
+      ['MULTI', 'SET', 'PUBLISH', 'EXEC'],
+      'one MULTI: SET PX then PUBLISH',
+    );
+    assert.ok(published(ch)(ofClient[at + 1]), ofClient[at + 1].args.join(' '));
+    // a publish to a non-cache channel writes nothing and needs no MULTI
+    const plainPublish = lines.find(published(plain));
+    const plainOfClient = lines.filter((l) => l.client === plainPublish.client);
+    const pAt = plainOfClient.indexOf(plainPublish);
+    assert.notEqual(plainOfClient[pAt - 1]?.args[0], 'MULTI');
+    assert.equal(lines.filter((l) => l.args[0] === 'SET' && l.args[1]?.includes(plain)).length, 0);
   });
 
   test('with Redis down a publish to a cache channel fails (503), never 200', async () => {

@@ -1,6 +1,7 @@
 // Cache channels (reference §7): helpers shared by cache.test.mjs and cache-cluster.test.mjs.
 
 import assert from 'node:assert/strict';
+import net from 'node:net';
 
 import { sdkResult, serverSdk } from './clients.mjs';
 import { connectRaw, subscribeExtra } from './raw.mjs';
@@ -40,3 +41,41 @@ export const cacheMissText = (channel) => JSON.stringify({ event: 'pusher:cache_
 
 /** The exact frame of a replayed event: an ordinary channel event. */
 export const eventText = (event, data, channel) => JSON.stringify({ event, data, channel });
+
+/**
+ * Watches every command a Redis executes (`MONITOR` on a raw connection) until `close()`.
+ * `lines` holds {client, args} per command, in execution order (`client` is the address of the
+ * connection that sent it; args are unquoted but keep MONITOR's escapes for binary bytes).
+ */
+export async function monitorRedis(port, host = '127.0.0.1') {
+  const socket = net.connect(port, host);
+  await new Promise((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  const monitor = { lines: [], close: () => socket.destroy() };
+  let buffer = '';
+  let started;
+  const ready = new Promise((resolve) => (started = resolve));
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk) => {
+    buffer += chunk;
+    let nl;
+    while ((nl = buffer.indexOf('\r\n')) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 2);
+      if (line === '+OK') {
+        started();
+        continue;
+      }
+      const m = /^\+[\d.]+ \[\d+ ([^\]]+)\] (.*)$/.exec(line);
+      if (!m) continue;
+      const args = [...m[2].matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((a) => a[1]);
+      monitor.lines.push({ client: m[1], args });
+    }
+  });
+  socket.on('error', () => {});
+  socket.write('MONITOR\r\n');
+  await ready;
+  return monitor;
+}
