@@ -29,6 +29,17 @@ impl Keys {
         format!("{}:ev:{}:{}", self.prefix, app_id, channel)
     }
 
+    /// An app channel's cached event (cache channels, `SET PX` with the publish).
+    pub fn cache(&self, app_id: &str, channel: &str) -> String {
+        format!("{}:cache:{}:{}", self.prefix, app_id, channel)
+    }
+
+    /// Held for a few seconds after a channel's cache miss was reported (`SET NX PX`), so a
+    /// burst of subscribers yields one `cache_miss` webhook.
+    pub fn cache_miss(&self, app_id: &str, channel: &str) -> String {
+        format!("{}:cachemiss:{}:{}", self.prefix, app_id, channel)
+    }
+
     /// The node's private channel, used to prove a publish comes back before reporting ready.
     pub fn probe_channel(&self) -> String {
         format!("{}:probe:{}", self.prefix, self.node)
@@ -64,5 +75,7 @@ mod tests {
         assert_eq!(k.nodes(), "fc:nodes");
         assert_eq!(k.rate("1", "events"), "fc:rate:1:events");
         assert_ne!(k.rate("1", "events"), k.rate("1", "reads"));
+        assert_eq!(k.cache("1", "cache-a"), "fc:cache:1:cache-a");
+        assert_ne!(k.cache("1", "cache-a"), k.cache_miss("1", "cache-a"));
     }
 }

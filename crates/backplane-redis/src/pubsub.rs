@@ -89,6 +89,33 @@ impl Backplane for RedisBackplane {
         Ok(())
     }
 
+    /// One MULTI on one connection: for each message, `SET PX` of its cache entry (if any)
+    /// then its `PUBLISH`, so no node can read a cache older than a live event it delivered.
+    async fn publish_cached(&self, messages: Vec<ChannelMessage>, ttl: Duration) -> Result<(), BackplaneError> {
+        let count = messages.len() as u64;
+        let ttl_ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for message in &messages {
+            if let Some((event, data)) = message.cache_entry() {
+                pipe.cmd("SET")
+                    .arg(self.keys.cache(&message.app_id, &message.channel))
+                    .arg(crate::cluster_state::encode_cached(event, data))
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .ignore();
+            }
+            pipe.cmd("PUBLISH")
+                .arg(self.keys.event_channel(&message.app_id, &message.channel))
+                .arg(envelope::encode(message))
+                .ignore();
+        }
+        self.with_conn(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+            .await?;
+        self.stats.published.fetch_add(count, Ordering::Relaxed);
+        Ok(())
+    }
+
     async fn subscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError> {
         if *self.link.borrow() == Link::Down {
             return Err(BackplaneError::LinkDown);

@@ -15,6 +15,17 @@ async fn redis_keeps_the_cluster_state_contract() {
     ferrocast_broker::contract::all(&*a, "app-a", "app-b").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keeps_the_event_cache_contract() {
+    let redis = Redis::start();
+    let (a, _) = backplane(&redis, "node-a", Duration::from_secs(15));
+    wait_up(&a).await;
+    ferrocast_broker::contract::event_cache_keeps_the_last_event_expires_and_claims_misses_once(
+        &*a, &*a, "app-a", "app-b",
+    )
+    .await;
+}
+
 /// Known drift found by the contract: the Redis presence scripts count sockets per node and
 /// ignore the socket id, so a repeated or foreign leave decrements. Being fixed with issue 10's
 /// presence work; this must not stay ignored.

@@ -56,6 +56,8 @@ pub struct AppConfig {
     /// `pusher:subscribe` requests per second per socket (token bucket, burst
     /// `max_subscriptions_per_connection`); 0 = unlimited.
     pub max_subscription_requests_per_second: u32,
+    /// How long the last REST event of a cache channel is kept (seconds, 1..=1800).
+    pub cache_ttl_s: u64,
     /// Empty = any origin.
     pub allowed_origins: Vec<String>,
     pub webhooks: Vec<WebhookConfig>,
@@ -86,6 +88,7 @@ impl Default for AppConfig {
             max_event_batch_size: 10,
             max_subscriptions_per_connection: 200,
             max_subscription_requests_per_second: 50,
+            cache_ttl_s: 1800,
             allowed_origins: Vec::new(),
             webhooks: Vec::new(),
         }
@@ -96,6 +99,11 @@ impl AppConfig {
     /// Largest accepted event `data`, in bytes.
     pub fn max_payload_bytes(&self) -> usize {
         (self.max_event_payload_kb as usize).saturating_mul(1024)
+    }
+
+    /// How long a cache channel's last event is kept.
+    pub fn cache_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.cache_ttl_s)
     }
 
     /// Largest accepted presence `user_info`, in bytes.

@@ -5,6 +5,7 @@
 //! [`crate::memory`]; a cluster uses Redis. The node core calls only these traits.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,20 @@ impl ChannelMessage {
         self
     }
 
+    /// The `(event, data)` to keep as its channel's cached event when published with
+    /// [`Backplane::publish_cached`]: application events on cache channels only (member changes
+    /// and client events never are; the node publishes client events with `publish`).
+    pub fn cache_entry(&self) -> Option<(&str, &str)> {
+        match &self.payload {
+            Payload::Event {
+                event,
+                data,
+                user_id: None,
+            } if ferrocast_protocol::channel::is_cache(&self.channel) => Some((event, data)),
+            _ => None,
+        }
+    }
+
     /// The event name its frame carries (for metrics and logs).
     pub fn event_name(&self) -> &str {
         match &self.payload {
@@ -113,6 +128,12 @@ pub trait Backplane: Send + Sync {
         }
         Ok(())
     }
+    /// Publish `messages` as [`publish_many`](Self::publish_many) does and, in the same round
+    /// trip, keep each one with a [`ChannelMessage::cache_entry`] as its channel's cached event
+    /// for `ttl` (read back through [`crate::EventCache`]). All or nothing as far as the
+    /// caller can tell: an error means the publish must be reported failed. The node calls it
+    /// only when a publish names a cache channel, so other publishes pay nothing.
+    async fn publish_cached(&self, messages: Vec<ChannelMessage>, ttl: Duration) -> Result<(), BackplaneError>;
     async fn subscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError>;
     async fn unsubscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError>;
     /// Watch the link state. The node re-registers its state on each new `Up` generation and

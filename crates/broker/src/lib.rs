@@ -4,7 +4,7 @@
 //! The split follows centrifuge: the [`Node`] owns local state (sessions and the channel index)
 //! and talks to the rest of the cluster only through [`Backplane`] (publish and receive channel
 //! messages) and [`ClusterState`], a bundle of one small trait per concern (connections,
-//! occupancy, pending leaves, presence, rates, registration). All have an in-process
+//! occupancy, pending leaves, presence, rates, registration, cache channels). All have an in-process
 //! implementation (`memory`); the Redis ones live in their own crate. The [`contract`] tests
 //! run against both, so they cannot drift.
 //!
@@ -60,16 +60,16 @@ pub use app::{App, AppConfig, AppRegistry, WebhookConfig};
 pub use backplane::{Backplane, ChannelMessage, DeliverySink, Link, Payload, MEMBER_ADDED, MEMBER_REMOVED};
 pub use clock::{process_millis, process_seconds, unix_seconds};
 pub use cluster::{
-    ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, Dropped, LeaveToken, NodeRegistration,
-    NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind,
-    ResyncOutcome,
+    CachedEvent, ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, Dropped, EventCache, LeaveToken,
+    NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets,
+    RateDecision, RateKind, ResyncOutcome, MISS_REPORT_HOLD,
 };
 pub use connection::{ConnectionHandle, ConnectionOutbox, Outgoing};
 pub use error::{BackplaneError, ConnectError, PublishError};
 pub use local_channels::{ChannelKey, LocalChannels};
 pub use memory::{MemoryBackplane, MemoryClusterState};
 pub use node::{LocalStats, Node, NodeOptions, PublishRequest};
-pub use observer::{unix_micros, Limit, MessageKind, NoObserver, NodeObserver};
+pub use observer::{unix_micros, CacheReplay, Limit, MessageKind, NoObserver, NodeObserver};
 pub use session::Session;
 pub use shard::shard_of;
 pub use webhook::{unix_millis, NoWebhooks, WebhookSink};

@@ -70,6 +70,27 @@ impl Limit {
     }
 }
 
+/// What a new subscriber of a cache channel was sent after its success frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheReplay {
+    /// The cached event.
+    Hit,
+    /// `pusher:cache_miss`.
+    Miss,
+    /// Nothing: the cache could not be read.
+    Unavailable,
+}
+
+impl CacheReplay {
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheReplay::Hit => "hit",
+            CacheReplay::Miss => "miss",
+            CacheReplay::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// Receives the node's measurements. Every method has a no-op default.
 pub trait NodeObserver: Send + Sync {
     /// One message was queued to `recipients` local sockets, `latency_s` after it was published
@@ -79,6 +100,8 @@ pub trait NodeObserver: Send + Sync {
     fn limit_rejected(&self, _app_id: &str, _limit: Limit) {}
     /// Authentication was denied (see [`crate::audit`]).
     fn auth_denied(&self, _reason: crate::audit::AuthDenial) {}
+    /// A new subscriber of a cache channel got `outcome`.
+    fn cache_replayed(&self, _app_id: &str, _outcome: CacheReplay) {}
 }
 
 /// Observes nothing.

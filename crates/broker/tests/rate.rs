@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ferrocast_broker::{
-    AppConfig, AppRegistry, BackplaneError, ChannelCounts, ChannelOccupancy, ConnectionQuota, LeaveToken,
-    MemoryBackplane, MemoryClusterState, Node, NodeOptions, NodeRegistration, NodeSnapshot, PendingLeaves,
+    AppConfig, AppRegistry, BackplaneError, CachedEvent, ChannelCounts, ChannelOccupancy, ConnectionQuota, EventCache,
+    LeaveToken, MemoryBackplane, MemoryClusterState, Node, NodeOptions, NodeRegistration, NodeSnapshot, PendingLeaves,
     PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind, ResyncOutcome,
 };
 
@@ -83,6 +83,16 @@ impl PendingLeaves for Counting {
 impl NodeRegistration for Counting {
     async fn resync(&self, s: &NodeSnapshot) -> Result<ResyncOutcome, BackplaneError> {
         self.inner.resync(s).await
+    }
+}
+
+#[async_trait]
+impl EventCache for Counting {
+    async fn cached(&self, a: &str, c: &str) -> Result<Option<CachedEvent>, BackplaneError> {
+        self.inner.cached(a, c).await
+    }
+    async fn claim_miss_report(&self, a: &str, c: &str, hold: std::time::Duration) -> Result<bool, BackplaneError> {
+        self.inner.claim_miss_report(a, c, hold).await
     }
 }
 

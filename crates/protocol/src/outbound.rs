@@ -190,6 +190,12 @@ pub fn member_removed(channel: &str, user_id: &str) -> String {
     frame("pusher_internal:member_removed", &data, Some(channel))
 }
 
+/// `pusher:cache_miss` for a new subscriber of a cache channel with nothing cached (§7). The
+/// `data` member is undocumented and ignored by pusher-js; `"{}"` keeps strict clients happy.
+pub fn cache_miss(channel: &str) -> String {
+    channel_event("pusher:cache_miss", channel, "{}", None)
+}
+
 /// An application or client event on a channel; `user_id` only for client events on presence
 /// channels.
 /// `data` is forwarded as the publisher's exact string (escaped once as a JSON string member).

@@ -37,6 +37,9 @@ pub enum WebhookEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         user_id: Option<String>,
     },
+    /// A socket subscribed to a cache channel with nothing cached (reported at most once per
+    /// channel every few seconds, cluster-wide).
+    CacheMiss { channel: String },
 }
 
 impl WebhookEvent {
@@ -48,6 +51,7 @@ impl WebhookEvent {
             WebhookEvent::MemberAdded { .. } => "member_added",
             WebhookEvent::MemberRemoved { .. } => "member_removed",
             WebhookEvent::ClientEvent { .. } => "client_event",
+            WebhookEvent::CacheMiss { .. } => "cache_miss",
         }
     }
 
@@ -59,7 +63,8 @@ impl WebhookEvent {
             | WebhookEvent::ChannelVacated { channel }
             | WebhookEvent::MemberAdded { channel, .. }
             | WebhookEvent::MemberRemoved { channel, .. }
-            | WebhookEvent::ClientEvent { channel, .. } => channel,
+            | WebhookEvent::ClientEvent { channel, .. }
+            | WebhookEvent::CacheMiss { channel } => channel,
         }
     }
 }
@@ -98,6 +103,18 @@ mod tests {
         );
         assert_eq!(e.name(), "member_removed");
         assert_eq!(e.channel(), "presence-room-7");
+    }
+
+    #[test]
+    fn cache_miss_names_its_channel() {
+        let e = WebhookEvent::CacheMiss {
+            channel: "cache-a".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"name":"cache_miss","channel":"cache-a"}"#
+        );
+        assert_eq!(e.name(), "cache_miss");
     }
 
     #[test]

@@ -18,6 +18,9 @@ const ENV_PREFIX: &str = "FERROCAST_";
 /// the backpressure watermark (half of it).
 const MIN_QUEUED_BYTES: usize = 64 * 1024;
 
+/// Longest `apps.cache_ttl_s`: the reference's "up to 30 minutes" (§11).
+const MAX_CACHE_TTL_S: u64 = 1800;
+
 /// Webhook event types a `[[apps.webhooks]]` entry may name.
 const WEBHOOK_EVENTS: &[&str] = &[
     "channel_occupied",
@@ -479,6 +482,15 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::key(&at(field), "must be at least 1"));
         }
+        if !(1..=MAX_CACHE_TTL_S).contains(&app.cache_ttl_s) {
+            return Err(ConfigError::key(
+                &at("cache_ttl_s"),
+                format!(
+                    "must be between 1 and {MAX_CACHE_TTL_S} (Pusher's 30 minutes), is {}",
+                    app.cache_ttl_s
+                ),
+            ));
+        }
         for (j, hook) in app.webhooks.iter().enumerate() {
             if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) || hook.url.len() < 10 {
                 return Err(ConfigError::key(
@@ -675,6 +687,18 @@ mod tests {
         let f = write(&format!("{APP}max_subscriptions_per_connection = 0\n"));
         let e = load(Some(f.as_str()), []).unwrap_err().to_string();
         assert!(e.contains("apps[0].max_subscriptions_per_connection"), "{e}");
+        let f = write(&format!("{APP}cache_ttl_s = 0\n"));
+        assert!(load(Some(f.as_str()), [])
+            .unwrap_err()
+            .to_string()
+            .contains("apps[0].cache_ttl_s"));
+        let f = write(&format!("{APP}cache_ttl_s = 1801\n"));
+        assert!(load(Some(f.as_str()), [])
+            .unwrap_err()
+            .to_string()
+            .contains("apps[0].cache_ttl_s"));
+        let f = write(&format!("{APP}cache_ttl_s = 2\n"));
+        assert_eq!(load(Some(f.as_str()), []).unwrap().apps[0].cache_ttl_s, 2);
         let f = write(&format!("{APP}max_subscription_requests_per_second = 0\n"));
         assert_eq!(
             load(Some(f.as_str()), []).unwrap().apps[0].max_subscription_requests_per_second,

@@ -5,7 +5,7 @@
 //! rejections through [`NodeObserver`], implemented here.
 
 use ferrocast_broker::audit::AuthDenial;
-use ferrocast_broker::{Limit, MessageKind, NodeObserver};
+use ferrocast_broker::{CacheReplay, Limit, MessageKind, NodeObserver};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -69,6 +69,7 @@ pub struct Metrics {
     fan_out_latency: Histogram,
     socket_latency: Histogram,
     limit_rejections: IntCounterVec,
+    cache_replays: IntCounterVec,
     subscriptions: IntGaugeVec,
     channels: IntGaugeVec,
     presence_members: IntGaugeVec,
@@ -369,6 +370,7 @@ impl Metrics {
             )
             .with_label_values(&[] as &[&str]),
             limit_rejections: counter(r, "limit_rejections_total", "Requests refused by a limit or rate limit", &["app_id", "limit"]),
+            cache_replays: counter(r, "cache_replays_total", "What new subscribers of cache channels were sent: hit (the cached event), miss (pusher:cache_miss), unavailable (nothing: cache unreadable)", &["app_id", "result"]),
             subscriptions: gauge(r, "subscriptions", "Channel subscriptions of sockets on this node", app),
             channels: gauge(r, "occupied_channels", "Channels with at least one subscriber on this node", app),
             presence_members: gauge(r, "presence_members", "Distinct presence members per channel with a socket on this node, summed", app),
@@ -460,6 +462,10 @@ impl NodeObserver for MetricsObserver {
 
     fn auth_denied(&self, reason: AuthDenial) {
         self.0.auth_denied(reason);
+    }
+
+    fn cache_replayed(&self, app_id: &str, outcome: CacheReplay) {
+        self.0.cache_replays.with_label_values(&[app_id, outcome.label()]).inc();
     }
 }
 

@@ -419,6 +419,12 @@ async fn channel_info(state: &ServerState, app: &App, name: &str, info: Option<&
                 ))
             }
             ("subscription_count", _) => {}
+            ("cache", _) if channel::is_cache(name) => {}
+            ("cache", _) => {
+                return Err(ApiError::BadRequest(
+                    "cache is only available on cache channels (cache-, private-cache-, private-encrypted-cache-, presence-cache-)".into(),
+                ))
+            }
             (other, _) => return Err(ApiError::BadRequest(format!("unknown info attribute {other:?}"))),
         }
     }
@@ -426,10 +432,23 @@ async fn channel_info(state: &ServerState, app: &App, name: &str, info: Option<&
     let mut out = Map::new();
     out.insert("occupied".into(), (subscriptions > 0).into());
     for attr in attrs {
-        let value = if attr == "user_count" { users } else { subscriptions };
-        out.insert(attr.to_owned(), value.into());
+        let value = match attr {
+            "user_count" => users.into(),
+            "cache" => cache_info(state.node.cached_event(app, name).await?),
+            _ => subscriptions.into(),
+        };
+        out.insert(attr.to_owned(), value);
     }
     Ok(Value::Object(out))
+}
+
+/// `{"data", "ttl"}` of the reference (§9.6), plus the event name a subscriber would get; `null`
+/// when nothing is cached.
+fn cache_info(cached: Option<ferrocast_broker::CachedEvent>) -> Value {
+    match cached {
+        Some(c) => json!({ "event": c.event, "data": c.data, "ttl": c.ttl_seconds() }),
+        None => Value::Null,
+    }
 }
 
 async fn users(state: &ServerState, app: &App, name: &str) -> Result<Value, ApiError> {

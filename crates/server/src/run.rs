@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrocast_backplane_redis::{RedisBackplane, RedisOptions};
+use ferrocast_broker::MemoryClusterState;
 use ferrocast_broker::{AppRegistry, Backplane, ClusterState, Node, NodeOptions};
-use ferrocast_broker::{MemoryBackplane, MemoryClusterState};
 use tokio::net::{TcpListener, TcpSocket};
 use tracing::{info, warn};
 
@@ -92,11 +92,11 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
                 })?;
                 (redis.clone(), redis.clone(), ClusterLink::Redis(redis))
             }
-            _ => (
-                Arc::new(MemoryBackplane::new()),
-                Arc::new(MemoryClusterState::new()),
-                ClusterLink::Memory,
-            ),
+            _ => {
+                // One cache store shared by both halves (see `MemoryClusterState::backplane`).
+                let state = MemoryClusterState::new();
+                (Arc::new(state.backplane()), Arc::new(state), ClusterLink::Memory)
+            }
         };
     info!(node_id, driver = %config.backplane.driver, "node starting");
     if let ClusterLink::Redis(redis) = &link {

@@ -3,6 +3,7 @@
 //! [`ferrocast_broker::ClusterState`]; this one holds what they share (reply parsing, script
 //! invocation).
 
+mod cache;
 mod connections;
 mod leaves;
 mod occupancy;
@@ -14,6 +15,8 @@ use ferrocast_broker::{BackplaneError, LeaveToken};
 use redis::Value;
 
 use crate::RedisBackplane;
+
+pub(crate) use cache::encode_cached;
 
 pub(crate) fn malformed(what: &str) -> BackplaneError {
     BackplaneError::malformed(what)

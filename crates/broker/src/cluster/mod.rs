@@ -7,11 +7,13 @@
 //! - [`PresenceRoster`]: presence members per channel, once per user.
 //! - [`RateBudgets`]: per-app REST budgets.
 //! - [`NodeRegistration`]: a node's registrations as a whole (resync after an outage).
+//! - [`EventCache`]: the last event of each cache channel (reads; the write shares the publish).
 //!
 //! [`ClusterState`] is every concern at once: what a node is given. A single node uses the
 //! in-process implementation ([`crate::memory::MemoryClusterState`]); a cluster uses Redis. Every
 //! method is atomic with respect to concurrent callers on any node.
 
+mod cache;
 mod connections;
 mod leaves;
 mod occupancy;
@@ -19,6 +21,7 @@ mod presence;
 mod rates;
 mod registration;
 
+pub use cache::{CachedEvent, EventCache, MISS_REPORT_HOLD};
 pub use connections::ConnectionQuota;
 pub use leaves::{LeaveToken, PendingLeaves};
 pub use occupancy::{ChannelCounts, ChannelOccupancy};
@@ -29,11 +32,18 @@ pub use registration::{Dropped, NodeRegistration, NodeSnapshot, ResyncOutcome};
 /// Every concern of the cluster state. Implemented automatically for any type that implements
 /// them all; a new concern is one more trait here.
 pub trait ClusterState:
-    ConnectionQuota + ChannelOccupancy + PendingLeaves + PresenceRoster + RateBudgets + NodeRegistration
+    ConnectionQuota + ChannelOccupancy + PendingLeaves + PresenceRoster + RateBudgets + NodeRegistration + EventCache
 {
 }
 
 impl<T> ClusterState for T where
-    T: ConnectionQuota + ChannelOccupancy + PendingLeaves + PresenceRoster + RateBudgets + NodeRegistration + ?Sized
+    T: ConnectionQuota
+        + ChannelOccupancy
+        + PendingLeaves
+        + PresenceRoster
+        + RateBudgets
+        + NodeRegistration
+        + EventCache
+        + ?Sized
 {
 }

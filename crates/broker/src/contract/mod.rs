@@ -8,6 +8,9 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use crate::backplane::{Backplane, ChannelMessage, DeliverySink, Payload};
 use crate::cluster::{ClusterState, PresenceJoin, PresenceLeave, RateKind};
 
 /// Budgets are all or nothing, per app and per kind; a changed budget starts afresh.
@@ -199,6 +202,87 @@ pub async fn presence_leave_is_per_socket(s: &dyn ClusterState, a: &str, b: &str
         .left());
 }
 
+/// A sink that drops what it is given: the cache checks look at the store, not deliveries.
+struct Discard;
+
+impl DeliverySink for Discard {
+    fn deliver(&self, _message: &ChannelMessage) {}
+}
+
+fn event(app: &str, channel: &str, event: &str, data: &str) -> ChannelMessage {
+    let payload = Payload::Event {
+        event: event.into(),
+        data: data.into(),
+        user_id: None,
+    };
+    ChannelMessage::new(app, channel, payload)
+}
+
+/// The cache keeps the last application event per cache channel and app (not other channels,
+/// not client events), expires it after its TTL, and grants a miss report once per hold.
+/// `p` is the backplane that writes the cache `s` reads (the same store).
+pub async fn event_cache_keeps_the_last_event_expires_and_claims_misses_once(
+    p: &dyn Backplane,
+    s: &dyn ClusterState,
+    a: &str,
+    b: &str,
+) {
+    p.set_sink(Arc::new(Discard));
+    assert_eq!(s.cached(a, "cache-x").await.unwrap(), None);
+    let ttl = Duration::from_secs(30);
+    let batch = vec![
+        event(a, "cache-x", "first", "1"),
+        event(a, "cache-x", "second", "{\"n\":2}"),
+        event(a, "plain", "third", "3"),
+    ];
+    p.publish_cached(batch, ttl).await.unwrap();
+    let cached = s.cached(a, "cache-x").await.unwrap().expect("cached");
+    assert_eq!(
+        (cached.event.as_str(), cached.data.as_str()),
+        ("second", "{\"n\":2}"),
+        "the last one"
+    );
+    assert!(
+        cached.ttl > Duration::from_secs(25) && cached.ttl <= ttl,
+        "{:?}",
+        cached.ttl
+    );
+    assert_eq!(cached.ttl_seconds(), 30);
+    assert_eq!(s.cached(a, "plain").await.unwrap(), None, "not a cache channel");
+    assert_eq!(s.cached(b, "cache-x").await.unwrap(), None, "per app");
+
+    let client_event = ChannelMessage::new(
+        a,
+        "presence-cache-y",
+        Payload::Event {
+            event: "client-x".into(),
+            data: "{}".into(),
+            user_id: Some("u1".into()),
+        },
+    );
+    p.publish_cached(vec![client_event], ttl).await.unwrap();
+    assert_eq!(
+        s.cached(a, "presence-cache-y").await.unwrap(),
+        None,
+        "client events are not cached"
+    );
+
+    p.publish_cached(vec![event(a, "cache-short", "e", "d")], Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert!(s.cached(a, "cache-short").await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(s.cached(a, "cache-short").await.unwrap(), None, "expired");
+
+    let hold = Duration::from_millis(300);
+    assert!(s.claim_miss_report(a, "cache-m", hold).await.unwrap(), "first claim");
+    assert!(!s.claim_miss_report(a, "cache-m", hold).await.unwrap(), "held");
+    assert!(s.claim_miss_report(b, "cache-m", hold).await.unwrap(), "per app");
+    assert!(s.claim_miss_report(a, "cache-n", hold).await.unwrap(), "per channel");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(s.claim_miss_report(a, "cache-m", hold).await.unwrap(), "after the hold");
+}
+
 /// Every check above but the rate budgets, in turn, on one state (apps `a` and `b` must be
 /// unused in it). The rate check counts on its takes falling in one one-second window: run it
 /// alone, at the start of a window of the store's clock.
@@ -219,6 +303,8 @@ mod tests {
     async fn the_in_process_state_keeps_the_contract() {
         let s = MemoryClusterState::new();
         super::all(&s, "app-a", "app-b").await;
+        super::event_cache_keeps_the_last_event_expires_and_claims_misses_once(&s.backplane(), &s, "app-a", "app-b")
+            .await;
         super::presence_leave_is_per_socket(&s, "app-a", "app-b").await;
         super::rate_budgets_are_all_or_nothing_per_app_and_kind(&s, "app-a", "app-b").await;
     }

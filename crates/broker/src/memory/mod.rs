@@ -4,6 +4,7 @@
 //! the Redis implementations, so the node core cannot tell them apart: each concern's impl is in
 //! its own file, checked by the same contract tests as Redis ([`crate::contract`]).
 
+mod cache;
 mod connections;
 mod leaves;
 mod occupancy;
@@ -14,6 +15,7 @@ mod registration;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -25,17 +27,29 @@ use crate::error::BackplaneError;
 use crate::local_channels::ChannelKey;
 use crate::rate_limit::SharedLimiter;
 
+pub use cache::MemoryEventCache;
+
 /// Delivers every published message straight to the local sink.
 pub struct MemoryBackplane {
     sink: OnceLock<Arc<dyn DeliverySink>>,
     link: watch::Sender<Link>,
+    /// Where `publish_cached` keeps cache channels' events; shared with the cluster state that
+    /// reads them (see [`MemoryClusterState::backplane`]).
+    cache: Arc<MemoryEventCache>,
 }
 
 impl MemoryBackplane {
+    /// A backplane with a cache of its own: cached events are not visible to any
+    /// [`MemoryClusterState`]. Use [`MemoryClusterState::backplane`] for a working pair.
     pub fn new() -> Self {
+        Self::with_cache(Arc::default())
+    }
+
+    fn with_cache(cache: Arc<MemoryEventCache>) -> Self {
         Self {
             sink: OnceLock::new(),
             link: watch::Sender::new(Link::Up { generation: 1 }),
+            cache,
         }
     }
 }
@@ -60,6 +74,15 @@ impl Backplane for MemoryBackplane {
             }
             None => Err(BackplaneError::LinkDown),
         }
+    }
+
+    /// Stores, then delivers: on one node nothing can read the cache in between.
+    async fn publish_cached(&self, messages: Vec<ChannelMessage>, ttl: Duration) -> Result<(), BackplaneError> {
+        if self.sink.get().is_none() {
+            return Err(BackplaneError::LinkDown);
+        }
+        self.cache.store(&messages, ttl);
+        self.publish_many(messages).await
     }
 
     async fn subscribe(&self, _app_id: &str, _channel: &str) -> Result<(), BackplaneError> {
@@ -93,6 +116,8 @@ pub struct MemoryClusterState {
     pub(super) next_token: AtomicU64,
     /// Per-app REST budgets: on a single node, the node's own limiter is the cluster's.
     pub(super) rates: DashMap<(String, RateKind), SharedLimiter>,
+    /// Cache channels' events, written by the paired backplane.
+    pub(super) cache: Arc<MemoryEventCache>,
 }
 
 /// `app\nchannel` for a vacancy, `app\nchannel\nuser` for a presence departure.
@@ -106,6 +131,12 @@ pub(super) fn leave_key(app_id: &str, channel: &str, user_id: Option<&str>) -> S
 impl MemoryClusterState {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The backplane of this single-node cluster: what it publishes to cache channels is what
+    /// this state's [`crate::EventCache`] reads.
+    pub fn backplane(&self) -> MemoryBackplane {
+        MemoryBackplane::with_cache(self.cache.clone())
     }
 
     pub(super) fn pending_leave(&self, key: String) -> LeaveToken {

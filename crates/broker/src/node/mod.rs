@@ -5,7 +5,9 @@
 //! - [`client_event`]: `client-*` events.
 //! - [`cluster_link`]: readiness and re-registration after the backplane reconnects.
 //! - [`webhooks`]: which webhook events happened, each decided once cluster-wide.
+//! - [`cache`]: cache channels: replay to new subscribers, `cache_miss`, `info=cache`.
 
+mod cache;
 mod client_event;
 mod cluster_link;
 mod subscribe;
@@ -310,11 +312,16 @@ impl Node {
     }
 
     /// Publish application events (each to each of its channels) in one backplane round trip,
-    /// in order.
+    /// in order. Events to cache channels are also kept as their channel's cached event, in
+    /// that same round trip; if that fails the publish fails.
     pub async fn publish(&self, app: &App, requests: Vec<PublishRequest>) -> Result<(), PublishError> {
         let mut messages = Vec::with_capacity(requests.iter().map(|r| r.channels.len()).sum());
+        let mut caches = false;
         for req in requests {
             for channel in req.channels {
+                // The one channel-name check per publish: only publishes naming a cache channel
+                // take the caching path.
+                caches |= ferrocast_protocol::channel::is_cache(&channel);
                 let payload = Payload::Event {
                     event: req.event.clone(),
                     data: req.data.clone(),
@@ -326,6 +333,7 @@ impl Node {
         }
         match messages.len() {
             0 => Ok(()),
+            _ if caches => Ok(self.backplane.publish_cached(messages, app.config.cache_ttl()).await?),
             1 => Ok(self.backplane.publish(messages.remove(0)).await?),
             _ => Ok(self.backplane.publish_many(messages).await?),
         }

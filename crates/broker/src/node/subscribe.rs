@@ -143,6 +143,7 @@ impl Node {
             .insert(req.channel.clone(), Subscription { presence_user });
         let data = registered.presence.map(|p| p.roster).unwrap_or_else(|| "{}".to_owned());
         session.send_json(&outbound::subscription_succeeded(&req.channel, &data));
+        self.replay_cache(session, &req.channel).await;
     }
 
     /// The per-socket subscribe rate (token bucket): every `pusher:subscribe` takes a token,
