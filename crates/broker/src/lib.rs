@@ -54,9 +54,9 @@ mod session;
 mod webhook;
 
 pub use app::{App, AppConfig, AppRegistry, WebhookConfig};
-pub use backplane::{Backplane, ChannelMessage, DeliverySink, Link, Payload, MEMBER_ADDED, MEMBER_REMOVED};
+pub use backplane::{Backplane, ChannelMessage, DeliverySink, Link, Payload, MEMBER_ADDED, MEMBER_REMOVED, SUBSCRIPTION_COUNT};
 pub use cluster::{
-    ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, Dropped, LeaveToken, NodeRegistration,
+    ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, CountUpdates, Dropped, LeaveToken, NodeRegistration,
     NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind,
     ResyncOutcome,
 };

@@ -79,6 +79,8 @@ pub trait NodeObserver: Send + Sync {
     fn limit_rejected(&self, _app_id: &str, _limit: Limit) {}
     /// Authentication was denied (see [`crate::audit`]).
     fn auth_denied(&self, _reason: crate::audit::AuthDenial) {}
+    /// This node published one coalesced `subscription_count` update of a channel.
+    fn subscription_count_published(&self, _app_id: &str) {}
 }
 
 /// Observes nothing.

@@ -37,6 +37,9 @@ pub enum WebhookEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         user_id: Option<String>,
     },
+    /// A non-presence channel's subscription count changed (apps with
+    /// `enable_subscription_count`; coalesced like the frame).
+    SubscriptionCount { channel: String, subscription_count: u64 },
 }
 
 impl WebhookEvent {
@@ -48,6 +51,7 @@ impl WebhookEvent {
             WebhookEvent::MemberAdded { .. } => "member_added",
             WebhookEvent::MemberRemoved { .. } => "member_removed",
             WebhookEvent::ClientEvent { .. } => "client_event",
+            WebhookEvent::SubscriptionCount { .. } => "subscription_count",
         }
     }
 
@@ -59,7 +63,8 @@ impl WebhookEvent {
             | WebhookEvent::ChannelVacated { channel }
             | WebhookEvent::MemberAdded { channel, .. }
             | WebhookEvent::MemberRemoved { channel, .. }
-            | WebhookEvent::ClientEvent { channel, .. } => channel,
+            | WebhookEvent::ClientEvent { channel, .. }
+            | WebhookEvent::SubscriptionCount { channel, .. } => channel,
         }
     }
 }
@@ -98,6 +103,19 @@ mod tests {
         );
         assert_eq!(e.name(), "member_removed");
         assert_eq!(e.channel(), "presence-room-7");
+    }
+
+    #[test]
+    fn subscription_count_has_the_reference_shape() {
+        let e = WebhookEvent::SubscriptionCount {
+            channel: "my-channel".into(),
+            subscription_count: 3,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"name":"subscription_count","channel":"my-channel","subscription_count":3}"#
+        );
+        assert_eq!(e.name(), "subscription_count");
     }
 
     #[test]

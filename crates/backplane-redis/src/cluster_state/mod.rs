@@ -4,6 +4,7 @@
 //! invocation).
 
 mod connections;
+mod count_updates;
 mod leaves;
 mod occupancy;
 mod presence;

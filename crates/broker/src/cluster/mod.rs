@@ -3,6 +3,7 @@
 //!
 //! - [`ConnectionQuota`]: open connections per app (`max_connections`).
 //! - [`ChannelOccupancy`]: subscriptions per channel; occupancy, listings and counts.
+//! - [`CountUpdates`]: who publishes a channel's next `subscription_count` (coalescing).
 //! - [`PendingLeaves`]: the cancellable delay before `channel_vacated` / `member_removed`.
 //! - [`PresenceRoster`]: presence members per channel, once per user.
 //! - [`RateBudgets`]: per-app REST budgets.
@@ -13,6 +14,7 @@
 //! method is atomic with respect to concurrent callers on any node.
 
 mod connections;
+mod count_updates;
 mod leaves;
 mod occupancy;
 mod presence;
@@ -20,6 +22,7 @@ mod rates;
 mod registration;
 
 pub use connections::ConnectionQuota;
+pub use count_updates::CountUpdates;
 pub use leaves::{LeaveToken, PendingLeaves};
 pub use occupancy::{ChannelCounts, ChannelOccupancy};
 pub use presence::{PresenceJoin, PresenceLeave, PresenceRoster};
@@ -29,11 +32,11 @@ pub use registration::{Dropped, NodeRegistration, NodeSnapshot, ResyncOutcome};
 /// Every concern of the cluster state. Implemented automatically for any type that implements
 /// them all; a new concern is one more trait here.
 pub trait ClusterState:
-    ConnectionQuota + ChannelOccupancy + PendingLeaves + PresenceRoster + RateBudgets + NodeRegistration
+    ConnectionQuota + ChannelOccupancy + CountUpdates + PendingLeaves + PresenceRoster + RateBudgets + NodeRegistration
 {
 }
 
 impl<T> ClusterState for T where
-    T: ConnectionQuota + ChannelOccupancy + PendingLeaves + PresenceRoster + RateBudgets + NodeRegistration + ?Sized
+    T: ConnectionQuota + ChannelOccupancy + CountUpdates + PendingLeaves + PresenceRoster + RateBudgets + NodeRegistration + ?Sized
 {
 }

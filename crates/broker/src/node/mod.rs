@@ -4,11 +4,13 @@
 //! - [`subscribe`]: subscriptions, presence joins and leaves.
 //! - [`client_event`]: `client-*` events.
 //! - [`cluster_link`]: readiness and re-registration after the backplane reconnects.
+//! - [`subscription_count`]: coalesced `subscription_count` updates (frame and webhook).
 //! - [`webhooks`]: which webhook events happened, each decided once cluster-wide.
 
 mod client_event;
 mod cluster_link;
 mod subscribe;
+mod subscription_count;
 mod webhooks;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,7 +23,7 @@ use tracing::warn;
 
 use crate::app::{App, AppRegistry};
 use crate::backplane::{Backplane, ChannelMessage, DeliverySink, Payload};
-use crate::backplane::{MEMBER_ADDED, MEMBER_REMOVED};
+use crate::backplane::{MEMBER_ADDED, MEMBER_REMOVED, SUBSCRIPTION_COUNT};
 use crate::cluster::{ChannelCounts, ClusterState, Dropped, RateDecision, RateKind};
 use crate::connection::{ConnectionHandle, ConnectionOutbox};
 use crate::error::{BackplaneError, ConnectError, PublishError};
@@ -113,6 +115,12 @@ impl LocalFanOut {
                     None,
                 )
             }),
+            Payload::SubscriptionCount { count } => Some(outbound::channel_event(
+                SUBSCRIPTION_COUNT,
+                &m.channel,
+                &outbound::subscription_count_data(*count),
+                None,
+            )),
         }
     }
 }
