@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::{backplane, eventually, wait_up, Redis};
 use ferrocast_broker::{
-    ChannelOccupancy, ConnectionQuota, CountUpdates, NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave,
-    PresenceRoster,
+    ChannelOccupancy, ConnectionQuota, CountUpdates, NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin,
+    PresenceLeave, PresenceRoster,
 };
 
 const TTL: Duration = Duration::from_secs(15);
@@ -384,11 +384,21 @@ async fn count_update_claim_has_one_holder_across_nodes_and_expires() {
     a.subscription_added("app", "news").await.unwrap();
     b.subscription_added("app", "news").await.unwrap();
     assert!(a.count_changed("app", "news", hold).await.unwrap(), "node-a claims");
-    assert!(!b.count_changed("app", "news", hold).await.unwrap(), "node-b only records");
-    assert_eq!(a.count_update_due("app", "news", hold).await.unwrap(), Some(2), "cluster-wide count");
+    assert!(
+        !b.count_changed("app", "news", hold).await.unwrap(),
+        "node-b only records"
+    );
+    assert_eq!(
+        a.count_update_due("app", "news", hold).await.unwrap(),
+        Some(2),
+        "cluster-wide count"
+    );
     assert!(!b.count_changed("app", "news", hold).await.unwrap());
     // node-a stops asking (as if it died): the claim expires and the next change claims.
     // A recorded change keeps the expiry (INCR), so the claim lapses `hold` after the last ask.
     tokio::time::sleep(hold + Duration::from_millis(200)).await;
-    assert!(b.count_changed("app", "news", hold).await.unwrap(), "expired: node-b claims");
+    assert!(
+        b.count_changed("app", "news", hold).await.unwrap(),
+        "expired: node-b claims"
+    );
 }

@@ -54,11 +54,13 @@ mod session;
 mod webhook;
 
 pub use app::{App, AppConfig, AppRegistry, WebhookConfig};
-pub use backplane::{Backplane, ChannelMessage, DeliverySink, Link, Payload, MEMBER_ADDED, MEMBER_REMOVED, SUBSCRIPTION_COUNT};
+pub use backplane::{
+    Backplane, ChannelMessage, DeliverySink, Link, Payload, MEMBER_ADDED, MEMBER_REMOVED, SUBSCRIPTION_COUNT,
+};
 pub use cluster::{
-    ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, CountUpdates, Dropped, LeaveToken, NodeRegistration,
-    NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind,
-    ResyncOutcome,
+    ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, CountUpdates, Dropped, LeaveToken,
+    NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets,
+    RateDecision, RateKind, ResyncOutcome,
 };
 pub use connection::{ConnectionHandle, ConnectionOutbox, Outgoing};
 pub use error::{BackplaneError, ConnectError, PublishError};

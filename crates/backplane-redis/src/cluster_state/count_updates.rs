@@ -18,9 +18,14 @@ fn millis(hold: Duration) -> String {
 impl CountUpdates for RedisBackplane {
     async fn count_changed(&self, app_id: &str, channel: &str, hold: Duration) -> Result<bool, BackplaneError> {
         let reply = self
-            .eval(&self.scripts.count_changed, self.args(&[app_id, channel, &millis(hold)]))
+            .eval(
+                &self.scripts.count_changed,
+                self.args(&[app_id, channel, &millis(hold)]),
+            )
             .await?;
-        int(&reply).map(|won| won == 1).ok_or_else(|| malformed("count changed"))
+        int(&reply)
+            .map(|won| won == 1)
+            .ok_or_else(|| malformed("count changed"))
     }
 
     async fn count_update_due(

@@ -27,6 +27,10 @@ pub trait CountUpdates: Send + Sync {
     /// Asked by the claim's holder once per interval. `Some(count)` when changes happened since
     /// the last ask (the claim is kept for `hold` more); `None` when none did or the claim
     /// expired: the claim is gone and the holder stops.
-    async fn count_update_due(&self, app_id: &str, channel: &str, hold: Duration)
-        -> Result<Option<u64>, BackplaneError>;
+    async fn count_update_due(
+        &self,
+        app_id: &str,
+        channel: &str,
+        hold: Duration,
+    ) -> Result<Option<u64>, BackplaneError>;
 }

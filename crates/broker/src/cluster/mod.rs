@@ -37,6 +37,13 @@ pub trait ClusterState:
 }
 
 impl<T> ClusterState for T where
-    T: ConnectionQuota + ChannelOccupancy + CountUpdates + PendingLeaves + PresenceRoster + RateBudgets + NodeRegistration + ?Sized
+    T: ConnectionQuota
+        + ChannelOccupancy
+        + CountUpdates
+        + PendingLeaves
+        + PresenceRoster
+        + RateBudgets
+        + NodeRegistration
+        + ?Sized
 {
 }

@@ -205,19 +205,43 @@ pub async fn presence_leave_is_per_socket(s: &dyn ClusterState, a: &str, b: &str
 pub async fn count_updates_have_one_holder_per_channel(s: &dyn ClusterState, a: &str, b: &str) {
     let hold = Duration::from_secs(15);
     s.subscription_added(a, "counted").await.unwrap();
-    assert!(s.count_changed(a, "counted", hold).await.unwrap(), "the first change claims");
+    assert!(
+        s.count_changed(a, "counted", hold).await.unwrap(),
+        "the first change claims"
+    );
     s.subscription_added(a, "counted").await.unwrap();
-    assert!(!s.count_changed(a, "counted", hold).await.unwrap(), "held: only recorded");
+    assert!(
+        !s.count_changed(a, "counted", hold).await.unwrap(),
+        "held: only recorded"
+    );
     assert!(s.count_changed(b, "counted", hold).await.unwrap(), "claims are per app");
     assert!(s.count_changed(a, "other", hold).await.unwrap(), "and per channel");
     assert_eq!(s.count_update_due(a, "counted", hold).await.unwrap(), Some(2));
-    assert!(!s.count_changed(a, "counted", hold).await.unwrap(), "still held after an ask");
-    assert_eq!(s.count_update_due(a, "counted", hold).await.unwrap(), Some(2), "a change came");
-    assert_eq!(s.count_update_due(a, "counted", hold).await.unwrap(), None, "none: released");
-    assert_eq!(s.count_update_due(a, "counted", hold).await.unwrap(), None, "stays released");
+    assert!(
+        !s.count_changed(a, "counted", hold).await.unwrap(),
+        "still held after an ask"
+    );
+    assert_eq!(
+        s.count_update_due(a, "counted", hold).await.unwrap(),
+        Some(2),
+        "a change came"
+    );
+    assert_eq!(
+        s.count_update_due(a, "counted", hold).await.unwrap(),
+        None,
+        "none: released"
+    );
+    assert_eq!(
+        s.count_update_due(a, "counted", hold).await.unwrap(),
+        None,
+        "stays released"
+    );
     s.subscription_removed(a, "counted", false).await.unwrap();
     s.subscription_removed(a, "counted", false).await.unwrap();
-    assert!(s.count_changed(a, "counted", hold).await.unwrap(), "released: claims afresh");
+    assert!(
+        s.count_changed(a, "counted", hold).await.unwrap(),
+        "released: claims afresh"
+    );
     assert_eq!(
         s.count_update_due(a, "counted", hold).await.unwrap(),
         Some(0),

@@ -52,7 +52,11 @@ pub fn interval(count: u64) -> Duration {
 /// Whether the channel's subscribers get counts: the app's toggle, and not presence (members
 /// are counted there) or `#` channels.
 fn counted(enabled: bool, channel: &str) -> bool {
-    enabled && !matches!(ChannelKind::of(channel), ChannelKind::Presence | ChannelKind::ServerToUser)
+    enabled
+        && !matches!(
+            ChannelKind::of(channel),
+            ChannelKind::Presence | ChannelKind::ServerToUser
+        )
 }
 
 /// What the publisher of one channel needs, detached from the node's lifetime.
