@@ -66,4 +66,20 @@ describe('two nodes on one Redis', () => {
     assert.ok(frames.length <= 2, `${frames.length} updates for two simultaneous subscribes`);
     await eventually(async () => assert.equal(await updatesPublished() - before, frames.length, 'one publish per update'));
   });
+
+  // Last: it stops node B.
+  test('a draining node publishes the counts its closed connections changed before it exits', async (t) => {
+    const [A, B] = srv.nodes;
+    const channel = uid('drain-');
+    const onA = [];
+    for (const node of [A, A, B, B]) {
+      const c = await connectPusher(t, node, app, { pusherOptions: { activityTimeout: 60_000 } });
+      await c.subscribe(channel);
+      if (node === A) onA.push(c);
+    }
+    for (const c of onA) await c.until(() => lastCount(c, channel) === 4, 5000, 'count 4');
+    await B.stop();
+    // Node B's sockets closed while draining; node A's subscribers hear the new count.
+    for (const c of onA) await c.until(() => lastCount(c, channel) === 2, 5000, 'count 2 after node B drained');
+  });
 });

@@ -206,6 +206,8 @@ pub struct Node {
     pending_departures: std::sync::Mutex<Vec<(String, String, String)>>,
     /// Pending leaves waiting for their delay (see [`webhooks`]).
     leaves: webhooks::LeaveQueues,
+    /// Running `subscription_count` publishers (see [`subscription_count`]).
+    count_publishers: Arc<subscription_count::Publishers>,
 }
 
 impl Node {
@@ -236,6 +238,7 @@ impl Node {
             registered: AtomicBool::new(false),
             pending_departures: std::sync::Mutex::new(Vec::new()),
             leaves: webhooks::LeaveQueues::default(),
+            count_publishers: Arc::default(),
         })
     }
 

@@ -13,11 +13,13 @@
 //! and the losers of the claim cost one cheap script each. The last count is always
 //! published, 0 included (the webhook reports it; no socket is left to tell).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferrocast_protocol::channel::ChannelKind;
 use ferrocast_protocol::webhook::WebhookEvent;
+use tokio::sync::Notify;
 use tracing::warn;
 
 use super::Node;
@@ -59,6 +61,46 @@ fn counted(enabled: bool, channel: &str) -> bool {
         )
 }
 
+/// The publishers running on this node, so a draining node lets them publish the counts its
+/// closed connections changed before it leaves (otherwise the other nodes' subscribers would
+/// keep a stale count until the next change).
+#[derive(Default)]
+pub(super) struct Publishers {
+    running: AtomicUsize,
+    none_left: Notify,
+}
+
+/// One running publisher; counted down when its task ends, however it ends.
+struct Running(Arc<Publishers>);
+
+impl Running {
+    fn start(publishers: &Arc<Publishers>) -> Self {
+        publishers.running.fetch_add(1, Ordering::AcqRel);
+        Self(publishers.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_left.notify_waiters();
+        }
+    }
+}
+
+impl Publishers {
+    /// Resolves once no publisher runs on this node.
+    async fn settled(&self) {
+        loop {
+            let notified = self.none_left.notified();
+            if self.running.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// What the publisher of one channel needs, detached from the node's lifetime.
 struct Publisher {
     cluster: Arc<dyn ClusterState>,
@@ -67,9 +109,17 @@ struct Publisher {
     observer: Arc<dyn NodeObserver>,
     app_id: String,
     channel: String,
+    _running: Running,
 }
 
 impl Node {
+    /// Wait until this node's publishers released their claims (a draining node, after its
+    /// connections closed; bound it: a channel that keeps changing elsewhere keeps its
+    /// publisher going).
+    pub async fn settle_subscription_counts(&self) {
+        self.count_publishers.settled().await;
+    }
+
     /// The channel's subscription count just changed (a subscribe or unsubscribe registered in
     /// the cluster state): record it, and become the channel's publisher if nobody is.
     pub(super) async fn subscription_count_changed(&self, key: &ChannelKey) {
@@ -89,6 +139,7 @@ impl Node {
                     observer: self.options.observer.clone(),
                     app_id: key.app_id.to_string(),
                     channel: key.channel.to_string(),
+                    _running: Running::start(&self.count_publishers),
                 };
                 tokio::spawn(publisher.run());
             }
