@@ -69,6 +69,7 @@ mod tests {
                 user_info: "{\"n\":1}".into(),
             },
             Payload::MemberRemoved { user_id: "u1".into() },
+            Payload::SubscriptionCount { count: 42 },
         ];
         for payload in payloads {
             let m = ChannelMessage { payload, ..message() };

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::{backplane, eventually, wait_up, Redis};
 use ferrocast_broker::{
-    ChannelOccupancy, ConnectionQuota, NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave,
-    PresenceRoster,
+    ChannelOccupancy, ConnectionQuota, CountUpdates, NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin,
+    PresenceLeave, PresenceRoster,
 };
 
 const TTL: Duration = Duration::from_secs(15);
@@ -368,5 +368,37 @@ async fn apps_without_webhooks_leave_no_pending_leaves_behind() {
     assert!(
         a.subscription_added("app", "presence-x").await.unwrap(),
         "the next subscriber occupies the channel again"
+    );
+}
+
+/// One holder per channel across nodes, and a claim whose holder stopped asking expires, so
+/// a dead publisher frees the channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_update_claim_has_one_holder_across_nodes_and_expires() {
+    let redis = Redis::start();
+    let (a, _) = backplane(&redis, "node-a", TTL);
+    let (b, _) = backplane(&redis, "node-b", TTL);
+    wait_up(&a).await;
+    wait_up(&b).await;
+    let hold = Duration::from_millis(300);
+    a.subscription_added("app", "news").await.unwrap();
+    b.subscription_added("app", "news").await.unwrap();
+    assert!(a.count_changed("app", "news", hold).await.unwrap(), "node-a claims");
+    assert!(
+        !b.count_changed("app", "news", hold).await.unwrap(),
+        "node-b only records"
+    );
+    assert_eq!(
+        a.count_update_due("app", "news", hold).await.unwrap(),
+        Some(2),
+        "cluster-wide count"
+    );
+    assert!(!b.count_changed("app", "news", hold).await.unwrap());
+    // node-a stops asking (as if it died): the claim expires and the next change claims.
+    // A recorded change keeps the expiry (INCR), so the claim lapses `hold` after the last ask.
+    tokio::time::sleep(hold + Duration::from_millis(200)).await;
+    assert!(
+        b.count_changed("app", "news", hold).await.unwrap(),
+        "expired: node-b claims"
     );
 }

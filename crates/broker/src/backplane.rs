@@ -43,6 +43,9 @@ pub enum Payload {
     MemberAdded { user_id: String, user_info: String },
     /// A user's last connection left a presence channel.
     MemberRemoved { user_id: String },
+    /// The channel's cluster-wide subscription count (apps with `enable_subscription_count`),
+    /// published by the holder of the channel's count claim (see `node::subscription_count`).
+    SubscriptionCount { count: u64 },
 }
 
 impl ChannelMessage {
@@ -83,6 +86,7 @@ impl ChannelMessage {
             Payload::Event { event, .. } => event,
             Payload::MemberAdded { .. } => MEMBER_ADDED,
             Payload::MemberRemoved { .. } => MEMBER_REMOVED,
+            Payload::SubscriptionCount { .. } => SUBSCRIPTION_COUNT,
         }
     }
 }
@@ -91,6 +95,8 @@ impl ChannelMessage {
 pub const MEMBER_ADDED: &str = "pusher_internal:member_added";
 /// The event name of a member-removed frame.
 pub const MEMBER_REMOVED: &str = "pusher_internal:member_removed";
+/// The event name of a subscription-count frame.
+pub const SUBSCRIPTION_COUNT: &str = "pusher_internal:subscription_count";
 
 /// Where a backplane hands the messages it receives: the node's local fan-out.
 pub trait DeliverySink: Send + Sync {

@@ -57,12 +57,14 @@ mod shard;
 mod webhook;
 
 pub use app::{App, AppConfig, AppRegistry, WebhookConfig};
-pub use backplane::{Backplane, ChannelMessage, DeliverySink, Link, Payload, MEMBER_ADDED, MEMBER_REMOVED};
+pub use backplane::{
+    Backplane, ChannelMessage, DeliverySink, Link, Payload, MEMBER_ADDED, MEMBER_REMOVED, SUBSCRIPTION_COUNT,
+};
 pub use clock::{process_millis, process_seconds, unix_seconds};
 pub use cluster::{
-    CachedEvent, ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, Dropped, EventCache, LeaveToken,
-    NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets,
-    RateDecision, RateKind, ResyncOutcome, MISS_REPORT_HOLD,
+    CachedEvent, ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, CountUpdates, Dropped, EventCache,
+    LeaveToken, NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster,
+    RateBudgets, RateDecision, RateKind, ResyncOutcome, MISS_REPORT_HOLD,
 };
 pub use connection::{ConnectionHandle, ConnectionOutbox, Outgoing};
 pub use error::{BackplaneError, ConnectError, PublishError};

@@ -102,6 +102,8 @@ pub trait NodeObserver: Send + Sync {
     fn auth_denied(&self, _reason: crate::audit::AuthDenial) {}
     /// A new subscriber of a cache channel got `outcome`.
     fn cache_replayed(&self, _app_id: &str, _outcome: CacheReplay) {}
+    /// This node published one coalesced `subscription_count` update of a channel.
+    fn subscription_count_published(&self, _app_id: &str) {}
 }
 
 /// Observes nothing.

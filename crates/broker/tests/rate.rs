@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ferrocast_broker::{
-    AppConfig, AppRegistry, BackplaneError, CachedEvent, ChannelCounts, ChannelOccupancy, ConnectionQuota, EventCache,
-    LeaveToken, MemoryBackplane, MemoryClusterState, Node, NodeOptions, NodeRegistration, NodeSnapshot, PendingLeaves,
-    PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind, ResyncOutcome,
+    AppConfig, AppRegistry, BackplaneError, CachedEvent, ChannelCounts, ChannelOccupancy, ConnectionQuota, CountUpdates,
+    EventCache, LeaveToken, MemoryBackplane, MemoryClusterState, Node, NodeOptions, NodeRegistration, NodeSnapshot,
+    PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind, ResyncOutcome,
 };
 
 /// The in-memory cluster state, counting the budget questions it is asked.
@@ -41,6 +41,21 @@ impl ChannelOccupancy for Counting {
     }
     async fn channel(&self, a: &str, c: &str) -> Result<ChannelCounts, BackplaneError> {
         self.inner.channel(a, c).await
+    }
+}
+
+#[async_trait]
+impl CountUpdates for Counting {
+    async fn count_changed(&self, a: &str, c: &str, hold: std::time::Duration) -> Result<bool, BackplaneError> {
+        self.inner.count_changed(a, c, hold).await
+    }
+    async fn count_update_due(
+        &self,
+        a: &str,
+        c: &str,
+        hold: std::time::Duration,
+    ) -> Result<Option<u64>, BackplaneError> {
+        self.inner.count_update_due(a, c, hold).await
     }
 }
 

@@ -184,6 +184,11 @@ pub fn member_removed_data(user_id: &str) -> String {
     data
 }
 
+/// The `data` string of `pusher_internal:subscription_count`, `{"subscription_count":N}`.
+pub fn subscription_count_data(count: u64) -> String {
+    format!("{{\"subscription_count\":{count}}}")
+}
+
 /// `pusher_internal:member_removed` with `{"user_id":…}`.
 pub fn member_removed(channel: &str, user_id: &str) -> String {
     let data = member_removed_data(user_id);

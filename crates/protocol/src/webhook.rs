@@ -40,6 +40,9 @@ pub enum WebhookEvent {
     /// A socket subscribed to a cache channel with nothing cached (reported at most once per
     /// channel every few seconds, cluster-wide).
     CacheMiss { channel: String },
+    /// A non-presence channel's subscription count changed (apps with
+    /// `enable_subscription_count`; coalesced like the frame).
+    SubscriptionCount { channel: String, subscription_count: u64 },
 }
 
 impl WebhookEvent {
@@ -52,6 +55,7 @@ impl WebhookEvent {
             WebhookEvent::MemberRemoved { .. } => "member_removed",
             WebhookEvent::ClientEvent { .. } => "client_event",
             WebhookEvent::CacheMiss { .. } => "cache_miss",
+            WebhookEvent::SubscriptionCount { .. } => "subscription_count",
         }
     }
 
@@ -65,6 +69,7 @@ impl WebhookEvent {
             | WebhookEvent::MemberRemoved { channel, .. }
             | WebhookEvent::ClientEvent { channel, .. }
             | WebhookEvent::CacheMiss { channel } => channel,
+            | WebhookEvent::SubscriptionCount { channel, .. } => channel,
         }
     }
 }
@@ -115,6 +120,19 @@ mod tests {
             r#"{"name":"cache_miss","channel":"cache-a"}"#
         );
         assert_eq!(e.name(), "cache_miss");
+    }
+
+    #[test]
+    fn subscription_count_has_the_reference_shape() {
+        let e = WebhookEvent::SubscriptionCount {
+            channel: "my-channel".into(),
+            subscription_count: 3,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"name":"subscription_count","channel":"my-channel","subscription_count":3}"#
+        );
+        assert_eq!(e.name(), "subscription_count");
     }
 
     #[test]

@@ -155,6 +155,10 @@ async fn route(
             }
             Err(denied) => denied.into_response(),
         }
+    } else if fastwebsockets::upgrade::is_upgrade_request(&req) {
+        // Only `/app/{key}` speaks WebSocket: any other upgrade is refused over HTTP rather
+        // than answered with a page (or an API error) a client could mistake for a server.
+        ApiError::NotFound(format!("no WebSocket endpoint at {path}; connect to /app/{{key}}")).into_response()
     } else if path.starts_with("/apps/") {
         match admit_request(&state, &req, &conn, Admission::Request) {
             Ok((client, _slot)) => api(state, req, client).await,

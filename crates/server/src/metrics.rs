@@ -70,6 +70,7 @@ pub struct Metrics {
     socket_latency: Histogram,
     limit_rejections: IntCounterVec,
     cache_replays: IntCounterVec,
+    subscription_count_updates: IntCounterVec,
     subscriptions: IntGaugeVec,
     channels: IntGaugeVec,
     presence_members: IntGaugeVec,
@@ -371,6 +372,12 @@ impl Metrics {
             .with_label_values(&[] as &[&str]),
             limit_rejections: counter(r, "limit_rejections_total", "Requests refused by a limit or rate limit", &["app_id", "limit"]),
             cache_replays: counter(r, "cache_replays_total", "What new subscribers of cache channels were sent: hit (the cached event), miss (pusher:cache_miss), unavailable (nothing: cache unreadable)", &["app_id", "result"]),
+            subscription_count_updates: counter(
+                r,
+                "subscription_count_updates_total",
+                "Coalesced subscription_count updates this node published (one per channel per interval cluster-wide)",
+                &["app_id"],
+            ),
             subscriptions: gauge(r, "subscriptions", "Channel subscriptions of sockets on this node", app),
             channels: gauge(r, "occupied_channels", "Channels with at least one subscriber on this node", app),
             presence_members: gauge(r, "presence_members", "Distinct presence members per channel with a socket on this node, summed", app),
@@ -467,6 +474,10 @@ impl NodeObserver for MetricsObserver {
     fn cache_replayed(&self, app_id: &str, outcome: CacheReplay) {
         self.0.cache_replays.with_label_values(&[app_id, outcome.label()]).inc();
     }
+
+    fn subscription_count_published(&self, app_id: &str) {
+        self.0.subscription_count_updates.with_label_values(&[app_id]).inc();
+    }
 }
 
 #[cfg(test)]
@@ -484,6 +495,7 @@ mod tests {
         let observer = MetricsObserver(m.clone());
         observer.delivered("app-1", MessageKind::ApiEvent, 5, 0.0003);
         observer.limit_rejected("app-1", Limit::ClientEventRate);
+        observer.subscription_count_published("app-1");
         observer.auth_denied(AuthDenial::SubscriptionSignature);
         app.input_paused.inc();
         m.edge.header_timeouts.inc();
@@ -505,6 +517,7 @@ mod tests {
             "ferrocast_publish_to_fanout_seconds_count 1",
             "ferrocast_limit_rejections_total{app_id=\"app-1\",limit=\"max_client_events_per_second\"} 1",
             "ferrocast_backplane_up 0",
+            "ferrocast_subscription_count_updates_total{app_id=\"app-1\"} 1",
             "ferrocast_auth_denied_total{reason=\"subscription_signature\"} 1",
             "ferrocast_input_paused_total{app_id=\"app-1\"} 1",
         ] {

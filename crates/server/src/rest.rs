@@ -221,6 +221,9 @@ fn validate_event(
         }
     }
     let info = parse_info(info.as_deref())?;
+    if info.iter().any(|a| a == "subscription_count") {
+        subscription_count_enabled(app)?;
+    }
     Ok(Event {
         name,
         data,
@@ -253,6 +256,17 @@ fn parse_info(info: Option<&str>) -> Result<Vec<String>, ApiError> {
         return Err(ApiError::BadRequest(format!("unknown info attribute {bad:?}")));
     }
     Ok(attrs)
+}
+
+/// `subscription_count` is a per-app feature (reference §3.7): asking an app without it is a
+/// client error naming the setting, not a silent 0.
+fn subscription_count_enabled(app: &App) -> Result<(), ApiError> {
+    if app.config.enable_subscription_count {
+        return Ok(());
+    }
+    Err(ApiError::BadRequest(
+        "subscription_count is disabled for this app (enable_subscription_count)".into(),
+    ))
 }
 
 /// Take `units` of one of the app's cluster-wide per-second budgets: 429 with `Retry-After`
@@ -372,15 +386,17 @@ async fn list_channels(state: &ServerState, app: &App, prefix: &str, info: Optio
             "info=user_count requires filter_by_prefix to start with presence-".into(),
         ));
     }
-    let wants_subs = attrs.iter().any(|a| a == "subscription_count");
+    // The reference documents only user_count on the listing (§9.5).
+    if attrs.iter().any(|a| a == "subscription_count") {
+        return Err(ApiError::BadRequest(
+            "info=subscription_count is not available on the channel list; ask GET /channels/{name}".into(),
+        ));
+    }
     let mut channels = Map::new();
     for (name, counts) in state.node.channels(app, prefix).await? {
         let mut entry = Map::new();
         if wants_users {
             entry.insert("user_count".into(), counts.users.into());
-        }
-        if wants_subs {
-            entry.insert("subscription_count".into(), counts.subscriptions.into());
         }
         channels.insert(name, Value::Object(entry));
     }
@@ -418,7 +434,7 @@ async fn channel_info(state: &ServerState, app: &App, name: &str, info: Option<&
                     "subscription_count is not available on presence channels; use user_count".into(),
                 ))
             }
-            ("subscription_count", _) => {}
+            ("subscription_count", _) => subscription_count_enabled(app)?,
             ("cache", _) if channel::is_cache(name) => {}
             ("cache", _) => {
                 return Err(ApiError::BadRequest(

@@ -147,7 +147,7 @@ pub async fn run(state: Arc<ServerState>, listener: TcpListener, metrics_listene
     {
         warn!("grace period over with connections still open; exiting anyway");
     }
-    settle_leaves(&state).await;
+    tokio::join!(settle_leaves(&state), settle_subscription_counts(&state));
     if let ClusterLink::Redis(redis) = &state.link {
         if let Err(e) = redis.deregister().await {
             warn!(error = %e, "could not deregister from the cluster; peers will reap this node");
@@ -167,6 +167,18 @@ async fn settle_leaves(state: &ServerState) {
     let bound = Duration::from_millis(state.config.webhooks.leave_delay_ms) + Duration::from_secs(2);
     if tokio::time::timeout(bound, state.node.settle_leaves()).await.is_err() {
         warn!("delayed leaves still unconfirmed; their webhooks may be missing");
+    }
+}
+
+/// Let the `subscription_count` updates the closed connections caused be published while the
+/// node is still in the cluster: the first within 100 ms, the trailing one after a 1 s interval.
+async fn settle_subscription_counts(state: &ServerState) {
+    let bound = Duration::from_secs(3);
+    if tokio::time::timeout(bound, state.node.settle_subscription_counts())
+        .await
+        .is_err()
+    {
+        warn!("subscription_count updates still running at exit; peers publish the next change");
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod cache;
 mod connections;
+mod count_updates;
 mod leaves;
 mod occupancy;
 mod presence;

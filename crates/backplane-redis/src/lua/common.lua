@@ -14,6 +14,7 @@
 --   P:pc:a:c                HASH  "u\nn" -> sockets of u on node n
 --   P:vac:a:c               STR   token of a pending vacancy (the channel emptied; expires)
 --   P:gone:a:c:u            STR   token of a pending departure (u's last socket left; expires)
+--   P:scc:a:c               STR   claim on the next subscription_count update: changes not yet published (expires)
 
 -- How long a pending leave may wait for its confirmation: far beyond any leave delay, short
 -- enough that a leave whose node died unconfirmed stops cancelling later returns.

@@ -3,6 +3,7 @@
 //!
 //! - [`ConnectionQuota`]: open connections per app (`max_connections`).
 //! - [`ChannelOccupancy`]: subscriptions per channel; occupancy, listings and counts.
+//! - [`CountUpdates`]: who publishes a channel's next `subscription_count` (coalescing).
 //! - [`PendingLeaves`]: the cancellable delay before `channel_vacated` / `member_removed`.
 //! - [`PresenceRoster`]: presence members per channel, once per user.
 //! - [`RateBudgets`]: per-app REST budgets.
@@ -15,6 +16,7 @@
 
 mod cache;
 mod connections;
+mod count_updates;
 mod leaves;
 mod occupancy;
 mod presence;
@@ -23,6 +25,7 @@ mod registration;
 
 pub use cache::{CachedEvent, EventCache, MISS_REPORT_HOLD};
 pub use connections::ConnectionQuota;
+pub use count_updates::CountUpdates;
 pub use leaves::{LeaveToken, PendingLeaves};
 pub use occupancy::{ChannelCounts, ChannelOccupancy};
 pub use presence::{PresenceJoin, PresenceLeave, PresenceRoster};
@@ -32,13 +35,21 @@ pub use registration::{Dropped, NodeRegistration, NodeSnapshot, ResyncOutcome};
 /// Every concern of the cluster state. Implemented automatically for any type that implements
 /// them all; a new concern is one more trait here.
 pub trait ClusterState:
-    ConnectionQuota + ChannelOccupancy + PendingLeaves + PresenceRoster + RateBudgets + NodeRegistration + EventCache
+    ConnectionQuota
+    + ChannelOccupancy
+    + CountUpdates
+    + PendingLeaves
+    + PresenceRoster
+    + RateBudgets
+    + NodeRegistration
+    + EventCache
 {
 }
 
 impl<T> ClusterState for T where
     T: ConnectionQuota
         + ChannelOccupancy
+        + CountUpdates
         + PendingLeaves
         + PresenceRoster
         + RateBudgets

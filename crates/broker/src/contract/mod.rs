@@ -283,6 +283,57 @@ pub async fn event_cache_keeps_the_last_event_expires_and_claims_misses_once(
     assert!(s.claim_miss_report(a, "cache-m", hold).await.unwrap(), "after the hold");
 }
 
+/// One holder per channel's count updates: the first change claims, later ones only record
+/// themselves; the holder gets the current count while changes keep coming, and the first ask
+/// that finds none releases the claim, so the next change claims afresh.
+pub async fn count_updates_have_one_holder_per_channel(s: &dyn ClusterState, a: &str, b: &str) {
+    let hold = Duration::from_secs(15);
+    s.subscription_added(a, "counted").await.unwrap();
+    assert!(
+        s.count_changed(a, "counted", hold).await.unwrap(),
+        "the first change claims"
+    );
+    s.subscription_added(a, "counted").await.unwrap();
+    assert!(
+        !s.count_changed(a, "counted", hold).await.unwrap(),
+        "held: only recorded"
+    );
+    assert!(s.count_changed(b, "counted", hold).await.unwrap(), "claims are per app");
+    assert!(s.count_changed(a, "other", hold).await.unwrap(), "and per channel");
+    assert_eq!(s.count_update_due(a, "counted", hold).await.unwrap(), Some(2));
+    assert!(
+        !s.count_changed(a, "counted", hold).await.unwrap(),
+        "still held after an ask"
+    );
+    assert_eq!(
+        s.count_update_due(a, "counted", hold).await.unwrap(),
+        Some(2),
+        "a change came"
+    );
+    assert_eq!(
+        s.count_update_due(a, "counted", hold).await.unwrap(),
+        None,
+        "none: released"
+    );
+    assert_eq!(
+        s.count_update_due(a, "counted", hold).await.unwrap(),
+        None,
+        "stays released"
+    );
+    s.subscription_removed(a, "counted", false).await.unwrap();
+    s.subscription_removed(a, "counted", false).await.unwrap();
+    assert!(
+        s.count_changed(a, "counted", hold).await.unwrap(),
+        "released: claims afresh"
+    );
+    assert_eq!(
+        s.count_update_due(a, "counted", hold).await.unwrap(),
+        Some(0),
+        "an emptied channel reports 0"
+    );
+    assert_eq!(s.count_update_due(a, "never", hold).await.unwrap(), None);
+}
+
 /// Every check above but the rate budgets, in turn, on one state (apps `a` and `b` must be
 /// unused in it). The rate check counts on its takes falling in one one-second window: run it
 /// alone, at the start of a window of the store's clock.
@@ -293,6 +344,7 @@ pub async fn all(s: &dyn ClusterState, a: &str, b: &str) {
     channel_listing_filters_by_app_and_prefix(s, a, b).await;
     vacancy_is_confirmed_once_unless_the_channel_is_reoccupied(s, a, b).await;
     departure_is_cancelled_by_a_rejoin(s, a, b).await;
+    count_updates_have_one_holder_per_channel(s, a, b).await;
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 mod cache;
 mod connections;
+mod count_updates;
 mod leaves;
 mod occupancy;
 mod presence;
@@ -110,6 +111,8 @@ pub(super) struct PresenceChannel {
 pub struct MemoryClusterState {
     pub(super) connections: DashMap<String, u64>,
     pub(super) subscriptions: DashMap<ChannelKey, u64>,
+    /// Claims on `subscription_count` updates: changes not yet published, per channel.
+    pub(super) count_claims: DashMap<ChannelKey, u64>,
     pub(super) presence: DashMap<ChannelKey, PresenceChannel>,
     /// Pending leaves (see [`LeaveToken`]) by [`leave_key`]: the token that may confirm them.
     pub(super) leaves: DashMap<String, u64>,

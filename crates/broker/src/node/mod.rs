@@ -4,6 +4,7 @@
 //! - [`subscribe`]: subscriptions, presence joins and leaves.
 //! - [`client_event`]: `client-*` events.
 //! - [`cluster_link`]: readiness and re-registration after the backplane reconnects.
+//! - [`subscription_count`]: coalesced `subscription_count` updates (frame and webhook).
 //! - [`webhooks`]: which webhook events happened, each decided once cluster-wide.
 //! - [`cache`]: cache channels: replay to new subscribers, `cache_miss`, `info=cache`.
 
@@ -11,6 +12,7 @@ mod cache;
 mod client_event;
 mod cluster_link;
 mod subscribe;
+mod subscription_count;
 mod webhooks;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +25,7 @@ use tracing::warn;
 
 use crate::app::{App, AppRegistry};
 use crate::backplane::{Backplane, ChannelMessage, DeliverySink, Payload};
-use crate::backplane::{MEMBER_ADDED, MEMBER_REMOVED};
+use crate::backplane::{MEMBER_ADDED, MEMBER_REMOVED, SUBSCRIPTION_COUNT};
 use crate::cluster::{ChannelCounts, ClusterState, Dropped, RateDecision, RateKind};
 use crate::connection::{ConnectionHandle, ConnectionOutbox};
 use crate::error::{BackplaneError, ConnectError, PublishError};
@@ -115,6 +117,12 @@ impl LocalFanOut {
                     None,
                 )
             }),
+            Payload::SubscriptionCount { count } => Some(outbound::channel_event(
+                SUBSCRIPTION_COUNT,
+                &m.channel,
+                &outbound::subscription_count_data(*count),
+                None,
+            )),
         }
     }
 }
@@ -200,6 +208,8 @@ pub struct Node {
     pending_departures: std::sync::Mutex<Vec<(String, String, String)>>,
     /// Pending leaves waiting for their delay (see [`webhooks`]).
     leaves: webhooks::LeaveQueues,
+    /// Running `subscription_count` publishers (see [`subscription_count`]).
+    count_publishers: Arc<subscription_count::Publishers>,
 }
 
 impl Node {
@@ -230,6 +240,7 @@ impl Node {
             registered: AtomicBool::new(false),
             pending_departures: std::sync::Mutex::new(Vec::new()),
             leaves: webhooks::LeaveQueues::default(),
+            count_publishers: Arc::default(),
         })
     }
 

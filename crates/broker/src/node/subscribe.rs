@@ -144,6 +144,7 @@ impl Node {
         let data = registered.presence.map(|p| p.roster).unwrap_or_else(|| "{}".to_owned());
         session.send_json(&outbound::subscription_succeeded(&req.channel, &data));
         self.replay_cache(session, &req.channel).await;
+        self.subscription_count_changed(&key).await;
     }
 
     /// The per-socket subscribe rate (token bucket): every `pusher:subscribe` takes a token,
@@ -327,6 +328,7 @@ impl Node {
             };
             (vacancy, departure)
         };
+        self.subscription_count_changed(&key).await;
         if let Some((user_id, _)) = &departure {
             let payload = Payload::MemberRemoved {
                 user_id: user_id.clone(),
