@@ -22,11 +22,21 @@ export async function rawSignin(raw, data, timeout = 5000) {
   return raw.waitFor(isSigninResult, { since, timeout, what: 'pusher:signin_success or pusher:error' });
 }
 
-/** Signs `raw` in as `userData` and asserts success; returns the signin_success frame. */
+/**
+ * Signs `raw` in as `userData` and asserts success; returns the signin_success frame. With a
+ * non-empty watchlist it also waits for the initial watchlist frame, so a later `raw.mark()`
+ * only sees changes.
+ */
 export async function rawSigninOk(app, raw, userData) {
   const frame = await rawSignin(raw, signinData(app, raw.socketId, userData));
   if (frame.event !== 'pusher:signin_success') {
     throw new Error(`expected signin_success for ${JSON.stringify(userData)}, got ${frame.text}`);
+  }
+  if (userData.watchlist?.length) {
+    await raw.waitFor((f) => f.event === 'pusher_internal:watchlist_events', {
+      since: frame.index + 1,
+      what: 'the initial watchlist frame',
+    });
   }
   return frame;
 }
