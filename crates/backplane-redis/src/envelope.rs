@@ -4,8 +4,9 @@
 use ferrocast_broker::ChannelMessage;
 use serde::{Deserialize, Serialize};
 
-/// The version this build writes and reads.
-pub const VERSION: u8 = 1;
+/// The version this build writes and reads. 2: typed payloads (member changes travel as
+/// variants, not as JSON for the receiver to parse again).
+pub const VERSION: u8 = 2;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope {
@@ -43,14 +44,17 @@ pub fn decode(bytes: &[u8]) -> Result<ChannelMessage, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrocast_broker::Payload;
 
     fn message() -> ChannelMessage {
         ChannelMessage {
             app_id: "1".into(),
             channel: "presence-x".into(),
-            event: "client-typing".into(),
-            data: "{\"a\":1}".into(),
-            user_id: Some("u1".into()),
+            payload: Payload::Event {
+                event: "client-typing".into(),
+                data: "{\"a\":1}".into(),
+                user_id: Some("u1".into()),
+            },
             exclude_socket: Some("1.2".into()),
             published_at_us: 0,
         }
@@ -59,16 +63,27 @@ mod tests {
     #[test]
     fn round_trip() {
         assert_eq!(decode(&encode(&message())).unwrap(), message());
+        let payloads = [
+            Payload::MemberAdded {
+                user_id: "u1".into(),
+                user_info: "{\"n\":1}".into(),
+            },
+            Payload::MemberRemoved { user_id: "u1".into() },
+        ];
+        for payload in payloads {
+            let m = ChannelMessage { payload, ..message() };
+            assert_eq!(decode(&encode(&m)).unwrap(), m);
+        }
     }
 
     #[test]
     fn other_versions_and_garbage_are_refused() {
         let bytes = rmp_serde::to_vec(&Envelope {
-            v: 2,
+            v: 1,
             message: message(),
         })
         .unwrap();
-        assert!(matches!(decode(&bytes), Err(DecodeError::Version(2))));
+        assert!(matches!(decode(&bytes), Err(DecodeError::Version(1))));
         assert!(matches!(decode(b"\xff\x00garbage"), Err(DecodeError::Malformed(_))));
         assert!(matches!(decode(b""), Err(DecodeError::Malformed(_))));
     }

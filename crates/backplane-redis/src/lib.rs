@@ -23,12 +23,14 @@
 //! - [`pubsub`]: interest reference counts and the pub/sub supervisor.
 //! - [`liveness`]: heartbeat and reaping of dead nodes.
 
-pub mod cluster_state;
+#![forbid(unsafe_code)]
+
+mod cluster_state;
 pub mod envelope;
-pub mod keys;
-pub mod liveness;
-pub mod pubsub;
-pub mod scripts;
+mod keys;
+mod liveness;
+mod pubsub;
+mod scripts;
 
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
@@ -172,16 +174,12 @@ impl RedisBackplane {
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let attempt = async {
-            let conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| BackplaneError(format!("redis pool: {e}")))?;
-            op(conn).await.map_err(|e| BackplaneError(format!("redis: {e}")))
+            let conn = self.pool.get().await.map_err(BackplaneError::store)?;
+            op(conn).await.map_err(BackplaneError::store)
         };
         let result = match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
             Ok(result) => result,
-            Err(_) => Err(BackplaneError("redis: command timed out".into())),
+            Err(_) => Err(BackplaneError::Timeout(COMMAND_TIMEOUT)),
         };
         if result.is_err() {
             self.stats.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

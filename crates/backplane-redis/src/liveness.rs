@@ -4,8 +4,8 @@
 //! looks for registered nodes whose heartbeat has expired. For each, it runs the reap script:
 //! the first caller removes the dead node from the node set and drops its connections,
 //! subscriptions and presence sockets in the same atomic step, so exactly one reaper wins, and
-//! that reaper publishes `member_removed` for every member that vanished and hands what vanished
-//! to its node, which reports it to webhooks.
+//! that reaper hands what vanished to its node ([`ferrocast_broker::DeliverySink::dropped`]),
+//! which announces the members removed and reports them to webhooks.
 //!
 //! If the heartbeat finds this node unregistered while its link is up (a peer reaped it during
 //! a stall), it bumps the link generation so the node re-registers.
@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocast_broker::{Backplane, BackplaneError, ChannelMessage, Dropped, Link};
+use ferrocast_broker::{BackplaneError, Dropped, Link};
 use redis::Value;
 use tracing::{info, warn};
 
@@ -126,7 +126,7 @@ async fn drop_and_announce(
     if matches!(reply, Value::Nil) {
         return Ok(());
     }
-    let bad = || BackplaneError("redis: unexpected reply to reap".into());
+    let bad = || BackplaneError::malformed("reap");
     let (removed, vacated) = match &reply {
         Value::Array(parts) => match parts.as_slice() {
             [members, channels] => (rows(members).ok_or_else(bad)?, rows(channels).ok_or_else(bad)?),
@@ -149,23 +149,14 @@ async fn drop_and_announce(
     }
     for row in removed {
         let [app_id, channel, user_id, _info] = <[String; 4]>::try_from(row).map_err(|_| bad())?;
-        dropped.members.push((app_id.clone(), channel.clone(), user_id.clone()));
-        let data = ferrocast_protocol::outbound::member_removed_data(&user_id);
-        let message = ChannelMessage {
-            app_id,
-            channel,
-            event: "pusher_internal:member_removed".into(),
-            data,
-            user_id: None,
-            exclude_socket: None,
-            published_at_us: ferrocast_broker::observer::unix_micros(),
-        };
-        if let Err(e) = backplane.publish(message).await {
-            warn!(error = %e, "member_removed for a reaped node could not be published");
-        }
+        dropped.members.push((app_id, channel, user_id));
     }
-    if let Some(sink) = backplane.sink.get() {
-        sink.dropped(&dropped);
+    match backplane.sink.get() {
+        Some(sink) => sink.dropped(&dropped),
+        None => warn!(
+            node = dead,
+            "reaped before a node was attached: its members are not announced"
+        ),
     }
     Ok(())
 }

@@ -91,7 +91,7 @@ impl Backplane for RedisBackplane {
 
     async fn subscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError> {
         if *self.link.borrow() == Link::Down {
-            return Err(BackplaneError("redis backplane link is down".into()));
+            return Err(BackplaneError::LinkDown);
         }
         let name = self.keys.event_channel(app_id, channel);
         let mut ready = match self.interest.entry(name.clone()) {
@@ -114,9 +114,7 @@ impl Backplane for RedisBackplane {
             true => Ok(()),
             false => {
                 self.unsubscribe(app_id, channel).await?;
-                Err(BackplaneError(
-                    "redis did not acknowledge the subscription in time".into(),
-                ))
+                Err(BackplaneError::Timeout(SUBSCRIBE_TIMEOUT))
             }
         }
     }
@@ -302,7 +300,7 @@ fn deliver(backplane: &RedisBackplane, payload: &[u8]) {
         Ok(message) => {
             backplane.stats.received.fetch_add(1, Ordering::Relaxed);
             if let Some(observe) = backplane.lag_observer.get() {
-                let lag_us = ferrocast_broker::observer::unix_micros().saturating_sub(message.published_at_us);
+                let lag_us = ferrocast_broker::unix_micros().saturating_sub(message.published_at_us);
                 observe(lag_us as f64 / 1e6);
             }
             if let Some(sink) = backplane.sink.get() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{backplane, wait_up, Redis};
 use ferrocast_backplane_redis::RedisBackplane;
-use ferrocast_broker::{ClusterState, RateKind};
+use ferrocast_broker::{RateBudgets, RateKind};
 
 const TTL: Duration = Duration::from_secs(15);
 

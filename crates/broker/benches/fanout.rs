@@ -6,10 +6,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ferrocast_broker::connection::ConnectionOutbox;
 use ferrocast_broker::frame;
-use ferrocast_broker::local_channels::{ChannelKey, LocalChannels};
 use ferrocast_broker::ConnectionHandle;
+use ferrocast_broker::ConnectionOutbox;
+use ferrocast_broker::{ChannelKey, LocalChannels};
 use ferrocast_protocol::outbound::channel_event;
 
 const SUBSCRIBERS: usize = 10_000;

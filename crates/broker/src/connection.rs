@@ -209,11 +209,6 @@ impl ConnectionHandle {
             self.0.drained.notify_one();
         }
     }
-
-    /// Whether two handles refer to the same socket.
-    pub fn same(&self, other: &ConnectionHandle) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
 }
 
 #[cfg(test)]

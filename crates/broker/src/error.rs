@@ -3,10 +3,35 @@
 
 use thiserror::Error;
 
-/// The backplane or cluster state could not be reached or answered nonsense.
+/// The backplane or cluster state could not be reached or answered nonsense. Every variant
+/// means "not done": callers refuse or retry, never assume success.
 #[derive(Debug, Error)]
-#[error("backplane unavailable: {0}")]
-pub struct BackplaneError(pub String);
+pub enum BackplaneError {
+    /// The node is not connected to the cluster (Redis down, or not started yet).
+    #[error("backplane link is down")]
+    LinkDown,
+    /// The store did not answer in time; the operation may or may not have happened.
+    #[error("backplane timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The store (Redis) refused or failed the command.
+    #[error("backplane store error: {0}")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store answered something this node cannot read (a script/version mismatch).
+    #[error("backplane store sent an unexpected reply to {0}")]
+    Malformed(String),
+}
+
+impl BackplaneError {
+    /// A store failure, keeping its error as the source.
+    pub fn store(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Store(Box::new(error))
+    }
+
+    /// An unreadable reply to `what`.
+    pub fn malformed(what: impl Into<String>) -> Self {
+        Self::Malformed(what.into())
+    }
+}
 
 /// Why a WebSocket connection was refused after the upgrade.
 #[derive(Debug, Error)]

@@ -55,16 +55,6 @@ struct LocalChannel {
 /// presence member with its number of local sockets.
 pub type ChannelSnapshot = (ChannelKey, u64, Vec<(LocalMember, u64)>);
 
-/// Whether an add/remove changed the channel's occupancy on this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Occupancy {
-    /// First local subscriber: the node must gain interest in the channel.
-    First,
-    /// Last local subscriber left: the node may drop its interest.
-    Last,
-    Unchanged,
-}
-
 /// The sharded index.
 #[derive(Debug, Default)]
 pub struct LocalChannels {
@@ -76,20 +66,15 @@ impl LocalChannels {
         Self::default()
     }
 
-    /// Add a subscriber (with its presence identity, if any); returns `None` if this socket was
-    /// already subscribed.
-    pub fn add(
-        &self,
-        key: &ChannelKey,
-        conn: &ConnectionHandle,
-        member: Option<Arc<LocalMember>>,
-    ) -> Option<Occupancy> {
+    /// Add a subscriber (with its presence identity, if any); false if this socket was already
+    /// subscribed.
+    pub fn add(&self, key: &ChannelKey, conn: &ConnectionHandle, member: Option<Arc<LocalMember>>) -> bool {
         // Holding the shard entry while inserting makes add/remove of the same channel
         // linearizable, so First/Last transitions are never lost or doubled.
         let entry = self.channels.entry(key.clone()).or_default();
         let mut subs = entry.subscribers.write().unwrap_or_else(|e| e.into_inner());
         if subs.contains_key(conn.socket_id()) {
-            return None;
+            return false;
         }
         subs.insert(
             conn.socket_id_arc().clone(),
@@ -98,37 +83,27 @@ impl LocalChannels {
                 member,
             },
         );
-        Some(if subs.len() == 1 {
-            Occupancy::First
-        } else {
-            Occupancy::Unchanged
-        })
+        true
     }
 
-    /// Remove a subscriber; returns `None` if it was not subscribed.
-    pub fn remove(&self, key: &ChannelKey, socket_id: &str) -> Option<Occupancy> {
-        let entry = self.channels.get(key)?;
+    /// Remove a subscriber; false if it was not subscribed. The channel's entry goes with its
+    /// last subscriber.
+    pub fn remove(&self, key: &ChannelKey, socket_id: &str) -> bool {
+        let Some(entry) = self.channels.get(key) else {
+            return false;
+        };
         let (removed, now_empty) = {
             let mut subs = entry.subscribers.write().unwrap_or_else(|e| e.into_inner());
             (subs.remove(socket_id).is_some(), subs.is_empty())
         };
         drop(entry);
-        if !removed {
-            return None;
-        }
-        if now_empty {
+        if removed && now_empty {
             // Re-check under the shard lock: someone may have subscribed in between.
-            let removed_channel = self
-                .channels
-                .remove_if(key, |_, ch| {
-                    ch.subscribers.read().map(|s| s.is_empty()).unwrap_or(false)
-                })
-                .is_some();
-            if removed_channel {
-                return Some(Occupancy::Last);
-            }
+            self.channels.remove_if(key, |_, ch| {
+                ch.subscribers.read().map(|s| s.is_empty()).unwrap_or(false)
+            });
         }
-        Some(Occupancy::Unchanged)
+        removed
     }
 
     /// Queue `frame` to every local subscriber of the channel except `exclude`. Returns how many
@@ -140,22 +115,25 @@ impl LocalChannels {
     /// Like [`fan_out`](Self::fan_out), but builds the frame only if the channel has local
     /// subscribers, so messages for channels without local interest cost no encoding.
     pub fn fan_out_with(&self, key: &ChannelKey, exclude: Option<&str>, build: impl FnOnce() -> Bytes) -> usize {
-        self.fan_out_published(key, exclude, 0, build)
+        self.fan_out_published(key, exclude, 0, || Some(build()))
     }
 
     /// Like [`fan_out_with`](Self::fan_out_with), for a message published at `published_at_us`
-    /// (Unix µs): the writers measure the latency to the socket from it.
+    /// (Unix µs): the writers measure the latency to the socket from it. `build` may decide the
+    /// message tells the local sockets nothing (`None`): then nothing is sent.
     pub fn fan_out_published(
         &self,
         key: &ChannelKey,
         exclude: Option<&str>,
         published_at_us: u64,
-        build: impl FnOnce() -> Bytes,
+        build: impl FnOnce() -> Option<Bytes>,
     ) -> usize {
         let Some(channel) = self.channels.get(key).map(|c| c.value().clone()) else {
             return 0;
         };
-        let frame = build();
+        let Some(frame) = build() else {
+            return 0;
+        };
         let subs = channel.subscribers.read().unwrap_or_else(|e| e.into_inner());
         let mut sent = 0;
         for (socket_id, sub) in subs.iter() {
@@ -167,14 +145,6 @@ impl LocalChannels {
             }
         }
         sent
-    }
-
-    /// Number of local subscribers of a channel.
-    pub fn local_count(&self, key: &ChannelKey) -> usize {
-        self.channels
-            .get(key)
-            .map(|c| c.subscribers.read().map(|s| s.len()).unwrap_or(0))
-            .unwrap_or(0)
     }
 
     /// A socket on the channel received `roster` (see [`PresenceView`]).
@@ -262,18 +232,19 @@ mod tests {
     }
 
     #[test]
-    fn occupancy_transitions_and_idempotent_add() {
+    fn add_and_remove_are_idempotent_and_the_last_leaver_drops_the_channel() {
         let idx = LocalChannels::new();
         let key = ChannelKey::new("a", "c");
         let (c1, _o1) = conn("1.1");
         let (c2, _o2) = conn("1.2");
-        assert_eq!(idx.add(&key, &c1, None), Some(Occupancy::First));
-        assert_eq!(idx.add(&key, &c1, None), None);
-        assert_eq!(idx.add(&key, &c2, None), Some(Occupancy::Unchanged));
-        assert_eq!(idx.remove(&key, "1.1"), Some(Occupancy::Unchanged));
-        assert_eq!(idx.remove(&key, "1.1"), None);
-        assert_eq!(idx.remove(&key, "1.2"), Some(Occupancy::Last));
-        assert!(idx.keys().is_empty());
+        assert!(idx.add(&key, &c1, None));
+        assert!(!idx.add(&key, &c1, None), "a socket is added once");
+        assert!(idx.add(&key, &c2, None));
+        assert!(idx.remove(&key, "1.1"));
+        assert!(!idx.remove(&key, "1.1"), "and removed once");
+        assert_eq!(idx.keys().len(), 1);
+        assert!(idx.remove(&key, "1.2"));
+        assert!(idx.keys().is_empty(), "the last subscriber takes the channel with it");
     }
 
     #[test]

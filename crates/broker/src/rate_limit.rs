@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::backplane::RateDecision;
+use crate::cluster::RateDecision;
 
 /// Per-connection limiter, owned by the connection's reader task (no atomics needed).
 #[derive(Debug)]
@@ -119,6 +119,7 @@ impl SharedLimiter {
     }
 
     /// Take `n` units now; false (and nothing taken) when they do not fit in this second.
+    #[cfg(test)]
     pub fn try_take(&self, n: u64) -> bool {
         self.take(n).allowed
     }

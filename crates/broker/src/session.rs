@@ -51,11 +51,6 @@ impl Session {
         self.conn.socket_id()
     }
 
-    /// Channels this socket is subscribed to.
-    pub fn channels(&self) -> impl Iterator<Item = &str> {
-        self.subscriptions.keys().map(String::as_str)
-    }
-
     /// Queue a JSON frame to this socket.
     pub fn send_json(&self, json: &str) -> bool {
         self.conn.send(frame::text(json))

@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ferrocast_broker::memory::{MemoryBackplane, MemoryClusterState};
 use ferrocast_broker::{
-    AppConfig, AppRegistry, BackplaneError, ChannelCounts, ClusterState, LeaveToken, Node, NodeOptions, NodeSnapshot,
-    PresenceJoin, PresenceLeave, RateDecision, RateKind, ResyncOutcome,
+    AppConfig, AppRegistry, BackplaneError, ChannelCounts, ChannelOccupancy, ConnectionQuota, LeaveToken,
+    MemoryBackplane, MemoryClusterState, Node, NodeOptions, NodeRegistration, NodeSnapshot, PendingLeaves,
+    PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind, ResyncOutcome,
 };
 
 /// The in-memory cluster state, counting the budget questions it is asked.
@@ -19,19 +19,33 @@ struct Counting {
 }
 
 #[async_trait]
-impl ClusterState for Counting {
+impl ConnectionQuota for Counting {
     async fn connection_opened(&self, a: &str, max: u64) -> Result<bool, BackplaneError> {
         self.inner.connection_opened(a, max).await
     }
     async fn connection_closed(&self, a: &str) -> Result<(), BackplaneError> {
         self.inner.connection_closed(a).await
     }
+}
+
+#[async_trait]
+impl ChannelOccupancy for Counting {
     async fn subscription_added(&self, a: &str, c: &str) -> Result<bool, BackplaneError> {
         self.inner.subscription_added(a, c).await
     }
     async fn subscription_removed(&self, a: &str, c: &str, p: bool) -> Result<Option<LeaveToken>, BackplaneError> {
         self.inner.subscription_removed(a, c, p).await
     }
+    async fn channels(&self, a: &str, p: &str) -> Result<Vec<(String, ChannelCounts)>, BackplaneError> {
+        self.inner.channels(a, p).await
+    }
+    async fn channel(&self, a: &str, c: &str) -> Result<ChannelCounts, BackplaneError> {
+        self.inner.channel(a, c).await
+    }
+}
+
+#[async_trait]
+impl PresenceRoster for Counting {
     async fn presence_join(
         &self,
         a: &str,
@@ -53,21 +67,27 @@ impl ClusterState for Counting {
     ) -> Result<PresenceLeave, BackplaneError> {
         self.inner.presence_leave(a, c, s, u, p).await
     }
-    async fn confirm_leave(&self, a: &str, c: &str, u: Option<&str>, t: &LeaveToken) -> Result<bool, BackplaneError> {
-        self.inner.confirm_leave(a, c, u, t).await
-    }
     async fn presence_members(&self, a: &str, c: &str) -> Result<Vec<(String, String)>, BackplaneError> {
         self.inner.presence_members(a, c).await
     }
-    async fn channels(&self, a: &str, p: &str) -> Result<Vec<(String, ChannelCounts)>, BackplaneError> {
-        self.inner.channels(a, p).await
+}
+
+#[async_trait]
+impl PendingLeaves for Counting {
+    async fn confirm_leave(&self, a: &str, c: &str, u: Option<&str>, t: &LeaveToken) -> Result<bool, BackplaneError> {
+        self.inner.confirm_leave(a, c, u, t).await
     }
-    async fn channel(&self, a: &str, c: &str) -> Result<ChannelCounts, BackplaneError> {
-        self.inner.channel(a, c).await
-    }
+}
+
+#[async_trait]
+impl NodeRegistration for Counting {
     async fn resync(&self, s: &NodeSnapshot) -> Result<ResyncOutcome, BackplaneError> {
         self.inner.resync(s).await
     }
+}
+
+#[async_trait]
+impl RateBudgets for Counting {
     async fn take_rate(&self, a: &str, k: RateKind, n: u64, per: u64) -> Result<RateDecision, BackplaneError> {
         self.asked.fetch_add(1, Ordering::Relaxed);
         self.inner.take_rate(a, k, n, per).await

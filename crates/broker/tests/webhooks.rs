@@ -4,9 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ferrocast_broker::connection::ConnectionOutbox;
-use ferrocast_broker::memory::{MemoryBackplane, MemoryClusterState};
+use ferrocast_broker::ConnectionOutbox;
 use ferrocast_broker::{AppConfig, AppRegistry, Node, NodeOptions, Session, WebhookSink};
+use ferrocast_broker::{MemoryBackplane, MemoryClusterState};
 use ferrocast_protocol::inbound::{ClientEvent, ClientMessage, Subscribe};
 use ferrocast_protocol::signature;
 use ferrocast_protocol::webhook::WebhookEvent;

@@ -20,6 +20,8 @@
 //! - [`user`]: `pusher:signin` user data, per-user channel names, signin/watchlist frames.
 //! - [`webhook`]: webhook events, the request body and its signature.
 
+#![forbid(unsafe_code)]
+
 pub mod channel;
 pub mod codes;
 pub mod inbound;

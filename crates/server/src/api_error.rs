@@ -156,7 +156,7 @@ mod tests {
         let size = ApiError::over_limit(Limit::EventPayloadSize, "big".into()).into_response();
         assert_eq!(size.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert!(size.headers().get(hyper::header::RETRY_AFTER).is_none());
-        let down = ApiError::from(BackplaneError("gone".into())).into_response();
+        let down = ApiError::from(BackplaneError::LinkDown).into_response();
         assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -14,6 +14,10 @@
 //! - [`state`]: what requests and connections share.
 //! - [`run`]: wiring a node together and running it until a signal.
 
+// Unsafe code is refused everywhere but the one audited call site (`net::fd`, raising the open
+// files limit through libc), which allows it explicitly.
+#![deny(unsafe_code)]
+
 pub mod api_error;
 pub mod config;
 pub mod http;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrocast_backplane_redis::{RedisBackplane, RedisOptions};
-use ferrocast_broker::memory::{MemoryBackplane, MemoryClusterState};
 use ferrocast_broker::{AppRegistry, Backplane, ClusterState, Node, NodeOptions};
+use ferrocast_broker::{MemoryBackplane, MemoryClusterState};
 use tokio::net::{TcpListener, TcpSocket};
 use tracing::{info, warn};
 

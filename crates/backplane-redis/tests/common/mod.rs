@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferrocast_backplane_redis::{RedisBackplane, RedisOptions};
-use ferrocast_broker::{ChannelMessage, DeliverySink, Dropped, Link};
+use ferrocast_broker::{ChannelMessage, DeliverySink, Dropped, Link, Payload};
 
 pub struct Redis {
     pub port: u16,
@@ -101,7 +101,7 @@ impl Collect {
             .lock()
             .unwrap()
             .iter()
-            .map(|m| format!("{}:{}", m.channel, m.event))
+            .map(|m| format!("{}:{}", m.channel, m.event_name()))
             .collect()
     }
 }
@@ -141,13 +141,10 @@ pub async fn wait_up(b: &RedisBackplane) -> u64 {
 }
 
 pub fn message(channel: &str, event: &str) -> ChannelMessage {
-    ChannelMessage {
-        app_id: "app".into(),
-        channel: channel.into(),
+    let payload = Payload::Event {
         event: event.into(),
         data: "{}".into(),
         user_id: None,
-        exclude_socket: None,
-        published_at_us: 0,
-    }
+    };
+    ChannelMessage::new("app", channel, payload)
 }

@@ -9,7 +9,7 @@ use ferrocast_protocol::webhook::WebhookEvent;
 use tracing::warn;
 
 use super::Node;
-use crate::backplane::ChannelMessage;
+use crate::backplane::{ChannelMessage, Payload};
 use crate::observer::Limit;
 use crate::rate_limit::monotonic_seconds;
 use crate::session::Session;
@@ -65,15 +65,12 @@ impl Node {
                 socket_id: socket_id.clone(),
                 user_id: user_id.clone(),
             });
-        let message = ChannelMessage {
-            app_id: config.id.clone(),
-            channel: event.channel,
+        let payload = Payload::Event {
             event: event.event,
             data: event.data,
             user_id,
-            exclude_socket: Some(socket_id),
-            published_at_us: crate::observer::unix_micros(),
         };
+        let message = ChannelMessage::new(&config.id, &event.channel, payload).excluding(Some(&socket_id));
         if let Err(e) = self.backplane.publish(message).await {
             warn!(error = %e, "client event could not be published");
             return session.send_error(None, "client event could not be delivered, try again");

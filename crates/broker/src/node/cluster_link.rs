@@ -10,26 +10,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocast_protocol::outbound;
 use ferrocast_protocol::webhook::WebhookEvent;
 use tracing::{info, warn};
 
-use super::{Node, MEMBER_ADDED, MEMBER_REMOVED};
-use crate::backplane::{ChannelMessage, DeliverySink, Link, NodeSnapshot};
+use super::Node;
+use crate::backplane::{ChannelMessage, DeliverySink, Link, Payload};
+use crate::cluster::NodeSnapshot;
 use crate::local_channels::ChannelKey;
-use crate::observer::unix_micros;
 
-/// A protocol event for this node's sockets only.
-fn local_message(key: &ChannelKey, event: &str, data: String) -> ChannelMessage {
-    ChannelMessage {
-        app_id: key.app_id.to_string(),
-        channel: key.channel.to_string(),
-        event: event.to_owned(),
-        data,
-        user_id: None,
-        exclude_socket: None,
-        published_at_us: unix_micros(),
-    }
+/// A protocol message for this node's sockets only.
+fn local_message(key: &ChannelKey, payload: Payload) -> ChannelMessage {
+    ChannelMessage::new(&key.app_id, &key.channel, payload)
 }
 
 /// A presence member whose last socket on this node left: (app, channel, user).
@@ -102,8 +93,11 @@ impl Node {
         // After the store lost its data every member looks added: not news for webhooks.
         let report = !outcome.store_was_reset;
         for (app_id, channel, user_id, user_info) in outcome.added {
-            let data = outbound::member_added_data(&user_id, &user_info);
-            self.publish_internal(&app_id, &channel, "pusher_internal:member_added", data, None)
+            let payload = Payload::MemberAdded {
+                user_id: user_id.clone(),
+                user_info,
+            };
+            self.publish_internal(ChannelMessage::new(&app_id, &channel, payload))
                 .await;
             if report {
                 self.report(&app_id, WebhookEvent::MemberAdded { channel, user_id });
@@ -112,8 +106,10 @@ impl Node {
         let mut pending = std::mem::take(&mut *self.pending_departures.lock().unwrap_or_else(|e| e.into_inner()));
         pending.retain(|d| !outcome.removed.contains(d));
         for (app_id, channel, user_id) in outcome.removed {
-            let data = outbound::member_removed_data(&user_id);
-            self.publish_internal(&app_id, &channel, "pusher_internal:member_removed", data, None)
+            let payload = Payload::MemberRemoved {
+                user_id: user_id.clone(),
+            };
+            self.publish_internal(ChannelMessage::new(&app_id, &channel, payload))
                 .await;
             if report {
                 self.report(&app_id, WebhookEvent::MemberRemoved { channel, user_id });
@@ -162,13 +158,18 @@ impl Node {
             };
             let ids: std::collections::HashSet<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
             for user_id in view.stale(&ids) {
-                let data = outbound::member_removed_data(user_id);
-                self.fan_out.deliver(&local_message(&key, MEMBER_REMOVED, data));
+                let payload = Payload::MemberRemoved {
+                    user_id: user_id.clone(),
+                };
+                self.fan_out.deliver(&local_message(&key, payload));
             }
             let missing = view.missing(ids.iter().copied());
             for (user_id, info) in members.iter().filter(|(id, _)| missing.contains(&id.as_str())) {
-                let data = outbound::member_added_data(user_id, info);
-                self.fan_out.deliver(&local_message(&key, MEMBER_ADDED, data));
+                let payload = Payload::MemberAdded {
+                    user_id: user_id.clone(),
+                    user_info: info.clone(),
+                };
+                self.fan_out.deliver(&local_message(&key, payload));
             }
         }
     }
@@ -180,8 +181,10 @@ impl Node {
             match self.cluster.presence_members(&app_id, &channel).await {
                 Ok(members) if members.iter().any(|(id, _)| *id == user_id) => {}
                 Ok(_) => {
-                    let data = outbound::member_removed_data(&user_id);
-                    self.publish_internal(&app_id, &channel, "pusher_internal:member_removed", data, None)
+                    let payload = Payload::MemberRemoved {
+                        user_id: user_id.clone(),
+                    };
+                    self.publish_internal(ChannelMessage::new(&app_id, &channel, payload))
                         .await;
                     self.report(&app_id, WebhookEvent::MemberRemoved { channel, user_id });
                 }

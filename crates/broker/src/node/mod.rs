@@ -20,9 +20,9 @@ use ferrocast_protocol::outbound;
 use tracing::warn;
 
 use crate::app::{App, AppRegistry};
-use crate::backplane::{
-    Backplane, ChannelCounts, ChannelMessage, ClusterState, DeliverySink, Dropped, RateDecision, RateKind,
-};
+use crate::backplane::{Backplane, ChannelMessage, DeliverySink, Payload};
+use crate::backplane::{MEMBER_ADDED, MEMBER_REMOVED};
+use crate::cluster::{ChannelCounts, ClusterState, Dropped, RateDecision, RateKind};
 use crate::connection::{ConnectionHandle, ConnectionOutbox};
 use crate::error::{BackplaneError, ConnectError, PublishError};
 use crate::frame;
@@ -83,53 +83,94 @@ struct LocalFanOut {
     local: Arc<LocalChannels>,
     observer: Arc<dyn NodeObserver>,
     webhooks: Arc<dyn WebhookSink>,
+    /// To announce what a dropped node's registrations held (weak: the backplane owns us).
+    backplane: std::sync::Weak<dyn Backplane>,
 }
 
-/// The user id of a member_added / member_removed payload.
-#[derive(serde::Deserialize)]
-struct MemberRef {
-    user_id: String,
+impl LocalFanOut {
+    /// The frame `m` becomes on this node's sockets, or `None` when it would tell them nothing
+    /// new (a member event every local socket already reflects).
+    fn frame_of(&self, key: &ChannelKey, m: &ChannelMessage) -> Option<String> {
+        match &m.payload {
+            Payload::Event { event, data, user_id } => {
+                Some(outbound::channel_event(event, &m.channel, data, user_id.as_deref()))
+            }
+            Payload::MemberAdded { user_id, user_info } => {
+                self.local.apply_presence_change(key, user_id, true).then(|| {
+                    outbound::channel_event(
+                        MEMBER_ADDED,
+                        &m.channel,
+                        &outbound::member_added_data(user_id, user_info),
+                        None,
+                    )
+                })
+            }
+            Payload::MemberRemoved { user_id } => self.local.apply_presence_change(key, user_id, false).then(|| {
+                outbound::channel_event(
+                    MEMBER_REMOVED,
+                    &m.channel,
+                    &outbound::member_removed_data(user_id),
+                    None,
+                )
+            }),
+        }
+    }
 }
 
 impl DeliverySink for LocalFanOut {
     fn deliver(&self, m: &ChannelMessage) {
         let key = ChannelKey::new(&m.app_id, &m.channel);
-        let presence_change = match m.event.as_str() {
-            MEMBER_ADDED => Some(true),
-            MEMBER_REMOVED => Some(false),
-            _ => None,
-        };
-        if let Some(added) = presence_change {
-            let Ok(member) = serde_json::from_str::<MemberRef>(&m.data) else {
-                return;
-            };
-            if !self.local.apply_presence_change(&key, &member.user_id, added) {
-                return;
-            }
-        }
         let exclude = m.exclude_socket.as_deref();
-        let recipients = self.local.fan_out_published(&key, exclude, m.published_at_us, || {
-            frame::text(&outbound::channel_event(
-                &m.event,
-                &m.channel,
-                &m.data,
-                m.user_id.as_deref(),
-            ))
-        });
-        if recipients > 0 {
+        let mut skipped = false;
+        let recipients =
+            self.local
+                .fan_out_published(&key, exclude, m.published_at_us, || match self.frame_of(&key, m) {
+                    Some(json) => Some(frame::text(&json)),
+                    None => {
+                        skipped = true;
+                        None
+                    }
+                });
+        if recipients > 0 && !skipped {
             let latency_s = unix_micros().saturating_sub(m.published_at_us) as f64 / 1e6;
             self.observer
-                .delivered(&m.app_id, MessageKind::of(&m.event), recipients, latency_s);
+                .delivered(&m.app_id, MessageKind::of(m.event_name()), recipients, latency_s);
         }
     }
 
+    /// Announce the members that vanished with a dropped node (the node that dropped them is the
+    /// only one told, so each is announced once), then report them to webhooks.
     fn dropped(&self, dropped: &Dropped) {
         webhooks::report_dropped(&self.webhooks, dropped);
+        let Some(backplane) = self.backplane.upgrade() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return warn!("dropped registrations outside a runtime: member_removed not announced");
+        };
+        let messages: Vec<ChannelMessage> = dropped
+            .members
+            .iter()
+            .map(|(app_id, channel, user_id)| {
+                ChannelMessage::new(
+                    app_id,
+                    channel,
+                    Payload::MemberRemoved {
+                        user_id: user_id.clone(),
+                    },
+                )
+            })
+            .collect();
+        if messages.is_empty() {
+            return;
+        }
+        runtime.spawn(async move {
+            if let Err(e) = backplane.publish_many(messages).await {
+                warn!(error = %e, "member_removed for a dropped node could not be published");
+            }
+        });
     }
 }
-
-pub(crate) const MEMBER_ADDED: &str = "pusher_internal:member_added";
-pub(crate) const MEMBER_REMOVED: &str = "pusher_internal:member_removed";
 
 /// Local counts of one app, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -172,6 +213,7 @@ impl Node {
             local: local.clone(),
             observer,
             webhooks: options.webhooks.clone(),
+            backplane: Arc::downgrade(&backplane),
         });
         backplane.set_sink(fan_out.clone());
         Arc::new(Self {
@@ -260,19 +302,10 @@ impl Node {
         }
     }
 
-    /// Publish a protocol event (member_added/removed) to a channel; failures are logged.
-    async fn publish_internal(&self, app_id: &str, channel: &str, event: &str, data: String, exclude: Option<&str>) {
-        let message = ChannelMessage {
-            app_id: app_id.to_owned(),
-            channel: channel.to_owned(),
-            event: event.to_owned(),
-            data,
-            user_id: None,
-            exclude_socket: exclude.map(str::to_owned),
-            published_at_us: crate::observer::unix_micros(),
-        };
+    /// Publish a protocol message (member_added/removed, ...); failures are logged.
+    async fn publish_internal(&self, message: ChannelMessage) {
         if let Err(e) = self.backplane.publish(message).await {
-            warn!(error = %e, channel, event, "protocol event lost: backplane publish failed");
+            warn!(error = %e, "protocol message lost: backplane publish failed");
         }
     }
 
@@ -282,15 +315,13 @@ impl Node {
         let mut messages = Vec::with_capacity(requests.iter().map(|r| r.channels.len()).sum());
         for req in requests {
             for channel in req.channels {
-                messages.push(ChannelMessage {
-                    app_id: app.id().to_owned(),
-                    channel,
+                let payload = Payload::Event {
                     event: req.event.clone(),
                     data: req.data.clone(),
                     user_id: None,
-                    exclude_socket: req.exclude_socket.clone(),
-                    published_at_us: crate::observer::unix_micros(),
-                });
+                };
+                messages
+                    .push(ChannelMessage::new(app.id(), &channel, payload).excluding(req.exclude_socket.as_deref()));
             }
         }
         match messages.len() {

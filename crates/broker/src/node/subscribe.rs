@@ -20,7 +20,8 @@ use super::webhooks::PendingLeave;
 use super::Node;
 use crate::app::App;
 use crate::audit::{self, AuthDenial, Denial};
-use crate::backplane::{LeaveToken, PresenceJoin, PresenceLeave};
+use crate::backplane::{ChannelMessage, Payload};
+use crate::cluster::{LeaveToken, PresenceJoin, PresenceLeave};
 use crate::connection::ConnectionHandle;
 use crate::local_channels::{ChannelKey, LocalMember};
 use crate::observer::Limit;
@@ -124,10 +125,12 @@ impl Node {
         }
         if let (Some(member), Some(joined)) = (&member, &registered.presence) {
             if joined.announce {
-                let data = outbound::member_added_data(&member.user_id, &member.user_info);
-                let exclude = Some(session.socket_id());
-                self.publish_internal(app_id, &req.channel, "pusher_internal:member_added", data, exclude)
-                    .await;
+                let payload = Payload::MemberAdded {
+                    user_id: member.user_id.clone(),
+                    user_info: member.user_info.clone(),
+                };
+                let message = ChannelMessage::new(app_id, &req.channel, payload).excluding(Some(session.socket_id()));
+                self.publish_internal(message).await;
             }
             if joined.report {
                 let (channel, user_id) = (req.channel.clone(), member.user_id.clone());
@@ -250,7 +253,9 @@ impl Node {
     /// Undo the subscription part of [`register`](Self::register) (not presence). Returns the
     /// pending vacancy when this emptied the channel cluster-wide.
     async fn unregister(&self, key: &ChannelKey, socket_id: &str) -> Option<LeaveToken> {
-        self.local.remove(key, socket_id)?;
+        if !self.local.remove(key, socket_id) {
+            return None;
+        }
         self.unsubscribe_backplane(key).await;
         let pending = self.options.webhooks.enabled(&key.app_id);
         match self
@@ -322,8 +327,10 @@ impl Node {
             (vacancy, departure)
         };
         if let Some((user_id, _)) = &departure {
-            let data = outbound::member_removed_data(user_id);
-            self.publish_internal(app.id(), channel, "pusher_internal:member_removed", data, None)
+            let payload = Payload::MemberRemoved {
+                user_id: user_id.clone(),
+            };
+            self.publish_internal(ChannelMessage::new(app.id(), channel, payload))
                 .await;
         }
         self.schedule_leave(PendingLeave {

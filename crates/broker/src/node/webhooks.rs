@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::Node;
-use crate::backplane::{ClusterState, Dropped, LeaveToken};
+use crate::cluster::{ClusterState, Dropped, LeaveToken};
 use crate::webhook::{unix_millis, WebhookSink};
 
 /// Queues of pending leaves: enough that a slow confirmation of one channel delays few others.

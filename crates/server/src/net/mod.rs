@@ -14,6 +14,7 @@
 mod accept;
 mod client_ip;
 mod deadline;
+#[allow(unsafe_code)] // getrlimit/setrlimit: the only unsafe code of the product
 mod fd;
 mod ip_limits;
 mod proxy_header;

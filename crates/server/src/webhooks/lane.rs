@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrocast_broker::webhook::unix_millis;
+use ferrocast_broker::unix_millis;
 use ferrocast_broker::AppConfig;
 use ferrocast_protocol::webhook::{self, WebhookEvent};
 use tokio::sync::mpsc;

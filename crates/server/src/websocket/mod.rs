@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use ferrocast_broker::audit::{self, AuthDenial, Denial};
-use ferrocast_broker::connection::ConnectionOutbox;
+use ferrocast_broker::ConnectionOutbox;
 use ferrocast_broker::{frame, ConnectError, Session};
 use ferrocast_protocol::codes::close;
 use ferrocast_protocol::outbound;

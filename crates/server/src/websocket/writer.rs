@@ -8,9 +8,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use ferrocast_broker::connection::{ConnectionOutbox, Outgoing};
-use ferrocast_broker::observer::unix_micros;
+use ferrocast_broker::unix_micros;
 use ferrocast_broker::{frame, ConnectionHandle};
+use ferrocast_broker::{ConnectionOutbox, Outgoing};
 use ferrocast_protocol::codes::close;
 use ferrocast_protocol::outbound;
 use tokio::io::{AsyncWrite, AsyncWriteExt};

@@ -1,0 +1,28 @@
+//! [`PendingLeaves`] on Redis (`lua/confirm_leave.lua`).
+
+use async_trait::async_trait;
+use ferrocast_broker::{BackplaneError, LeaveToken, PendingLeaves};
+
+use super::{int, malformed};
+use crate::RedisBackplane;
+
+#[async_trait]
+impl PendingLeaves for RedisBackplane {
+    async fn confirm_leave(
+        &self,
+        app_id: &str,
+        channel: &str,
+        user_id: Option<&str>,
+        token: &LeaveToken,
+    ) -> Result<bool, BackplaneError> {
+        let mut args = vec![
+            self.keys.prefix().to_owned(),
+            app_id.to_owned(),
+            channel.to_owned(),
+            token.0.clone(),
+        ];
+        args.extend(user_id.map(str::to_owned));
+        let reply = self.eval(&self.scripts.confirm_leave, args).await?;
+        Ok(int(&reply).ok_or_else(|| malformed("confirm leave"))? == 1)
+    }
+}

@@ -1,0 +1,65 @@
+//! [`NodeRegistration`] on Redis (`lua/resync.lua`).
+
+use async_trait::async_trait;
+use ferrocast_broker::{BackplaneError, NodeRegistration, NodeSnapshot, ResyncOutcome};
+
+use super::{array, int, malformed, rows, string};
+use crate::RedisBackplane;
+
+#[async_trait]
+impl NodeRegistration for RedisBackplane {
+    async fn resync(&self, snapshot: &NodeSnapshot) -> Result<ResyncOutcome, BackplaneError> {
+        let ttl_ms = self.options.node_ttl.as_millis().to_string();
+        let known = self.epoch.lock().map(|e| e.clone()).unwrap_or_default();
+        let proposal = format!("{}-{:016x}", self.keys.node(), crate::pubsub::rand_nonce());
+        let mut args = self.args(&[&ttl_ms, &known, &proposal]);
+        args.push(snapshot.connections.len().to_string());
+        for (app, count) in &snapshot.connections {
+            args.extend([app.clone(), count.to_string()]);
+        }
+        args.push(snapshot.subscriptions.len().to_string());
+        for (app, channel, count) in &snapshot.subscriptions {
+            args.extend([app.clone(), channel.clone(), count.to_string()]);
+        }
+        args.push(snapshot.presence.len().to_string());
+        for (app, channel, user, info, count) in &snapshot.presence {
+            args.extend([
+                app.clone(),
+                channel.clone(),
+                user.clone(),
+                info.clone(),
+                count.to_string(),
+            ]);
+        }
+        let reply = self.eval(&self.scripts.resync, args).await?;
+        let parts = array(&reply).ok_or_else(|| malformed("resync"))?;
+        let (Some(added), Some(removed), Some(epoch), Some(reset)) = (
+            parts.first().and_then(rows),
+            parts.get(1).and_then(rows),
+            parts.get(2).and_then(string),
+            parts.get(3).and_then(int),
+        ) else {
+            return Err(malformed("resync"));
+        };
+        if let Ok(mut known) = self.epoch.lock() {
+            *known = epoch;
+        }
+        Ok(ResyncOutcome {
+            store_was_reset: reset == 1,
+            added: added
+                .into_iter()
+                .filter_map(|r| match <[String; 4]>::try_from(r) {
+                    Ok([a, c, u, i]) => Some((a, c, u, i)),
+                    Err(_) => None,
+                })
+                .collect(),
+            removed: removed
+                .into_iter()
+                .filter_map(|r| match <[String; 3]>::try_from(r) {
+                    Ok([a, c, u]) => Some((a, c, u)),
+                    Err(_) => None,
+                })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,28 @@
+//! The cluster-state contract of `ferrocast_broker::contract`, on a real Redis: the same checks
+//! the in-process state passes, so the two cannot drift.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{backplane, wait_up, Redis};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keeps_the_cluster_state_contract() {
+    let redis = Redis::start();
+    let (a, _) = backplane(&redis, "node-a", Duration::from_secs(15));
+    wait_up(&a).await;
+    ferrocast_broker::contract::all(&*a, "app-a", "app-b").await;
+}
+
+/// Known drift found by the contract: the Redis presence scripts count sockets per node and
+/// ignore the socket id, so a repeated or foreign leave decrements. Being fixed with issue 10's
+/// presence work; this must not stay ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "presence leave ignores socket ids on Redis: being fixed"]
+async fn redis_presence_leave_is_per_socket() {
+    let redis = Redis::start();
+    let (a, _) = backplane(&redis, "node-a", Duration::from_secs(15));
+    wait_up(&a).await;
+    ferrocast_broker::contract::presence_leave_is_per_socket(&*a, "app-a", "app-b").await;
+}

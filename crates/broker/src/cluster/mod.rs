@@ -1,0 +1,39 @@
+//! What must be consistent cluster-wide, one small trait per concern (as centrifuge splits its
+//! Broker and PresenceManager), so each can be read, implemented and contract-tested alone:
+//!
+//! - [`ConnectionQuota`]: open connections per app (`max_connections`).
+//! - [`ChannelOccupancy`]: subscriptions per channel; occupancy, listings and counts.
+//! - [`PendingLeaves`]: the cancellable delay before `channel_vacated` / `member_removed`.
+//! - [`PresenceRoster`]: presence members per channel, once per user.
+//! - [`RateBudgets`]: per-app REST budgets.
+//! - [`NodeRegistration`]: a node's registrations as a whole (resync after an outage).
+//!
+//! [`ClusterState`] is every concern at once: what a node is given. A single node uses the
+//! in-process implementation ([`crate::memory::MemoryClusterState`]); a cluster uses Redis. Every
+//! method is atomic with respect to concurrent callers on any node.
+
+mod connections;
+mod leaves;
+mod occupancy;
+mod presence;
+mod rates;
+mod registration;
+
+pub use connections::ConnectionQuota;
+pub use leaves::{LeaveToken, PendingLeaves};
+pub use occupancy::{ChannelCounts, ChannelOccupancy};
+pub use presence::{PresenceJoin, PresenceLeave, PresenceRoster};
+pub use rates::{RateBudgets, RateDecision, RateKind};
+pub use registration::{Dropped, NodeRegistration, NodeSnapshot, ResyncOutcome};
+
+/// Every concern of the cluster state. Implemented automatically for any type that implements
+/// them all; a new concern is one more trait here.
+pub trait ClusterState:
+    ConnectionQuota + ChannelOccupancy + PendingLeaves + PresenceRoster + RateBudgets + NodeRegistration
+{
+}
+
+impl<T> ClusterState for T where
+    T: ConnectionQuota + ChannelOccupancy + PendingLeaves + PresenceRoster + RateBudgets + NodeRegistration + ?Sized
+{
+}

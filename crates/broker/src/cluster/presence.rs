@@ -1,0 +1,77 @@
+//! Presence membership, cluster-wide: who is on a presence channel, once per user.
+
+use async_trait::async_trait;
+
+use super::LeaveToken;
+use crate::error::BackplaneError;
+
+/// Result of a presence join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceJoin {
+    /// Joined; `added` when this was the user's first connection anywhere. `roster` is the
+    /// member list (user id, user_info JSON) after the join, the joiner included. `returned`
+    /// when the user had left within the leave delay: that pending leave is cancelled, so
+    /// neither `member_removed` nor `member_added` is reported to webhooks.
+    Joined {
+        added: bool,
+        roster: Vec<(String, String)>,
+        returned: bool,
+    },
+    /// The channel already has the maximum number of distinct members.
+    Full,
+}
+
+/// Result of a presence leave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceLeave {
+    /// The user still has a connection on the channel (or the socket was not theirs).
+    Stayed,
+    /// That was the user's last connection: a member no more. The token of the pending
+    /// departure, when one was asked for.
+    Left(Option<LeaveToken>),
+}
+
+impl PresenceLeave {
+    /// Whether the user is a member no more.
+    pub fn left(&self) -> bool {
+        matches!(self, PresenceLeave::Left(_))
+    }
+
+    /// The token of the pending departure, if the user left and one was asked for.
+    pub fn into_token(self) -> Option<LeaveToken> {
+        match self {
+            PresenceLeave::Left(token) => token,
+            PresenceLeave::Stayed => None,
+        }
+    }
+}
+
+/// Presence members per channel across every node.
+#[async_trait]
+pub trait PresenceRoster: Send + Sync {
+    /// Add `socket_id` as a connection of `user_id` (with `user_info` JSON), refusing a new
+    /// distinct member past `max_members` (0 = unlimited).
+    async fn presence_join(
+        &self,
+        app_id: &str,
+        channel: &str,
+        socket_id: &str,
+        user_id: &str,
+        user_info: &str,
+        max_members: u64,
+    ) -> Result<PresenceJoin, BackplaneError>;
+
+    /// Remove `socket_id` from `user_id`. When that was the user's last connection and
+    /// `pending` is set (the app has webhooks), the departure is kept pending under a token.
+    async fn presence_leave(
+        &self,
+        app_id: &str,
+        channel: &str,
+        socket_id: &str,
+        user_id: &str,
+        pending: bool,
+    ) -> Result<PresenceLeave, BackplaneError>;
+
+    /// Distinct members of a presence channel: (user id, user_info JSON).
+    async fn presence_members(&self, app_id: &str, channel: &str) -> Result<Vec<(String, String)>, BackplaneError>;
+}

@@ -1,0 +1,48 @@
+//! A node's registrations as a whole: re-registering after an outage, and what vanished when a
+//! node's registrations were dropped.
+
+use async_trait::async_trait;
+
+use crate::error::BackplaneError;
+
+/// What vanished cluster-wide when a node's registrations were dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// (app id, channel, user id) that are members no more.
+    pub members: Vec<(String, String, String)>,
+    /// (app id, channel) left without any subscriber.
+    pub channels: Vec<(String, String)>,
+}
+
+/// Everything this node holds locally, for re-registering in the cluster state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeSnapshot {
+    /// (app id, open connections).
+    pub connections: Vec<(String, u64)>,
+    /// (app id, channel, subscribed local sockets).
+    pub subscriptions: Vec<(String, String, u64)>,
+    /// (app id, channel, user id, user_info JSON, local sockets of that user).
+    pub presence: Vec<(String, String, String, String, u64)>,
+}
+
+/// Presence changes caused by a re-registration, to announce with member_added/removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResyncOutcome {
+    /// (app id, channel, user id, user_info JSON) that are members again.
+    pub added: Vec<(String, String, String, String)>,
+    /// (app id, channel, user id) that are members no more.
+    pub removed: Vec<(String, String, String)>,
+    /// The state store lost its data since this node last registered: other nodes may not have
+    /// re-registered yet.
+    pub store_was_reset: bool,
+}
+
+/// Replaces everything registered for one node.
+#[async_trait]
+pub trait NodeRegistration: Send + Sync {
+    /// Replace everything registered for this node with `snapshot`, atomically, and report
+    /// which presence members appeared or vanished cluster-wide as a result (after the store
+    /// lost its data, every member re-registered appears added; nodes drop announcements that
+    /// tell their sockets nothing new).
+    async fn resync(&self, snapshot: &NodeSnapshot) -> Result<ResyncOutcome, BackplaneError>;
+}

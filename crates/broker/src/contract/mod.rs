@@ -1,0 +1,225 @@
+//! The contract of the cluster state: what every implementation (in process, Redis) must do,
+//! written once and run against each, so they cannot drift. Each check takes the state under
+//! test and two app ids of its own (`a`, `b`) so checks can share one store.
+//!
+//! Built for this crate's tests and, with the `contract` feature, for the Redis crate's.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use crate::cluster::{ClusterState, PresenceJoin, PresenceLeave, RateKind};
+
+/// Budgets are all or nothing, per app and per kind; a changed budget starts afresh.
+pub async fn rate_budgets_are_all_or_nothing_per_app_and_kind(s: &dyn ClusterState, a: &str, b: &str) {
+    let _ = b;
+    async fn take(s: &dyn ClusterState, app: &str, kind: RateKind, units: u64) -> crate::cluster::RateDecision {
+        s.take_rate(app, kind, units, 10).await.unwrap()
+    }
+    // The window starts with the first take, so these all fall in it.
+    assert!(take(s, a, RateKind::BackendEvents, 7).await.allowed);
+    let refused = take(s, a, RateKind::BackendEvents, 5).await;
+    assert!(!refused.allowed);
+    assert!(refused.resets_in > Duration::ZERO && refused.resets_in <= Duration::from_secs(1));
+    assert!(
+        take(s, a, RateKind::BackendEvents, 3).await.allowed,
+        "the refused 5 were not taken"
+    );
+    assert!(!take(s, a, RateKind::BackendEvents, 1).await.allowed);
+    assert!(
+        take(s, a, RateKind::ReadRequests, 10).await.allowed,
+        "reads have their own budget"
+    );
+    assert!(
+        take(s, b, RateKind::BackendEvents, 10).await.allowed,
+        "apps have their own budget"
+    );
+    assert!(!take(s, b, RateKind::BackendEvents, 1).await.allowed);
+    // A changed budget starts afresh.
+    assert!(s.take_rate(a, RateKind::BackendEvents, 20, 20).await.unwrap().allowed);
+}
+
+/// A user is added by their first socket and removed after their last; leaves are idempotent.
+pub async fn presence_adds_once_per_user_and_removes_after_last_socket(s: &dyn ClusterState, a: &str, b: &str) {
+    let _ = b;
+    let j = s.presence_join(a, "presence-x", "1.1", "u1", "{}", 100).await.unwrap();
+    assert_eq!(
+        j,
+        PresenceJoin::Joined {
+            added: true,
+            roster: vec![("u1".into(), "{}".into())],
+            returned: false,
+        }
+    );
+    let j = s.presence_join(a, "presence-x", "1.2", "u1", "{}", 100).await.unwrap();
+    assert!(matches!(j, PresenceJoin::Joined { added: false, .. }));
+    assert!(s.presence_leave(a, "presence-x", "1.1", "u1", true).await.unwrap() == PresenceLeave::Stayed);
+    assert!(s
+        .presence_leave(a, "presence-x", "1.2", "u1", true)
+        .await
+        .unwrap()
+        .left());
+    assert!(s.presence_members(a, "presence-x").await.unwrap().is_empty());
+}
+
+/// The member limit counts distinct users, not sockets.
+pub async fn presence_limit_counts_distinct_users(s: &dyn ClusterState, a: &str, b: &str) {
+    let _ = b;
+    s.presence_join(a, "presence-limit", "1.1", "u1", "null", 2)
+        .await
+        .unwrap();
+    s.presence_join(a, "presence-limit", "1.2", "u2", "null", 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.presence_join(a, "presence-limit", "1.3", "u3", "null", 2)
+            .await
+            .unwrap(),
+        PresenceJoin::Full
+    );
+    assert!(matches!(
+        s.presence_join(a, "presence-limit", "1.4", "u2", "null", 2)
+            .await
+            .unwrap(),
+        PresenceJoin::Joined { added: false, .. }
+    ));
+}
+
+/// The connection quota is enforced and a closed connection releases its slot.
+pub async fn connection_quota_is_enforced_and_released(s: &dyn ClusterState, a: &str, b: &str) {
+    let _ = b;
+    assert!(s.connection_opened(a, 2).await.unwrap());
+    assert!(s.connection_opened(a, 2).await.unwrap());
+    assert!(!s.connection_opened(a, 2).await.unwrap());
+    s.connection_closed(a).await.unwrap();
+    assert!(s.connection_opened(a, 2).await.unwrap());
+    assert!(s.connection_opened(b, 0).await.unwrap());
+}
+
+/// Listings are per app and filtered by prefix; an emptied channel is not listed.
+pub async fn channel_listing_filters_by_app_and_prefix(s: &dyn ClusterState, a: &str, b: &str) {
+    let _ = b;
+    s.subscription_added(a, "presence-1").await.unwrap();
+    s.subscription_added(a, "public").await.unwrap();
+    s.subscription_added(b, "presence-2").await.unwrap();
+    let list = s.channels(a, "presence-").await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].0, "presence-1");
+    s.subscription_removed(a, "presence-1", true).await.unwrap();
+    assert!(s.channels(a, "presence-").await.unwrap().is_empty());
+}
+
+/// A vacancy is confirmed at most once, and not at all when the channel is reoccupied within the delay.
+pub async fn vacancy_is_confirmed_once_unless_the_channel_is_reoccupied(s: &dyn ClusterState, a: &str, b: &str) {
+    let _ = b;
+    assert!(s.subscription_added(a, "vacancy").await.unwrap(), "0 -> 1 occupies");
+    assert!(!s.subscription_added(a, "vacancy").await.unwrap());
+    assert_eq!(s.subscription_removed(a, "vacancy", true).await.unwrap(), None);
+    let token = s
+        .subscription_removed(a, "vacancy", true)
+        .await
+        .unwrap()
+        .expect("emptied");
+    assert!(s.confirm_leave(a, "vacancy", None, &token).await.unwrap());
+    assert!(!s.confirm_leave(a, "vacancy", None, &token).await.unwrap(), "only once");
+
+    let token = {
+        assert!(s.subscription_added(a, "vacancy").await.unwrap());
+        s.subscription_removed(a, "vacancy", true)
+            .await
+            .unwrap()
+            .expect("emptied")
+    };
+    assert!(
+        !s.subscription_added(a, "vacancy").await.unwrap(),
+        "back within the delay: no new occupancy"
+    );
+    assert!(
+        !s.confirm_leave(a, "vacancy", None, &token).await.unwrap(),
+        "and no vacancy"
+    );
+    assert_eq!(s.subscription_removed("x", "never", true).await.unwrap(), None);
+}
+
+/// A pending departure is cancelled by a rejoin and confirmed only for its own user.
+pub async fn departure_is_cancelled_by_a_rejoin(s: &dyn ClusterState, a: &str, b: &str) {
+    let _ = b;
+    s.presence_join(a, "presence-dep", "1.1", "u1", "{}", 0).await.unwrap();
+    let token = s
+        .presence_leave(a, "presence-dep", "1.1", "u1", true)
+        .await
+        .unwrap()
+        .into_token()
+        .expect("last socket");
+    let rejoin = s.presence_join(a, "presence-dep", "1.2", "u1", "{}", 0).await.unwrap();
+    assert!(matches!(
+        rejoin,
+        PresenceJoin::Joined {
+            added: true,
+            returned: true,
+            ..
+        }
+    ));
+    assert!(!s.confirm_leave(a, "presence-dep", Some("u1"), &token).await.unwrap());
+    let token = s
+        .presence_leave(a, "presence-dep", "1.2", "u1", true)
+        .await
+        .unwrap()
+        .into_token()
+        .expect("last socket");
+    assert!(
+        !s.confirm_leave(a, "presence-dep", Some("u2"), &token).await.unwrap(),
+        "another user"
+    );
+    assert!(s.confirm_leave(a, "presence-dep", Some("u1"), &token).await.unwrap());
+}
+
+/// A leave names a socket: repeating it, or naming a socket that never joined, changes nothing.
+pub async fn presence_leave_is_per_socket(s: &dyn ClusterState, a: &str, b: &str) {
+    let _ = b;
+    for socket in ["1.1", "1.2"] {
+        s.presence_join(a, "presence-s", socket, "u1", "{}", 0).await.unwrap();
+    }
+    let stayed = |r: PresenceLeave| r == PresenceLeave::Stayed;
+    assert!(stayed(
+        s.presence_leave(a, "presence-s", "1.1", "u1", true).await.unwrap()
+    ));
+    assert!(
+        stayed(s.presence_leave(a, "presence-s", "1.1", "u1", true).await.unwrap()),
+        "a repeated leave is a no-op"
+    );
+    assert!(
+        stayed(s.presence_leave(a, "presence-s", "9.9", "u1", true).await.unwrap()),
+        "a socket that never joined leaves nothing"
+    );
+    assert!(s
+        .presence_leave(a, "presence-s", "1.2", "u1", true)
+        .await
+        .unwrap()
+        .left());
+}
+
+/// Every check above but the rate budgets, in turn, on one state (apps `a` and `b` must be
+/// unused in it). The rate check counts on its takes falling in one one-second window: run it
+/// alone, at the start of a window of the store's clock.
+pub async fn all(s: &dyn ClusterState, a: &str, b: &str) {
+    presence_adds_once_per_user_and_removes_after_last_socket(s, a, b).await;
+    presence_limit_counts_distinct_users(s, a, b).await;
+    connection_quota_is_enforced_and_released(s, a, b).await;
+    channel_listing_filters_by_app_and_prefix(s, a, b).await;
+    vacancy_is_confirmed_once_unless_the_channel_is_reoccupied(s, a, b).await;
+    departure_is_cancelled_by_a_rejoin(s, a, b).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::memory::MemoryClusterState;
+
+    #[tokio::test]
+    async fn the_in_process_state_keeps_the_contract() {
+        let s = MemoryClusterState::new();
+        super::all(&s, "app-a", "app-b").await;
+        super::presence_leave_is_per_socket(&s, "app-a", "app-b").await;
+        super::rate_budgets_are_all_or_nothing_per_app_and_kind(&s, "app-a", "app-b").await;
+    }
+}
