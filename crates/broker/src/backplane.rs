@@ -42,6 +42,13 @@ pub enum Payload {
     MemberAdded { user_id: String, user_info: String },
     /// A user's last connection left a presence channel.
     MemberRemoved { user_id: String },
+    /// A watched user came online (first signed-in socket anywhere) or went offline (last one
+    /// gone); published on `#watch-{user_id}`, turned into `pusher_internal:watchlist_events`
+    /// for the local sockets watching them.
+    WatchlistChange { user_id: String, online: bool },
+    /// Close every socket signed in as the user (4009); published on
+    /// `#server-to-user-{user_id}`, so it reaches exactly the nodes holding such sockets.
+    Terminate { user_id: String },
 }
 
 impl ChannelMessage {
@@ -68,6 +75,8 @@ impl ChannelMessage {
             Payload::Event { event, .. } => event,
             Payload::MemberAdded { .. } => MEMBER_ADDED,
             Payload::MemberRemoved { .. } => MEMBER_REMOVED,
+            Payload::WatchlistChange { .. } => WATCHLIST_EVENTS,
+            Payload::Terminate { .. } => "pusher:error",
         }
     }
 }
@@ -77,12 +86,15 @@ pub const MEMBER_ADDED: &str = "pusher_internal:member_added";
 /// The event name of a member-removed frame.
 pub const MEMBER_REMOVED: &str = "pusher_internal:member_removed";
 
+/// The event name of a watchlist frame.
+pub const WATCHLIST_EVENTS: &str = "pusher_internal:watchlist_events";
+
 /// Where a backplane hands the messages it receives: the node's local fan-out.
 pub trait DeliverySink: Send + Sync {
     fn deliver(&self, message: &ChannelMessage);
     /// The cluster state dropped a gone node's registrations (a peer reaped it, or it
     /// deregistered while draining). Called once, on the node that dropped them, so that node
-    /// reports the members and channels that vanished (webhooks).
+    /// reports the members and channels that vanished (webhooks) and the users now offline.
     fn dropped(&self, _dropped: &Dropped) {}
 }
 

@@ -4,7 +4,7 @@
 //! The split follows centrifuge: the [`Node`] owns local state (sessions and the channel index)
 //! and talks to the rest of the cluster only through [`Backplane`] (publish and receive channel
 //! messages) and [`ClusterState`], a bundle of one small trait per concern (connections,
-//! occupancy, pending leaves, presence, rates, registration). All have an in-process
+//! occupancy, pending leaves, presence, rates, users, registration). All have an in-process
 //! implementation (`memory`); the Redis ones live in their own crate. The [`contract`] tests
 //! run against both, so they cannot drift.
 //!
@@ -58,7 +58,7 @@ pub use backplane::{Backplane, ChannelMessage, DeliverySink, Link, Payload, MEMB
 pub use cluster::{
     ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, Dropped, LeaveToken, NodeRegistration,
     NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind,
-    ResyncOutcome,
+    ResyncOutcome, UserDirectory, UserSocket, UserStatus, UserTransition,
 };
 pub use connection::{ConnectionHandle, ConnectionOutbox, Outgoing};
 pub use error::{BackplaneError, ConnectError, PublishError};

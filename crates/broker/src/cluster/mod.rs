@@ -6,6 +6,7 @@
 //! - [`PendingLeaves`]: the cancellable delay before `channel_vacated` / `member_removed`.
 //! - [`PresenceRoster`]: presence members per channel, once per user.
 //! - [`RateBudgets`]: per-app REST budgets.
+//! - [`UserDirectory`]: signed-in users and whether they are online (watchlists).
 //! - [`NodeRegistration`]: a node's registrations as a whole (resync after an outage).
 //!
 //! [`ClusterState`] is every concern at once: what a node is given. A single node uses the
@@ -18,6 +19,7 @@ mod occupancy;
 mod presence;
 mod rates;
 mod registration;
+mod users;
 
 pub use connections::ConnectionQuota;
 pub use leaves::{LeaveToken, PendingLeaves};
@@ -25,15 +27,23 @@ pub use occupancy::{ChannelCounts, ChannelOccupancy};
 pub use presence::{PresenceJoin, PresenceLeave, PresenceRoster};
 pub use rates::{RateBudgets, RateDecision, RateKind};
 pub use registration::{Dropped, NodeRegistration, NodeSnapshot, ResyncOutcome};
+pub use users::{UserDirectory, UserSocket, UserStatus, UserTransition};
 
 /// Every concern of the cluster state. Implemented automatically for any type that implements
 /// them all; a new concern is one more trait here.
 pub trait ClusterState:
-    ConnectionQuota + ChannelOccupancy + PendingLeaves + PresenceRoster + RateBudgets + NodeRegistration
+    ConnectionQuota + ChannelOccupancy + PendingLeaves + PresenceRoster + RateBudgets + UserDirectory + NodeRegistration
 {
 }
 
 impl<T> ClusterState for T where
-    T: ConnectionQuota + ChannelOccupancy + PendingLeaves + PresenceRoster + RateBudgets + NodeRegistration + ?Sized
+    T: ConnectionQuota
+        + ChannelOccupancy
+        + PendingLeaves
+        + PresenceRoster
+        + RateBudgets
+        + UserDirectory
+        + NodeRegistration
+        + ?Sized
 {
 }

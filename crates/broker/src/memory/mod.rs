@@ -10,6 +10,7 @@ mod occupancy;
 mod presence;
 mod rates;
 mod registration;
+mod users;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,6 +94,8 @@ pub struct MemoryClusterState {
     pub(super) next_token: AtomicU64,
     /// Per-app REST budgets: on a single node, the node's own limiter is the cluster's.
     pub(super) rates: DashMap<(String, RateKind), SharedLimiter>,
+    /// Signed-in sockets per `app\nuser` (absent = offline).
+    pub(super) users: DashMap<String, u64>,
 }
 
 /// `app\nchannel` for a vacancy, `app\nchannel\nuser` for a presence departure.

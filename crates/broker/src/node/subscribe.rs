@@ -63,10 +63,7 @@ impl Node {
         }
         let config = &session.app.config;
         let kind = match channel::validate_channel_name(&req.channel, config.max_channel_name_length) {
-            Ok(ChannelKind::ServerToUser) => {
-                let msg = "#server-to-user- channels need a signed-in connection (user authentication)";
-                return session.send_subscription_error(&req.channel, SubscriptionErrorKind::InvalidChannel, msg);
-            }
+            Ok(ChannelKind::ServerToUser) => return self.subscribe_server_to_user(session, &req.channel),
             Ok(kind) => kind,
             Err(e) => {
                 let msg = e.to_string();
