@@ -189,6 +189,16 @@ describe('pusher:signin', () => {
     assert.equal(raw.find((f) => f.event === 'not-mine'), undefined);
     assert.equal(raw.filter(userEvent('mine', first)).length, 1);
   });
+  test('presence without channel_data on a signed-in socket uses the signed-in id and user_info (§6.1)', async (t) => {
+    const id = uid('pres-');
+    const raw = await rawSignedIn(t, srv.client, app, { id, user_info: { name: 'Ada' } });
+    const pres = uid('presence-signed-');
+    const ok = await raw.subscribeOk(pres, { auth: channelAuth(app, raw.socketId, pres) });
+    assert.deepEqual(ok.data.presence.hash, { [id]: { name: 'Ada' } });
+    const anonymous = await connectRaw(t, srv.client, app);
+    const refused = await anonymous.subscribe(pres, { auth: channelAuth(app, anonymous.socketId, pres) });
+    assert.equal(refused.event, 'pusher:subscription_error', 'not signed in: channel_data is required');
+  });
 });
 
 describe('terminate_connections (§6.5, §9.7)', () => {

@@ -69,6 +69,11 @@ mod tests {
                 user_info: "{\"n\":1}".into(),
             },
             Payload::MemberRemoved { user_id: "u1".into() },
+            Payload::WatchlistChange {
+                user_id: "u1".into(),
+                online: true,
+            },
+            Payload::Terminate { user_id: "u1".into() },
         ];
         for payload in payloads {
             let m = ChannelMessage { payload, ..message() };
