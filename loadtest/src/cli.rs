@@ -146,6 +146,10 @@ pub struct ConnectArgs {
     /// Stop after this many connections (default: run for --duration).
     #[arg(long)]
     pub connections: Option<u64>,
+    /// Sign each connection in (`pusher:signin` as user `{prefix}-u{i % 1000}`, signed like an
+    /// app server would) and wait for `signin_success` before subscribing.
+    #[arg(long)]
+    pub signin: bool,
 }
 
 /// Source addresses to bind client sockets to.

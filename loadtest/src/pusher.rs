@@ -300,6 +300,38 @@ impl Client {
         self.send_text(frame.to_string()).await
     }
 
+    /// Send `pusher:signin` with `user_data` (the exact string that `auth` signs).
+    pub async fn signin(&mut self, auth: &str, user_data: &str) -> Result<(), ClientError> {
+        let frame = serde_json::json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}});
+        self.send_text(frame.to_string()).await
+    }
+
+    /// Read until `pusher:signin_success`, answering pings; a `pusher:error` is the failure.
+    pub async fn wait_signed_in(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let wait = async {
+            loop {
+                let frame = self.ws.read_frame().await?;
+                match frame.opcode {
+                    OpCode::Text => match event_name(&frame.payload[..]) {
+                        Some(b"pusher:signin_success") => return Ok(()),
+                        Some(b"pusher:error") => return Err(pusher_error(&frame.payload[..])),
+                        Some(b"pusher:ping") => {
+                            drop(frame);
+                            self.pong().await?;
+                        }
+                        _ => {}
+                    },
+                    OpCode::Close => return Err(ClientError::Closed(close_code(&frame))),
+                    _ => {}
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Timeout("signin_success")),
+        }
+    }
+
     pub async fn unsubscribe(&mut self, channel: &str) -> Result<(), ClientError> {
         let frame = serde_json::json!({"event": "pusher:unsubscribe", "data": {"channel": channel}});
         self.send_text(frame.to_string()).await

@@ -70,6 +70,11 @@ mod tests {
             },
             Payload::MemberRemoved { user_id: "u1".into() },
             Payload::SubscriptionCount { count: 42 },
+            Payload::WatchlistChange {
+                user_id: "u1".into(),
+                online: true,
+            },
+            Payload::Terminate { user_id: "u1".into() },
         ];
         for payload in payloads {
             let m = ChannelMessage { payload, ..message() };

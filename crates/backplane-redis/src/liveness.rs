@@ -127,9 +127,13 @@ async fn drop_and_announce(
         return Ok(());
     }
     let bad = || BackplaneError::malformed("reap");
-    let (removed, vacated) = match &reply {
+    let (removed, vacated, offline) = match &reply {
         Value::Array(parts) => match parts.as_slice() {
-            [members, channels] => (rows(members).ok_or_else(bad)?, rows(channels).ok_or_else(bad)?),
+            [members, channels, users] => (
+                rows(members).ok_or_else(bad)?,
+                rows(channels).ok_or_else(bad)?,
+                rows(users).ok_or_else(bad)?,
+            ),
             _ => return Err(bad()),
         },
         _ => return Err(bad()),
@@ -150,6 +154,10 @@ async fn drop_and_announce(
     for row in removed {
         let [app_id, channel, user_id, _info] = <[String; 4]>::try_from(row).map_err(|_| bad())?;
         dropped.members.push((app_id, channel, user_id));
+    }
+    for row in offline {
+        let [app_id, user_id] = <[String; 2]>::try_from(row).map_err(|_| bad())?;
+        dropped.users.push((app_id, user_id));
     }
     match backplane.sink.get() {
         Some(sink) => sink.dropped(&dropped),

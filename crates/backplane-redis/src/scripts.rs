@@ -27,6 +27,8 @@ pub struct Scripts {
     pub resync: Script,
     pub deregister: Script,
     pub rate: Script,
+    pub user_in: Script,
+    pub user_out: Script,
 }
 
 impl Scripts {
@@ -48,6 +50,8 @@ impl Scripts {
             resync: Script::new(with_common!("lua/resync.lua")),
             deregister: Script::new(with_common!("lua/deregister.lua")),
             rate: Script::new(include_str!("lua/rate.lua")),
+            user_in: Script::new(include_str!("lua/user_in.lua")),
+            user_out: Script::new(include_str!("lua/user_out.lua")),
         }
     }
 }

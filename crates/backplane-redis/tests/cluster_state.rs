@@ -152,6 +152,7 @@ async fn a_dead_node_is_reaped_and_its_members_announced_once() {
         connections: vec![("app".into(), 1)],
         subscriptions: vec![("app".into(), "presence-x".into(), 1)],
         presence: vec![("app".into(), "presence-x".into(), "ghost".into(), "null".into(), 1)],
+        users: vec![],
     };
     b.resync(&snapshot).await.unwrap();
     a.presence_join("app", "presence-x", "1.1", "alive", "null", 0)
@@ -289,6 +290,7 @@ async fn resync_rebuilds_state_after_redis_lost_it_and_reports_the_difference() 
         connections: vec![("app".into(), 2)],
         subscriptions: vec![("app".into(), "presence-x".into(), 1)],
         presence: vec![("app".into(), "presence-x".into(), "stays".into(), "null".into(), 1)],
+        users: vec![],
     };
     // Same Redis: the member who left while the node could not tell Redis is removed.
     let outcome = a.resync(&snapshot).await.unwrap();
@@ -331,6 +333,7 @@ async fn a_node_reaped_while_alive_re_announces_its_members_when_it_re_registers
         connections: vec![],
         subscriptions: vec![("app".into(), "presence-x".into(), 1)],
         presence: vec![("app".into(), "presence-x".into(), "stalled".into(), "null".into(), 1)],
+        users: vec![],
     };
     let first = a.resync(&snapshot).await.unwrap();
     assert_eq!(first.added.len(), 1, "a new member: {first:?}");

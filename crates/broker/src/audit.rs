@@ -1,6 +1,6 @@
 //! The audit log of denied authentication.
 //!
-//! Every denial (a bad subscription signature, a bad REST signature or timestamp, an unknown app
+//! Every denial (a bad subscription or sign-in signature, a bad REST signature or timestamp, an unknown app
 //! key, a refused origin, a disabled app) is written as one WARN line with target `audit`, so
 //! operators can see who is knocking: app, socket id or path, channel, reason and the remote
 //! address when known. Never secrets, signatures or payloads.
@@ -25,6 +25,8 @@ pub const LINES_PER_SECOND: u64 = 20;
 pub enum AuthDenial {
     /// A private/presence subscription whose `auth` signature is missing or wrong.
     SubscriptionSignature,
+    /// A `pusher:signin` whose `auth` signature is missing or wrong (a forged sign-in).
+    SigninSignature,
     /// A REST request with a missing or wrong signature, key, version or body hash (401).
     RestSignature,
     /// A REST request whose `auth_timestamp` is more than 600 s off (401).
@@ -41,6 +43,7 @@ impl AuthDenial {
     pub fn label(self) -> &'static str {
         match self {
             AuthDenial::SubscriptionSignature => "subscription_signature",
+            AuthDenial::SigninSignature => "signin_signature",
             AuthDenial::RestSignature => "rest_signature",
             AuthDenial::RestTimestamp => "rest_timestamp",
             AuthDenial::UnknownAppKey => "unknown_app_key",
@@ -192,6 +195,7 @@ mod tests {
     fn labels_are_distinct() {
         let all = [
             AuthDenial::SubscriptionSignature,
+            AuthDenial::SigninSignature,
             AuthDenial::RestSignature,
             AuthDenial::RestTimestamp,
             AuthDenial::UnknownAppKey,

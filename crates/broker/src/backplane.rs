@@ -46,6 +46,13 @@ pub enum Payload {
     /// The channel's cluster-wide subscription count (apps with `enable_subscription_count`),
     /// published by the holder of the channel's count claim (see `node::subscription_count`).
     SubscriptionCount { count: u64 },
+    /// A watched user came online (first signed-in socket anywhere) or went offline (last one
+    /// gone); published on `#watch-{user_id}`, turned into `pusher_internal:watchlist_events`
+    /// for the local sockets watching them.
+    WatchlistChange { user_id: String, online: bool },
+    /// Close every socket signed in as the user (4009); published on
+    /// `#server-to-user-{user_id}`, so it reaches exactly the nodes holding such sockets.
+    Terminate { user_id: String },
 }
 
 impl ChannelMessage {
@@ -87,6 +94,8 @@ impl ChannelMessage {
             Payload::MemberAdded { .. } => MEMBER_ADDED,
             Payload::MemberRemoved { .. } => MEMBER_REMOVED,
             Payload::SubscriptionCount { .. } => SUBSCRIPTION_COUNT,
+            Payload::WatchlistChange { .. } => WATCHLIST_EVENTS,
+            Payload::Terminate { .. } => "pusher:error",
         }
     }
 }
@@ -98,12 +107,15 @@ pub const MEMBER_REMOVED: &str = "pusher_internal:member_removed";
 /// The event name of a subscription-count frame.
 pub const SUBSCRIPTION_COUNT: &str = "pusher_internal:subscription_count";
 
+/// The event name of a watchlist frame.
+pub const WATCHLIST_EVENTS: &str = "pusher_internal:watchlist_events";
+
 /// Where a backplane hands the messages it receives: the node's local fan-out.
 pub trait DeliverySink: Send + Sync {
     fn deliver(&self, message: &ChannelMessage);
     /// The cluster state dropped a gone node's registrations (a peer reaped it, or it
     /// deregistered while draining). Called once, on the node that dropped them, so that node
-    /// reports the members and channels that vanished (webhooks).
+    /// reports the members and channels that vanished (webhooks) and the users now offline.
     fn dropped(&self, _dropped: &Dropped) {}
 }
 

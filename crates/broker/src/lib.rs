@@ -4,7 +4,7 @@
 //! The split follows centrifuge: the [`Node`] owns local state (sessions and the channel index)
 //! and talks to the rest of the cluster only through [`Backplane`] (publish and receive channel
 //! messages) and [`ClusterState`], a bundle of one small trait per concern (connections,
-//! occupancy, pending leaves, presence, rates, registration, cache channels). All have an in-process
+//! occupancy, pending leaves, presence, rates, users, registration, cache channels). All have an in-process
 //! implementation (`memory`); the Redis ones live in their own crate. The [`contract`] tests
 //! run against both, so they cannot drift.
 //!
@@ -64,7 +64,8 @@ pub use clock::{process_millis, process_seconds, unix_seconds};
 pub use cluster::{
     CachedEvent, ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, CountUpdates, Dropped, EventCache,
     LeaveToken, NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster,
-    RateBudgets, RateDecision, RateKind, ResyncOutcome, MISS_REPORT_HOLD,
+    RateBudgets, RateDecision, RateKind, ResyncOutcome, UserDirectory, UserSocket, UserStatus, UserTransition,
+    MISS_REPORT_HOLD,
 };
 pub use connection::{ConnectionHandle, ConnectionOutbox, Outgoing};
 pub use error::{BackplaneError, ConnectError, PublishError};

@@ -147,6 +147,15 @@ impl LocalChannels {
         sent
     }
 
+    /// The handles of the channel's local subscribers (to close them all, for instance).
+    pub fn connections(&self, key: &ChannelKey) -> Vec<ConnectionHandle> {
+        let Some(channel) = self.channels.get(key).map(|c| c.value().clone()) else {
+            return Vec::new();
+        };
+        let subs = channel.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        subs.values().map(|s| s.conn.clone()).collect()
+    }
+
     /// A socket on the channel received `roster` (see [`PresenceView`]).
     pub fn learn_roster<'a>(&self, key: &ChannelKey, roster: impl IntoIterator<Item = &'a str>) {
         if let Some(channel) = self.channels.get(key).map(|c| c.value().clone()) {

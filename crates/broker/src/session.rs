@@ -21,12 +21,23 @@ pub struct Subscription {
     pub presence_user: Option<String>,
 }
 
+/// The user a socket signed in as (`pusher:signin`); a socket carries one id for its lifetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SignedIn {
+    pub(crate) id: String,
+    /// `user_info` as compact JSON text (`"null"` when absent).
+    pub(crate) user_info: String,
+    /// Watched user ids this node holds interest in for the socket (at most 100).
+    pub(crate) watchlist: Vec<String>,
+}
+
 /// One connected socket.
 #[derive(Debug)]
 pub struct Session {
     pub app: Arc<App>,
     pub conn: ConnectionHandle,
     pub(crate) subscriptions: HashMap<String, Subscription>,
+    pub(crate) user: Option<SignedIn>,
     pub(crate) client_events: WindowLimiter,
     pub(crate) subscribe_requests: TokenBucket,
     pub(crate) epoch: Instant,
@@ -41,6 +52,7 @@ impl Session {
             app,
             conn,
             subscriptions: HashMap::new(),
+            user: None,
             client_events,
             subscribe_requests,
             epoch: Instant::now(),
@@ -49,6 +61,16 @@ impl Session {
 
     pub fn socket_id(&self) -> &str {
         self.conn.socket_id()
+    }
+
+    /// Whether the socket signed in (`pusher:signin` succeeded).
+    pub fn is_signed_in(&self) -> bool {
+        self.user.is_some()
+    }
+
+    /// The user id the socket signed in as.
+    pub fn user_id(&self) -> Option<&str> {
+        self.user.as_ref().map(|u| u.id.as_str())
     }
 
     /// Queue a JSON frame to this socket.

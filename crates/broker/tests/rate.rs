@@ -9,6 +9,7 @@ use ferrocast_broker::{
     AppConfig, AppRegistry, BackplaneError, CachedEvent, ChannelCounts, ChannelOccupancy, ConnectionQuota, CountUpdates,
     EventCache, LeaveToken, MemoryBackplane, MemoryClusterState, Node, NodeOptions, NodeRegistration, NodeSnapshot,
     PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind, ResyncOutcome,
+    UserDirectory, UserSocket, UserStatus, UserTransition,
 };
 
 /// The in-memory cluster state, counting the budget questions it is asked.
@@ -116,6 +117,19 @@ impl RateBudgets for Counting {
     async fn take_rate(&self, a: &str, k: RateKind, n: u64, per: u64) -> Result<RateDecision, BackplaneError> {
         self.asked.fetch_add(1, Ordering::Relaxed);
         self.inner.take_rate(a, k, n, per).await
+    }
+}
+
+#[async_trait]
+impl UserDirectory for Counting {
+    async fn user_signed_in(&self, s: UserSocket<'_>) -> Result<UserTransition, BackplaneError> {
+        self.inner.user_signed_in(s).await
+    }
+    async fn user_signed_out(&self, s: UserSocket<'_>) -> Result<UserTransition, BackplaneError> {
+        self.inner.user_signed_out(s).await
+    }
+    async fn user_status(&self, a: &str, ids: &[String]) -> Result<UserStatus, BackplaneError> {
+        self.inner.user_status(a, ids).await
     }
 }
 

@@ -106,7 +106,7 @@ pub fn validate_channel_name(name: &str, max_len: usize) -> Result<ChannelKind, 
 }
 
 /// `^[A-Za-z0-9_\-=@,.;]+$` without the emptiness check.
-fn has_valid_charset(s: &str) -> bool {
+pub(crate) fn has_valid_charset(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'=' | b'@' | b',' | b'.' | b';'))
 }

@@ -17,6 +17,7 @@
 //! - [`presence`]: presence `channel_data` parsing and the roster payload.
 //! - [`signature`]: HMAC-SHA256 channel/user auth signatures and socket ids.
 //! - [`rest`]: HTTP API request signing and the request bodies of the REST API.
+//! - [`user`]: `pusher:signin` user data, per-user channel names, signin/watchlist frames.
 //! - [`webhook`]: webhook events, the request body and its signature.
 
 #![forbid(unsafe_code)]
@@ -29,4 +30,5 @@ pub mod outbound;
 pub mod presence;
 pub mod rest;
 pub mod signature;
+pub mod user;
 pub mod webhook;

@@ -10,6 +10,7 @@ use ferrocast_protocol::outbound::{channel_event, ServerMessage};
 use ferrocast_protocol::presence::{parse_channel_data, ChannelDataError, Member};
 use ferrocast_protocol::rest::{parse_query, sign_query, string_to_sign, verify_request, RestAuthError, SignedRequest};
 use ferrocast_protocol::signature::{sign, verify_auth, AuthError};
+use ferrocast_protocol::user::{parse_user_data, UserDataError, MAX_WATCHLIST};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------- channel names
@@ -150,6 +151,95 @@ fn channel_data_matches_the_model() {
         accepted += usize::from(result.is_ok());
     }
     assert!(accepted > 5_000, "only {accepted} accepted");
+}
+
+// ---------------------------------------------------------------- signin user_data
+
+/// The model of `parse_user_data`: what serde_json's full parse says, or `None` when the text is
+/// not something the model can judge (invalid JSON, duplicated keys).
+fn expected_user(text: &str) -> Option<Result<(String, usize, bool), UserDataError>> {
+    let charset = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || "_-=@,.;".contains(c));
+    let valid_id = |s: &str| !s.is_empty() && s.len() <= 128 && charset(s);
+    let value: Value = serde_json::from_str(text).ok()?;
+    let Value::Object(map) = value else {
+        return Some(Err(UserDataError::NotAnObject));
+    };
+    if text.matches("\"id\"").count() > 1 || text.matches("\"watchlist\"").count() > 1 || text.contains('\\') {
+        return None;
+    }
+    let id = match map.get("id") {
+        Some(Value::String(id)) => id.clone(),
+        _ => return Some(Err(UserDataError::MissingId)),
+    };
+    if !valid_id(&id) {
+        return Some(Err(UserDataError::InvalidId));
+    }
+    let (count, truncated) = match map.get("watchlist") {
+        None | Some(Value::Null) => (0, false),
+        Some(Value::Array(entries)) => {
+            let mut kept: Vec<&str> = Vec::new();
+            for entry in entries.iter().take(MAX_WATCHLIST) {
+                match entry {
+                    Value::String(s) if valid_id(s) => {
+                        if !kept.contains(&s.as_str()) {
+                            kept.push(s);
+                        }
+                    }
+                    _ => return Some(Err(UserDataError::InvalidWatchlist)),
+                }
+            }
+            (kept.len(), entries.len() > MAX_WATCHLIST)
+        }
+        Some(_) => return Some(Err(UserDataError::InvalidWatchlist)),
+    };
+    Some(Ok((id, count, truncated)))
+}
+
+#[test]
+fn user_data_matches_the_model() {
+    let mut rng = Rng::new(9);
+    let mut corpus = vec![
+        r#"{"id":"u-17","user_info":{"name":"Ada Lovelace"},"watchlist":["u-2","u-3"]}"#.to_owned(),
+        r#"{"id":"a","watchlist":["a","a","b"]}"#.to_owned(),
+    ];
+    for _ in 0..100 {
+        let mut map = rng.object(2);
+        let id = if rng.chance(70) {
+            json!(rng.name())
+        } else {
+            rng.value(1)
+        };
+        map.insert("id".into(), id);
+        if rng.chance(60) {
+            let n = rng.below(110);
+            let list: Vec<Value> = (0..n)
+                .map(|_| {
+                    if rng.chance(95) {
+                        json!(rng.name())
+                    } else {
+                        rng.value(1)
+                    }
+                })
+                .collect();
+            map.insert("watchlist".into(), Value::Array(list));
+        }
+        corpus.push(serialise(&mut rng, &Value::Object(map)));
+    }
+    let mut accepted = 0;
+    for i in 0..20_000 {
+        let base = rng.pick(&corpus).clone();
+        let text = if i % 4 == 0 { base } else { mutate(&mut rng, &base) };
+        let result = parse_user_data(&text, usize::MAX);
+        if let Ok(user) = &result {
+            assert!(user.watchlist.len() <= MAX_WATCHLIST);
+        }
+        if let Some(expected) = expected_user(&text) {
+            let got = result.clone().map(|u| (u.id, u.watchlist.len(), u.watchlist_truncated));
+            assert_eq!(got, expected, "{text:?}");
+        }
+        accepted += usize::from(result.is_ok());
+    }
+    assert!(accepted > 2_000, "only {accepted} accepted");
 }
 
 // ---------------------------------------------------------------- auth strings

@@ -31,6 +31,8 @@ pub enum Route {
     Channels,
     Channel,
     Users,
+    /// `POST /apps/{id}/users/{user_id}/terminate_connections` (reference §9.7).
+    TerminateUser,
 }
 
 impl Route {
@@ -41,6 +43,7 @@ impl Route {
             Route::Channels => "channels",
             Route::Channel => "channel",
             Route::Users => "users",
+            Route::TerminateUser => "terminate_user_connections",
         }
     }
 
@@ -51,7 +54,7 @@ impl Route {
 
     fn method(self) -> Method {
         match self {
-            Route::Events | Route::BatchEvents => Method::POST,
+            Route::Events | Route::BatchEvents | Route::TerminateUser => Method::POST,
             _ => Method::GET,
         }
     }
@@ -67,7 +70,7 @@ pub struct ApiRequest<'a> {
     pub remote: Option<std::net::SocketAddr>,
 }
 
-/// Parse `/apps/{id}/...` into the app id, the route and the channel name (if any).
+/// Parse `/apps/{id}/...` into the app id, the route and the channel name or user id (if any).
 pub fn route(path: &str) -> Option<(String, Route, Option<String>)> {
     let rest = path.strip_prefix("/apps/")?;
     let segments: Vec<&str> = rest.split('/').collect();
@@ -78,6 +81,9 @@ pub fn route(path: &str) -> Option<(String, Route, Option<String>)> {
         [app, "channels"] => (app, Route::Channels, None),
         [app, "channels", name] if !name.is_empty() => (app, Route::Channel, Some(decode(name))),
         [app, "channels", name, "users"] if !name.is_empty() => (app, Route::Users, Some(decode(name))),
+        [app, "users", user, "terminate_connections"] if !user.is_empty() => {
+            (app, Route::TerminateUser, Some(decode(user)))
+        }
         _ => return None,
     };
     (!app.is_empty()).then(|| (decode(app), route, channel))
@@ -160,6 +166,7 @@ pub async fn handle(
         Route::Channels => list_channels(state, app, param("filter_by_prefix").unwrap_or(""), param("info")).await,
         Route::Channel => channel_info(state, app, channel.as_deref().unwrap_or_default(), param("info")).await,
         Route::Users => users(state, app, channel.as_deref().unwrap_or_default()).await,
+        Route::TerminateUser => terminate_user(state, app, channel.as_deref().unwrap_or_default()).await,
     }
 }
 
@@ -478,6 +485,21 @@ async fn users(state: &ServerState, app: &App, name: &str) -> Result<Value, ApiE
     Ok(json!({ "users": users }))
 }
 
+/// Close every connection signed in as `user_id`, on every node (reference §6.5). Answers `{}`
+/// once the terminate message is on the backplane (503 when it cannot be published). It costs
+/// one unit of the app's event budget: like an event, it is a backplane publish the app drives.
+/// The body is ignored (the Node SDK sends `{}`; it is covered by the signature anyway).
+async fn terminate_user(state: &ServerState, app: &App, user_id: &str) -> Result<Value, ApiError> {
+    if !ferrocast_protocol::user::is_valid_user_id(user_id) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid user id {user_id:?}: 1 to 128 characters of A-Z a-z 0-9 _ - = @ , . ;"
+        )));
+    }
+    take_budget(state, app, RateKind::BackendEvents, 1).await?;
+    state.node.terminate_user(app, user_id).await?;
+    Ok(json!({}))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,6 +518,10 @@ mod tests {
             route("/apps/1/channels/x/users"),
             Some((_, Route::Users, Some(_)))
         ));
+        let (_, r, user) = route("/apps/1/users/u%2D17/terminate_connections").unwrap();
+        assert_eq!((r, user.as_deref()), (Route::TerminateUser, Some("u-17")));
+        assert!(route("/apps/1/users//terminate_connections").is_none());
+        assert!(route("/apps/1/users/u").is_none());
         assert!(route("/apps/1/nope").is_none());
         assert!(route("/apps//events").is_none());
         assert!(route("/apps/1/channels/").is_none());

@@ -1,5 +1,7 @@
 //! `connect`: new connections per second, each subscribing to a private channel with a signed
 //! `auth` (HMAC over `socket_id:channel`) before closing again. Measures the connect + auth rate.
+//! With `--signin` each connection first signs in (`pusher:signin`, HMAC over
+//! `socket_id::user::user_data`) and waits for `signin_success`.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -13,6 +15,8 @@ use crate::pusher::{Client, ClientError};
 use crate::report::{histogram, latency_json, latency_line, round1, round3, Counters, CpuWindow, Report};
 
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Distinct user ids the connections sign in as (round-robin), so users have several sockets.
+const SIGNIN_USERS: u64 = 1000;
 
 struct Shared {
     started: Cell<u64>,
@@ -22,9 +26,11 @@ struct Shared {
     first_error: RefCell<Option<String>>,
     established: RefCell<Histogram<u64>>,
     subscribed: RefCell<Histogram<u64>>,
+    signed_in: RefCell<Histogram<u64>>,
 }
 
-async fn worker(ctx: Rc<Ctx>, shared: Rc<Shared>, channels: Rc<[String]>, deadline: Instant, cap: Option<u64>) {
+async fn worker(ctx: Rc<Ctx>, shared: Rc<Shared>, channels: Rc<[String]>, deadline: Instant, args: ConnectArgs) {
+    let cap = args.connections;
     loop {
         if Instant::now() >= deadline || cap.is_some_and(|cap| shared.started.get() >= cap) {
             break;
@@ -36,14 +42,28 @@ async fn worker(ctx: Rc<Ctx>, shared: Rc<Shared>, channels: Rc<[String]>, deadli
         let attempt = async {
             let mut client = Client::open(&ctx.dialer, ctx.endpoint(index as usize), &ctx.common.key).await?;
             let established = t0.elapsed();
+            let mut signed_in = None;
+            if args.signin {
+                let user_data = format!("{{\"id\":\"{}-u{}\"}}", ctx.prefix, index % SIGNIN_USERS);
+                let auth = ctx.signin_auth(&client.socket_id, &user_data);
+                client.signin(&auth, &user_data).await?;
+                client.wait_signed_in(SUBSCRIBE_TIMEOUT).await?;
+                signed_in = Some(t0.elapsed());
+            }
             let auth = ctx.private_auth(&client.socket_id, channel);
             client.subscribe(channel, Some(&auth), None).await?;
             client.wait_subscribed(channel, SUBSCRIBE_TIMEOUT, |_| {}).await?;
-            Ok::<_, ClientError>((client, established))
+            Ok::<_, ClientError>((client, established, signed_in))
         };
         match attempt.await {
-            Ok((client, established)) => {
+            Ok((client, established, signed_in)) => {
                 let subscribed = t0.elapsed();
+                if let Some(signed_in) = signed_in {
+                    shared
+                        .signed_in
+                        .borrow_mut()
+                        .saturating_record(signed_in.as_nanos().max(1) as u64);
+                }
                 shared
                     .established
                     .borrow_mut()
@@ -83,9 +103,15 @@ pub async fn run(ctx: Rc<Ctx>, args: ConnectArgs) -> Result<Report, String> {
         first_error: RefCell::new(None),
         established: RefCell::new(histogram()),
         subscribed: RefCell::new(histogram()),
+        signed_in: RefCell::new(histogram()),
     });
+    let steps = if args.signin {
+        "connect → signin → private subscribe → close"
+    } else {
+        "connect → private subscribe → close"
+    };
     ctx.log(&format!(
-        "connect: {concurrency} concurrent connect → private subscribe → close loops against {} for {:.1} s",
+        "connect: {concurrency} concurrent {steps} loops against {} for {:.1} s",
         ctx.urls().join(", "),
         duration.as_secs_f64()
     ));
@@ -98,7 +124,7 @@ pub async fn run(ctx: Rc<Ctx>, args: ConnectArgs) -> Result<Report, String> {
             shared.clone(),
             channels.clone(),
             deadline,
-            args.connections,
+            args.clone(),
         ));
     }
     while shared.alive.get() > 0 && start.elapsed() < duration + SUBSCRIBE_TIMEOUT + Duration::from_secs(5) {
@@ -111,7 +137,9 @@ pub async fn run(ctx: Rc<Ctx>, args: ConnectArgs) -> Result<Report, String> {
 
     let established = shared.established.borrow();
     let subscribed = shared.subscribed.borrow();
+    let signed_in = shared.signed_in.borrow();
     let mut report = Report::new("connect");
+    report.set("signin", args.signin);
     report.set("urls", ctx.urls());
     report.set("concurrency", concurrency);
     report.set("channels", c);
@@ -121,13 +149,16 @@ pub async fn run(ctx: Rc<Ctx>, args: ConnectArgs) -> Result<Report, String> {
     report.set("connections_per_s", round1(rate));
     report.set("established_latency", latency_json(&established));
     report.set("subscribed_latency", latency_json(&subscribed));
+    if args.signin {
+        report.set("signed_in_latency", latency_json(&signed_in));
+    }
     report.set("errors", shared.errors.json());
     report.set("tester", usage.tester_json());
     report.set("servers", usage.servers_json());
     report.set("machine", usage.machine_json());
 
     report.line(format!(
-        "connect: {concurrency} concurrent loops of connect → subscribe private channel (signed auth) → close, via {}",
+        "connect: {concurrency} concurrent loops of {steps} (signed auth), via {}",
         ctx.urls().join(", ")
     ));
     report.line(format!(
@@ -139,6 +170,9 @@ pub async fn run(ctx: Rc<Ctx>, args: ConnectArgs) -> Result<Report, String> {
         "connect → connection_established: {}",
         latency_line(&established)
     ));
+    if args.signin {
+        report.line(format!("connect → signin_success: {}", latency_line(&signed_in)));
+    }
     report.line(format!(
         "connect → subscription_succeeded: {}",
         latency_line(&subscribed)
@@ -161,5 +195,6 @@ pub async fn run(ctx: Rc<Ctx>, args: ConnectArgs) -> Result<Report, String> {
     }
     drop(established);
     drop(subscribed);
+    drop(signed_in);
     Ok(report)
 }

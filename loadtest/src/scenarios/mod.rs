@@ -98,6 +98,16 @@ impl Ctx {
         )
     }
 
+    /// Auth for a user sign-in: `key:HMAC(secret, socket_id::user::user_data)`.
+    pub fn signin_auth(&self, socket_id: &str, user_data: &str) -> String {
+        let to_sign = ferrocast_protocol::signature::user_string_to_sign(socket_id, user_data);
+        format!(
+            "{}:{}",
+            self.common.key,
+            ferrocast_protocol::signature::sign(&self.common.secret, &to_sign)
+        )
+    }
+
     /// Auth for a presence channel: `key:HMAC(secret, socket_id:channel:channel_data)`.
     pub fn presence_auth(&self, socket_id: &str, channel: &str, channel_data: &str) -> String {
         let to_sign = ferrocast_protocol::signature::channel_string_to_sign(socket_id, channel, Some(channel_data));

@@ -11,6 +11,7 @@ mod occupancy;
 mod presence;
 mod rates;
 mod registration;
+mod users;
 
 use ferrocast_broker::{BackplaneError, LeaveToken};
 use redis::Value;

@@ -31,13 +31,19 @@ impl NodeRegistration for RedisBackplane {
                 count.to_string(),
             ]);
         }
+        args.push(snapshot.users.len().to_string());
+        for (app, user, count) in &snapshot.users {
+            args.extend([app.clone(), user.clone(), count.to_string()]);
+        }
         let reply = self.eval(&self.scripts.resync, args).await?;
         let parts = array(&reply).ok_or_else(|| malformed("resync"))?;
-        let (Some(added), Some(removed), Some(epoch), Some(reset)) = (
+        let (Some(added), Some(removed), Some(epoch), Some(reset), Some(online), Some(offline)) = (
             parts.first().and_then(rows),
             parts.get(1).and_then(rows),
             parts.get(2).and_then(string),
             parts.get(3).and_then(int),
+            parts.get(4).and_then(rows),
+            parts.get(5).and_then(rows),
         ) else {
             return Err(malformed("resync"));
         };
@@ -60,6 +66,15 @@ impl NodeRegistration for RedisBackplane {
                     Err(_) => None,
                 })
                 .collect(),
+            users_online: app_users(online),
+            users_offline: app_users(offline),
         })
     }
+}
+
+/// `{{app, user}, ...}` rows as pairs (malformed rows skipped).
+fn app_users(rows: Vec<Vec<String>>) -> Vec<(String, String)> {
+    rows.into_iter()
+        .filter_map(|r| <[String; 2]>::try_from(r).ok().map(|[a, u]| (a, u)))
+        .collect()
 }

@@ -15,6 +15,9 @@
 --   P:vac:a:c               STR   token of a pending vacancy (the channel emptied; expires)
 --   P:gone:a:c:u            STR   token of a pending departure (u's last socket left; expires)
 --   P:scc:a:c               STR   claim on the next subscription_count update: changes not yet published (expires)
+--   P:node:n:users          SET   "a\nu" users n holds signed-in sockets of
+--   P:ut:a                  HASH  user -> signed-in sockets, cluster-wide (present = online)
+--   P:uc:a                  HASH  "u\nn" -> signed-in sockets of u on node n
 
 -- How long a pending leave may wait for its confirmation: far beyond any leave delay, short
 -- enough that a leave whose node died unconfirmed stops cancelling later returns.
@@ -60,4 +63,22 @@ local function drop_node(P, n)
   end
   redis.call('DEL', nk .. ':pres')
   return removed, vacated
+end
+
+-- Drops n's signed-in users; returns those now offline cluster-wide ({a, u}).
+local function drop_node_users(P, n)
+  local offline = {}
+  local key = P .. ':node:' .. n .. ':users'
+  for _, au in ipairs(redis.call('SMEMBERS', key)) do
+    local a, u = string.match(au, '^([^\n]*)\n(.*)$')
+    local uc, ut = P .. ':uc:' .. a, P .. ':ut:' .. a
+    local v = tonumber(redis.call('HGET', uc, u .. '\n' .. n) or '0')
+    redis.call('HDEL', uc, u .. '\n' .. n)
+    if v > 0 and redis.call('HINCRBY', ut, u, -v) <= 0 then
+      redis.call('HDEL', ut, u)
+      table.insert(offline, {a, u})
+    end
+  end
+  redis.call('DEL', key)
+  return offline
 end

@@ -3,4 +3,4 @@ local P, n = ARGV[1], ARGV[2]
 redis.call('SREM', P .. ':nodes', n)
 redis.call('DEL', P .. ':hb:' .. n)
 local removed, vacated = drop_node(P, n)
-return {removed, vacated}
+return {removed, vacated, drop_node_users(P, n)}

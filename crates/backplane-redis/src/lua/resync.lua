@@ -1,12 +1,15 @@
 -- ARGV: prefix, node id, heartbeat ttl ms, the epoch this node last registered under ('' if
 -- none), a fresh epoch to use if Redis has none, then the node's snapshot:
---   nconn, (app, count)*, nsubs, (app, channel, count)*, npres, (app, channel, user, info, count)*
+--   nconn, (app, count)*, nsubs, (app, channel, count)*, npres, (app, channel, user, info, count)*,
+--   nusers, (app, user, signed-in sockets)*
 -- Replaces the node's registrations with the snapshot. Returns {added, removed}: members that
 -- appeared ({app, channel, user, info}) or vanished ({app, channel, user}) cluster-wide.
 -- The epoch names the current incarnation of the cluster state; if it differs from the one this
 -- node registered under, Redis lost its data since (`reset`): the other nodes may not have
 -- re-registered yet. Every member re-registered then looks added; receiving nodes drop the
--- announcements that tell their sockets nothing new. Returns {added, removed, epoch, reset}.
+-- announcements that tell their sockets nothing new. Returns {added, removed, epoch, reset,
+-- online, offline}: the last two are signed-in users ({app, user}) that came online or went
+-- offline cluster-wide as a result.
 local P, n, ttl, known, proposal = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local epoch = redis.call('GET', P .. ':epoch')
 if not epoch then
@@ -47,10 +50,25 @@ for _ = 1, npres do
   redis.call('HINCRBY', P .. ':pc:' .. base, u .. '\n' .. n, count)
   redis.call('SADD', nk .. ':pres', key)
 end
+local offline_users = {}
+for _, au in ipairs(drop_node_users(P, n)) do offline_users[au[1] .. '\n' .. au[2]] = au end
+local online = {}
+local nusers = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nusers do
+  local a, u, count = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]); i = i + 3
+  local key = a .. '\n' .. u
+  if redis.call('HINCRBY', P .. ':ut:' .. a, u, count) == count then
+    if offline_users[key] then offline_users[key] = nil else table.insert(online, {a, u}) end
+  end
+  redis.call('HINCRBY', P .. ':uc:' .. a, u .. '\n' .. n, count)
+  redis.call('SADD', nk .. ':users', key)
+end
+local offline = {}
+for _, au in pairs(offline_users) do table.insert(offline, au) end
 local removed = {}
 for _, r in ipairs(dropped) do
   if gone[r[1] .. '\n' .. r[2] .. '\n' .. r[3]] then table.insert(removed, {r[1], r[2], r[3]}) end
 end
 redis.call('SADD', P .. ':nodes', n)
 redis.call('SET', P .. ':hb:' .. n, '1', 'PX', ttl)
-return {added, removed, epoch, reset and 1 or 0}
+return {added, removed, epoch, reset and 1 or 0, online, offline}

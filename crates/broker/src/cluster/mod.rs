@@ -7,6 +7,7 @@
 //! - [`PendingLeaves`]: the cancellable delay before `channel_vacated` / `member_removed`.
 //! - [`PresenceRoster`]: presence members per channel, once per user.
 //! - [`RateBudgets`]: per-app REST budgets.
+//! - [`UserDirectory`]: signed-in users and whether they are online (watchlists).
 //! - [`NodeRegistration`]: a node's registrations as a whole (resync after an outage).
 //! - [`EventCache`]: the last event of each cache channel (reads; the write shares the publish).
 //!
@@ -22,6 +23,7 @@ mod occupancy;
 mod presence;
 mod rates;
 mod registration;
+mod users;
 
 pub use cache::{CachedEvent, EventCache, MISS_REPORT_HOLD};
 pub use connections::ConnectionQuota;
@@ -31,6 +33,7 @@ pub use occupancy::{ChannelCounts, ChannelOccupancy};
 pub use presence::{PresenceJoin, PresenceLeave, PresenceRoster};
 pub use rates::{RateBudgets, RateDecision, RateKind};
 pub use registration::{Dropped, NodeRegistration, NodeSnapshot, ResyncOutcome};
+pub use users::{UserDirectory, UserSocket, UserStatus, UserTransition};
 
 /// Every concern of the cluster state. Implemented automatically for any type that implements
 /// them all; a new concern is one more trait here.
@@ -43,6 +46,7 @@ pub trait ClusterState:
     + RateBudgets
     + NodeRegistration
     + EventCache
+    + UserDirectory
 {
 }
 
@@ -55,6 +59,7 @@ impl<T> ClusterState for T where
         + RateBudgets
         + NodeRegistration
         + EventCache
+        + UserDirectory
         + ?Sized
 {
 }

@@ -12,6 +12,8 @@ pub struct Dropped {
     pub members: Vec<(String, String, String)>,
     /// (app id, channel) left without any subscriber.
     pub channels: Vec<(String, String)>,
+    /// (app id, user id) whose last signed-in socket was on the dropped node: offline now.
+    pub users: Vec<(String, String)>,
 }
 
 /// Everything this node holds locally, for re-registering in the cluster state.
@@ -23,6 +25,8 @@ pub struct NodeSnapshot {
     pub subscriptions: Vec<(String, String, u64)>,
     /// (app id, channel, user id, user_info JSON, local sockets of that user).
     pub presence: Vec<(String, String, String, String, u64)>,
+    /// (app id, user id, local signed-in sockets of that user).
+    pub users: Vec<(String, String, u64)>,
 }
 
 /// Presence changes caused by a re-registration, to announce with member_added/removed.
@@ -32,6 +36,10 @@ pub struct ResyncOutcome {
     pub added: Vec<(String, String, String, String)>,
     /// (app id, channel, user id) that are members no more.
     pub removed: Vec<(String, String, String)>,
+    /// (app id, user id) online again (signed-in sockets re-registered where none were).
+    pub users_online: Vec<(String, String)>,
+    /// (app id, user id) offline now (this node's last signed-in sockets of them are gone).
+    pub users_offline: Vec<(String, String)>,
     /// The state store lost its data since this node last registered: other nodes may not have
     /// re-registered yet.
     pub store_was_reset: bool,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::backplane::{Backplane, ChannelMessage, DeliverySink, Payload};
-use crate::cluster::{ClusterState, PresenceJoin, PresenceLeave, RateKind};
+use crate::cluster::{ClusterState, PresenceJoin, PresenceLeave, RateKind, UserSocket, UserStatus, UserTransition};
 
 /// Budgets are all or nothing, per app and per kind; a changed budget starts afresh.
 pub async fn rate_budgets_are_all_or_nothing_per_app_and_kind(s: &dyn ClusterState, a: &str, b: &str) {
@@ -334,6 +334,43 @@ pub async fn count_updates_have_one_holder_per_channel(s: &dyn ClusterState, a: 
     assert_eq!(s.count_update_due(a, "never", hold).await.unwrap(), None);
 }
 
+/// A user is online from their first signed-in socket to their last; each transition is seen
+/// by exactly one call, and a sign-out of an unknown socket changes nothing.
+pub async fn users_are_online_from_first_signin_to_last_signout(s: &dyn ClusterState, a: &str, b: &str) {
+    let u1 = UserSocket {
+        app_id: a,
+        user_id: "u1",
+    };
+    let status = |online: &[&str], offline: &[&str]| UserStatus {
+        online: online.iter().map(|s| (*s).to_owned()).collect(),
+        offline: offline.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let ids = vec!["u1".to_owned(), "u2".to_owned()];
+    assert_eq!(s.user_status(a, &ids).await.unwrap(), status(&[], &["u1", "u2"]));
+    assert_eq!(s.user_signed_in(u1).await.unwrap(), UserTransition::Changed);
+    assert_eq!(s.user_signed_in(u1).await.unwrap(), UserTransition::Unchanged);
+    assert_eq!(s.user_status(a, &ids).await.unwrap(), status(&["u1"], &["u2"]));
+    assert_eq!(
+        s.user_status(b, &ids).await.unwrap(),
+        status(&[], &["u1", "u2"]),
+        "apps have their own users"
+    );
+    assert_eq!(s.user_signed_out(u1).await.unwrap(), UserTransition::Unchanged);
+    assert_eq!(s.user_signed_out(u1).await.unwrap(), UserTransition::Changed);
+    assert_eq!(
+        s.user_signed_out(u1).await.unwrap(),
+        UserTransition::Unchanged,
+        "an unknown socket changes nothing"
+    );
+    assert_eq!(s.user_status(a, &ids).await.unwrap(), status(&[], &["u1", "u2"]));
+    assert_eq!(
+        s.user_signed_in(u1).await.unwrap(),
+        UserTransition::Changed,
+        "online again"
+    );
+    assert_eq!(s.user_signed_out(u1).await.unwrap(), UserTransition::Changed);
+}
+
 /// Every check above but the rate budgets, in turn, on one state (apps `a` and `b` must be
 /// unused in it). The rate check counts on its takes falling in one one-second window: run it
 /// alone, at the start of a window of the store's clock.
@@ -345,6 +382,7 @@ pub async fn all(s: &dyn ClusterState, a: &str, b: &str) {
     vacancy_is_confirmed_once_unless_the_channel_is_reoccupied(s, a, b).await;
     departure_is_cancelled_by_a_rejoin(s, a, b).await;
     count_updates_have_one_holder_per_channel(s, a, b).await;
+    users_are_online_from_first_signin_to_last_signout(s, a, b).await;
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod occupancy;
 mod presence;
 mod rates;
 mod registration;
+mod users;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,6 +122,8 @@ pub struct MemoryClusterState {
     pub(super) rates: DashMap<(String, RateKind), SharedLimiter>,
     /// Cache channels' events, written by the paired backplane.
     pub(super) cache: Arc<MemoryEventCache>,
+    /// Signed-in sockets per `app\nuser` (absent = offline).
+    pub(super) users: DashMap<String, u64>,
 }
 
 /// `app\nchannel` for a vacancy, `app\nchannel\nuser` for a presence departure.

@@ -115,6 +115,11 @@ impl Node {
                 self.report(&app_id, WebhookEvent::MemberRemoved { channel, user_id });
             }
         }
+        // After the store lost its data every signed-in user re-registered looks online again:
+        // watchers were told so before the outage (see docs/architecture.md).
+        if !outcome.store_was_reset {
+            self.announce_users(&outcome.users_online, &outcome.users_offline).await;
+        }
         Ok((pending, outcome.store_was_reset))
     }
 
@@ -206,6 +211,16 @@ impl Node {
             }
         }
         for (key, subscribers, members) in self.local.snapshot() {
+            // Signed-in users are registered as users, never as subscriptions.
+            if let Some(user_id) = ferrocast_protocol::user::server_to_user_id(&key.channel) {
+                snapshot
+                    .users
+                    .push((key.app_id.to_string(), user_id.to_owned(), subscribers));
+                continue;
+            }
+            if super::users::is_user_channel(&key.channel) {
+                continue;
+            }
             let (app_id, channel) = (key.app_id.to_string(), key.channel.to_string());
             for (member, sockets) in members {
                 snapshot.presence.push((

@@ -7,12 +7,14 @@
 //! - [`subscription_count`]: coalesced `subscription_count` updates (frame and webhook).
 //! - [`webhooks`]: which webhook events happened, each decided once cluster-wide.
 //! - [`cache`]: cache channels: replay to new subscribers, `cache_miss`, `info=cache`.
+//! - [`users`]: sign-in, server-to-user delivery, terminate, watchlists.
 
 mod cache;
 mod client_event;
 mod cluster_link;
 mod subscribe;
 mod subscription_count;
+mod users;
 mod webhooks;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -123,6 +125,9 @@ impl LocalFanOut {
                 &outbound::subscription_count_data(*count),
                 None,
             )),
+            Payload::WatchlistChange { user_id, online } => Some(users::watch_frame(user_id, *online)),
+            // Handled before the fan-out (it closes sockets rather than sending a frame).
+            Payload::Terminate { .. } => None,
         }
     }
 }
@@ -130,6 +135,10 @@ impl LocalFanOut {
 impl DeliverySink for LocalFanOut {
     fn deliver(&self, m: &ChannelMessage) {
         let key = ChannelKey::new(&m.app_id, &m.channel);
+        if let Payload::Terminate { .. } = m.payload {
+            users::terminate_local(&self.local, &key);
+            return;
+        }
         let exclude = m.exclude_socket.as_deref();
         let mut skipped = false;
         let recipients =
@@ -170,6 +179,7 @@ impl DeliverySink for LocalFanOut {
                     },
                 )
             })
+            .chain(users::watch_messages(&dropped.users, false))
             .collect();
         if messages.is_empty() {
             return;
@@ -284,6 +294,7 @@ impl Node {
         for (channel, sub) in subscriptions {
             self.leave(&session.app, &session.conn, &channel, sub).await;
         }
+        self.sign_out(&mut session).await;
         let app = &session.app;
         let _gate = self.gate.enter(app.id()).await;
         app.local_connections.fetch_sub(1, Ordering::AcqRel);
@@ -305,12 +316,7 @@ impl Node {
                     self.leave(&session.app, &session.conn, &channel, sub).await;
                 }
             }
-            ClientMessage::Signin { .. } => {
-                session.send_error(
-                    None,
-                    "user authentication (pusher:signin) is not enabled on this server yet",
-                );
-            }
+            ClientMessage::Signin { auth, user_data } => self.signin(session, &auth, &user_data).await,
             ClientMessage::ClientEvent(event) => self.client_event(session, event).await,
         }
     }
@@ -354,6 +360,9 @@ impl Node {
     pub fn local_stats(&self) -> std::collections::HashMap<String, LocalStats> {
         let mut stats: std::collections::HashMap<String, LocalStats> = std::collections::HashMap::new();
         for (key, subscriptions, members) in self.local.snapshot() {
+            if users::is_user_channel(&key.channel) {
+                continue;
+            }
             let entry = stats.entry(key.app_id.to_string()).or_default();
             entry.subscriptions += subscriptions;
             entry.channels += 1;

@@ -63,10 +63,7 @@ impl Node {
         }
         let config = &session.app.config;
         let kind = match channel::validate_channel_name(&req.channel, config.max_channel_name_length) {
-            Ok(ChannelKind::ServerToUser) => {
-                let msg = "#server-to-user- channels need a signed-in connection (user authentication)";
-                return session.send_subscription_error(&req.channel, SubscriptionErrorKind::InvalidChannel, msg);
-            }
+            Ok(ChannelKind::ServerToUser) => return self.subscribe_server_to_user(session, &req.channel),
             Ok(kind) => kind,
             Err(e) => {
                 let msg = e.to_string();
@@ -353,6 +350,17 @@ fn authorize(session: &Session, req: &Subscribe, kind: ChannelKind) -> Result<Op
     let config = &session.app.config;
     let channel_data = match (kind, req.channel_data.as_deref()) {
         (ChannelKind::Presence, Some(data)) => Some(data),
+        // Reference §6.1: a signed-in socket may omit channel_data; its signed-in id and
+        // user_info (already size-checked at sign-in) are the member, `auth` signs `socket:channel`.
+        (ChannelKind::Presence, None) if session.user.is_some() => {
+            let signed = signature::channel_string_to_sign(session.socket_id(), &req.channel, None);
+            signature::verify_auth(&config.key, &config.secret, &signed, req.auth.as_deref())
+                .map_err(|e| (SubscriptionErrorKind::Auth, e.to_string()))?;
+            return Ok(session.user.as_ref().map(|u| presence::Member {
+                user_id: u.id.clone(),
+                user_info: u.user_info.clone(),
+            }));
+        }
         (ChannelKind::Presence, None) => {
             return Err((
                 SubscriptionErrorKind::InvalidChannelData,

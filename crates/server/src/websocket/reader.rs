@@ -10,11 +10,13 @@
 //! timeout, or the idle timeout).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use ferrocast_broker::{frame, Session};
 use ferrocast_protocol::codes::close;
 use ferrocast_protocol::inbound::{self, ClientMessage};
 use tokio::io::AsyncRead;
+use tokio::time::Instant;
 
 use super::frame_reader::{FrameReader, Opcode};
 use super::{now_ms, ABNORMAL};
@@ -42,14 +44,20 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     let max = max_frame_bytes(session);
     let mut partial: Option<Vec<u8>> = None;
     let conn = session.conn.clone();
+    let mut signin_deadline = signin_deadline(session);
     loop {
         if conn.is_backlogged() {
             metrics.input_paused.inc();
             conn.wait_drained().await;
         }
+        // Cleared once signed in; frames are handled only here, so no sign-in can race it.
+        if signin_deadline.is_some() && session.is_signed_in() {
+            signin_deadline = None;
+        }
         let frame = tokio::select! {
             biased;
             _ = conn.closed() => return,
+            _ = sleep_until(signin_deadline) => return close_unsigned(session),
             frame = frames.read_frame() => frame,
         };
         last_seen.store(now_ms(), Ordering::Relaxed);
@@ -106,6 +114,32 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// When a socket of an app with `enable_user_authentication` ("authorized connections") must
+/// have signed in: `user_authentication_timeout_s` after it was admitted. `None` for other apps.
+fn signin_deadline(session: &Session) -> Option<Instant> {
+    let c = &session.app.config;
+    c.enable_user_authentication
+        .then(|| Instant::now() + Duration::from_secs(c.user_authentication_timeout_s))
+}
+
+/// Sleep until `deadline`; forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Close a socket that did not sign in in time: `pusher:error` 4009, then close 4009 (pusher-js
+/// then stays offline rather than reconnecting in a loop). Subscribing to a private channel
+/// does not count as signing in.
+fn close_unsigned(session: &Session) {
+    let timeout = session.app.config.user_authentication_timeout_s;
+    let message = format!("not signed in within {timeout} s: this app only accepts signed-in connections");
+    session.send_error(Some(close::UNAUTHORIZED), &message);
+    session.conn.close(close::UNAUTHORIZED);
 }
 
 /// Answer a client's close with its own code (1000 when it gave none or an invalid one).

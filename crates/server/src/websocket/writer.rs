@@ -260,6 +260,10 @@ fn close_reason(code: u16) -> &'static str {
         close::INVALID_PAYLOAD => "invalid UTF-8",
         close::UNSUPPORTED_DATA => "binary frames are not supported",
         close::PROTOCOL_ERROR => "websocket protocol error",
+        // Sockets already admitted are closed with 4009 only by the app's policy: its
+        // terminate_connections call, or its authorized-connections timeout (whose
+        // pusher:error says which).
+        close::UNAUTHORIZED => "terminated by app",
         _ => "",
     }
 }

@@ -1,0 +1,59 @@
+//! [`UserDirectory`] on Redis (`lua/user_in.lua`, `lua/user_out.lua`; keys `P:ut:a`, `P:uc:a`
+//! and `P:node:n:users`, see `lua/common.lua`).
+
+use async_trait::async_trait;
+use ferrocast_broker::{BackplaneError, UserDirectory, UserSocket, UserStatus, UserTransition};
+use redis::Value;
+
+use super::{array, int, malformed};
+use crate::RedisBackplane;
+
+fn transition(reply: &Value, what: &str) -> Result<UserTransition, BackplaneError> {
+    match int(reply).ok_or_else(|| malformed(what))? {
+        1 => Ok(UserTransition::Changed),
+        _ => Ok(UserTransition::Unchanged),
+    }
+}
+
+#[async_trait]
+impl UserDirectory for RedisBackplane {
+    async fn user_signed_in(&self, socket: UserSocket<'_>) -> Result<UserTransition, BackplaneError> {
+        let args = self.args(&[socket.app_id, socket.user_id]);
+        transition(&self.eval(&self.scripts.user_in, args).await?, "user sign-in")
+    }
+
+    async fn user_signed_out(&self, socket: UserSocket<'_>) -> Result<UserTransition, BackplaneError> {
+        let args = self.args(&[socket.app_id, socket.user_id]);
+        transition(&self.eval(&self.scripts.user_out, args).await?, "user sign-out")
+    }
+
+    async fn user_status(&self, app_id: &str, user_ids: &[String]) -> Result<UserStatus, BackplaneError> {
+        if user_ids.is_empty() {
+            return Ok(UserStatus::default());
+        }
+        let key = format!("{}:ut:{}", self.keys.prefix(), app_id);
+        let ids = user_ids.to_vec();
+        let reply = self
+            .with_conn(|mut conn| async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg(ids)
+                    .query_async::<Value>(&mut conn)
+                    .await
+            })
+            .await?;
+        let counts = array(&reply).ok_or_else(|| malformed("user status"))?;
+        if counts.len() != user_ids.len() {
+            return Err(malformed("user status"));
+        }
+        let mut status = UserStatus::default();
+        for (id, count) in user_ids.iter().zip(counts) {
+            if int(count).is_some_and(|c| c > 0) {
+                status.online.push(id.clone());
+            } else {
+                status.offline.push(id.clone());
+            }
+        }
+        Ok(status)
+    }
+}
