@@ -25,9 +25,11 @@ const recv = useWebhookReceiver();
 describe('cache channels', () => {
   const app = recv.addApp(makeApp({ enable_client_messages: true }));
   const shortApp = makeApp({ cache_ttl_s: 2 });
+  // info=cache combined with subscription_count needs an app with the counts toggle.
+  const countApp = makeApp({ enable_subscription_count: true });
   const srv = useServer(async () => {
     app.webhooks = [{ url: recv.url('/cache'), events: ['cache_miss'] }];
-    return { apps: [app, shortApp], webhooks: WEBHOOKS };
+    return { apps: [app, shortApp, countApp], webhooks: WEBHOOKS };
   });
 
   test('a new subscriber gets the last REST event right after subscription_succeeded, to itself only', async (t) => {
@@ -145,7 +147,12 @@ describe('cache channels', () => {
     assert.deepEqual(res.json, { occupied: false, cache: null });
 
     await trigger(srv.rest, app, ch, 'info-ev', { i: 1 });
-    res = await channelInfo(srv.rest, app, ch, 'cache,subscription_count');
+    res = await channelInfo(srv.rest, app, ch, 'cache');
+    assert.equal(res.status, 200, res.body);
+    assert.equal(res.json.cache.data, '{"i":1}');
+
+    await trigger(srv.rest, countApp, ch, 'info-ev', { i: 1 });
+    res = await channelInfo(srv.rest, countApp, ch, 'cache,subscription_count');
     assert.equal(res.status, 200, res.body);
     assert.equal(res.json.cache.data, '{"i":1}');
     assert.equal(res.json.cache.event, 'info-ev');
