@@ -58,7 +58,7 @@ pub use backplane::{Backplane, ChannelMessage, DeliverySink, Link, Payload, MEMB
 pub use cluster::{
     ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, Dropped, LeaveToken, NodeRegistration,
     NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind,
-    ResyncOutcome,
+    ResyncOutcome, Roster,
 };
 pub use connection::{ConnectionHandle, ConnectionOutbox, Outgoing};
 pub use error::{BackplaneError, ConnectError, PublishError};

@@ -70,6 +70,9 @@ impl PresenceRoster for Counting {
     async fn presence_members(&self, a: &str, c: &str) -> Result<Vec<(String, String)>, BackplaneError> {
         self.inner.presence_members(a, c).await
     }
+    async fn presence_roster(&self, a: &str, c: &str) -> Result<ferrocast_broker::Roster, BackplaneError> {
+        self.inner.presence_roster(a, c).await
+    }
 }
 
 #[async_trait]

@@ -8,8 +8,8 @@ use crate::error::BackplaneError;
 /// What vanished cluster-wide when a node's registrations were dropped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dropped {
-    /// (app id, channel, user id) that are members no more.
-    pub members: Vec<(String, String, String)>,
+    /// (app id, channel, user id, presence sequence of the removal) that are members no more.
+    pub members: Vec<(String, String, String, u64)>,
     /// (app id, channel) left without any subscriber.
     pub channels: Vec<(String, String)>,
 }
@@ -21,17 +21,18 @@ pub struct NodeSnapshot {
     pub connections: Vec<(String, u64)>,
     /// (app id, channel, subscribed local sockets).
     pub subscriptions: Vec<(String, String, u64)>,
-    /// (app id, channel, user id, user_info JSON, local sockets of that user).
-    pub presence: Vec<(String, String, String, String, u64)>,
+    /// (app id, channel, user id, user_info JSON, that user's local socket ids): socket ids, so
+    /// a later leave of one socket is told apart from a repeated or foreign one.
+    pub presence: Vec<(String, String, String, String, Vec<String>)>,
 }
 
 /// Presence changes caused by a re-registration, to announce with member_added/removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResyncOutcome {
-    /// (app id, channel, user id, user_info JSON) that are members again.
-    pub added: Vec<(String, String, String, String)>,
-    /// (app id, channel, user id) that are members no more.
-    pub removed: Vec<(String, String, String)>,
+    /// (app id, channel, user id, user_info JSON, presence sequence) that are members again.
+    pub added: Vec<(String, String, String, String, u64)>,
+    /// (app id, channel, user id, presence sequence) that are members no more.
+    pub removed: Vec<(String, String, String, u64)>,
     /// The state store lost its data since this node last registered: other nodes may not have
     /// re-registered yet.
     pub store_was_reset: bool,

@@ -43,14 +43,17 @@ pub async fn rate_budgets_are_all_or_nothing_per_app_and_kind(s: &dyn ClusterSta
 pub async fn presence_adds_once_per_user_and_removes_after_last_socket(s: &dyn ClusterState, a: &str, b: &str) {
     let _ = b;
     let j = s.presence_join(a, "presence-x", "1.1", "u1", "{}", 100).await.unwrap();
-    assert_eq!(
-        j,
-        PresenceJoin::Joined {
-            added: true,
-            roster: vec![("u1".into(), "{}".into())],
-            returned: false,
-        }
-    );
+    let PresenceJoin::Joined {
+        added,
+        roster,
+        returned,
+        seq: _,
+    } = j
+    else {
+        panic!("not joined: {j:?}");
+    };
+    assert!(added && !returned);
+    assert_eq!(roster, vec![("u1".to_owned(), "{}".to_owned())]);
     let j = s.presence_join(a, "presence-x", "1.2", "u1", "{}", 100).await.unwrap();
     assert!(matches!(j, PresenceJoin::Joined { added: false, .. }));
     assert!(s.presence_leave(a, "presence-x", "1.1", "u1", true).await.unwrap() == PresenceLeave::Stayed);
@@ -199,6 +202,50 @@ pub async fn presence_leave_is_per_socket(s: &dyn ClusterState, a: &str, b: &str
         .left());
 }
 
+/// Every membership change takes the channel's next presence sequence, returned with the
+/// roster it reflects; joins and leaves that change no membership take none; a roster read
+/// reports the sequence of the last change.
+pub async fn presence_sequence_orders_every_membership_change(s: &dyn ClusterState, a: &str, b: &str) {
+    let _ = b;
+    let ch = "presence-seq";
+    let joined = |j: PresenceJoin| match j {
+        PresenceJoin::Joined { added, roster, seq, .. } => (added, roster, seq),
+        PresenceJoin::Full => panic!("full"),
+    };
+    let (added, _, s1) = joined(s.presence_join(a, ch, "1.1", "u1", "null", 0).await.unwrap());
+    assert!(added);
+    assert_eq!(
+        s.presence_roster(a, ch).await.unwrap().seq,
+        s1,
+        "a read reports the last change"
+    );
+    let (added, roster, s2) = joined(s.presence_join(a, ch, "1.2", "u2", "null", 0).await.unwrap());
+    assert!(added && s2 > s1, "a new member takes the next sequence");
+    assert_eq!(roster.len(), 2, "the roster reflects its own join");
+    let (added, roster, s3) = joined(s.presence_join(a, ch, "1.3", "u2", "null", 0).await.unwrap());
+    assert!(
+        !added && s3 == s2,
+        "a second socket changes no membership: same sequence"
+    );
+    assert_eq!(roster.len(), 2);
+    assert_eq!(
+        s.presence_leave(a, ch, "1.3", "u2", false).await.unwrap(),
+        PresenceLeave::Stayed
+    );
+    let PresenceLeave::Left { seq: s4, .. } = s.presence_leave(a, ch, "1.2", "u2", false).await.unwrap() else {
+        panic!("u2's last socket left");
+    };
+    assert!(s4 > s2, "a removal takes the next sequence");
+    let roster = s.presence_roster(a, ch).await.unwrap();
+    assert_eq!((roster.members.len(), roster.seq), (1, s4));
+    let PresenceLeave::Left { seq: s5, .. } = s.presence_leave(a, ch, "1.1", "u1", false).await.unwrap() else {
+        panic!("u1's last socket left");
+    };
+    assert!(s5 > s4);
+    let (_, _, s6) = joined(s.presence_join(a, ch, "1.4", "u3", "null", 0).await.unwrap());
+    assert!(s6 > s5, "a channel emptied and recreated counts on from above");
+}
+
 /// Every check above but the rate budgets, in turn, on one state (apps `a` and `b` must be
 /// unused in it). The rate check counts on its takes falling in one one-second window: run it
 /// alone, at the start of a window of the store's clock.
@@ -209,6 +256,7 @@ pub async fn all(s: &dyn ClusterState, a: &str, b: &str) {
     channel_listing_filters_by_app_and_prefix(s, a, b).await;
     vacancy_is_confirmed_once_unless_the_channel_is_reoccupied(s, a, b).await;
     departure_is_cancelled_by_a_rejoin(s, a, b).await;
+    presence_sequence_orders_every_membership_change(s, a, b).await;
 }
 
 #[cfg(test)]

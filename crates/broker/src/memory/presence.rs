@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use std::collections::HashSet;
 
-use crate::cluster::{PresenceJoin, PresenceLeave, PresenceRoster};
+use crate::cluster::{PresenceJoin, PresenceLeave, PresenceRoster, Roster};
 use crate::error::BackplaneError;
 use crate::local_channels::ChannelKey;
 
@@ -31,6 +31,9 @@ impl PresenceRoster for MemoryClusterState {
             .entry(user_id.to_owned())
             .or_insert_with(|| (user_info.to_owned(), HashSet::new()));
         member.1.insert(socket_id.to_owned());
+        if is_new {
+            ch.seq += 1;
+        }
         let roster = ch
             .members
             .iter()
@@ -41,6 +44,7 @@ impl PresenceRoster for MemoryClusterState {
             added: is_new,
             roster,
             returned,
+            seq: ch.seq,
         })
     }
 
@@ -53,7 +57,7 @@ impl PresenceRoster for MemoryClusterState {
         pending: bool,
     ) -> Result<PresenceLeave, BackplaneError> {
         let key = ChannelKey::new(app_id, channel);
-        let token = {
+        let (token, seq) = {
             let Some(mut ch) = self.presence.get_mut(&key) else {
                 return Ok(PresenceLeave::Stayed);
             };
@@ -64,21 +68,25 @@ impl PresenceRoster for MemoryClusterState {
                 return Ok(PresenceLeave::Stayed);
             }
             ch.members.remove(user_id);
-            pending.then(|| self.pending_leave(leave_key(app_id, channel, Some(user_id))))
+            ch.seq += 1;
+            let token = pending.then(|| self.pending_leave(leave_key(app_id, channel, Some(user_id))));
+            (token, ch.seq)
         };
         self.presence.remove_if(&key, |_, ch| ch.members.is_empty());
-        Ok(PresenceLeave::Left(token))
+        Ok(PresenceLeave::Left { token, seq })
     }
 
-    async fn presence_members(&self, app_id: &str, channel: &str) -> Result<Vec<(String, String)>, BackplaneError> {
+    async fn presence_roster(&self, app_id: &str, channel: &str) -> Result<Roster, BackplaneError> {
         Ok(self
             .presence
             .get(&ChannelKey::new(app_id, channel))
-            .map(|ch| {
-                ch.members
+            .map(|ch| Roster {
+                members: ch
+                    .members
                     .iter()
                     .map(|(id, (info, _))| (id.clone(), info.clone()))
-                    .collect()
+                    .collect(),
+                seq: ch.seq,
             })
             .unwrap_or_default())
     }

@@ -1,9 +1,13 @@
 //! Subscriptions and presence.
 //!
-//! A subscribing socket joins the local index and the backplane interest before it is told
-//! `subscription_succeeded`, so any event published after the client saw success reaches it.
-//! A presence join registers membership, then announces `member_added` to the others, then
-//! sends the roster to the joiner. Every registration happens under the resync gate of its
+//! A subscribing socket joins the local index (held: see `local_channels`) and the backplane
+//! interest before anything else, so no event published after its registration can miss it.
+//! A presence join registers membership and reads the roster with its presence sequence in one
+//! atomic step, then announces `member_added` (with the sequence) to the others. Last, the
+//! socket is activated: `subscription_succeeded` (with the roster) goes out first, then what
+//! arrived meanwhile, minus member events the roster already reflects. Any membership change
+//! after the roster read has a higher sequence and is published after the read, so after the
+//! interest: it reaches the socket, after its success frame. Every registration happens under the resync gate of its
 //! channel and is rolled back in full if any step fails.
 
 use std::sync::Arc;
@@ -21,8 +25,9 @@ use super::Node;
 use crate::app::App;
 use crate::audit::{self, AuthDenial, Denial};
 use crate::backplane::{ChannelMessage, Payload};
-use crate::cluster::{LeaveToken, PresenceJoin, PresenceLeave};
+use crate::cluster::{LeaveToken, PresenceJoin, PresenceLeave, Roster};
 use crate::connection::ConnectionHandle;
+use crate::frame;
 use crate::local_channels::{ChannelKey, LocalMember};
 use crate::observer::Limit;
 use crate::session::{Session, Subscription};
@@ -47,6 +52,9 @@ struct Registered {
 
 struct PresenceJoined {
     roster: String,
+    /// The roster's member ids and the presence sequence it reflects.
+    ids: Vec<String>,
+    seq: u64,
     announce: bool,
     report: bool,
 }
@@ -128,6 +136,7 @@ impl Node {
                 let payload = Payload::MemberAdded {
                     user_id: member.user_id.clone(),
                     user_info: member.user_info.clone(),
+                    seq: joined.seq,
                 };
                 let message = ChannelMessage::new(app_id, &req.channel, payload).excluding(Some(session.socket_id()));
                 self.publish_internal(message).await;
@@ -141,8 +150,13 @@ impl Node {
         session
             .subscriptions
             .insert(req.channel.clone(), Subscription { presence_user });
-        let data = registered.presence.map(|p| p.roster).unwrap_or_else(|| "{}".to_owned());
-        session.send_json(&outbound::subscription_succeeded(&req.channel, &data));
+        let (data, seq, ids) = match registered.presence {
+            Some(p) => (p.roster, p.seq, p.ids),
+            None => ("{}".to_owned(), 0, Vec::new()),
+        };
+        let success = frame::text(&outbound::subscription_succeeded(&req.channel, &data));
+        let ids = ids.iter().map(String::as_str);
+        self.local.activate(&key, session.socket_id(), vec![success], seq, ids);
     }
 
     /// The per-socket subscribe rate (token bucket): every `pusher:subscribe` takes a token,
@@ -205,10 +219,12 @@ impl Node {
                 added,
                 roster,
                 returned,
+                seq,
             }) => {
-                self.local.learn_roster(key, roster.iter().map(|(id, _)| id.as_str()));
                 let presence = PresenceJoined {
                     roster: roster_json(&roster),
+                    ids: roster.into_iter().map(|(id, _)| id).collect(),
+                    seq,
                     announce: added,
                     report: added && !returned,
                 };
@@ -283,20 +299,36 @@ impl Node {
         }
     }
 
+    /// A repeated subscribe: the socket gets a fresh `subscription_succeeded` (pusher-js resets
+    /// its roster on it), so its frames are held again while the roster is read, as on a first
+    /// subscribe.
     async fn resend_success(&self, session: &Session, channel: &str, kind: ChannelKind) {
-        let data = if kind == ChannelKind::Presence {
-            match self.cluster.presence_members(session.app.id(), channel).await {
-                Ok(roster) => roster_json(&roster),
+        let key = ChannelKey::new(session.app.id(), channel);
+        self.local.hold(&key, session.socket_id());
+        let roster = if kind == ChannelKind::Presence {
+            match self.cluster.presence_roster(session.app.id(), channel).await {
+                Ok(roster) => roster,
                 Err(e) => {
                     warn!(error = %e, channel, "presence roster unavailable");
                     let (kind, msg) = unavailable("presence roster");
-                    return session.send_subscription_error(channel, kind, &msg);
+                    session.send_subscription_error(channel, kind, &msg);
+                    // Still subscribed with the roster it had: let its events through again.
+                    self.local.activate(&key, session.socket_id(), Vec::new(), 0, []);
+                    return;
                 }
             }
         } else {
+            Roster::default()
+        };
+        let data = if kind == ChannelKind::Presence {
+            roster_json(&roster.members)
+        } else {
             "{}".to_owned()
         };
-        session.send_json(&outbound::subscription_succeeded(channel, &data));
+        let success = frame::text(&outbound::subscription_succeeded(channel, &data));
+        let ids = roster.members.iter().map(|(id, _)| id.as_str());
+        self.local
+            .activate(&key, session.socket_id(), vec![success], roster.seq, ids);
     }
 
     /// Undo a subscription: local index, counts, and presence (announcing `member_removed`).
@@ -313,7 +345,7 @@ impl Node {
                     .presence_leave(app.id(), channel, conn.socket_id(), &user_id, pending)
                     .await
                 {
-                    Ok(PresenceLeave::Left(token)) => Some((user_id, token)),
+                    Ok(PresenceLeave::Left { token, seq }) => Some((user_id, token, seq)),
                     Ok(PresenceLeave::Stayed) => None,
                     Err(e) => {
                         warn!(error = %e, channel, user_id, "presence leave failed; announced after the next resync");
@@ -326,9 +358,10 @@ impl Node {
             };
             (vacancy, departure)
         };
-        if let Some((user_id, _)) = &departure {
+        if let Some((user_id, _, seq)) = &departure {
             let payload = Payload::MemberRemoved {
                 user_id: user_id.clone(),
+                seq: *seq,
             };
             self.publish_internal(ChannelMessage::new(app.id(), channel, payload))
                 .await;
@@ -337,7 +370,7 @@ impl Node {
             app_id: app.id().to_owned(),
             channel: channel.to_owned(),
             vacancy,
-            departure: departure.and_then(|(user_id, token)| Some((user_id, token?))),
+            departure: departure.and_then(|(user_id, token, _)| Some((user_id, token?))),
         });
     }
 }
