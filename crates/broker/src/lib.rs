@@ -56,9 +56,9 @@ mod webhook;
 pub use app::{App, AppConfig, AppRegistry, WebhookConfig};
 pub use backplane::{Backplane, ChannelMessage, DeliverySink, Link, Payload, MEMBER_ADDED, MEMBER_REMOVED};
 pub use cluster::{
-    ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, Dropped, LeaveToken, NodeRegistration,
-    NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind,
-    ResyncOutcome, Roster,
+    ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, Dropped, LeavePolicy, LeaveToken, NodeRegistration,
+    NodeSnapshot, PendingLeaves, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest,
+    PresenceRoster, RateBudgets, RateDecision, RateKind, ResyncOutcome, Roster,
 };
 pub use connection::{ConnectionHandle, ConnectionOutbox, Outgoing};
 pub use error::{BackplaneError, ConnectError, PublishError};

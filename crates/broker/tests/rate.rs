@@ -50,22 +50,17 @@ impl PresenceRoster for Counting {
         &self,
         a: &str,
         c: &str,
-        s: &str,
-        u: &str,
-        i: &str,
-        max: u64,
+        r: &ferrocast_broker::PresenceJoinRequest<'_>,
     ) -> Result<PresenceJoin, BackplaneError> {
-        self.inner.presence_join(a, c, s, u, i, max).await
+        self.inner.presence_join(a, c, r).await
     }
     async fn presence_leave(
         &self,
         a: &str,
         c: &str,
-        s: &str,
-        u: &str,
-        p: bool,
+        r: &ferrocast_broker::PresenceLeaveRequest<'_>,
     ) -> Result<PresenceLeave, BackplaneError> {
-        self.inner.presence_leave(a, c, s, u, p).await
+        self.inner.presence_leave(a, c, r).await
     }
     async fn presence_members(&self, a: &str, c: &str) -> Result<Vec<(String, String)>, BackplaneError> {
         self.inner.presence_members(a, c).await

@@ -4,7 +4,10 @@
 //! presence sequence in the same script.
 
 use async_trait::async_trait;
-use ferrocast_broker::{BackplaneError, LeaveToken, PresenceJoin, PresenceLeave, PresenceRoster, Roster};
+use ferrocast_broker::{
+    BackplaneError, LeavePolicy, LeaveToken, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest,
+    PresenceRoster, Roster,
+};
 
 use super::{array, int, malformed, pairs, string};
 use crate::RedisBackplane;
@@ -21,12 +24,10 @@ impl PresenceRoster for RedisBackplane {
         &self,
         app_id: &str,
         channel: &str,
-        socket_id: &str,
-        user_id: &str,
-        user_info: &str,
-        max_members: u64,
+        req: &PresenceJoinRequest<'_>,
     ) -> Result<PresenceJoin, BackplaneError> {
-        let args = self.args(&[app_id, channel, socket_id, user_id, user_info, &max_members.to_string()]);
+        let max = req.max_members.to_string();
+        let args = self.args(&[app_id, channel, req.socket_id, req.user_id, req.user_info, &max]);
         let reply = self.eval(&self.scripts.presence_join, args).await?;
         let what = "presence join";
         let items = array(&reply).ok_or_else(|| malformed(what))?;
@@ -46,12 +47,10 @@ impl PresenceRoster for RedisBackplane {
         &self,
         app_id: &str,
         channel: &str,
-        socket_id: &str,
-        user_id: &str,
-        pending: bool,
+        req: &PresenceLeaveRequest<'_>,
     ) -> Result<PresenceLeave, BackplaneError> {
-        let token = self.leave_token(pending);
-        let args = self.args(&[app_id, channel, socket_id, user_id, &token]);
+        let token = self.leave_token(req.policy == LeavePolicy::Pending);
+        let args = self.args(&[app_id, channel, req.socket_id, req.user_id, &token]);
         let reply = self.eval(&self.scripts.presence_leave, args).await?;
         let what = "presence leave";
         match array(&reply).ok_or_else(|| malformed(what))? {

@@ -22,7 +22,9 @@ mod registration;
 pub use connections::ConnectionQuota;
 pub use leaves::{LeaveToken, PendingLeaves};
 pub use occupancy::{ChannelCounts, ChannelOccupancy};
-pub use presence::{PresenceJoin, PresenceLeave, PresenceRoster, Roster};
+pub use presence::{
+    LeavePolicy, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, PresenceRoster, Roster,
+};
 pub use rates::{RateBudgets, RateDecision, RateKind};
 pub use registration::{Dropped, NodeRegistration, NodeSnapshot, ResyncOutcome};
 

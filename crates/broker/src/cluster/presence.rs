@@ -42,6 +42,47 @@ pub enum PresenceLeave {
     Left { token: Option<LeaveToken>, seq: u64 },
 }
 
+/// A socket joining a presence channel as a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceJoinRequest<'a> {
+    pub socket_id: &'a str,
+    pub user_id: &'a str,
+    /// The user's `user_info` JSON, as the roster will carry it.
+    pub user_info: &'a str,
+    /// Refuse a new distinct member past this many (0 = unlimited).
+    pub max_members: u64,
+}
+
+/// What happens to a user's departure when their last socket leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeavePolicy {
+    /// Gone at once (apps without webhooks).
+    Immediate,
+    /// Kept pending under a [`LeaveToken`] until confirmed after the leave delay, so a return
+    /// within it cancels both webhook reports (apps with webhooks).
+    Pending,
+}
+
+impl LeavePolicy {
+    /// `Pending` when the app has webhooks.
+    pub fn for_webhooks(enabled: bool) -> Self {
+        if enabled {
+            LeavePolicy::Pending
+        } else {
+            LeavePolicy::Immediate
+        }
+    }
+}
+
+/// A socket leaving a presence channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceLeaveRequest<'a> {
+    /// Only this socket is removed: a repeated or foreign leave changes nothing.
+    pub socket_id: &'a str,
+    pub user_id: &'a str,
+    pub policy: LeavePolicy,
+}
+
 /// A presence roster with the presence sequence it reflects.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Roster {
@@ -69,27 +110,22 @@ impl PresenceLeave {
 /// Presence members per channel across every node.
 #[async_trait]
 pub trait PresenceRoster: Send + Sync {
-    /// Add `socket_id` as a connection of `user_id` (with `user_info` JSON), refusing a new
-    /// distinct member past `max_members` (0 = unlimited).
+    /// Add the request's socket as a connection of its user, refusing a new distinct member
+    /// past `max_members`; returns the roster with the presence sequence it reflects.
     async fn presence_join(
         &self,
         app_id: &str,
         channel: &str,
-        socket_id: &str,
-        user_id: &str,
-        user_info: &str,
-        max_members: u64,
+        req: &PresenceJoinRequest<'_>,
     ) -> Result<PresenceJoin, BackplaneError>;
 
-    /// Remove `socket_id` from `user_id`. When that was the user's last connection and
-    /// `pending` is set (the app has webhooks), the departure is kept pending under a token.
+    /// Remove the request's socket from its user. When that was the user's last connection,
+    /// the departure follows the request's [`LeavePolicy`].
     async fn presence_leave(
         &self,
         app_id: &str,
         channel: &str,
-        socket_id: &str,
-        user_id: &str,
-        pending: bool,
+        req: &PresenceLeaveRequest<'_>,
     ) -> Result<PresenceLeave, BackplaneError>;
 
     /// Distinct members of a presence channel: (user id, user_info JSON).

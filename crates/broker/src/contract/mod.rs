@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use crate::cluster::{ClusterState, PresenceJoin, PresenceLeave, RateKind};
+use crate::cluster::{
+    ClusterState, LeavePolicy, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, RateKind,
+};
 
 /// Budgets are all or nothing, per app and per kind; a changed budget starts afresh.
 pub async fn rate_budgets_are_all_or_nothing_per_app_and_kind(s: &dyn ClusterState, a: &str, b: &str) {
@@ -42,7 +44,19 @@ pub async fn rate_budgets_are_all_or_nothing_per_app_and_kind(s: &dyn ClusterSta
 /// A user is added by their first socket and removed after their last; leaves are idempotent.
 pub async fn presence_adds_once_per_user_and_removes_after_last_socket(s: &dyn ClusterState, a: &str, b: &str) {
     let _ = b;
-    let j = s.presence_join(a, "presence-x", "1.1", "u1", "{}", 100).await.unwrap();
+    let j = s
+        .presence_join(
+            a,
+            "presence-x",
+            &PresenceJoinRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                user_info: "{}",
+                max_members: 100,
+            },
+        )
+        .await
+        .unwrap();
     let PresenceJoin::Joined {
         added,
         roster,
@@ -54,11 +68,44 @@ pub async fn presence_adds_once_per_user_and_removes_after_last_socket(s: &dyn C
     };
     assert!(added && !returned);
     assert_eq!(roster, vec![("u1".to_owned(), "{}".to_owned())]);
-    let j = s.presence_join(a, "presence-x", "1.2", "u1", "{}", 100).await.unwrap();
+    let j = s
+        .presence_join(
+            a,
+            "presence-x",
+            &PresenceJoinRequest {
+                socket_id: "1.2",
+                user_id: "u1",
+                user_info: "{}",
+                max_members: 100,
+            },
+        )
+        .await
+        .unwrap();
     assert!(matches!(j, PresenceJoin::Joined { added: false, .. }));
-    assert!(s.presence_leave(a, "presence-x", "1.1", "u1", true).await.unwrap() == PresenceLeave::Stayed);
+    assert!(
+        s.presence_leave(
+            a,
+            "presence-x",
+            &PresenceLeaveRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                policy: LeavePolicy::Pending
+            }
+        )
+        .await
+        .unwrap()
+            == PresenceLeave::Stayed
+    );
     assert!(s
-        .presence_leave(a, "presence-x", "1.2", "u1", true)
+        .presence_leave(
+            a,
+            "presence-x",
+            &PresenceLeaveRequest {
+                socket_id: "1.2",
+                user_id: "u1",
+                policy: LeavePolicy::Pending
+            }
+        )
         .await
         .unwrap()
         .left());
@@ -68,22 +115,58 @@ pub async fn presence_adds_once_per_user_and_removes_after_last_socket(s: &dyn C
 /// The member limit counts distinct users, not sockets.
 pub async fn presence_limit_counts_distinct_users(s: &dyn ClusterState, a: &str, b: &str) {
     let _ = b;
-    s.presence_join(a, "presence-limit", "1.1", "u1", "null", 2)
-        .await
-        .unwrap();
-    s.presence_join(a, "presence-limit", "1.2", "u2", "null", 2)
-        .await
-        .unwrap();
+    s.presence_join(
+        a,
+        "presence-limit",
+        &PresenceJoinRequest {
+            socket_id: "1.1",
+            user_id: "u1",
+            user_info: "null",
+            max_members: 2,
+        },
+    )
+    .await
+    .unwrap();
+    s.presence_join(
+        a,
+        "presence-limit",
+        &PresenceJoinRequest {
+            socket_id: "1.2",
+            user_id: "u2",
+            user_info: "null",
+            max_members: 2,
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(
-        s.presence_join(a, "presence-limit", "1.3", "u3", "null", 2)
-            .await
-            .unwrap(),
+        s.presence_join(
+            a,
+            "presence-limit",
+            &PresenceJoinRequest {
+                socket_id: "1.3",
+                user_id: "u3",
+                user_info: "null",
+                max_members: 2
+            }
+        )
+        .await
+        .unwrap(),
         PresenceJoin::Full
     );
     assert!(matches!(
-        s.presence_join(a, "presence-limit", "1.4", "u2", "null", 2)
-            .await
-            .unwrap(),
+        s.presence_join(
+            a,
+            "presence-limit",
+            &PresenceJoinRequest {
+                socket_id: "1.4",
+                user_id: "u2",
+                user_info: "null",
+                max_members: 2
+            }
+        )
+        .await
+        .unwrap(),
         PresenceJoin::Joined { added: false, .. }
     ));
 }
@@ -147,14 +230,45 @@ pub async fn vacancy_is_confirmed_once_unless_the_channel_is_reoccupied(s: &dyn 
 /// A pending departure is cancelled by a rejoin and confirmed only for its own user.
 pub async fn departure_is_cancelled_by_a_rejoin(s: &dyn ClusterState, a: &str, b: &str) {
     let _ = b;
-    s.presence_join(a, "presence-dep", "1.1", "u1", "{}", 0).await.unwrap();
+    s.presence_join(
+        a,
+        "presence-dep",
+        &PresenceJoinRequest {
+            socket_id: "1.1",
+            user_id: "u1",
+            user_info: "{}",
+            max_members: 0,
+        },
+    )
+    .await
+    .unwrap();
     let token = s
-        .presence_leave(a, "presence-dep", "1.1", "u1", true)
+        .presence_leave(
+            a,
+            "presence-dep",
+            &PresenceLeaveRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                policy: LeavePolicy::Pending,
+            },
+        )
         .await
         .unwrap()
         .into_token()
         .expect("last socket");
-    let rejoin = s.presence_join(a, "presence-dep", "1.2", "u1", "{}", 0).await.unwrap();
+    let rejoin = s
+        .presence_join(
+            a,
+            "presence-dep",
+            &PresenceJoinRequest {
+                socket_id: "1.2",
+                user_id: "u1",
+                user_info: "{}",
+                max_members: 0,
+            },
+        )
+        .await
+        .unwrap();
     assert!(matches!(
         rejoin,
         PresenceJoin::Joined {
@@ -165,7 +279,15 @@ pub async fn departure_is_cancelled_by_a_rejoin(s: &dyn ClusterState, a: &str, b
     ));
     assert!(!s.confirm_leave(a, "presence-dep", Some("u1"), &token).await.unwrap());
     let token = s
-        .presence_leave(a, "presence-dep", "1.2", "u1", true)
+        .presence_leave(
+            a,
+            "presence-dep",
+            &PresenceLeaveRequest {
+                socket_id: "1.2",
+                user_id: "u1",
+                policy: LeavePolicy::Pending,
+            },
+        )
         .await
         .unwrap()
         .into_token()
@@ -181,22 +303,75 @@ pub async fn departure_is_cancelled_by_a_rejoin(s: &dyn ClusterState, a: &str, b
 pub async fn presence_leave_is_per_socket(s: &dyn ClusterState, a: &str, b: &str) {
     let _ = b;
     for socket in ["1.1", "1.2"] {
-        s.presence_join(a, "presence-s", socket, "u1", "{}", 0).await.unwrap();
+        s.presence_join(
+            a,
+            "presence-s",
+            &PresenceJoinRequest {
+                socket_id: socket,
+                user_id: "u1",
+                user_info: "{}",
+                max_members: 0,
+            },
+        )
+        .await
+        .unwrap();
     }
     let stayed = |r: PresenceLeave| r == PresenceLeave::Stayed;
     assert!(stayed(
-        s.presence_leave(a, "presence-s", "1.1", "u1", true).await.unwrap()
+        s.presence_leave(
+            a,
+            "presence-s",
+            &PresenceLeaveRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                policy: LeavePolicy::Pending
+            }
+        )
+        .await
+        .unwrap()
     ));
     assert!(
-        stayed(s.presence_leave(a, "presence-s", "1.1", "u1", true).await.unwrap()),
+        stayed(
+            s.presence_leave(
+                a,
+                "presence-s",
+                &PresenceLeaveRequest {
+                    socket_id: "1.1",
+                    user_id: "u1",
+                    policy: LeavePolicy::Pending
+                }
+            )
+            .await
+            .unwrap()
+        ),
         "a repeated leave is a no-op"
     );
     assert!(
-        stayed(s.presence_leave(a, "presence-s", "9.9", "u1", true).await.unwrap()),
+        stayed(
+            s.presence_leave(
+                a,
+                "presence-s",
+                &PresenceLeaveRequest {
+                    socket_id: "9.9",
+                    user_id: "u1",
+                    policy: LeavePolicy::Pending
+                }
+            )
+            .await
+            .unwrap()
+        ),
         "a socket that never joined leaves nothing"
     );
     assert!(s
-        .presence_leave(a, "presence-s", "1.2", "u1", true)
+        .presence_leave(
+            a,
+            "presence-s",
+            &PresenceLeaveRequest {
+                socket_id: "1.2",
+                user_id: "u1",
+                policy: LeavePolicy::Pending
+            }
+        )
         .await
         .unwrap()
         .left());
@@ -212,37 +387,123 @@ pub async fn presence_sequence_orders_every_membership_change(s: &dyn ClusterSta
         PresenceJoin::Joined { added, roster, seq, .. } => (added, roster, seq),
         PresenceJoin::Full => panic!("full"),
     };
-    let (added, _, s1) = joined(s.presence_join(a, ch, "1.1", "u1", "null", 0).await.unwrap());
+    let (added, _, s1) = joined(
+        s.presence_join(
+            a,
+            ch,
+            &PresenceJoinRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                user_info: "null",
+                max_members: 0,
+            },
+        )
+        .await
+        .unwrap(),
+    );
     assert!(added);
     assert_eq!(
         s.presence_roster(a, ch).await.unwrap().seq,
         s1,
         "a read reports the last change"
     );
-    let (added, roster, s2) = joined(s.presence_join(a, ch, "1.2", "u2", "null", 0).await.unwrap());
+    let (added, roster, s2) = joined(
+        s.presence_join(
+            a,
+            ch,
+            &PresenceJoinRequest {
+                socket_id: "1.2",
+                user_id: "u2",
+                user_info: "null",
+                max_members: 0,
+            },
+        )
+        .await
+        .unwrap(),
+    );
     assert!(added && s2 > s1, "a new member takes the next sequence");
     assert_eq!(roster.len(), 2, "the roster reflects its own join");
-    let (added, roster, s3) = joined(s.presence_join(a, ch, "1.3", "u2", "null", 0).await.unwrap());
+    let (added, roster, s3) = joined(
+        s.presence_join(
+            a,
+            ch,
+            &PresenceJoinRequest {
+                socket_id: "1.3",
+                user_id: "u2",
+                user_info: "null",
+                max_members: 0,
+            },
+        )
+        .await
+        .unwrap(),
+    );
     assert!(
         !added && s3 == s2,
         "a second socket changes no membership: same sequence"
     );
     assert_eq!(roster.len(), 2);
     assert_eq!(
-        s.presence_leave(a, ch, "1.3", "u2", false).await.unwrap(),
+        s.presence_leave(
+            a,
+            ch,
+            &PresenceLeaveRequest {
+                socket_id: "1.3",
+                user_id: "u2",
+                policy: LeavePolicy::Immediate
+            }
+        )
+        .await
+        .unwrap(),
         PresenceLeave::Stayed
     );
-    let PresenceLeave::Left { seq: s4, .. } = s.presence_leave(a, ch, "1.2", "u2", false).await.unwrap() else {
+    let PresenceLeave::Left { seq: s4, .. } = s
+        .presence_leave(
+            a,
+            ch,
+            &PresenceLeaveRequest {
+                socket_id: "1.2",
+                user_id: "u2",
+                policy: LeavePolicy::Immediate,
+            },
+        )
+        .await
+        .unwrap()
+    else {
         panic!("u2's last socket left");
     };
     assert!(s4 > s2, "a removal takes the next sequence");
     let roster = s.presence_roster(a, ch).await.unwrap();
     assert_eq!((roster.members.len(), roster.seq), (1, s4));
-    let PresenceLeave::Left { seq: s5, .. } = s.presence_leave(a, ch, "1.1", "u1", false).await.unwrap() else {
+    let PresenceLeave::Left { seq: s5, .. } = s
+        .presence_leave(
+            a,
+            ch,
+            &PresenceLeaveRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                policy: LeavePolicy::Immediate,
+            },
+        )
+        .await
+        .unwrap()
+    else {
         panic!("u1's last socket left");
     };
     assert!(s5 > s4);
-    let (_, _, s6) = joined(s.presence_join(a, ch, "1.4", "u3", "null", 0).await.unwrap());
+    let (_, _, s6) = joined(
+        s.presence_join(
+            a,
+            ch,
+            &PresenceJoinRequest {
+                socket_id: "1.4",
+                user_id: "u3",
+                user_info: "null",
+                max_members: 0,
+            },
+        )
+        .await
+        .unwrap(),
+    );
     assert!(s6 > s5, "a channel emptied and recreated counts on from above");
 }
 

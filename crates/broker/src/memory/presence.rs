@@ -4,7 +4,9 @@ use async_trait::async_trait;
 
 use std::collections::HashSet;
 
-use crate::cluster::{PresenceJoin, PresenceLeave, PresenceRoster, Roster};
+use crate::cluster::{
+    LeavePolicy, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, PresenceRoster, Roster,
+};
 use crate::error::BackplaneError;
 use crate::local_channels::ChannelKey;
 
@@ -16,11 +18,14 @@ impl PresenceRoster for MemoryClusterState {
         &self,
         app_id: &str,
         channel: &str,
-        socket_id: &str,
-        user_id: &str,
-        user_info: &str,
-        max_members: u64,
+        req: &PresenceJoinRequest<'_>,
     ) -> Result<PresenceJoin, BackplaneError> {
+        let PresenceJoinRequest {
+            socket_id,
+            user_id,
+            user_info,
+            max_members,
+        } = *req;
         let mut ch = self.presence.entry(ChannelKey::new(app_id, channel)).or_default();
         let is_new = !ch.members.contains_key(user_id);
         if is_new && max_members > 0 && ch.members.len() as u64 >= max_members {
@@ -52,10 +57,14 @@ impl PresenceRoster for MemoryClusterState {
         &self,
         app_id: &str,
         channel: &str,
-        socket_id: &str,
-        user_id: &str,
-        pending: bool,
+        req: &PresenceLeaveRequest<'_>,
     ) -> Result<PresenceLeave, BackplaneError> {
+        let PresenceLeaveRequest {
+            socket_id,
+            user_id,
+            policy,
+        } = *req;
+        let pending = policy == LeavePolicy::Pending;
         let key = ChannelKey::new(app_id, channel);
         let (token, seq) = {
             let Some(mut ch) = self.presence.get_mut(&key) else {

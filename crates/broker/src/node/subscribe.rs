@@ -25,7 +25,9 @@ use super::Node;
 use crate::app::App;
 use crate::audit::{self, AuthDenial, Denial};
 use crate::backplane::{ChannelMessage, Payload};
-use crate::cluster::{LeaveToken, PresenceJoin, PresenceLeave, Roster};
+use crate::cluster::{
+    LeavePolicy, LeaveToken, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, Roster,
+};
 use crate::connection::ConnectionHandle;
 use crate::frame;
 use crate::local_channels::{ChannelKey, LocalMember};
@@ -208,10 +210,12 @@ impl Node {
             .presence_join(
                 &key.app_id,
                 &key.channel,
-                socket_id,
-                &member.user_id,
-                &member.user_info,
-                max,
+                &PresenceJoinRequest {
+                    socket_id,
+                    user_id: &member.user_id,
+                    user_info: &member.user_info,
+                    max_members: max,
+                },
             )
             .await;
         let refusal = match joined {
@@ -337,12 +341,20 @@ impl Node {
         let (vacancy, departure) = {
             let _gate = self.gate.enter(channel).await;
             let vacancy = self.unregister(&key, conn.socket_id()).await;
-            let pending = self.options.webhooks.enabled(app.id());
+            let policy = LeavePolicy::for_webhooks(self.options.webhooks.enabled(app.id()));
             let departure = match sub.presence_user {
                 None => None,
                 Some(user_id) => match self
                     .cluster
-                    .presence_leave(app.id(), channel, conn.socket_id(), &user_id, pending)
+                    .presence_leave(
+                        app.id(),
+                        channel,
+                        &PresenceLeaveRequest {
+                            socket_id: conn.socket_id(),
+                            user_id: &user_id,
+                            policy,
+                        },
+                    )
                     .await
                 {
                     Ok(PresenceLeave::Left { token, seq }) => Some((user_id, token, seq)),
