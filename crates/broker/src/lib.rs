@@ -19,8 +19,10 @@
 //! - `connection`: the handle through which a node queues frames to one socket (bounded).
 //! - `rate_limit`: fixed-window per-second limiters for client, backend and read traffic, and
 //!   the per-connection subscribe token bucket.
-//! - `local_channels`: the sharded index of this node's subscribers per channel; fan-out.
-//! - `presence_view`: what a node's sockets were told about a presence channel's members.
+//! - `local_channels`: the sharded index of this node's subscribers per channel; fan-out, with
+//!   new subscribers held until their success frame is out.
+//! - `presence_view`: the order of a presence channel's member events (last sequence per user)
+//!   and who local sockets believe present.
 //! - `backplane`: the [`Backplane`] trait and the typed [`ChannelMessage`] it carries.
 //! - `cluster`: [`ClusterState`], one trait per concern, with named request/response types.
 //! - `memory`: the in-process backplane and cluster state for a single node.
