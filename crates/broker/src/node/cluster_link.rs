@@ -90,9 +90,15 @@ impl Node {
             let snapshot = self.snapshot();
             self.cluster.resync(&snapshot).await?
         };
-        // After the store lost its data every member looks added: not news for webhooks.
+        // After the store lost its data every member looks added: not news for webhooks, nor for
+        // sockets (their rosters predate the reset; a member_added would carry a new sequence
+        // and pass every filter). What really changed is found by the reconciliation that
+        // follows, once the other nodes re-registered.
         let report = !outcome.store_was_reset;
         for (app_id, channel, user_id, user_info, seq) in outcome.added {
+            if !report {
+                continue;
+            }
             let payload = Payload::MemberAdded {
                 user_id: user_id.clone(),
                 user_info,
@@ -100,9 +106,7 @@ impl Node {
             };
             self.publish_internal(ChannelMessage::new(&app_id, &channel, payload))
                 .await;
-            if report {
-                self.report(&app_id, WebhookEvent::MemberAdded { channel, user_id });
-            }
+            self.report(&app_id, WebhookEvent::MemberAdded { channel, user_id });
         }
         let mut pending = std::mem::take(&mut *self.pending_departures.lock().unwrap_or_else(|e| e.into_inner()));
         pending.retain(|(a, c, u)| !outcome.removed.iter().any(|(ra, rc, ru, _)| (ra, rc, ru) == (a, c, u)));
