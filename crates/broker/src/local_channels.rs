@@ -26,6 +26,10 @@ use crate::presence_view::PresenceView;
 /// The sequence given to frames that are not member events: never at or below a roster's.
 const NOT_A_MEMBER_EVENT: u64 = u64::MAX;
 
+/// The `roster_seq` of a held subscriber: its frames go to the channel's `held` map. A sentinel
+/// rather than another field keeps the subscriber (walked for every message) at 24 bytes.
+const HELD: u64 = u64::MAX - 1;
+
 /// Frames held per subscriber until activation when no bound is given.
 pub const DEFAULT_HOLD_LIMIT: usize = 1024;
 
@@ -61,15 +65,24 @@ struct Subscriber {
     conn: ConnectionHandle,
     member: Option<Arc<LocalMember>>,
     /// The presence sequence of the roster this socket received: member events at or below it
-    /// are already reflected there. 0 on other channels.
+    /// are already reflected there. 0 on other channels; [`HELD`] until activated.
     roster_seq: u64,
-    /// `Some` until activated: the frames that arrived meanwhile.
-    held: Option<Box<Mutex<Vec<HeldFrame>>>>,
+}
+
+/// What a held subscriber is owed: the roster sequence it had before (when held again), and
+/// the frames that arrived meanwhile.
+#[derive(Debug, Default)]
+struct Held {
+    previous_seq: u64,
+    frames: Vec<HeldFrame>,
 }
 
 #[derive(Debug, Default)]
 struct LocalChannel {
     subscribers: RwLock<HashMap<Arc<str>, Subscriber>>,
+    /// Held subscribers' frames, by socket id. Changed only under `subscribers`' lock (read
+    /// for a frame, write for hold/activate/remove), so none is lost between the two.
+    held: Mutex<HashMap<Arc<str>, Held>>,
     /// On presence channels: the order of member events and what local sockets believe (see
     /// [`PresenceView`]).
     view: Mutex<PresenceView>,
@@ -134,10 +147,11 @@ impl LocalChannels {
             Subscriber {
                 conn: conn.clone(),
                 member,
-                roster_seq: 0,
-                held: Some(Box::default()),
+                roster_seq: HELD,
             },
         );
+        let mut held = entry.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.insert(conn.socket_id_arc().clone(), Held::default());
         true
     }
 
@@ -148,13 +162,19 @@ impl LocalChannels {
             return false;
         };
         let mut subs = channel.subscribers.write().unwrap_or_else(|e| e.into_inner());
-        match subs.get_mut(socket_id) {
-            Some(sub) => {
-                sub.held.get_or_insert_with(Box::default);
-                true
-            }
-            None => false,
+        let Some(sub) = subs.get_mut(socket_id) else {
+            return false;
+        };
+        if sub.roster_seq != HELD {
+            let mut held = channel.held.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = Held {
+                previous_seq: sub.roster_seq,
+                frames: Vec::new(),
+            };
+            held.insert(sub.conn.socket_id_arc().clone(), entry);
+            sub.roster_seq = HELD;
         }
+        true
     }
 
     /// Activate a held subscriber: queue `first` (its success frame, then anything that must
@@ -184,16 +204,22 @@ impl LocalChannels {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .learn_roster(roster);
-        sub.roster_seq = sub.roster_seq.max(roster_seq);
-        let held = sub
-            .held
-            .take()
-            .map(|h| h.into_inner().unwrap_or_else(|e| e.into_inner()))
-            .unwrap_or_default();
+        let held = match sub.roster_seq {
+            HELD => {
+                let mut held = channel.held.lock().unwrap_or_else(|e| e.into_inner());
+                held.remove(socket_id).unwrap_or_default()
+            }
+            // Already active (a repeated activation): nothing was held.
+            seq => Held {
+                previous_seq: seq,
+                frames: Vec::new(),
+            },
+        };
+        sub.roster_seq = held.previous_seq.max(roster_seq);
         for frame in first {
             sub.conn.send(frame);
         }
-        for (frame, seq, published_at_us) in held {
+        for (frame, seq, published_at_us) in held.frames {
             if seq > sub.roster_seq {
                 sub.conn.send_published(frame, published_at_us);
             }
@@ -209,7 +235,11 @@ impl LocalChannels {
         };
         let (removed, now_empty) = {
             let mut subs = entry.subscribers.write().unwrap_or_else(|e| e.into_inner());
-            (subs.remove(socket_id).is_some(), subs.is_empty())
+            let removed = subs.remove(socket_id);
+            if removed.as_ref().is_some_and(|s| s.roster_seq == HELD) {
+                entry.held.lock().unwrap_or_else(|e| e.into_inner()).remove(socket_id);
+            }
+            (removed.is_some(), subs.is_empty())
         };
         drop(entry);
         if removed && now_empty {
@@ -288,12 +318,13 @@ impl LocalChannels {
         let subs = channel.subscribers.read().unwrap_or_else(|e| e.into_inner());
         let mut sent = 0;
         for (socket_id, sub) in subs.iter() {
-            if seq <= sub.roster_seq || exclude == Some(&**socket_id) {
+            let queued = if sub.roster_seq == HELD {
+                exclude != Some(&**socket_id)
+                    && self.hold_frame(channel, socket_id, sub, (frame.clone(), seq, published_at_us))
+            } else if seq <= sub.roster_seq || exclude == Some(&**socket_id) {
                 continue;
-            }
-            let queued = match &sub.held {
-                None => sub.conn.send_published(frame.clone(), published_at_us),
-                Some(held) => self.hold_frame(sub, held, (frame.clone(), seq, published_at_us)),
+            } else {
+                sub.conn.send_published(frame.clone(), published_at_us)
             };
             if queued {
                 sent += 1;
@@ -304,17 +335,20 @@ impl LocalChannels {
 
     /// Keep a frame for a subscriber not yet activated; over the bound it is closed as a slow
     /// consumer (counted with the other 4100 closes) and keeps nothing more.
-    fn hold_frame(&self, sub: &Subscriber, held: &Mutex<Vec<HeldFrame>>, frame: HeldFrame) -> bool {
+    fn hold_frame(&self, channel: &LocalChannel, socket_id: &str, sub: &Subscriber, frame: HeldFrame) -> bool {
         if sub.conn.is_closing() {
             return false;
         }
-        let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
-        if held.len() >= self.hold_limit {
-            held.clear();
+        let mut held = channel.held.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(held) = held.get_mut(socket_id) else {
+            return false;
+        };
+        if held.frames.len() >= self.hold_limit {
+            held.frames = Vec::new();
             sub.conn.close(close::OVER_CAPACITY);
             return false;
         }
-        held.push(frame);
+        held.frames.push(frame);
         true
     }
 
