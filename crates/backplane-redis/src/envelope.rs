@@ -5,8 +5,9 @@ use ferrocast_broker::ChannelMessage;
 use serde::{Deserialize, Serialize};
 
 /// The version this build writes and reads. 2: typed payloads (member changes travel as
-/// variants, not as JSON for the receiver to parse again).
-pub const VERSION: u8 = 2;
+/// variants, not as JSON for the receiver to parse again). 3: member changes carry the channel's
+/// presence sequence.
+pub const VERSION: u8 = 3;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope {
@@ -67,8 +68,12 @@ mod tests {
             Payload::MemberAdded {
                 user_id: "u1".into(),
                 user_info: "{\"n\":1}".into(),
+                seq: 7,
             },
-            Payload::MemberRemoved { user_id: "u1".into() },
+            Payload::MemberRemoved {
+                user_id: "u1".into(),
+                seq: 8,
+            },
             Payload::SubscriptionCount { count: 42 },
             Payload::WatchlistChange {
                 user_id: "u1".into(),

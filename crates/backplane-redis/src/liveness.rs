@@ -152,8 +152,9 @@ async fn drop_and_announce(
         dropped.channels.push((app_id, channel));
     }
     for row in removed {
-        let [app_id, channel, user_id, _info] = <[String; 4]>::try_from(row).map_err(|_| bad())?;
-        dropped.members.push((app_id, channel, user_id));
+        let [app_id, channel, user_id, _info, seq] = <[String; 5]>::try_from(row).map_err(|_| bad())?;
+        let seq = seq.parse().map_err(|_| bad())?;
+        dropped.members.push((app_id, channel, user_id, seq));
     }
     for row in offline {
         let [app_id, user_id] = <[String; 2]>::try_from(row).map_err(|_| bad())?;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::{backplane, eventually, wait_up, Redis};
 use ferrocast_broker::{
-    ChannelOccupancy, ConnectionQuota, CountUpdates, NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin,
-    PresenceLeave, PresenceRoster,
+    ChannelOccupancy, ConnectionQuota, CountUpdates, LeavePolicy, NodeRegistration, NodeSnapshot, PendingLeaves,
+    PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, PresenceRoster,
 };
 
 const TTL: Duration = Duration::from_secs(15);
@@ -21,24 +21,53 @@ async fn presence_is_added_and_removed_exactly_once_across_nodes() {
     wait_up(&b).await;
     let info = r#"{"name":"Ada"}"#;
     let first = a
-        .presence_join("app", "presence-x", "1.1", "u1", info, 100)
+        .presence_join(
+            "app",
+            "presence-x",
+            &PresenceJoinRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                user_info: info,
+                max_members: 100,
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(
-        first,
-        PresenceJoin::Joined {
-            added: true,
-            roster: vec![("u1".into(), info.into())],
-            returned: false,
-        }
-    );
+    let PresenceJoin::Joined {
+        added: true,
+        roster,
+        returned: false,
+        ..
+    } = first
+    else {
+        panic!("{first:?}");
+    };
+    assert_eq!(roster, vec![("u1".to_owned(), info.to_owned())]);
     let second = b
-        .presence_join("app", "presence-x", "2.1", "u1", info, 100)
+        .presence_join(
+            "app",
+            "presence-x",
+            &PresenceJoinRequest {
+                socket_id: "2.1",
+                user_id: "u1",
+                user_info: info,
+                max_members: 100,
+            },
+        )
         .await
         .unwrap();
     assert!(matches!(second, PresenceJoin::Joined { added: false, .. }));
     let other = b
-        .presence_join("app", "presence-x", "2.2", "u2", "null", 100)
+        .presence_join(
+            "app",
+            "presence-x",
+            &PresenceJoinRequest {
+                socket_id: "2.2",
+                user_id: "u2",
+                user_info: "null",
+                max_members: 100,
+            },
+        )
         .await
         .unwrap();
     let PresenceJoin::Joined {
@@ -49,18 +78,48 @@ async fn presence_is_added_and_removed_exactly_once_across_nodes() {
     };
     assert_eq!(roster.len(), 2, "roster is cluster-wide: {roster:?}");
     assert!(
-        a.presence_leave("app", "presence-x", "1.1", "u1", true).await.unwrap() == PresenceLeave::Stayed,
+        a.presence_leave(
+            "app",
+            "presence-x",
+            &PresenceLeaveRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                policy: LeavePolicy::Pending
+            }
+        )
+        .await
+        .unwrap()
+            == PresenceLeave::Stayed,
         "u1 still on node-b"
     );
     assert!(
-        a.presence_leave("app", "presence-x", "1.1", "u1", true).await.unwrap() == PresenceLeave::Stayed,
+        a.presence_leave(
+            "app",
+            "presence-x",
+            &PresenceLeaveRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                policy: LeavePolicy::Pending
+            }
+        )
+        .await
+        .unwrap()
+            == PresenceLeave::Stayed,
         "a repeated leave is a no-op"
     );
     assert!(
-        b.presence_leave("app", "presence-x", "2.1", "u1", true)
-            .await
-            .unwrap()
-            .left(),
+        b.presence_leave(
+            "app",
+            "presence-x",
+            &PresenceLeaveRequest {
+                socket_id: "2.1",
+                user_id: "u1",
+                policy: LeavePolicy::Pending
+            }
+        )
+        .await
+        .unwrap()
+        .left(),
         "last socket of u1"
     );
     assert_eq!(
@@ -75,23 +134,59 @@ async fn limits_hold_cluster_wide() {
     let (a, _) = backplane(&redis, "node-a", TTL);
     let (b, _) = backplane(&redis, "node-b", TTL);
     assert!(a
-        .presence_join("app", "presence-x", "1.1", "u1", "null", 2)
+        .presence_join(
+            "app",
+            "presence-x",
+            &PresenceJoinRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                user_info: "null",
+                max_members: 2
+            }
+        )
         .await
         .is_ok());
     assert!(b
-        .presence_join("app", "presence-x", "2.1", "u2", "null", 2)
+        .presence_join(
+            "app",
+            "presence-x",
+            &PresenceJoinRequest {
+                socket_id: "2.1",
+                user_id: "u2",
+                user_info: "null",
+                max_members: 2
+            }
+        )
         .await
         .is_ok());
     assert_eq!(
-        a.presence_join("app", "presence-x", "1.2", "u3", "null", 2)
-            .await
-            .unwrap(),
+        a.presence_join(
+            "app",
+            "presence-x",
+            &PresenceJoinRequest {
+                socket_id: "1.2",
+                user_id: "u3",
+                user_info: "null",
+                max_members: 2
+            }
+        )
+        .await
+        .unwrap(),
         PresenceJoin::Full
     );
     assert!(matches!(
-        a.presence_join("app", "presence-x", "1.3", "u2", "null", 2)
-            .await
-            .unwrap(),
+        a.presence_join(
+            "app",
+            "presence-x",
+            &PresenceJoinRequest {
+                socket_id: "1.3",
+                user_id: "u2",
+                user_info: "null",
+                max_members: 2
+            }
+        )
+        .await
+        .unwrap(),
         PresenceJoin::Joined { added: false, .. }
     ));
     assert!(a.connection_opened("app", 2).await.unwrap());
@@ -112,12 +207,30 @@ async fn counts_and_listings_are_the_same_from_every_node() {
     a.subscription_added("app", "presence-room").await.unwrap();
     b.subscription_added("app", "presence-room").await.unwrap();
     b.subscription_added("app", "news").await.unwrap();
-    a.presence_join("app", "presence-room", "1.1", "u1", "null", 0)
-        .await
-        .unwrap();
-    b.presence_join("app", "presence-room", "2.1", "u1", "null", 0)
-        .await
-        .unwrap();
+    a.presence_join(
+        "app",
+        "presence-room",
+        &PresenceJoinRequest {
+            socket_id: "1.1",
+            user_id: "u1",
+            user_info: "null",
+            max_members: 0,
+        },
+    )
+    .await
+    .unwrap();
+    b.presence_join(
+        "app",
+        "presence-room",
+        &PresenceJoinRequest {
+            socket_id: "2.1",
+            user_id: "u1",
+            user_info: "null",
+            max_members: 0,
+        },
+    )
+    .await
+    .unwrap();
     for node in [&a, &b] {
         let all = node.channels("app", "").await.unwrap();
         let names: Vec<_> = all.iter().map(|(n, _)| n.as_str()).collect();
@@ -151,13 +264,28 @@ async fn a_dead_node_is_reaped_and_its_members_announced_once() {
     let snapshot = NodeSnapshot {
         connections: vec![("app".into(), 1)],
         subscriptions: vec![("app".into(), "presence-x".into(), 1)],
-        presence: vec![("app".into(), "presence-x".into(), "ghost".into(), "null".into(), 1)],
+        presence: vec![(
+            "app".into(),
+            "presence-x".into(),
+            "ghost".into(),
+            "null".into(),
+            vec!["9.1".into()],
+        )],
         users: vec![],
     };
     b.resync(&snapshot).await.unwrap();
-    a.presence_join("app", "presence-x", "1.1", "alive", "null", 0)
-        .await
-        .unwrap();
+    a.presence_join(
+        "app",
+        "presence-x",
+        &PresenceJoinRequest {
+            socket_id: "1.1",
+            user_id: "alive",
+            user_info: "null",
+            max_members: 0,
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(a.presence_members("app", "presence-x").await.unwrap().len(), 2);
     b.halt();
     eventually(
@@ -177,7 +305,11 @@ async fn a_dead_node_is_reaped_and_its_members_announced_once() {
     let dropped = sink_a.1.lock().unwrap().clone();
     assert_eq!(dropped.len(), 1, "exactly one reaper, told once: {dropped:?}");
     assert_eq!(
-        dropped[0].members,
+        dropped[0]
+            .members
+            .iter()
+            .map(|(a, c, u, _)| (a.clone(), c.clone(), u.clone()))
+            .collect::<Vec<_>>(),
         vec![("app".into(), "presence-x".into(), "ghost".into())]
     );
     assert_eq!(dropped[0].channels, vec![("app".into(), "presence-x".into())]);
@@ -222,17 +354,43 @@ async fn a_departure_is_cancelled_by_a_rejoin_on_another_node() {
     let redis = Redis::start();
     let (a, _) = backplane(&redis, "node-a", TTL);
     let (b, _) = backplane(&redis, "node-b", TTL);
-    a.presence_join("app", "presence-x", "1.1", "u1", "null", 0)
-        .await
-        .unwrap();
+    a.presence_join(
+        "app",
+        "presence-x",
+        &PresenceJoinRequest {
+            socket_id: "1.1",
+            user_id: "u1",
+            user_info: "null",
+            max_members: 0,
+        },
+    )
+    .await
+    .unwrap();
     let token = a
-        .presence_leave("app", "presence-x", "1.1", "u1", true)
+        .presence_leave(
+            "app",
+            "presence-x",
+            &PresenceLeaveRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                policy: LeavePolicy::Pending,
+            },
+        )
         .await
         .unwrap()
         .into_token()
         .expect("last socket");
     let rejoin = b
-        .presence_join("app", "presence-x", "2.1", "u1", "null", 0)
+        .presence_join(
+            "app",
+            "presence-x",
+            &PresenceJoinRequest {
+                socket_id: "2.1",
+                user_id: "u1",
+                user_info: "null",
+                max_members: 0,
+            },
+        )
         .await
         .unwrap();
     assert!(
@@ -248,7 +406,15 @@ async fn a_departure_is_cancelled_by_a_rejoin_on_another_node() {
     );
     assert!(!a.confirm_leave("app", "presence-x", Some("u1"), &token).await.unwrap());
     let token = b
-        .presence_leave("app", "presence-x", "2.1", "u1", true)
+        .presence_leave(
+            "app",
+            "presence-x",
+            &PresenceLeaveRequest {
+                socket_id: "2.1",
+                user_id: "u1",
+                policy: LeavePolicy::Pending,
+            },
+        )
         .await
         .unwrap()
         .into_token()
@@ -259,7 +425,16 @@ async fn a_departure_is_cancelled_by_a_rejoin_on_another_node() {
     );
     assert!(a.confirm_leave("app", "presence-x", Some("u1"), &token).await.unwrap());
     let later = a
-        .presence_join("app", "presence-x", "1.2", "u1", "null", 0)
+        .presence_join(
+            "app",
+            "presence-x",
+            &PresenceJoinRequest {
+                socket_id: "1.2",
+                user_id: "u1",
+                user_info: "null",
+                max_members: 0,
+            },
+        )
         .await
         .unwrap();
     assert!(
@@ -280,23 +455,51 @@ async fn resync_rebuilds_state_after_redis_lost_it_and_reports_the_difference() 
     let mut redis = Redis::start();
     let (a, _) = backplane(&redis, "node-a", TTL);
     wait_up(&a).await;
-    a.presence_join("app", "presence-x", "1.1", "stays", "null", 0)
-        .await
-        .unwrap();
-    a.presence_join("app", "presence-x", "1.2", "left-during-outage", "null", 0)
-        .await
-        .unwrap();
+    a.presence_join(
+        "app",
+        "presence-x",
+        &PresenceJoinRequest {
+            socket_id: "1.1",
+            user_id: "stays",
+            user_info: "null",
+            max_members: 0,
+        },
+    )
+    .await
+    .unwrap();
+    a.presence_join(
+        "app",
+        "presence-x",
+        &PresenceJoinRequest {
+            socket_id: "1.2",
+            user_id: "left-during-outage",
+            user_info: "null",
+            max_members: 0,
+        },
+    )
+    .await
+    .unwrap();
     let snapshot = NodeSnapshot {
         connections: vec![("app".into(), 2)],
         subscriptions: vec![("app".into(), "presence-x".into(), 1)],
-        presence: vec![("app".into(), "presence-x".into(), "stays".into(), "null".into(), 1)],
+        presence: vec![(
+            "app".into(),
+            "presence-x".into(),
+            "stays".into(),
+            "null".into(),
+            vec!["1.1".into()],
+        )],
         users: vec![],
     };
     // Same Redis: the member who left while the node could not tell Redis is removed.
     let outcome = a.resync(&snapshot).await.unwrap();
     assert!(outcome.added.is_empty(), "{outcome:?}");
     assert_eq!(
-        outcome.removed,
+        outcome
+            .removed
+            .iter()
+            .map(|(a, c, u, _)| (a.clone(), c.clone(), u.clone()))
+            .collect::<Vec<_>>(),
         vec![("app".into(), "presence-x".into(), "left-during-outage".into())]
     );
     // A fresh Redis: everything is re-added (receiving nodes drop what is not news to them).
@@ -304,7 +507,11 @@ async fn resync_rebuilds_state_after_redis_lost_it_and_reports_the_difference() 
     let outcome = a.resync(&snapshot).await.unwrap();
     assert!(outcome.store_was_reset);
     assert_eq!(
-        outcome.added,
+        outcome
+            .added
+            .iter()
+            .map(|(a, c, u, i, _)| (a.clone(), c.clone(), u.clone(), i.clone()))
+            .collect::<Vec<_>>(),
         vec![("app".into(), "presence-x".into(), "stays".into(), "null".into())]
     );
     assert!(outcome.removed.is_empty(), "{outcome:?}");
@@ -332,7 +539,13 @@ async fn a_node_reaped_while_alive_re_announces_its_members_when_it_re_registers
     let snapshot = NodeSnapshot {
         connections: vec![],
         subscriptions: vec![("app".into(), "presence-x".into(), 1)],
-        presence: vec![("app".into(), "presence-x".into(), "stalled".into(), "null".into(), 1)],
+        presence: vec![(
+            "app".into(),
+            "presence-x".into(),
+            "stalled".into(),
+            "null".into(),
+            vec!["9.2".into()],
+        )],
         users: vec![],
     };
     let first = a.resync(&snapshot).await.unwrap();
@@ -345,7 +558,11 @@ async fn a_node_reaped_while_alive_re_announces_its_members_when_it_re_registers
     .await;
     let outcome = a.resync(&snapshot).await.unwrap();
     assert_eq!(
-        outcome.added,
+        outcome
+            .added
+            .iter()
+            .map(|(a, c, u, i, _)| (a.clone(), c.clone(), u.clone(), i.clone()))
+            .collect::<Vec<_>>(),
         vec![("app".into(), "presence-x".into(), "stalled".into(), "null".into())]
     );
 }
@@ -355,12 +572,33 @@ async fn apps_without_webhooks_leave_no_pending_leaves_behind() {
     let redis = Redis::start();
     let (a, _) = backplane(&redis, "node-a", TTL);
     a.subscription_added("app", "presence-x").await.unwrap();
-    a.presence_join("app", "presence-x", "1.1", "u1", "null", 0)
-        .await
-        .unwrap();
-    assert_eq!(
-        a.presence_leave("app", "presence-x", "1.1", "u1", false).await.unwrap(),
-        PresenceLeave::Left(None),
+    a.presence_join(
+        "app",
+        "presence-x",
+        &PresenceJoinRequest {
+            socket_id: "1.1",
+            user_id: "u1",
+            user_info: "null",
+            max_members: 0,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(
+            a.presence_leave(
+                "app",
+                "presence-x",
+                &PresenceLeaveRequest {
+                    socket_id: "1.1",
+                    user_id: "u1",
+                    policy: LeavePolicy::Immediate
+                }
+            )
+            .await
+            .unwrap(),
+            PresenceLeave::Left { token: None, .. }
+        ),
         "the member left, nothing kept pending"
     );
     assert_eq!(a.subscription_removed("app", "presence-x", false).await.unwrap(), None);

@@ -26,11 +26,9 @@ async fn redis_keeps_the_event_cache_contract() {
     .await;
 }
 
-/// Known drift found by the contract: the Redis presence scripts count sockets per node and
-/// ignore the socket id, so a repeated or foreign leave decrements. Being fixed with issue 10's
-/// presence work; this must not stay ignored.
+/// The drift the contract found (Redis counted sockets per node and ignored the socket id, so
+/// a repeated or foreign leave decremented) is fixed: sockets are tracked by id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "presence leave ignores socket ids on Redis: being fixed"]
 async fn redis_presence_leave_is_per_socket() {
     let redis = Redis::start();
     let (a, _) = backplane(&redis, "node-a", Duration::from_secs(15));

@@ -44,6 +44,7 @@ fn fan_out(c: &mut Criterion) {
     for i in 0..SUBSCRIBERS {
         let (handle, outbox) = ConnectionHandle::new(format!("1.{i}").into(), 64);
         channels.add(&key, &handle, None);
+        channels.activate(&key, handle.socket_id(), Vec::new(), 0, []);
         handles.push(handle);
         outboxes.push(outbox);
     }

@@ -39,10 +39,15 @@ pub enum Payload {
         /// Set on client events relayed on presence channels.
         user_id: Option<String>,
     },
-    /// A user's first connection joined a presence channel.
-    MemberAdded { user_id: String, user_info: String },
-    /// A user's last connection left a presence channel.
-    MemberRemoved { user_id: String },
+    /// A user's first connection joined a presence channel; `seq` is the channel's presence
+    /// sequence of that change (see [`crate::cluster::PresenceRoster`]).
+    MemberAdded {
+        user_id: String,
+        user_info: String,
+        seq: u64,
+    },
+    /// A user's last connection left a presence channel, at presence sequence `seq`.
+    MemberRemoved { user_id: String, seq: u64 },
     /// The channel's cluster-wide subscription count (apps with `enable_subscription_count`),
     /// published by the holder of the channel's count claim (see `node::subscription_count`).
     SubscriptionCount { count: u64 },

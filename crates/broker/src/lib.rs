@@ -19,8 +19,10 @@
 //! - `connection`: the handle through which a node queues frames to one socket (bounded).
 //! - `rate_limit`: fixed-window per-second limiters for client, backend and read traffic, and
 //!   the per-connection subscribe token bucket.
-//! - `local_channels`: the sharded index of this node's subscribers per channel; fan-out.
-//! - `presence_view`: what a node's sockets were told about a presence channel's members.
+//! - `local_channels`: the sharded index of this node's subscribers per channel; fan-out, with
+//!   new subscribers held until their success frame is out.
+//! - `presence_view`: the order of a presence channel's member events (last sequence per user)
+//!   and who local sockets believe present.
 //! - `backplane`: the [`Backplane`] trait and the typed [`ChannelMessage`] it carries.
 //! - `cluster`: [`ClusterState`], one trait per concern, with named request/response types.
 //! - `memory`: the in-process backplane and cluster state for a single node.
@@ -63,9 +65,9 @@ pub use backplane::{
 pub use clock::{process_millis, process_seconds, unix_seconds};
 pub use cluster::{
     CachedEvent, ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, CountUpdates, Dropped, EventCache,
-    LeaveToken, NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster,
-    RateBudgets, RateDecision, RateKind, ResyncOutcome, UserDirectory, UserSocket, UserStatus, UserTransition,
-    MISS_REPORT_HOLD,
+    LeavePolicy, LeaveToken, NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin, PresenceJoinRequest,
+    PresenceLeave, PresenceLeaveRequest, PresenceRoster, RateBudgets, RateDecision, RateKind, ResyncOutcome, Roster,
+    UserDirectory, UserSocket, UserStatus, UserTransition, MISS_REPORT_HOLD,
 };
 pub use connection::{ConnectionHandle, ConnectionOutbox, Outgoing};
 pub use error::{BackplaneError, ConnectError, PublishError};

@@ -1,77 +1,96 @@
-//! What this node's sockets on a presence channel have been told about its members.
+//! The order of one presence channel's member events on this node.
 //!
-//! Each socket learns a roster when it subscribes and then every member event delivered to
-//! the channel. Keeping a roster per socket would cost memory per socket, so the node keeps two
-//! sets that need no ordering between subscribes: `everyone`, the members every roster-holding
-//! socket knows (the intersection), and `someone`, the members at least one knows (the union).
+//! Every membership change carries the channel's presence sequence (see
+//! [`crate::cluster::PresenceRoster`]). Two filters make what a socket sees consistent with the
+//! roster it got:
 //!
-//! - A `member_added` for someone in `everyone` tells nobody anything and is dropped; otherwise
-//!   it is delivered. A `member_removed` for someone not in `someone` is dropped likewise.
-//!   When in doubt the event is delivered: a redundant `member_removed` is ignored by
-//!   pusher-js, a redundant `member_added` is merely repeated, but a missed one would leave a
-//!   roster wrong.
-//! - After an outage, reconciliation compares both sets with the cluster's roster: members in
-//!   `someone` but gone from the cluster are removed, members of the cluster not in `everyone`
-//!   are added.
+//! - Per socket (in `local_channels`): the sequence of the roster the socket received; member
+//!   events at or below it are already reflected there and are not sent to it.
+//! - Per channel (here): the last sequence delivered for each user. Member events published by
+//!   different nodes can arrive out of order (node A's join commits sequence 5, node B's leave of
+//!   the same user commits 6, but B publishes first); an event older than the last one delivered
+//!   for its user would undo a newer state, so it is dropped for every socket.
+//!
+//! Together: a socket receives exactly the changes after its roster, each user's in order, so
+//! its roster plus the events equals the cluster's membership once events quiesce.
+//!
+//! The view also remembers who the local sockets believe is present (members of rosters they
+//! got, and the last event per user), which reconciliation after an outage compares with the
+//! cluster's roster. Departed users are kept as tombstones (their last sequence) so a late,
+//! older `member_added` cannot resurrect them; at most [`MAX_TOMBSTONES`] are kept, the oldest
+//! dropped first (a late event older than that many later departures is not expected).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
-/// The presence knowledge of one channel's local sockets.
+/// Departed users remembered per channel, to drop late events about them.
+pub const MAX_TOMBSTONES: usize = 4096;
+
+/// Per user: the last delivered sequence (0: known only from a roster) and whether present.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PresenceView {
-    /// `None` until a socket received a roster: nothing is filtered before that.
-    everyone: Option<HashSet<String>>,
-    someone: HashSet<String>,
+    users: HashMap<String, (u64, bool)>,
+    tombstones: usize,
 }
 
 impl PresenceView {
-    /// A socket received `roster` with its `subscription_succeeded`.
+    /// A socket received `roster`: its members are believed present. Changes nothing known
+    /// from events (their sequence stays, so no older event is let through or held back).
     pub fn learn_roster<'a>(&mut self, roster: impl IntoIterator<Item = &'a str>) {
-        let roster: HashSet<String> = roster.into_iter().map(str::to_owned).collect();
-        self.someone.extend(roster.iter().cloned());
-        self.everyone = Some(match self.everyone.take() {
-            None => roster,
-            Some(all) => all.intersection(&roster).cloned().collect(),
-        });
+        for id in roster {
+            self.users.entry(id.to_owned()).or_insert((0, true));
+        }
     }
 
-    /// Whether a member event must be delivered; if so, every socket now knows it.
-    pub fn apply(&mut self, user_id: &str, added: bool) -> bool {
-        let Some(everyone) = self.everyone.as_mut() else {
-            return true;
+    /// Whether the member event (`added` or removed) of `user_id` at `seq` is newer than the
+    /// last one delivered for that user; if so, it is now the last.
+    pub fn apply(&mut self, user_id: &str, seq: u64, added: bool) -> bool {
+        let was_tombstone = match self.users.get_mut(user_id) {
+            Some((last, _)) if *last >= seq => return false,
+            Some(state) => {
+                let was = !state.1;
+                *state = (seq, added);
+                was
+            }
+            None => {
+                self.users.insert(user_id.to_owned(), (seq, added));
+                false
+            }
         };
-        if added {
-            if everyone.contains(user_id) {
-                return false;
-            }
-            everyone.insert(user_id.to_owned());
-            self.someone.insert(user_id.to_owned());
-        } else {
-            if !self.someone.remove(user_id) {
-                return false;
-            }
-            everyone.remove(user_id);
+        match (was_tombstone, added) {
+            (true, true) => self.tombstones -= 1,
+            (false, false) => self.tombstones += 1,
+            _ => {}
+        }
+        if self.tombstones > MAX_TOMBSTONES {
+            self.forget_oldest_tombstones();
         }
         true
     }
 
-    /// Whether any socket has a roster yet.
+    /// Drop the older half of the tombstones.
+    fn forget_oldest_tombstones(&mut self) {
+        let mut seqs: Vec<u64> = self.users.values().filter(|(_, p)| !p).map(|(s, _)| *s).collect();
+        let mid = seqs.len() / 2;
+        let (_, cut, _) = seqs.select_nth_unstable(mid);
+        let cut = *cut;
+        self.users.retain(|_, (seq, present)| *present || *seq > cut);
+        self.tombstones = self.users.values().filter(|(_, p)| !p).count();
+    }
+
+    /// Whether any socket on the channel has a roster or saw a member event.
     pub fn is_known(&self) -> bool {
-        self.everyone.is_some()
+        !self.users.is_empty()
     }
 
-    /// Members some socket may still believe in that are not in `members`.
-    pub fn stale<'a>(&'a self, members: &'a HashSet<&str>) -> impl Iterator<Item = &'a String> {
-        self.someone.iter().filter(move |id| !members.contains(id.as_str()))
+    /// Users some local socket may believe present.
+    pub fn present(&self) -> impl Iterator<Item = &str> {
+        self.users.iter().filter(|(_, (_, p))| *p).map(|(id, _)| id.as_str())
     }
 
-    /// Members of `members` that some socket may not know about.
-    pub fn missing<'a>(&'a self, members: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
-        let everyone = self.everyone.as_ref();
-        members
-            .into_iter()
-            .filter(|id| !everyone.is_some_and(|all| all.contains(*id)))
-            .collect()
+    /// Whether `user_id` is believed present.
+    #[cfg(test)]
+    pub fn is_present(&self, user_id: &str) -> bool {
+        self.users.get(user_id).is_some_and(|(_, p)| *p)
     }
 }
 
@@ -80,50 +99,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nothing_is_filtered_before_a_roster() {
+    fn events_of_one_user_apply_in_sequence_order_only() {
         let mut v = PresenceView::default();
-        assert!(v.apply("u", true));
-        assert!(v.apply("u", false));
-        assert!(!v.is_known());
+        assert!(v.apply("u", 6, false), "the removal arrives first");
+        assert!(!v.apply("u", 5, true), "the older join must not resurrect u");
+        assert!(!v.apply("u", 6, false), "a duplicate is dropped");
+        assert!(v.apply("u", 7, true));
+        assert!(v.is_present("u"));
     }
 
     #[test]
-    fn duplicates_are_dropped_once_every_socket_knows() {
+    fn users_are_independent() {
         let mut v = PresenceView::default();
-        v.learn_roster(["a", "b"]);
-        assert!(!v.apply("a", true), "everyone knows a");
-        assert!(v.apply("c", true));
-        assert!(!v.apply("c", true));
-        assert!(v.apply("b", false));
-        assert!(!v.apply("b", false), "nobody knows b any more");
+        assert!(v.apply("a", 9, true));
+        assert!(v.apply("b", 3, true), "b's older sequence says nothing about a");
     }
 
     #[test]
-    fn rosters_taken_at_different_times_never_hide_an_event() {
-        // Socket 1 subscribed before x joined; socket 2 after. x's member_added, still in
-        // flight, must reach socket 1 whatever order the rosters were learned in.
-        for order in [[0, 1], [1, 0]] {
-            let rosters = [vec!["a", "y"], vec!["a", "x"]];
-            let mut v = PresenceView::default();
-            for i in order {
-                v.learn_roster(rosters[i].iter().copied());
-            }
-            assert!(v.apply("x", true), "socket 1 does not know x");
-            assert!(v.apply("y", false), "socket 1 still believes in y");
+    fn a_roster_never_holds_back_an_event() {
+        // A socket with an older roster may still need x's member_added of sequence 4, even
+        // though a newer socket's roster already lists x.
+        let mut v = PresenceView::default();
+        v.learn_roster(["x"]);
+        assert!(v.is_present("x"));
+        assert!(v.apply("x", 4, true));
+        v.learn_roster(["y"]);
+        assert!(v.apply("y", 1, false));
+        assert!(!v.is_present("y"));
+    }
+
+    #[test]
+    fn tombstones_are_bounded_and_the_oldest_go_first() {
+        let mut v = PresenceView::default();
+        for i in 0..=MAX_TOMBSTONES as u64 {
+            assert!(v.apply(&format!("u{i}"), i + 1, false));
         }
-    }
-
-    #[test]
-    fn reconciliation_sees_stale_and_missing_members() {
-        let mut v = PresenceView::default();
-        v.learn_roster(["a", "gone"]);
-        v.learn_roster(["a", "gone", "new"]);
-        let cluster: HashSet<&str> = ["a", "new", "later"].into_iter().collect();
-        let mut stale: Vec<_> = v.stale(&cluster).cloned().collect();
-        stale.sort();
-        assert_eq!(stale, ["gone"]);
-        let mut missing = v.missing(cluster.iter().copied());
-        missing.sort();
-        assert_eq!(missing, ["later", "new"]);
+        assert!(v.tombstones <= MAX_TOMBSTONES);
+        assert!(
+            !v.apply(&format!("u{MAX_TOMBSTONES}"), 1, true),
+            "the newest tombstone is kept"
+        );
+        assert!(v.apply("u0", 1, true), "the oldest was forgotten");
     }
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ferrocast_broker::{
-    AppConfig, AppRegistry, BackplaneError, CachedEvent, ChannelCounts, ChannelOccupancy, ConnectionQuota, CountUpdates,
-    EventCache, LeaveToken, MemoryBackplane, MemoryClusterState, Node, NodeOptions, NodeRegistration, NodeSnapshot,
-    PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind, ResyncOutcome,
-    UserDirectory, UserSocket, UserStatus, UserTransition,
+    AppConfig, AppRegistry, BackplaneError, CachedEvent, ChannelCounts, ChannelOccupancy, ConnectionQuota,
+    CountUpdates, EventCache, LeaveToken, MemoryBackplane, MemoryClusterState, Node, NodeOptions, NodeRegistration,
+    NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind,
+    ResyncOutcome, UserDirectory, UserSocket, UserStatus, UserTransition,
 };
 
 /// The in-memory cluster state, counting the budget questions it is asked.
@@ -66,25 +66,23 @@ impl PresenceRoster for Counting {
         &self,
         a: &str,
         c: &str,
-        s: &str,
-        u: &str,
-        i: &str,
-        max: u64,
+        r: &ferrocast_broker::PresenceJoinRequest<'_>,
     ) -> Result<PresenceJoin, BackplaneError> {
-        self.inner.presence_join(a, c, s, u, i, max).await
+        self.inner.presence_join(a, c, r).await
     }
     async fn presence_leave(
         &self,
         a: &str,
         c: &str,
-        s: &str,
-        u: &str,
-        p: bool,
+        r: &ferrocast_broker::PresenceLeaveRequest<'_>,
     ) -> Result<PresenceLeave, BackplaneError> {
-        self.inner.presence_leave(a, c, s, u, p).await
+        self.inner.presence_leave(a, c, r).await
     }
     async fn presence_members(&self, a: &str, c: &str) -> Result<Vec<(String, String)>, BackplaneError> {
         self.inner.presence_members(a, c).await
+    }
+    async fn presence_roster(&self, a: &str, c: &str) -> Result<ferrocast_broker::Roster, BackplaneError> {
+        self.inner.presence_roster(a, c).await
     }
 }
 

@@ -69,7 +69,7 @@ impl WebhookEvent {
             | WebhookEvent::MemberRemoved { channel, .. }
             | WebhookEvent::ClientEvent { channel, .. }
             | WebhookEvent::CacheMiss { channel } => channel,
-            | WebhookEvent::SubscriptionCount { channel, .. } => channel,
+            WebhookEvent::SubscriptionCount { channel, .. } => channel,
         }
     }
 }

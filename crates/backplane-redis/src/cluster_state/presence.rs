@@ -1,11 +1,22 @@
-//! [`PresenceRoster`] on Redis (`lua/presence_join.lua`, `lua/presence_leave.lua`).
+//! [`PresenceRoster`] on Redis (`lua/presence_join.lua`, `lua/presence_leave.lua`,
+//! `lua/presence_roster.lua`): sockets are tracked per node and socket id, so a repeated or
+//! foreign leave changes nothing, and every membership change takes the channel's next
+//! presence sequence in the same script.
 
 use async_trait::async_trait;
-use ferrocast_broker::{BackplaneError, PresenceJoin, PresenceLeave, PresenceRoster};
-use redis::Value;
+use ferrocast_broker::{
+    BackplaneError, LeavePolicy, LeaveToken, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest,
+    PresenceRoster, Roster,
+};
 
-use super::{array, int, malformed, pairs, pending_leave, string};
+use super::{array, int, malformed, pairs, string};
 use crate::RedisBackplane;
+
+fn seq(v: &redis::Value, what: &str) -> Result<u64, BackplaneError> {
+    int(v)
+        .and_then(|s| u64::try_from(s).ok())
+        .ok_or_else(|| malformed(what))
+}
 
 #[async_trait]
 impl PresenceRoster for RedisBackplane {
@@ -13,22 +24,22 @@ impl PresenceRoster for RedisBackplane {
         &self,
         app_id: &str,
         channel: &str,
-        _socket_id: &str,
-        user_id: &str,
-        user_info: &str,
-        max_members: u64,
+        req: &PresenceJoinRequest<'_>,
     ) -> Result<PresenceJoin, BackplaneError> {
-        let args = self.args(&[app_id, channel, user_id, user_info, &max_members.to_string()]);
+        let max = req.max_members.to_string();
+        let args = self.args(&[app_id, channel, req.socket_id, req.user_id, req.user_info, &max]);
         let reply = self.eval(&self.scripts.presence_join, args).await?;
-        let items = array(&reply).ok_or_else(|| malformed("presence join"))?;
+        let what = "presence join";
+        let items = array(&reply).ok_or_else(|| malformed(what))?;
         match items {
             [status] if int(status) == Some(0) => Ok(PresenceJoin::Full),
-            [status, added, roster, returned] if int(status) == Some(1) => Ok(PresenceJoin::Joined {
+            [status, added, roster, returned, s] if int(status) == Some(1) => Ok(PresenceJoin::Joined {
                 added: int(added) == Some(1),
-                roster: pairs(roster).ok_or_else(|| malformed("presence join"))?,
+                roster: pairs(roster).ok_or_else(|| malformed(what))?,
                 returned: int(returned) == Some(1),
+                seq: seq(s, what)?,
             }),
-            _ => Err(malformed("presence join")),
+            _ => Err(malformed(what)),
         }
     }
 
@@ -36,33 +47,41 @@ impl PresenceRoster for RedisBackplane {
         &self,
         app_id: &str,
         channel: &str,
-        _socket_id: &str,
-        user_id: &str,
-        pending: bool,
+        req: &PresenceLeaveRequest<'_>,
     ) -> Result<PresenceLeave, BackplaneError> {
-        let token = self.leave_token(pending);
-        let reply = self
-            .eval(
-                &self.scripts.presence_leave,
-                self.args(&[app_id, channel, user_id, &token]),
-            )
-            .await?;
-        match array(&reply).ok_or_else(|| malformed("presence leave"))? {
-            [left, ..] if int(left) == Some(1) => Ok(PresenceLeave::Left(pending_leave(&reply, "presence leave")?)),
-            _ => Ok(PresenceLeave::Stayed),
+        let token = self.leave_token(req.policy == LeavePolicy::Pending);
+        let args = self.args(&[app_id, channel, req.socket_id, req.user_id, &token]);
+        let reply = self.eval(&self.scripts.presence_leave, args).await?;
+        let what = "presence leave";
+        match array(&reply).ok_or_else(|| malformed(what))? {
+            [left] if int(left) == Some(0) => Ok(PresenceLeave::Stayed),
+            [left, s] if int(left) == Some(1) => Ok(PresenceLeave::Left {
+                token: None,
+                seq: seq(s, what)?,
+            }),
+            [left, s, token] if int(left) == Some(1) => Ok(PresenceLeave::Left {
+                token: Some(LeaveToken(string(token).ok_or_else(|| malformed(what))?)),
+                seq: seq(s, what)?,
+            }),
+            _ => Err(malformed(what)),
         }
     }
 
-    async fn presence_members(&self, app_id: &str, channel: &str) -> Result<Vec<(String, String)>, BackplaneError> {
-        let key = format!("{}:pm:{}:{}", self.keys.prefix(), app_id, channel);
+    async fn presence_roster(&self, app_id: &str, channel: &str) -> Result<Roster, BackplaneError> {
         let reply = self
-            .with_conn(|mut conn| async move { redis::cmd("HGETALL").arg(key).query_async::<Value>(&mut conn).await })
+            .eval(&self.scripts.presence_roster, self.args(&[app_id, channel]))
             .await?;
-        let mut members = match &reply {
-            Value::Map(map) => map.iter().filter_map(|(k, v)| Some((string(k)?, string(v)?))).collect(),
-            other => pairs(other).ok_or_else(|| malformed("presence members"))?,
-        };
-        members.sort();
-        Ok(members)
+        let what = "presence roster";
+        match array(&reply).ok_or_else(|| malformed(what))? {
+            [members, s] => {
+                let mut members = pairs(members).ok_or_else(|| malformed(what))?;
+                members.sort();
+                Ok(Roster {
+                    members,
+                    seq: seq(s, what)?,
+                })
+            }
+            _ => Err(malformed(what)),
+        }
     }
 }

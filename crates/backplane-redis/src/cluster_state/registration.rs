@@ -22,14 +22,15 @@ impl NodeRegistration for RedisBackplane {
             args.extend([app.clone(), channel.clone(), count.to_string()]);
         }
         args.push(snapshot.presence.len().to_string());
-        for (app, channel, user, info, count) in &snapshot.presence {
+        for (app, channel, user, info, sockets) in &snapshot.presence {
             args.extend([
                 app.clone(),
                 channel.clone(),
                 user.clone(),
                 info.clone(),
-                count.to_string(),
+                sockets.len().to_string(),
             ]);
+            args.extend(sockets.iter().cloned());
         }
         args.push(snapshot.users.len().to_string());
         for (app, user, count) in &snapshot.users {
@@ -54,15 +55,15 @@ impl NodeRegistration for RedisBackplane {
             store_was_reset: reset == 1,
             added: added
                 .into_iter()
-                .filter_map(|r| match <[String; 4]>::try_from(r) {
-                    Ok([a, c, u, i]) => Some((a, c, u, i)),
+                .filter_map(|r| match <[String; 5]>::try_from(r) {
+                    Ok([a, c, u, i, s]) => Some((a, c, u, i, s.parse().ok()?)),
                     Err(_) => None,
                 })
                 .collect(),
             removed: removed
                 .into_iter()
-                .filter_map(|r| match <[String; 3]>::try_from(r) {
-                    Ok([a, c, u]) => Some((a, c, u)),
+                .filter_map(|r| match <[String; 4]>::try_from(r) {
+                    Ok([a, c, u, s]) => Some((a, c, u, s.parse().ok()?)),
                     Err(_) => None,
                 })
                 .collect(),

@@ -12,6 +12,10 @@
 --   P:pm:a:c                HASH  user -> user_info JSON (the members)
 --   P:pt:a:c                HASH  user -> sockets, cluster-wide
 --   P:pc:a:c                HASH  "u\nn" -> sockets of u on node n
+--   P:ps:a:c:n              SET   "u\nsocket": the sockets node n holds on presence channel c
+--   P:pseq:a:c              STR   presence sequence: bumped with every membership change; created
+--                                 from the server clock (µs) and deleted with the last member, so
+--                                 a recreated channel counts on from above any old value
 --   P:vac:a:c               STR   token of a pending vacancy (the channel emptied; expires)
 --   P:gone:a:c:u            STR   token of a pending departure (u's last socket left; expires)
 --   P:scc:a:c               STR   claim on the next subscription_count update: changes not yet published (expires)
@@ -23,7 +27,29 @@
 -- enough that a leave whose node died unconfirmed stops cancelling later returns.
 local LEAVE_TTL_MS = 60000
 
--- Returns the members that vanished ({a, c, u, info}) and the channels left empty ({a, c}).
+-- The channel's presence sequence (base = "a:c"), created from the clock when missing.
+local function current_seq(P, base)
+  local k = P .. ':pseq:' .. base
+  local v = redis.call('GET', k)
+  if v then return tonumber(v) end
+  local t = redis.call('TIME')
+  v = t[1] .. string.format('%06d', tonumber(t[2]))
+  redis.call('SET', k, v)
+  return tonumber(v)
+end
+
+-- The next presence sequence of a channel: call once per membership change.
+local function next_seq(P, base)
+  current_seq(P, base)
+  return redis.call('INCR', P .. ':pseq:' .. base)
+end
+
+-- A channel whose last member left forgets its sequence (no key outlives its channel).
+local function forget_seq_if_empty(P, base)
+  if redis.call('EXISTS', P .. ':pm:' .. base) == 0 then redis.call('DEL', P .. ':pseq:' .. base) end
+end
+
+-- Returns the members that vanished ({a, c, u, info, seq}) and the channels left empty ({a, c}).
 local function drop_node(P, n)
   local removed, vacated = {}, {}
   local nk = P .. ':node:' .. n
@@ -51,17 +77,19 @@ local function drop_node(P, n)
     local pm, pt, pc = P .. ':pm:' .. base, P .. ':pt:' .. base, P .. ':pc:' .. base
     local v = tonumber(redis.call('HGET', pc, u .. '\n' .. n) or '0')
     redis.call('HDEL', pc, u .. '\n' .. n)
+    redis.call('DEL', P .. ':ps:' .. base .. ':' .. n)
     if v > 0 then
       local t = redis.call('HINCRBY', pt, u, -v)
       if t <= 0 then
         redis.call('HDEL', pt, u)
         local info = redis.call('HGET', pm, u) or 'null'
         redis.call('HDEL', pm, u)
-        table.insert(removed, {a, c, u, info})
+        table.insert(removed, {a, c, u, info, next_seq(P, base)})
       end
     end
   end
   redis.call('DEL', nk .. ':pres')
+  for _, r in ipairs(removed) do forget_seq_if_empty(P, r[1] .. ':' .. r[2]) end
   return removed, vacated
 end
 

@@ -1,9 +1,10 @@
 -- ARGV: prefix, node id, heartbeat ttl ms, the epoch this node last registered under ('' if
 -- none), a fresh epoch to use if Redis has none, then the node's snapshot:
---   nconn, (app, count)*, nsubs, (app, channel, count)*, npres, (app, channel, user, info, count)*,
---   nusers, (app, user, signed-in sockets)*
+--   nconn, (app, count)*, nsubs, (app, channel, count)*,
+--   npres, (app, channel, user, info, nsockets, socket*)*, nusers, (app, user, signed-in sockets)*
 -- Replaces the node's registrations with the snapshot. Returns {added, removed}: members that
--- appeared ({app, channel, user, info}) or vanished ({app, channel, user}) cluster-wide.
+-- appeared ({app, channel, user, info, seq}) or vanished ({app, channel, user, seq})
+-- cluster-wide, each with the presence sequence of that change.
 -- The epoch names the current incarnation of the cluster state; if it differs from the one this
 -- node registered under, Redis lost its data since (`reset`): the other nodes may not have
 -- re-registered yet. Every member re-registered then looks added; receiving nodes drop the
@@ -38,13 +39,18 @@ end
 local added = {}
 local npres = tonumber(ARGV[i]); i = i + 1
 for _ = 1, npres do
-  local a, c, u, info, count = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4]); i = i + 5
+  local a, c, u, info, nsockets = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4]); i = i + 5
   local base = a .. ':' .. c
   local pm = P .. ':pm:' .. base
+  local ps = P .. ':ps:' .. base .. ':' .. n
   local key = a .. '\n' .. c .. '\n' .. u
+  local count = 0
+  for _ = 1, nsockets do
+    count = count + redis.call('SADD', ps, u .. '\n' .. ARGV[i]); i = i + 1
+  end
   if redis.call('HEXISTS', pm, u) == 0 then
     redis.call('HSET', pm, u, info)
-    if gone[key] then gone[key] = nil else table.insert(added, {a, c, u, info}) end
+    if gone[key] then gone[key] = nil else table.insert(added, {a, c, u, info, next_seq(P, base)}) end
   end
   redis.call('HINCRBY', P .. ':pt:' .. base, u, count)
   redis.call('HINCRBY', P .. ':pc:' .. base, u .. '\n' .. n, count)
@@ -67,7 +73,7 @@ local offline = {}
 for _, au in pairs(offline_users) do table.insert(offline, au) end
 local removed = {}
 for _, r in ipairs(dropped) do
-  if gone[r[1] .. '\n' .. r[2] .. '\n' .. r[3]] then table.insert(removed, {r[1], r[2], r[3]}) end
+  if gone[r[1] .. '\n' .. r[2] .. '\n' .. r[3]] then table.insert(removed, {r[1], r[2], r[3], r[5]}) end
 end
 redis.call('SADD', P .. ':nodes', n)
 redis.call('SET', P .. ':hb:' .. n, '1', 'PX', ttl)

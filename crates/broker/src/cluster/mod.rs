@@ -30,7 +30,9 @@ pub use connections::ConnectionQuota;
 pub use count_updates::CountUpdates;
 pub use leaves::{LeaveToken, PendingLeaves};
 pub use occupancy::{ChannelCounts, ChannelOccupancy};
-pub use presence::{PresenceJoin, PresenceLeave, PresenceRoster};
+pub use presence::{
+    LeavePolicy, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, PresenceRoster, Roster,
+};
 pub use rates::{RateBudgets, RateDecision, RateKind};
 pub use registration::{Dropped, NodeRegistration, NodeSnapshot, ResyncOutcome};
 pub use users::{UserDirectory, UserSocket, UserStatus, UserTransition};

@@ -1,4 +1,13 @@
 //! Presence membership, cluster-wide: who is on a presence channel, once per user.
+//!
+//! Every change of a channel's membership (a user added or removed, by a join, a leave, a reap
+//! or a resync) takes the next value of the channel's *presence sequence*, atomically with the
+//! change, and every roster is returned with the sequence it reflects. Nodes use it to order
+//! member events and to drop those a subscriber's roster already reflects (see
+//! `local_channels`). Sequences only grow while a channel has members; a channel whose last
+//! member left restarts from the store's clock in microseconds, so a new sequence is still
+//! above any old one a node may remember (unless the channel changed more than a million times
+//! a second on average).
 
 use async_trait::async_trait;
 
@@ -16,6 +25,8 @@ pub enum PresenceJoin {
         added: bool,
         roster: Vec<(String, String)>,
         returned: bool,
+        /// The presence sequence `roster` reflects (this join's own, when `added`).
+        seq: u64,
     },
     /// The channel already has the maximum number of distinct members.
     Full,
@@ -27,20 +38,70 @@ pub enum PresenceLeave {
     /// The user still has a connection on the channel (or the socket was not theirs).
     Stayed,
     /// That was the user's last connection: a member no more. The token of the pending
-    /// departure, when one was asked for.
-    Left(Option<LeaveToken>),
+    /// departure, when one was asked for, and the presence sequence of the removal.
+    Left { token: Option<LeaveToken>, seq: u64 },
+}
+
+/// A socket joining a presence channel as a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceJoinRequest<'a> {
+    pub socket_id: &'a str,
+    pub user_id: &'a str,
+    /// The user's `user_info` JSON, as the roster will carry it.
+    pub user_info: &'a str,
+    /// Refuse a new distinct member past this many (0 = unlimited).
+    pub max_members: u64,
+}
+
+/// What happens to a user's departure when their last socket leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeavePolicy {
+    /// Gone at once (apps without webhooks).
+    Immediate,
+    /// Kept pending under a [`LeaveToken`] until confirmed after the leave delay, so a return
+    /// within it cancels both webhook reports (apps with webhooks).
+    Pending,
+}
+
+impl LeavePolicy {
+    /// `Pending` when the app has webhooks.
+    pub fn for_webhooks(enabled: bool) -> Self {
+        if enabled {
+            LeavePolicy::Pending
+        } else {
+            LeavePolicy::Immediate
+        }
+    }
+}
+
+/// A socket leaving a presence channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceLeaveRequest<'a> {
+    /// Only this socket is removed: a repeated or foreign leave changes nothing.
+    pub socket_id: &'a str,
+    pub user_id: &'a str,
+    pub policy: LeavePolicy,
+}
+
+/// A presence roster with the presence sequence it reflects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roster {
+    /// (user id, user_info JSON), sorted by user id.
+    pub members: Vec<(String, String)>,
+    /// Every membership change up to this sequence is reflected, none after it.
+    pub seq: u64,
 }
 
 impl PresenceLeave {
     /// Whether the user is a member no more.
     pub fn left(&self) -> bool {
-        matches!(self, PresenceLeave::Left(_))
+        matches!(self, PresenceLeave::Left { .. })
     }
 
     /// The token of the pending departure, if the user left and one was asked for.
     pub fn into_token(self) -> Option<LeaveToken> {
         match self {
-            PresenceLeave::Left(token) => token,
+            PresenceLeave::Left { token, .. } => token,
             PresenceLeave::Stayed => None,
         }
     }
@@ -49,29 +110,29 @@ impl PresenceLeave {
 /// Presence members per channel across every node.
 #[async_trait]
 pub trait PresenceRoster: Send + Sync {
-    /// Add `socket_id` as a connection of `user_id` (with `user_info` JSON), refusing a new
-    /// distinct member past `max_members` (0 = unlimited).
+    /// Add the request's socket as a connection of its user, refusing a new distinct member
+    /// past `max_members`; returns the roster with the presence sequence it reflects.
     async fn presence_join(
         &self,
         app_id: &str,
         channel: &str,
-        socket_id: &str,
-        user_id: &str,
-        user_info: &str,
-        max_members: u64,
+        req: &PresenceJoinRequest<'_>,
     ) -> Result<PresenceJoin, BackplaneError>;
 
-    /// Remove `socket_id` from `user_id`. When that was the user's last connection and
-    /// `pending` is set (the app has webhooks), the departure is kept pending under a token.
+    /// Remove the request's socket from its user. When that was the user's last connection,
+    /// the departure follows the request's [`LeavePolicy`].
     async fn presence_leave(
         &self,
         app_id: &str,
         channel: &str,
-        socket_id: &str,
-        user_id: &str,
-        pending: bool,
+        req: &PresenceLeaveRequest<'_>,
     ) -> Result<PresenceLeave, BackplaneError>;
 
     /// Distinct members of a presence channel: (user id, user_info JSON).
-    async fn presence_members(&self, app_id: &str, channel: &str) -> Result<Vec<(String, String)>, BackplaneError>;
+    async fn presence_members(&self, app_id: &str, channel: &str) -> Result<Vec<(String, String)>, BackplaneError> {
+        Ok(self.presence_roster(app_id, channel).await?.members)
+    }
+
+    /// The members with the presence sequence they reflect, read atomically.
+    async fn presence_roster(&self, app_id: &str, channel: &str) -> Result<Roster, BackplaneError>;
 }

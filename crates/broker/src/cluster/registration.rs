@@ -8,8 +8,8 @@ use crate::error::BackplaneError;
 /// What vanished cluster-wide when a node's registrations were dropped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dropped {
-    /// (app id, channel, user id) that are members no more.
-    pub members: Vec<(String, String, String)>,
+    /// (app id, channel, user id, presence sequence of the removal) that are members no more.
+    pub members: Vec<(String, String, String, u64)>,
     /// (app id, channel) left without any subscriber.
     pub channels: Vec<(String, String)>,
     /// (app id, user id) whose last signed-in socket was on the dropped node: offline now.
@@ -23,8 +23,9 @@ pub struct NodeSnapshot {
     pub connections: Vec<(String, u64)>,
     /// (app id, channel, subscribed local sockets).
     pub subscriptions: Vec<(String, String, u64)>,
-    /// (app id, channel, user id, user_info JSON, local sockets of that user).
-    pub presence: Vec<(String, String, String, String, u64)>,
+    /// (app id, channel, user id, user_info JSON, that user's local socket ids): socket ids, so
+    /// a later leave of one socket is told apart from a repeated or foreign one.
+    pub presence: Vec<(String, String, String, String, Vec<String>)>,
     /// (app id, user id, local signed-in sockets of that user).
     pub users: Vec<(String, String, u64)>,
 }
@@ -32,10 +33,10 @@ pub struct NodeSnapshot {
 /// Presence changes caused by a re-registration, to announce with member_added/removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResyncOutcome {
-    /// (app id, channel, user id, user_info JSON) that are members again.
-    pub added: Vec<(String, String, String, String)>,
-    /// (app id, channel, user id) that are members no more.
-    pub removed: Vec<(String, String, String)>,
+    /// (app id, channel, user id, user_info JSON, presence sequence) that are members again.
+    pub added: Vec<(String, String, String, String, u64)>,
+    /// (app id, channel, user id, presence sequence) that are members no more.
+    pub removed: Vec<(String, String, String, u64)>,
     /// (app id, user id) online again (signed-in sockets re-registered where none were).
     pub users_online: Vec<(String, String)>,
     /// (app id, user id) offline now (this node's last signed-in sockets of them are gone).

@@ -11,7 +11,10 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::backplane::{Backplane, ChannelMessage, DeliverySink, Payload};
-use crate::cluster::{ClusterState, PresenceJoin, PresenceLeave, RateKind, UserSocket, UserStatus, UserTransition};
+use crate::cluster::{
+    ClusterState, LeavePolicy, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, RateKind,
+    UserSocket, UserStatus, UserTransition,
+};
 
 /// Budgets are all or nothing, per app and per kind; a changed budget starts afresh.
 pub async fn rate_budgets_are_all_or_nothing_per_app_and_kind(s: &dyn ClusterState, a: &str, b: &str) {
@@ -45,20 +48,68 @@ pub async fn rate_budgets_are_all_or_nothing_per_app_and_kind(s: &dyn ClusterSta
 /// A user is added by their first socket and removed after their last; leaves are idempotent.
 pub async fn presence_adds_once_per_user_and_removes_after_last_socket(s: &dyn ClusterState, a: &str, b: &str) {
     let _ = b;
-    let j = s.presence_join(a, "presence-x", "1.1", "u1", "{}", 100).await.unwrap();
-    assert_eq!(
-        j,
-        PresenceJoin::Joined {
-            added: true,
-            roster: vec![("u1".into(), "{}".into())],
-            returned: false,
-        }
-    );
-    let j = s.presence_join(a, "presence-x", "1.2", "u1", "{}", 100).await.unwrap();
+    let j = s
+        .presence_join(
+            a,
+            "presence-x",
+            &PresenceJoinRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                user_info: "{}",
+                max_members: 100,
+            },
+        )
+        .await
+        .unwrap();
+    let PresenceJoin::Joined {
+        added,
+        roster,
+        returned,
+        seq: _,
+    } = j
+    else {
+        panic!("not joined: {j:?}");
+    };
+    assert!(added && !returned);
+    assert_eq!(roster, vec![("u1".to_owned(), "{}".to_owned())]);
+    let j = s
+        .presence_join(
+            a,
+            "presence-x",
+            &PresenceJoinRequest {
+                socket_id: "1.2",
+                user_id: "u1",
+                user_info: "{}",
+                max_members: 100,
+            },
+        )
+        .await
+        .unwrap();
     assert!(matches!(j, PresenceJoin::Joined { added: false, .. }));
-    assert!(s.presence_leave(a, "presence-x", "1.1", "u1", true).await.unwrap() == PresenceLeave::Stayed);
+    assert!(
+        s.presence_leave(
+            a,
+            "presence-x",
+            &PresenceLeaveRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                policy: LeavePolicy::Pending
+            }
+        )
+        .await
+        .unwrap()
+            == PresenceLeave::Stayed
+    );
     assert!(s
-        .presence_leave(a, "presence-x", "1.2", "u1", true)
+        .presence_leave(
+            a,
+            "presence-x",
+            &PresenceLeaveRequest {
+                socket_id: "1.2",
+                user_id: "u1",
+                policy: LeavePolicy::Pending
+            }
+        )
         .await
         .unwrap()
         .left());
@@ -68,22 +119,58 @@ pub async fn presence_adds_once_per_user_and_removes_after_last_socket(s: &dyn C
 /// The member limit counts distinct users, not sockets.
 pub async fn presence_limit_counts_distinct_users(s: &dyn ClusterState, a: &str, b: &str) {
     let _ = b;
-    s.presence_join(a, "presence-limit", "1.1", "u1", "null", 2)
-        .await
-        .unwrap();
-    s.presence_join(a, "presence-limit", "1.2", "u2", "null", 2)
-        .await
-        .unwrap();
+    s.presence_join(
+        a,
+        "presence-limit",
+        &PresenceJoinRequest {
+            socket_id: "1.1",
+            user_id: "u1",
+            user_info: "null",
+            max_members: 2,
+        },
+    )
+    .await
+    .unwrap();
+    s.presence_join(
+        a,
+        "presence-limit",
+        &PresenceJoinRequest {
+            socket_id: "1.2",
+            user_id: "u2",
+            user_info: "null",
+            max_members: 2,
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(
-        s.presence_join(a, "presence-limit", "1.3", "u3", "null", 2)
-            .await
-            .unwrap(),
+        s.presence_join(
+            a,
+            "presence-limit",
+            &PresenceJoinRequest {
+                socket_id: "1.3",
+                user_id: "u3",
+                user_info: "null",
+                max_members: 2
+            }
+        )
+        .await
+        .unwrap(),
         PresenceJoin::Full
     );
     assert!(matches!(
-        s.presence_join(a, "presence-limit", "1.4", "u2", "null", 2)
-            .await
-            .unwrap(),
+        s.presence_join(
+            a,
+            "presence-limit",
+            &PresenceJoinRequest {
+                socket_id: "1.4",
+                user_id: "u2",
+                user_info: "null",
+                max_members: 2
+            }
+        )
+        .await
+        .unwrap(),
         PresenceJoin::Joined { added: false, .. }
     ));
 }
@@ -147,14 +234,45 @@ pub async fn vacancy_is_confirmed_once_unless_the_channel_is_reoccupied(s: &dyn 
 /// A pending departure is cancelled by a rejoin and confirmed only for its own user.
 pub async fn departure_is_cancelled_by_a_rejoin(s: &dyn ClusterState, a: &str, b: &str) {
     let _ = b;
-    s.presence_join(a, "presence-dep", "1.1", "u1", "{}", 0).await.unwrap();
+    s.presence_join(
+        a,
+        "presence-dep",
+        &PresenceJoinRequest {
+            socket_id: "1.1",
+            user_id: "u1",
+            user_info: "{}",
+            max_members: 0,
+        },
+    )
+    .await
+    .unwrap();
     let token = s
-        .presence_leave(a, "presence-dep", "1.1", "u1", true)
+        .presence_leave(
+            a,
+            "presence-dep",
+            &PresenceLeaveRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                policy: LeavePolicy::Pending,
+            },
+        )
         .await
         .unwrap()
         .into_token()
         .expect("last socket");
-    let rejoin = s.presence_join(a, "presence-dep", "1.2", "u1", "{}", 0).await.unwrap();
+    let rejoin = s
+        .presence_join(
+            a,
+            "presence-dep",
+            &PresenceJoinRequest {
+                socket_id: "1.2",
+                user_id: "u1",
+                user_info: "{}",
+                max_members: 0,
+            },
+        )
+        .await
+        .unwrap();
     assert!(matches!(
         rejoin,
         PresenceJoin::Joined {
@@ -165,7 +283,15 @@ pub async fn departure_is_cancelled_by_a_rejoin(s: &dyn ClusterState, a: &str, b
     ));
     assert!(!s.confirm_leave(a, "presence-dep", Some("u1"), &token).await.unwrap());
     let token = s
-        .presence_leave(a, "presence-dep", "1.2", "u1", true)
+        .presence_leave(
+            a,
+            "presence-dep",
+            &PresenceLeaveRequest {
+                socket_id: "1.2",
+                user_id: "u1",
+                policy: LeavePolicy::Pending,
+            },
+        )
         .await
         .unwrap()
         .into_token()
@@ -181,22 +307,75 @@ pub async fn departure_is_cancelled_by_a_rejoin(s: &dyn ClusterState, a: &str, b
 pub async fn presence_leave_is_per_socket(s: &dyn ClusterState, a: &str, b: &str) {
     let _ = b;
     for socket in ["1.1", "1.2"] {
-        s.presence_join(a, "presence-s", socket, "u1", "{}", 0).await.unwrap();
+        s.presence_join(
+            a,
+            "presence-s",
+            &PresenceJoinRequest {
+                socket_id: socket,
+                user_id: "u1",
+                user_info: "{}",
+                max_members: 0,
+            },
+        )
+        .await
+        .unwrap();
     }
     let stayed = |r: PresenceLeave| r == PresenceLeave::Stayed;
     assert!(stayed(
-        s.presence_leave(a, "presence-s", "1.1", "u1", true).await.unwrap()
+        s.presence_leave(
+            a,
+            "presence-s",
+            &PresenceLeaveRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                policy: LeavePolicy::Pending
+            }
+        )
+        .await
+        .unwrap()
     ));
     assert!(
-        stayed(s.presence_leave(a, "presence-s", "1.1", "u1", true).await.unwrap()),
+        stayed(
+            s.presence_leave(
+                a,
+                "presence-s",
+                &PresenceLeaveRequest {
+                    socket_id: "1.1",
+                    user_id: "u1",
+                    policy: LeavePolicy::Pending
+                }
+            )
+            .await
+            .unwrap()
+        ),
         "a repeated leave is a no-op"
     );
     assert!(
-        stayed(s.presence_leave(a, "presence-s", "9.9", "u1", true).await.unwrap()),
+        stayed(
+            s.presence_leave(
+                a,
+                "presence-s",
+                &PresenceLeaveRequest {
+                    socket_id: "9.9",
+                    user_id: "u1",
+                    policy: LeavePolicy::Pending
+                }
+            )
+            .await
+            .unwrap()
+        ),
         "a socket that never joined leaves nothing"
     );
     assert!(s
-        .presence_leave(a, "presence-s", "1.2", "u1", true)
+        .presence_leave(
+            a,
+            "presence-s",
+            &PresenceLeaveRequest {
+                socket_id: "1.2",
+                user_id: "u1",
+                policy: LeavePolicy::Pending
+            }
+        )
         .await
         .unwrap()
         .left());
@@ -371,6 +550,136 @@ pub async fn users_are_online_from_first_signin_to_last_signout(s: &dyn ClusterS
     assert_eq!(s.user_signed_out(u1).await.unwrap(), UserTransition::Changed);
 }
 
+/// Every membership change takes the channel's next presence sequence, returned with the
+/// roster it reflects; joins and leaves that change no membership take none; a roster read
+/// reports the sequence of the last change.
+pub async fn presence_sequence_orders_every_membership_change(s: &dyn ClusterState, a: &str, b: &str) {
+    let _ = b;
+    let ch = "presence-seq";
+    let joined = |j: PresenceJoin| match j {
+        PresenceJoin::Joined { added, roster, seq, .. } => (added, roster, seq),
+        PresenceJoin::Full => panic!("full"),
+    };
+    let (added, _, s1) = joined(
+        s.presence_join(
+            a,
+            ch,
+            &PresenceJoinRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                user_info: "null",
+                max_members: 0,
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    assert!(added);
+    assert_eq!(
+        s.presence_roster(a, ch).await.unwrap().seq,
+        s1,
+        "a read reports the last change"
+    );
+    let (added, roster, s2) = joined(
+        s.presence_join(
+            a,
+            ch,
+            &PresenceJoinRequest {
+                socket_id: "1.2",
+                user_id: "u2",
+                user_info: "null",
+                max_members: 0,
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    assert!(added && s2 > s1, "a new member takes the next sequence");
+    assert_eq!(roster.len(), 2, "the roster reflects its own join");
+    let (added, roster, s3) = joined(
+        s.presence_join(
+            a,
+            ch,
+            &PresenceJoinRequest {
+                socket_id: "1.3",
+                user_id: "u2",
+                user_info: "null",
+                max_members: 0,
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    assert!(
+        !added && s3 == s2,
+        "a second socket changes no membership: same sequence"
+    );
+    assert_eq!(roster.len(), 2);
+    assert_eq!(
+        s.presence_leave(
+            a,
+            ch,
+            &PresenceLeaveRequest {
+                socket_id: "1.3",
+                user_id: "u2",
+                policy: LeavePolicy::Immediate
+            }
+        )
+        .await
+        .unwrap(),
+        PresenceLeave::Stayed
+    );
+    let PresenceLeave::Left { seq: s4, .. } = s
+        .presence_leave(
+            a,
+            ch,
+            &PresenceLeaveRequest {
+                socket_id: "1.2",
+                user_id: "u2",
+                policy: LeavePolicy::Immediate,
+            },
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("u2's last socket left");
+    };
+    assert!(s4 > s2, "a removal takes the next sequence");
+    let roster = s.presence_roster(a, ch).await.unwrap();
+    assert_eq!((roster.members.len(), roster.seq), (1, s4));
+    let PresenceLeave::Left { seq: s5, .. } = s
+        .presence_leave(
+            a,
+            ch,
+            &PresenceLeaveRequest {
+                socket_id: "1.1",
+                user_id: "u1",
+                policy: LeavePolicy::Immediate,
+            },
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("u1's last socket left");
+    };
+    assert!(s5 > s4);
+    let (_, _, s6) = joined(
+        s.presence_join(
+            a,
+            ch,
+            &PresenceJoinRequest {
+                socket_id: "1.4",
+                user_id: "u3",
+                user_info: "null",
+                max_members: 0,
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    assert!(s6 > s5, "a channel emptied and recreated counts on from above");
+}
+
 /// Every check above but the rate budgets, in turn, on one state (apps `a` and `b` must be
 /// unused in it). The rate check counts on its takes falling in one one-second window: run it
 /// alone, at the start of a window of the store's clock.
@@ -383,6 +692,7 @@ pub async fn all(s: &dyn ClusterState, a: &str, b: &str) {
     departure_is_cancelled_by_a_rejoin(s, a, b).await;
     count_updates_have_one_holder_per_channel(s, a, b).await;
     users_are_online_from_first_signin_to_last_signout(s, a, b).await;
+    presence_sequence_orders_every_membership_change(s, a, b).await;
 }
 
 #[cfg(test)]

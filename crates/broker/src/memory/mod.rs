@@ -101,10 +101,23 @@ impl Backplane for MemoryBackplane {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct PresenceChannel {
     /// user id → (user_info JSON, sockets); ordered so rosters are stable.
     pub(super) members: BTreeMap<String, (String, HashSet<String>)>,
+    /// The presence sequence (see [`crate::cluster::PresenceRoster`]): bumped with every
+    /// membership change; starts from the clock (µs) so a recreated channel counts on from
+    /// above any sequence a subscriber may remember.
+    pub(super) seq: u64,
+}
+
+impl Default for PresenceChannel {
+    fn default() -> Self {
+        Self {
+            members: BTreeMap::new(),
+            seq: crate::observer::unix_micros(),
+        }
+    }
 }
 
 /// Presence and counts in this process, sharded per channel.

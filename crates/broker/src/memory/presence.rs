@@ -4,7 +4,9 @@ use async_trait::async_trait;
 
 use std::collections::HashSet;
 
-use crate::cluster::{PresenceJoin, PresenceLeave, PresenceRoster};
+use crate::cluster::{
+    LeavePolicy, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, PresenceRoster, Roster,
+};
 use crate::error::BackplaneError;
 use crate::local_channels::ChannelKey;
 
@@ -16,11 +18,14 @@ impl PresenceRoster for MemoryClusterState {
         &self,
         app_id: &str,
         channel: &str,
-        socket_id: &str,
-        user_id: &str,
-        user_info: &str,
-        max_members: u64,
+        req: &PresenceJoinRequest<'_>,
     ) -> Result<PresenceJoin, BackplaneError> {
+        let PresenceJoinRequest {
+            socket_id,
+            user_id,
+            user_info,
+            max_members,
+        } = *req;
         let mut ch = self.presence.entry(ChannelKey::new(app_id, channel)).or_default();
         let is_new = !ch.members.contains_key(user_id);
         if is_new && max_members > 0 && ch.members.len() as u64 >= max_members {
@@ -31,6 +36,9 @@ impl PresenceRoster for MemoryClusterState {
             .entry(user_id.to_owned())
             .or_insert_with(|| (user_info.to_owned(), HashSet::new()));
         member.1.insert(socket_id.to_owned());
+        if is_new {
+            ch.seq += 1;
+        }
         let roster = ch
             .members
             .iter()
@@ -41,6 +49,7 @@ impl PresenceRoster for MemoryClusterState {
             added: is_new,
             roster,
             returned,
+            seq: ch.seq,
         })
     }
 
@@ -48,12 +57,16 @@ impl PresenceRoster for MemoryClusterState {
         &self,
         app_id: &str,
         channel: &str,
-        socket_id: &str,
-        user_id: &str,
-        pending: bool,
+        req: &PresenceLeaveRequest<'_>,
     ) -> Result<PresenceLeave, BackplaneError> {
+        let PresenceLeaveRequest {
+            socket_id,
+            user_id,
+            policy,
+        } = *req;
+        let pending = policy == LeavePolicy::Pending;
         let key = ChannelKey::new(app_id, channel);
-        let token = {
+        let (token, seq) = {
             let Some(mut ch) = self.presence.get_mut(&key) else {
                 return Ok(PresenceLeave::Stayed);
             };
@@ -64,21 +77,25 @@ impl PresenceRoster for MemoryClusterState {
                 return Ok(PresenceLeave::Stayed);
             }
             ch.members.remove(user_id);
-            pending.then(|| self.pending_leave(leave_key(app_id, channel, Some(user_id))))
+            ch.seq += 1;
+            let token = pending.then(|| self.pending_leave(leave_key(app_id, channel, Some(user_id))));
+            (token, ch.seq)
         };
         self.presence.remove_if(&key, |_, ch| ch.members.is_empty());
-        Ok(PresenceLeave::Left(token))
+        Ok(PresenceLeave::Left { token, seq })
     }
 
-    async fn presence_members(&self, app_id: &str, channel: &str) -> Result<Vec<(String, String)>, BackplaneError> {
+    async fn presence_roster(&self, app_id: &str, channel: &str) -> Result<Roster, BackplaneError> {
         Ok(self
             .presence
             .get(&ChannelKey::new(app_id, channel))
-            .map(|ch| {
-                ch.members
+            .map(|ch| Roster {
+                members: ch
+                    .members
                     .iter()
                     .map(|(id, (info, _))| (id.clone(), info.clone()))
-                    .collect()
+                    .collect(),
+                seq: ch.seq,
             })
             .unwrap_or_default())
     }

@@ -5,6 +5,7 @@
 //! goes through [`crate::Backplane::publish_cached`], which stores the event in the publish's
 //! own round trip.
 
+use bytes::Bytes;
 use ferrocast_protocol::channel;
 use ferrocast_protocol::outbound;
 use ferrocast_protocol::webhook::WebhookEvent;
@@ -14,37 +15,37 @@ use super::Node;
 use crate::app::App;
 use crate::cluster::{CachedEvent, MISS_REPORT_HOLD};
 use crate::error::BackplaneError;
+use crate::frame;
 use crate::observer::CacheReplay;
-use crate::session::Session;
 
 impl Node {
-    /// Send a new subscriber of a cache channel its cached event (to this socket only), or
-    /// `pusher:cache_miss` and report the miss (once per channel per [`MISS_REPORT_HOLD`],
-    /// cluster-wide). Call right after the success frame; other channels are left alone.
+    /// What a new subscriber of a cache channel gets right after its success frame: its cached
+    /// event (to this socket only), or `pusher:cache_miss`, reporting the miss (once per channel
+    /// per [`MISS_REPORT_HOLD`], cluster-wide). `None` for other channels. The subscriber is
+    /// still held, so live events published meanwhile follow this frame, never precede it.
     ///
     /// When the cache cannot be read, nothing is sent: a `cache_miss` would be a lie and a
     /// subscription that already succeeded is not taken back. It is logged.
-    pub(super) async fn replay_cache(&self, session: &Session, channel: &str) {
+    pub(super) async fn cache_replay(&self, app_id: &str, channel: &str) -> Option<Bytes> {
         if !channel::is_cache(channel) {
-            return;
+            return None;
         }
-        let app_id = session.app.id();
-        let outcome = match self.cluster.cached(app_id, channel).await {
+        let (outcome, frame) = match self.cluster.cached(app_id, channel).await {
             Ok(Some(cached)) => {
-                session.send_json(&outbound::channel_event(&cached.event, channel, &cached.data, None));
-                CacheReplay::Hit
+                let json = outbound::channel_event(&cached.event, channel, &cached.data, None);
+                (CacheReplay::Hit, Some(frame::text(&json)))
             }
             Ok(None) => {
-                session.send_json(&outbound::cache_miss(channel));
                 self.report_miss(app_id, channel).await;
-                CacheReplay::Miss
+                (CacheReplay::Miss, Some(frame::text(&outbound::cache_miss(channel))))
             }
             Err(e) => {
                 warn!(error = %e, app_id, channel, "cache unavailable: nothing replayed to a new subscriber");
-                CacheReplay::Unavailable
+                (CacheReplay::Unavailable, None)
             }
         };
         self.options.observer.cache_replayed(app_id, outcome);
+        frame
     }
 
     /// Fire the `cache_miss` webhook unless another subscriber (on any node) just did.

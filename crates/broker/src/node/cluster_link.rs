@@ -90,24 +90,30 @@ impl Node {
             let snapshot = self.snapshot();
             self.cluster.resync(&snapshot).await?
         };
-        // After the store lost its data every member looks added: not news for webhooks.
+        // After the store lost its data every member looks added: not news for webhooks, nor for
+        // sockets (their rosters predate the reset; a member_added would carry a new sequence
+        // and pass every filter). What really changed is found by the reconciliation that
+        // follows, once the other nodes re-registered.
         let report = !outcome.store_was_reset;
-        for (app_id, channel, user_id, user_info) in outcome.added {
+        for (app_id, channel, user_id, user_info, seq) in outcome.added {
+            if !report {
+                continue;
+            }
             let payload = Payload::MemberAdded {
                 user_id: user_id.clone(),
                 user_info,
+                seq,
             };
             self.publish_internal(ChannelMessage::new(&app_id, &channel, payload))
                 .await;
-            if report {
-                self.report(&app_id, WebhookEvent::MemberAdded { channel, user_id });
-            }
+            self.report(&app_id, WebhookEvent::MemberAdded { channel, user_id });
         }
         let mut pending = std::mem::take(&mut *self.pending_departures.lock().unwrap_or_else(|e| e.into_inner()));
-        pending.retain(|d| !outcome.removed.contains(d));
-        for (app_id, channel, user_id) in outcome.removed {
+        pending.retain(|(a, c, u)| !outcome.removed.iter().any(|(ra, rc, ru, _)| (ra, rc, ru) == (a, c, u)));
+        for (app_id, channel, user_id, seq) in outcome.removed {
             let payload = Payload::MemberRemoved {
                 user_id: user_id.clone(),
+                seq,
             };
             self.publish_internal(ChannelMessage::new(&app_id, &channel, payload))
                 .await;
@@ -151,28 +157,31 @@ impl Node {
     }
 
     /// Presence events lost while this node was cut off (Redis pub/sub does not replay them)
-    /// left its sockets' rosters stale: tell them, locally, what changed.
+    /// left its sockets' rosters stale: tell them, locally, what changed, stamped with the
+    /// sequence of the roster read (sockets whose roster or events are newer drop them).
     async fn reconcile_presence(&self) {
-        for (key, view) in self.local.presence_views() {
-            let members = match self.cluster.presence_members(&key.app_id, &key.channel).await {
-                Ok(members) => members,
+        for (key, believed) in self.local.presence_beliefs() {
+            let roster = match self.cluster.presence_roster(&key.app_id, &key.channel).await {
+                Ok(roster) => roster,
                 Err(e) => {
                     warn!(error = %e, channel = %key.channel, "presence reconciliation skipped");
                     continue;
                 }
             };
-            let ids: std::collections::HashSet<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
-            for user_id in view.stale(&ids) {
+            let ids: std::collections::HashSet<&str> = roster.members.iter().map(|(id, _)| id.as_str()).collect();
+            for user_id in believed.iter().filter(|id| !ids.contains(id.as_str())) {
                 let payload = Payload::MemberRemoved {
                     user_id: user_id.clone(),
+                    seq: roster.seq,
                 };
                 self.fan_out.deliver(&local_message(&key, payload));
             }
-            let missing = view.missing(ids.iter().copied());
-            for (user_id, info) in members.iter().filter(|(id, _)| missing.contains(&id.as_str())) {
+            let believed: std::collections::HashSet<&str> = believed.iter().map(String::as_str).collect();
+            for (user_id, info) in roster.members.iter().filter(|(id, _)| !believed.contains(id.as_str())) {
                 let payload = Payload::MemberAdded {
                     user_id: user_id.clone(),
                     user_info: info.clone(),
+                    seq: roster.seq,
                 };
                 self.fan_out.deliver(&local_message(&key, payload));
             }
@@ -183,11 +192,12 @@ impl Node {
     /// on other nodes).
     async fn announce_departures(&self, pending: Vec<Departure>) {
         for (app_id, channel, user_id) in pending {
-            match self.cluster.presence_members(&app_id, &channel).await {
-                Ok(members) if members.iter().any(|(id, _)| *id == user_id) => {}
-                Ok(_) => {
+            match self.cluster.presence_roster(&app_id, &channel).await {
+                Ok(roster) if roster.members.iter().any(|(id, _)| *id == user_id) => {}
+                Ok(roster) => {
                     let payload = Payload::MemberRemoved {
                         user_id: user_id.clone(),
+                        seq: roster.seq,
                     };
                     self.publish_internal(ChannelMessage::new(&app_id, &channel, payload))
                         .await;

@@ -33,7 +33,7 @@ use crate::connection::{ConnectionHandle, ConnectionOutbox};
 use crate::error::{BackplaneError, ConnectError, PublishError};
 use crate::frame;
 use crate::gate::ResyncGate;
-use crate::local_channels::{ChannelKey, LocalChannels};
+use crate::local_channels::{ChannelKey, LocalChannels, MemberChange};
 use crate::observer::{unix_micros, Limit, MessageKind, NodeObserver};
 use crate::session::Session;
 use crate::webhook::WebhookSink;
@@ -93,45 +93,6 @@ struct LocalFanOut {
     backplane: std::sync::Weak<dyn Backplane>,
 }
 
-impl LocalFanOut {
-    /// The frame `m` becomes on this node's sockets, or `None` when it would tell them nothing
-    /// new (a member event every local socket already reflects).
-    fn frame_of(&self, key: &ChannelKey, m: &ChannelMessage) -> Option<String> {
-        match &m.payload {
-            Payload::Event { event, data, user_id } => {
-                Some(outbound::channel_event(event, &m.channel, data, user_id.as_deref()))
-            }
-            Payload::MemberAdded { user_id, user_info } => {
-                self.local.apply_presence_change(key, user_id, true).then(|| {
-                    outbound::channel_event(
-                        MEMBER_ADDED,
-                        &m.channel,
-                        &outbound::member_added_data(user_id, user_info),
-                        None,
-                    )
-                })
-            }
-            Payload::MemberRemoved { user_id } => self.local.apply_presence_change(key, user_id, false).then(|| {
-                outbound::channel_event(
-                    MEMBER_REMOVED,
-                    &m.channel,
-                    &outbound::member_removed_data(user_id),
-                    None,
-                )
-            }),
-            Payload::SubscriptionCount { count } => Some(outbound::channel_event(
-                SUBSCRIPTION_COUNT,
-                &m.channel,
-                &outbound::subscription_count_data(*count),
-                None,
-            )),
-            Payload::WatchlistChange { user_id, online } => Some(users::watch_frame(user_id, *online)),
-            // Handled before the fan-out (it closes sockets rather than sending a frame).
-            Payload::Terminate { .. } => None,
-        }
-    }
-}
-
 impl DeliverySink for LocalFanOut {
     fn deliver(&self, m: &ChannelMessage) {
         let key = ChannelKey::new(&m.app_id, &m.channel);
@@ -140,18 +101,51 @@ impl DeliverySink for LocalFanOut {
             return;
         }
         let exclude = m.exclude_socket.as_deref();
-        let mut skipped = false;
-        let recipients =
-            self.local
-                .fan_out_published(&key, exclude, m.published_at_us, || match self.frame_of(&key, m) {
-                    Some(json) => Some(frame::text(&json)),
-                    None => {
-                        skipped = true;
-                        None
-                    }
-                });
-        if recipients > 0 && !skipped {
-            let latency_s = unix_micros().saturating_sub(m.published_at_us) as f64 / 1e6;
+        let at = m.published_at_us;
+        let recipients = match &m.payload {
+            Payload::Event { event, data, user_id } => self.local.fan_out_published(&key, exclude, at, || {
+                frame::text(&outbound::channel_event(event, &m.channel, data, user_id.as_deref()))
+            }),
+            Payload::MemberAdded {
+                user_id,
+                user_info,
+                seq,
+            } => {
+                let change = MemberChange {
+                    user_id,
+                    seq: *seq,
+                    added: true,
+                    exclude,
+                };
+                self.local.fan_out_member(&key, change, at, || {
+                    let data = outbound::member_added_data(user_id, user_info);
+                    frame::text(&outbound::channel_event(MEMBER_ADDED, &m.channel, &data, None))
+                })
+            }
+            Payload::MemberRemoved { user_id, seq } => {
+                let change = MemberChange {
+                    user_id,
+                    seq: *seq,
+                    added: false,
+                    exclude,
+                };
+                self.local.fan_out_member(&key, change, at, || {
+                    let data = outbound::member_removed_data(user_id);
+                    frame::text(&outbound::channel_event(MEMBER_REMOVED, &m.channel, &data, None))
+                })
+            }
+            Payload::SubscriptionCount { count } => self.local.fan_out_published(&key, exclude, at, || {
+                let data = outbound::subscription_count_data(*count);
+                frame::text(&outbound::channel_event(SUBSCRIPTION_COUNT, &m.channel, &data, None))
+            }),
+            Payload::WatchlistChange { user_id, online } => self
+                .local
+                .fan_out_published(&key, exclude, at, || frame::text(&users::watch_frame(user_id, *online))),
+            // Handled above: it closes sockets rather than sending a frame.
+            Payload::Terminate { .. } => 0,
+        };
+        if recipients > 0 {
+            let latency_s = unix_micros().saturating_sub(at) as f64 / 1e6;
             self.observer
                 .delivered(&m.app_id, MessageKind::of(m.event_name()), recipients, latency_s);
         }
@@ -170,12 +164,13 @@ impl DeliverySink for LocalFanOut {
         let messages: Vec<ChannelMessage> = dropped
             .members
             .iter()
-            .map(|(app_id, channel, user_id)| {
+            .map(|(app_id, channel, user_id, seq)| {
                 ChannelMessage::new(
                     app_id,
                     channel,
                     Payload::MemberRemoved {
                         user_id: user_id.clone(),
+                        seq: *seq,
                     },
                 )
             })
@@ -229,7 +224,7 @@ impl Node {
         cluster: Arc<dyn ClusterState>,
         options: NodeOptions,
     ) -> Arc<Self> {
-        let local = Arc::new(LocalChannels::new());
+        let local = Arc::new(LocalChannels::with_hold_limit(options.queue_capacity));
         let observer = options.observer.clone();
         let fan_out = Arc::new(LocalFanOut {
             local: local.clone(),

@@ -1,9 +1,13 @@
 //! Subscriptions and presence.
 //!
-//! A subscribing socket joins the local index and the backplane interest before it is told
-//! `subscription_succeeded`, so any event published after the client saw success reaches it.
-//! A presence join registers membership, then announces `member_added` to the others, then
-//! sends the roster to the joiner. Every registration happens under the resync gate of its
+//! A subscribing socket joins the local index (held: see `local_channels`) and the backplane
+//! interest before anything else, so no event published after its registration can miss it.
+//! A presence join registers membership and reads the roster with its presence sequence in one
+//! atomic step, then announces `member_added` (with the sequence) to the others. Last, the
+//! socket is activated: `subscription_succeeded` (with the roster) goes out first, then what
+//! arrived meanwhile, minus member events the roster already reflects. Any membership change
+//! after the roster read has a higher sequence and is published after the read, so after the
+//! interest: it reaches the socket, after its success frame. Every registration happens under the resync gate of its
 //! channel and is rolled back in full if any step fails.
 
 use std::sync::Arc;
@@ -21,8 +25,11 @@ use super::Node;
 use crate::app::App;
 use crate::audit::{self, AuthDenial, Denial};
 use crate::backplane::{ChannelMessage, Payload};
-use crate::cluster::{LeaveToken, PresenceJoin, PresenceLeave};
+use crate::cluster::{
+    LeavePolicy, LeaveToken, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, Roster,
+};
 use crate::connection::ConnectionHandle;
+use crate::frame;
 use crate::local_channels::{ChannelKey, LocalMember};
 use crate::observer::Limit;
 use crate::session::{Session, Subscription};
@@ -47,6 +54,9 @@ struct Registered {
 
 struct PresenceJoined {
     roster: String,
+    /// The roster's member ids and the presence sequence it reflects.
+    ids: Vec<String>,
+    seq: u64,
     announce: bool,
     report: bool,
 }
@@ -125,6 +135,7 @@ impl Node {
                 let payload = Payload::MemberAdded {
                     user_id: member.user_id.clone(),
                     user_info: member.user_info.clone(),
+                    seq: joined.seq,
                 };
                 let message = ChannelMessage::new(app_id, &req.channel, payload).excluding(Some(session.socket_id()));
                 self.publish_internal(message).await;
@@ -138,9 +149,14 @@ impl Node {
         session
             .subscriptions
             .insert(req.channel.clone(), Subscription { presence_user });
-        let data = registered.presence.map(|p| p.roster).unwrap_or_else(|| "{}".to_owned());
-        session.send_json(&outbound::subscription_succeeded(&req.channel, &data));
-        self.replay_cache(session, &req.channel).await;
+        let (data, seq, ids) = match registered.presence {
+            Some(p) => (p.roster, p.seq, p.ids),
+            None => ("{}".to_owned(), 0, Vec::new()),
+        };
+        let mut first = vec![frame::text(&outbound::subscription_succeeded(&req.channel, &data))];
+        first.extend(self.cache_replay(session.app.id(), &req.channel).await);
+        let ids = ids.iter().map(String::as_str);
+        self.local.activate(&key, session.socket_id(), first, seq, ids);
         self.subscription_count_changed(&key).await;
     }
 
@@ -193,10 +209,12 @@ impl Node {
             .presence_join(
                 &key.app_id,
                 &key.channel,
-                socket_id,
-                &member.user_id,
-                &member.user_info,
-                max,
+                &PresenceJoinRequest {
+                    socket_id,
+                    user_id: &member.user_id,
+                    user_info: &member.user_info,
+                    max_members: max,
+                },
             )
             .await;
         let refusal = match joined {
@@ -204,10 +222,12 @@ impl Node {
                 added,
                 roster,
                 returned,
+                seq,
             }) => {
-                self.local.learn_roster(key, roster.iter().map(|(id, _)| id.as_str()));
                 let presence = PresenceJoined {
                     roster: roster_json(&roster),
+                    ids: roster.into_iter().map(|(id, _)| id).collect(),
+                    seq,
                     announce: added,
                     report: added && !returned,
                 };
@@ -282,20 +302,36 @@ impl Node {
         }
     }
 
+    /// A repeated subscribe: the socket gets a fresh `subscription_succeeded` (pusher-js resets
+    /// its roster on it), so its frames are held again while the roster is read, as on a first
+    /// subscribe.
     async fn resend_success(&self, session: &Session, channel: &str, kind: ChannelKind) {
-        let data = if kind == ChannelKind::Presence {
-            match self.cluster.presence_members(session.app.id(), channel).await {
-                Ok(roster) => roster_json(&roster),
+        let key = ChannelKey::new(session.app.id(), channel);
+        self.local.hold(&key, session.socket_id());
+        let roster = if kind == ChannelKind::Presence {
+            match self.cluster.presence_roster(session.app.id(), channel).await {
+                Ok(roster) => roster,
                 Err(e) => {
                     warn!(error = %e, channel, "presence roster unavailable");
                     let (kind, msg) = unavailable("presence roster");
-                    return session.send_subscription_error(channel, kind, &msg);
+                    session.send_subscription_error(channel, kind, &msg);
+                    // Still subscribed with the roster it had: let its events through again.
+                    self.local.activate(&key, session.socket_id(), Vec::new(), 0, []);
+                    return;
                 }
             }
         } else {
+            Roster::default()
+        };
+        let data = if kind == ChannelKind::Presence {
+            roster_json(&roster.members)
+        } else {
             "{}".to_owned()
         };
-        session.send_json(&outbound::subscription_succeeded(channel, &data));
+        let success = frame::text(&outbound::subscription_succeeded(channel, &data));
+        let ids = roster.members.iter().map(|(id, _)| id.as_str());
+        self.local
+            .activate(&key, session.socket_id(), vec![success], roster.seq, ids);
     }
 
     /// Undo a subscription: local index, counts, and presence (announcing `member_removed`).
@@ -304,15 +340,23 @@ impl Node {
         let (vacancy, departure) = {
             let _gate = self.gate.enter(channel).await;
             let vacancy = self.unregister(&key, conn.socket_id()).await;
-            let pending = self.options.webhooks.enabled(app.id());
+            let policy = LeavePolicy::for_webhooks(self.options.webhooks.enabled(app.id()));
             let departure = match sub.presence_user {
                 None => None,
                 Some(user_id) => match self
                     .cluster
-                    .presence_leave(app.id(), channel, conn.socket_id(), &user_id, pending)
+                    .presence_leave(
+                        app.id(),
+                        channel,
+                        &PresenceLeaveRequest {
+                            socket_id: conn.socket_id(),
+                            user_id: &user_id,
+                            policy,
+                        },
+                    )
                     .await
                 {
-                    Ok(PresenceLeave::Left(token)) => Some((user_id, token)),
+                    Ok(PresenceLeave::Left { token, seq }) => Some((user_id, token, seq)),
                     Ok(PresenceLeave::Stayed) => None,
                     Err(e) => {
                         warn!(error = %e, channel, user_id, "presence leave failed; announced after the next resync");
@@ -326,9 +370,10 @@ impl Node {
             (vacancy, departure)
         };
         self.subscription_count_changed(&key).await;
-        if let Some((user_id, _)) = &departure {
+        if let Some((user_id, _, seq)) = &departure {
             let payload = Payload::MemberRemoved {
                 user_id: user_id.clone(),
+                seq: *seq,
             };
             self.publish_internal(ChannelMessage::new(app.id(), channel, payload))
                 .await;
@@ -337,7 +382,7 @@ impl Node {
             app_id: app.id().to_owned(),
             channel: channel.to_owned(),
             vacancy,
-            departure: departure.and_then(|(user_id, token)| Some((user_id, token?))),
+            departure: departure.and_then(|(user_id, token, _)| Some((user_id, token?))),
         });
     }
 }

@@ -150,7 +150,10 @@ impl Node {
         let key = ChannelKey::new(app_id, &channel);
         let transition = {
             let _gate = self.gate.enter(&channel).await;
-            self.local.add(&key, &session.conn, None);
+            // Internal channels have no success frame to wait for: active at once.
+            if self.local.add(&key, &session.conn, None) {
+                self.local.activate(&key, session.socket_id(), Vec::new(), 0, []);
+            }
             if let Err(e) = self.backplane.subscribe(app_id, &channel).await {
                 self.local.remove(&key, session.socket_id());
                 return Err(e);
@@ -223,6 +226,7 @@ impl Node {
             let channel = user::watch_channel(id);
             let key = ChannelKey::new(app_id, &channel);
             if self.local.add(&key, &session.conn, None) {
+                self.local.activate(&key, session.socket_id(), Vec::new(), 0, []);
                 if let Err(e) = self.backplane.subscribe(app_id, &channel).await {
                     warn!(error = %e, user_id = %id, "watchlist interest could not be taken: not watched");
                     self.local.remove(&key, session.socket_id());

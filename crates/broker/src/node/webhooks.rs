@@ -200,7 +200,7 @@ async fn confirm_and_report(
 /// long past (reaping waits for the heartbeat to expire).
 pub(super) fn report_dropped(webhooks: &Arc<dyn WebhookSink>, dropped: &Dropped) {
     let now = unix_millis();
-    for (app_id, channel, user_id) in &dropped.members {
+    for (app_id, channel, user_id, _) in &dropped.members {
         if webhooks.enabled(app_id) {
             let event = WebhookEvent::MemberRemoved {
                 channel: channel.clone(),
