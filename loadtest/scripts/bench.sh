@@ -137,6 +137,8 @@ bench_connect() {
     start_node connect 4096
     run_lt connect_private connect --url "ws://127.0.0.1:$PORT" --server-pid "$PID" \
         --concurrency 64 --channels 100 --duration "$DURATION"
+    run_lt connect_signin connect --url "ws://127.0.0.1:$PORT" --server-pid "$PID" \
+        --concurrency 64 --channels 100 --duration "$DURATION" --signin
     lt_stop "$PID"
 }
 

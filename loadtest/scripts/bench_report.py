@@ -191,6 +191,7 @@ def main():
     clus = res.get("latency_cluster") or {}
     idle = res.get("idle_10k") or {}
     conn = res.get("connect_private") or {}
+    signin = res.get("connect_signin") or {}
     churn = res.get("churn_presence") or {}
 
     def clean_fanout(r):
@@ -238,6 +239,13 @@ def main():
             f"{fmt_int(conn.get('connections_per_s'))} /s",
             status(conn.get("connections_per_s", 0) >= 5000 and not conn.get("errors")) if conn.get("connections_per_s") is not None else status(None),
             limits(conn),
+        ),
+        (
+            "New connections/s with sign-in: connect, `pusher:signin`, private subscribe",
+            "≥ 5,000 /s",
+            f"{fmt_int(signin.get('connections_per_s'))} /s",
+            status(signin.get("connections_per_s", 0) >= 5000 and not signin.get("errors")) if signin.get("connections_per_s") is not None else status(None),
+            limits(signin),
         ),
     ]
 
@@ -366,6 +374,17 @@ def main():
         w(f"- connect → `connection_established` p50 {ms(est, 'p50_us')} ms, p99 {ms(est, 'p99_us')} ms; "
           f"→ `subscription_succeeded` p50 {ms(sub, 'p50_us')} ms, p99 {ms(sub, 'p99_us')} ms.")
         w(f"- {limits(conn)}.")
+    w("")
+    w("### Connect rate with sign-in (`connect --signin`)")
+    w("")
+    if signin:
+        est, sub = signin.get("established_latency") or {}, signin.get("subscribed_latency") or {}
+        w(f"- {fmt_int(signin.get('completed'))} connections in {signin.get('duration_s')} s = **{fmt_int(signin.get('connections_per_s'))} /s** "
+          f"({signin.get('concurrency')} concurrent loops, each signing in as one of 1,000 user ids before its private subscribe); "
+          f"errors {json.dumps(signin.get('errors') or {})}.")
+        w(f"- connect → `connection_established` p50 {ms(est, 'p50_us')} ms, p99 {ms(est, 'p99_us')} ms; "
+          f"→ `subscription_succeeded` p50 {ms(sub, 'p50_us')} ms, p99 {ms(sub, 'p99_us')} ms.")
+        w(f"- {limits(signin)}.")
     w("")
     w("### Presence churn (informational)")
     w("")
