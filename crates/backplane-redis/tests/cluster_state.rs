@@ -240,8 +240,12 @@ async fn counts_and_listings_are_the_same_from_every_node() {
         assert_eq!(node.channels("app", "presence-").await.unwrap().len(), 1);
         assert!(node.channels("other-app", "").await.unwrap().is_empty());
     }
-    b.subscription_removed("app", "news", true).await.unwrap();
-    b.subscription_removed("app", "news", true).await.unwrap();
+    b.subscription_removed("app", "news", LeavePolicy::Pending)
+        .await
+        .unwrap();
+    b.subscription_removed("app", "news", LeavePolicy::Pending)
+        .await
+        .unwrap();
     assert_eq!(
         a.channel("app", "news").await.unwrap().subscriptions,
         0,
@@ -322,9 +326,14 @@ async fn a_vacancy_is_confirmed_once_unless_another_node_reoccupies_the_channel(
     let (b, _) = backplane(&redis, "node-b", TTL);
     assert!(a.subscription_added("app", "news").await.unwrap(), "0 -> 1 occupies");
     assert!(!b.subscription_added("app", "news").await.unwrap(), "1 -> 2 does not");
-    assert_eq!(a.subscription_removed("app", "news", true).await.unwrap(), None);
+    assert_eq!(
+        a.subscription_removed("app", "news", LeavePolicy::Pending)
+            .await
+            .unwrap(),
+        None
+    );
     let token = b
-        .subscription_removed("app", "news", true)
+        .subscription_removed("app", "news", LeavePolicy::Pending)
         .await
         .unwrap()
         .expect("emptied");
@@ -335,7 +344,7 @@ async fn a_vacancy_is_confirmed_once_unless_another_node_reoccupies_the_channel(
 
     assert!(a.subscription_added("app", "news").await.unwrap());
     let token = a
-        .subscription_removed("app", "news", true)
+        .subscription_removed("app", "news", LeavePolicy::Pending)
         .await
         .unwrap()
         .expect("emptied");
@@ -601,7 +610,12 @@ async fn apps_without_webhooks_leave_no_pending_leaves_behind() {
         ),
         "the member left, nothing kept pending"
     );
-    assert_eq!(a.subscription_removed("app", "presence-x", false).await.unwrap(), None);
+    assert_eq!(
+        a.subscription_removed("app", "presence-x", LeavePolicy::Immediate)
+            .await
+            .unwrap(),
+        None
+    );
     let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
     let vac: Vec<String> = redis::cmd("KEYS").arg("t:vac:*").query_async(&mut conn).await.unwrap();
     let gone: Vec<String> = redis::cmd("KEYS").arg("t:gone:*").query_async(&mut conn).await.unwrap();

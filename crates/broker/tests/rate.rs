@@ -7,9 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ferrocast_broker::{
     AppConfig, AppRegistry, BackplaneError, CachedEvent, ChannelCounts, ChannelOccupancy, ConnectionQuota,
-    CountUpdates, EventCache, LeaveToken, MemoryBackplane, MemoryClusterState, Node, NodeOptions, NodeRegistration,
-    NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets, RateDecision, RateKind,
-    ResyncOutcome, UserDirectory, UserSocket, UserStatus, UserTransition,
+    CountUpdates, EventCache, LeavePolicy, LeaveToken, MemoryBackplane, MemoryClusterState, Node, NodeOptions,
+    NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin, PresenceLeave, PresenceRoster, RateBudgets,
+    RateDecision, RateKind, ResyncOutcome, UserDirectory, UserSocket, UserStatus, UserTransition,
 };
 
 /// The in-memory cluster state, counting the budget questions it is asked.
@@ -34,7 +34,12 @@ impl ChannelOccupancy for Counting {
     async fn subscription_added(&self, a: &str, c: &str) -> Result<bool, BackplaneError> {
         self.inner.subscription_added(a, c).await
     }
-    async fn subscription_removed(&self, a: &str, c: &str, p: bool) -> Result<Option<LeaveToken>, BackplaneError> {
+    async fn subscription_removed(
+        &self,
+        a: &str,
+        c: &str,
+        p: LeavePolicy,
+    ) -> Result<Option<LeaveToken>, BackplaneError> {
         self.inner.subscription_removed(a, c, p).await
     }
     async fn channels(&self, a: &str, p: &str) -> Result<Vec<(String, ChannelCounts)>, BackplaneError> {

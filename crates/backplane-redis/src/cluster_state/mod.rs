@@ -13,7 +13,7 @@ mod rates;
 mod registration;
 mod users;
 
-use ferrocast_broker::{BackplaneError, LeaveToken};
+use ferrocast_broker::{BackplaneError, LeavePolicy, LeaveToken};
 use redis::Value;
 
 use crate::RedisBackplane;
@@ -77,8 +77,8 @@ pub(crate) fn pending_leave(reply: &Value, what: &str) -> Result<Option<LeaveTok
 impl RedisBackplane {
     /// A token naming one pending leave, unique in the cluster (node id, then a counter); empty
     /// when no pending leave is wanted (the scripts then keep none).
-    pub(crate) fn leave_token(&self, pending: bool) -> String {
-        if !pending {
+    pub(crate) fn leave_token(&self, policy: LeavePolicy) -> String {
+        if policy == LeavePolicy::Immediate {
             return String::new();
         }
         let n = self.leave_tokens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

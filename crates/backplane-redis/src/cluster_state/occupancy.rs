@@ -2,7 +2,7 @@
 //! `lua/channel.lua`).
 
 use async_trait::async_trait;
-use ferrocast_broker::{BackplaneError, ChannelCounts, ChannelOccupancy, LeaveToken};
+use ferrocast_broker::{BackplaneError, ChannelCounts, ChannelOccupancy, LeavePolicy, LeaveToken};
 
 use super::{array, int, malformed, pending_leave, string};
 use crate::RedisBackplane;
@@ -21,9 +21,9 @@ impl ChannelOccupancy for RedisBackplane {
         &self,
         app_id: &str,
         channel: &str,
-        pending: bool,
+        policy: LeavePolicy,
     ) -> Result<Option<LeaveToken>, BackplaneError> {
-        let token = self.leave_token(pending);
+        let token = self.leave_token(policy);
         let reply = self
             .eval(&self.scripts.sub_remove, self.args(&[app_id, channel, &token]))
             .await?;

@@ -5,8 +5,8 @@
 
 use async_trait::async_trait;
 use ferrocast_broker::{
-    BackplaneError, LeavePolicy, LeaveToken, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest,
-    PresenceRoster, Roster,
+    BackplaneError, LeaveToken, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, PresenceRoster,
+    Roster,
 };
 
 use super::{array, int, malformed, pairs, string};
@@ -49,7 +49,7 @@ impl PresenceRoster for RedisBackplane {
         channel: &str,
         req: &PresenceLeaveRequest<'_>,
     ) -> Result<PresenceLeave, BackplaneError> {
-        let token = self.leave_token(req.policy == LeavePolicy::Pending);
+        let token = self.leave_token(req.policy);
         let args = self.args(&[app_id, channel, req.socket_id, req.user_id, &token]);
         let reply = self.eval(&self.scripts.presence_leave, args).await?;
         let what = "presence leave";

@@ -12,6 +12,28 @@ use crate::error::BackplaneError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaveToken(pub String);
 
+/// What happens to a leave that empties something (a channel's last subscriber, a user's last
+/// socket on a presence channel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeavePolicy {
+    /// Gone at once (apps without webhooks).
+    Immediate,
+    /// Kept pending under a [`LeaveToken`] until confirmed after the leave delay, so a return
+    /// within it cancels both webhook reports (apps with webhooks).
+    Pending,
+}
+
+impl LeavePolicy {
+    /// `Pending` when the app has webhooks.
+    pub fn for_webhooks(enabled: bool) -> Self {
+        if enabled {
+            LeavePolicy::Pending
+        } else {
+            LeavePolicy::Immediate
+        }
+    }
+}
+
 /// Confirms pending leaves once their delay is over.
 #[async_trait]
 pub trait PendingLeaves: Send + Sync {

@@ -28,11 +28,9 @@ mod users;
 pub use cache::{CachedEvent, EventCache, MISS_REPORT_HOLD};
 pub use connections::ConnectionQuota;
 pub use count_updates::CountUpdates;
-pub use leaves::{LeaveToken, PendingLeaves};
+pub use leaves::{LeavePolicy, LeaveToken, PendingLeaves};
 pub use occupancy::{ChannelCounts, ChannelOccupancy};
-pub use presence::{
-    LeavePolicy, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, PresenceRoster, Roster,
-};
+pub use presence::{PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, PresenceRoster, Roster};
 pub use rates::{RateBudgets, RateDecision, RateKind};
 pub use registration::{Dropped, NodeRegistration, NodeSnapshot, ResyncOutcome};
 pub use users::{UserDirectory, UserSocket, UserStatus, UserTransition};

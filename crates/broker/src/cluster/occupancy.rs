@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::LeaveToken;
+use super::{LeavePolicy, LeaveToken};
 use crate::error::BackplaneError;
 
 /// Counts of one channel, for the REST API.
@@ -21,13 +21,14 @@ pub trait ChannelOccupancy: Send + Sync {
     /// (0 → 1 subscribers cluster-wide) and did not cancel a pending vacancy: then
     /// `channel_occupied` is due.
     async fn subscription_added(&self, app_id: &str, channel: &str) -> Result<bool, BackplaneError>;
-    /// One less subscribed connection on a channel. When that left it empty and `pending` is
-    /// set (the app has webhooks), the vacancy is kept pending and its token returned.
+    /// One less subscribed connection on a channel. When that left it empty under
+    /// [`LeavePolicy::Pending`] (the app has webhooks), the vacancy is kept pending and its
+    /// token returned.
     async fn subscription_removed(
         &self,
         app_id: &str,
         channel: &str,
-        pending: bool,
+        policy: LeavePolicy,
     ) -> Result<Option<LeaveToken>, BackplaneError>;
 
     /// Occupied channels of an app whose name starts with `prefix`, with their counts.

@@ -11,7 +11,7 @@
 
 use async_trait::async_trait;
 
-use super::LeaveToken;
+use super::{LeavePolicy, LeaveToken};
 use crate::error::BackplaneError;
 
 /// Result of a presence join.
@@ -51,27 +51,6 @@ pub struct PresenceJoinRequest<'a> {
     pub user_info: &'a str,
     /// Refuse a new distinct member past this many (0 = unlimited).
     pub max_members: u64,
-}
-
-/// What happens to a user's departure when their last socket leaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeavePolicy {
-    /// Gone at once (apps without webhooks).
-    Immediate,
-    /// Kept pending under a [`LeaveToken`] until confirmed after the leave delay, so a return
-    /// within it cancels both webhook reports (apps with webhooks).
-    Pending,
-}
-
-impl LeavePolicy {
-    /// `Pending` when the app has webhooks.
-    pub fn for_webhooks(enabled: bool) -> Self {
-        if enabled {
-            LeavePolicy::Pending
-        } else {
-            LeavePolicy::Immediate
-        }
-    }
 }
 
 /// A socket leaving a presence channel.

@@ -195,7 +195,9 @@ pub async fn channel_listing_filters_by_app_and_prefix(s: &dyn ClusterState, a: 
     let list = s.channels(a, "presence-").await.unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].0, "presence-1");
-    s.subscription_removed(a, "presence-1", true).await.unwrap();
+    s.subscription_removed(a, "presence-1", LeavePolicy::Pending)
+        .await
+        .unwrap();
     assert!(s.channels(a, "presence-").await.unwrap().is_empty());
 }
 
@@ -204,9 +206,14 @@ pub async fn vacancy_is_confirmed_once_unless_the_channel_is_reoccupied(s: &dyn 
     let _ = b;
     assert!(s.subscription_added(a, "vacancy").await.unwrap(), "0 -> 1 occupies");
     assert!(!s.subscription_added(a, "vacancy").await.unwrap());
-    assert_eq!(s.subscription_removed(a, "vacancy", true).await.unwrap(), None);
+    assert_eq!(
+        s.subscription_removed(a, "vacancy", LeavePolicy::Pending)
+            .await
+            .unwrap(),
+        None
+    );
     let token = s
-        .subscription_removed(a, "vacancy", true)
+        .subscription_removed(a, "vacancy", LeavePolicy::Pending)
         .await
         .unwrap()
         .expect("emptied");
@@ -215,7 +222,7 @@ pub async fn vacancy_is_confirmed_once_unless_the_channel_is_reoccupied(s: &dyn 
 
     let token = {
         assert!(s.subscription_added(a, "vacancy").await.unwrap());
-        s.subscription_removed(a, "vacancy", true)
+        s.subscription_removed(a, "vacancy", LeavePolicy::Pending)
             .await
             .unwrap()
             .expect("emptied")
@@ -228,7 +235,12 @@ pub async fn vacancy_is_confirmed_once_unless_the_channel_is_reoccupied(s: &dyn 
         !s.confirm_leave(a, "vacancy", None, &token).await.unwrap(),
         "and no vacancy"
     );
-    assert_eq!(s.subscription_removed("x", "never", true).await.unwrap(), None);
+    assert_eq!(
+        s.subscription_removed("x", "never", LeavePolicy::Pending)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 /// A pending departure is cancelled by a rejoin and confirmed only for its own user.
@@ -499,8 +511,12 @@ pub async fn count_updates_have_one_holder_per_channel(s: &dyn ClusterState, a: 
         None,
         "stays released"
     );
-    s.subscription_removed(a, "counted", false).await.unwrap();
-    s.subscription_removed(a, "counted", false).await.unwrap();
+    s.subscription_removed(a, "counted", LeavePolicy::Immediate)
+        .await
+        .unwrap();
+    s.subscription_removed(a, "counted", LeavePolicy::Immediate)
+        .await
+        .unwrap();
     assert!(
         s.count_changed(a, "counted", hold).await.unwrap(),
         "released: claims afresh"

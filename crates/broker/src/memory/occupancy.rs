@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use std::collections::HashMap;
 
-use crate::cluster::{ChannelCounts, ChannelOccupancy, LeaveToken};
+use crate::cluster::{ChannelCounts, ChannelOccupancy, LeavePolicy, LeaveToken};
 use crate::error::BackplaneError;
 use crate::local_channels::ChannelKey;
 
@@ -24,13 +24,14 @@ impl ChannelOccupancy for MemoryClusterState {
         &self,
         app_id: &str,
         channel: &str,
-        pending: bool,
+        policy: LeavePolicy,
     ) -> Result<Option<LeaveToken>, BackplaneError> {
         let key = ChannelKey::new(app_id, channel);
         let emptied = match self.subscriptions.get_mut(&key) {
             Some(mut count) if *count > 0 => {
                 *count -= 1;
-                (*count == 0 && pending).then(|| self.pending_leave(leave_key(app_id, channel, None)))
+                (*count == 0 && policy == LeavePolicy::Pending)
+                    .then(|| self.pending_leave(leave_key(app_id, channel, None)))
             }
             _ => None,
         };

@@ -276,10 +276,10 @@ impl Node {
             return None;
         }
         self.unsubscribe_backplane(key).await;
-        let pending = self.options.webhooks.enabled(&key.app_id);
+        let policy = LeavePolicy::for_webhooks(self.options.webhooks.enabled(&key.app_id));
         match self
             .cluster
-            .subscription_removed(&key.app_id, &key.channel, pending)
+            .subscription_removed(&key.app_id, &key.channel, policy)
             .await
         {
             Ok(vacancy) => vacancy,
