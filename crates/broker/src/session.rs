@@ -37,7 +37,8 @@ pub struct Session {
     pub app: Arc<App>,
     pub conn: ConnectionHandle,
     pub(crate) subscriptions: HashMap<String, Subscription>,
-    pub(crate) user: Option<SignedIn>,
+    /// Boxed: most sockets never sign in, and an idle one should carry 8 bytes for this, not 72.
+    pub(crate) user: Option<Box<SignedIn>>,
     pub(crate) client_events: WindowLimiter,
     pub(crate) subscribe_requests: TokenBucket,
     pub(crate) epoch: Instant,

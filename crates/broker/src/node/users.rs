@@ -127,11 +127,11 @@ impl Node {
             }
         };
         let watchlist = self.rewatch(session, &old_watchlist, &data.watchlist).await;
-        session.user = Some(SignedIn {
+        session.user = Some(Box::new(SignedIn {
             id: data.id,
             user_info: data.user_info,
             watchlist,
-        });
+        }));
         session.send_json(&user::signin_success(user_data));
         self.send_watchlist_status(session).await;
         if data.watchlist_truncated {

@@ -9,6 +9,7 @@
 //! ends when the queue drains or the connection closes (4100 over the byte bound, the write
 //! timeout, or the idle timeout).
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use ferrocast_broker::{frame, Session};
 use ferrocast_protocol::codes::close;
 use ferrocast_protocol::inbound::{self, ClientMessage};
 use tokio::io::AsyncRead;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::frame_reader::{FrameReader, Opcode};
 use super::{now_ms, ABNORMAL};
@@ -44,20 +45,22 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     let max = max_frame_bytes(session);
     let mut partial: Option<Vec<u8>> = None;
     let conn = session.conn.clone();
-    let mut signin_deadline = signin_deadline(session);
+    // Boxed and made once: an idle socket carries 8 bytes for it, and the timer is not
+    // registered again for every frame.
+    let mut signin_timer = signin_deadline(session).map(|at| Box::pin(tokio::time::sleep_until(at)));
     loop {
         if conn.is_backlogged() {
             metrics.input_paused.inc();
             conn.wait_drained().await;
         }
         // Cleared once signed in; frames are handled only here, so no sign-in can race it.
-        if signin_deadline.is_some() && session.is_signed_in() {
-            signin_deadline = None;
+        if signin_timer.is_some() && session.is_signed_in() {
+            signin_timer = None;
         }
         let frame = tokio::select! {
             biased;
             _ = conn.closed() => return,
-            _ = sleep_until(signin_deadline) => return close_unsigned(session),
+            _ = expired(&mut signin_timer) => return close_unsigned(session),
             frame = frames.read_frame() => frame,
         };
         last_seen.store(now_ms(), Ordering::Relaxed);
@@ -124,10 +127,10 @@ fn signin_deadline(session: &Session) -> Option<Instant> {
         .then(|| Instant::now() + Duration::from_secs(c.user_authentication_timeout_s))
 }
 
-/// Sleep until `deadline`; forever without one.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
+/// Wait for `timer`; forever without one.
+async fn expired(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(timer) => timer.as_mut().await,
         None => std::future::pending().await,
     }
 }
