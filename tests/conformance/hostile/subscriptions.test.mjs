@@ -14,7 +14,12 @@ const stripAnsi = (text) => text.replace(/\u001b\[[0-9;]*m/g, '');
 
 let node;
 const capApp = makeApp(); // defaults: 200 subscriptions, 50 subscribe requests per second
-const rateApp = makeApp({ max_subscriptions_per_connection: 20, max_subscription_requests_per_second: 5 });
+// enable_subscription_count: the duplicate-subscribe test reads info=subscription_count.
+const rateApp = makeApp({
+  max_subscriptions_per_connection: 20,
+  max_subscription_requests_per_second: 5,
+  enable_subscription_count: true,
+});
 before(async () => {
   node = await startServer({ apps: [capApp, rateApp] });
 });
