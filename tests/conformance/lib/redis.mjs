@@ -256,3 +256,36 @@ export async function startRedis({ port } = {}) {
   }
   return redis;
 }
+
+/**
+ * Sends one command to Redis on a fresh connection and resolves with the first line of its
+ * reply (e.g. ":1", "+OK", "-ERR …"). For fault injection such as `CLIENT KILL TYPE pubsub`.
+ */
+export function redisCommand(port, args, host = '127.0.0.1', timeoutMs = 2000) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port });
+    let reply = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`redis ${args.join(' ')}: no reply within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => {
+      const parts = args.map((a) => String(a));
+      socket.write(`*${parts.length}\r\n${parts.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
+    });
+    socket.on('data', (chunk) => {
+      reply += chunk;
+      const nl = reply.indexOf('\r\n');
+      if (nl >= 0) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(reply.slice(0, nl));
+      }
+    });
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
