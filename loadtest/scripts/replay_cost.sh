@@ -4,8 +4,10 @@
 #   fanout   500 subscribers on node A, one channel, max rate through node B (fan-out bound)
 #   publish  200 channels with one subscriber each, max rate (publish bound: Redis does the most
 #            work per delivery here)
-# Prints one line per run: mode, load, deliveries/s, publish round trip p50/p99 (µs), Redis CPU
-# seconds per 10k publishes.
+#   latency  200 subscribers, one channel, 200 events/s (the latency_cluster bench)
+# Prints one line per run: mode, load, deliveries/s, publish round trip p50/p99 (µs), and CPU time
+# (less sensitive than throughput to other load on the machine): node A (the subscribers' node)
+# per 1k deliveries, node B (REST) and Redis per 1k publishes.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap lt_cleanup EXIT
@@ -25,27 +27,31 @@ run() { # run MODE LOAD
     local pa pb; pa=$(lt_free_port); pb=$(lt_free_port)
     LT_BACKPLANE_EXTRA="$extra" lt_start_node "a-$mode" "$pa" "$(lt_free_port)" 16384 "redis://127.0.0.1:$rport"; local ida=$LT_LAST_PID
     LT_BACKPLANE_EXTRA="$extra" lt_start_node "b-$mode" "$pb" "$(lt_free_port)" 16384 "redis://127.0.0.1:$rport"; local idb=$LT_LAST_PID
-    local args=(--subscribers 500 --channels 1)
-    [ "$load" = publish ] && args=(--subscribers 200 --channels 200)
-    local cpu0; cpu0=$(redis_cpu "$rpid")
+    local args=(--subscribers 500 --channels 1 --rate 0 --inflight 32)
+    [ "$load" = publish ] && args=(--subscribers 200 --channels 200 --rate 0 --inflight 32)
+    [ "$load" = latency ] && args=(--subscribers 200 --channels 1 --rate 200)
+    local before; before="$(redis_cpu "$ida") $(redis_cpu "$idb") $(redis_cpu "$rpid")"
     local line
     line=$("$LOADTEST_BIN" cluster --url "ws://127.0.0.1:$pa" --rest "http://127.0.0.1:$pb" "${args[@]}" \
-        --rate 0 --inflight 32 --duration "$DURATION" --json --source-ips "$SOURCE_IPS" 2>/dev/null)
-    local cpu1; cpu1=$(redis_cpu "$rpid")
-    python3 - "$mode" "$load" "$cpu0" "$cpu1" "$line" <<'PY'
+        --duration "$DURATION" --json --source-ips "$SOURCE_IPS" 2>/dev/null)
+    local after; after="$(redis_cpu "$ida") $(redis_cpu "$idb") $(redis_cpu "$rpid")"
+    python3 - "$mode" "$load" "$before" "$after" "$line" <<'PY'
 import json, sys
-mode, load, c0, c1, line = sys.argv[1:]
+mode, load, before, after, line = sys.argv[1:]
+a0, b0, r0 = map(float, before.split())
+a1, b1, r1 = map(float, after.split())
 r = json.loads(line)
-pubs = r["published_events"]
-print(f"{mode:3} {load:7} delivered/s {r['delivered_per_s']:>10.0f}  publishes/s {pubs / r['publish_s']:>8.0f}  "
-      f"rtt p50 {r['publish_rtt']['p50_us']:>7.0f} µs p99 {r['publish_rtt']['p99_us']:>7.0f} µs  "
-      f"redis cpu {(float(c1) - float(c0)) / pubs * 1e4:.3f} s/10k publishes  ratio {r['delivery_ratio']}")
+pubs, got = r["published_events"], r["received"]
+print(f"{mode:3} {load:7} delivered/s {r['delivered_per_s']:>9.0f} publishes/s {pubs / r['publish_s']:>6.0f} "
+      f"rtt p50 {r['publish_rtt']['p50_us']:>6.0f} µs  cpu ms: node A {(a1 - a0) / got * 1e6:6.2f}/1k deliveries, "
+      f"node B {(b1 - b0) / pubs * 1e6:6.2f}/1k publishes, redis {(r1 - r0) / pubs * 1e6:6.2f}/1k publishes  "
+      f"latency p50 {r['latency']['p50_us'] / 1000:.2f} p99 {r['latency']['p99_us'] / 1000:.2f} ms  ratio {r['delivery_ratio']}")
 PY
     lt_stop "$ida"; lt_stop "$idb"; lt_stop "$rpid"
 }
 
 for round in $(seq 1 "$ROUNDS"); do
-    for load in fanout publish; do
+    for load in ${LOADS:-fanout publish latency}; do
         run on "$load"
         run off "$load"
     done
