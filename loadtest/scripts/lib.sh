@@ -54,6 +54,8 @@ lt_start_node() {
             echo 'driver = "redis"'
             echo "url = \"$redis\""
             echo "prefix = \"lt-$$\""
+            # Extra [backplane] lines, e.g. LT_BACKPLANE_EXTRA='replay_log_max_len = 0'.
+            if [ -n "${LT_BACKPLANE_EXTRA:-}" ]; then echo "$LT_BACKPLANE_EXTRA"; fi
         else
             echo 'driver = "memory"'
         fi

@@ -1,6 +1,6 @@
 // Cache channels across nodes: two real nodes on a private Redis (always, whatever
 // FERROCAST_CONFORMANCE_NODES says, like cluster.test.mjs). The cache is written by the node
-// that took the REST request, in the MULTI of its PUBLISH, and read by the node of the
+// that took the REST request, in the same atomic publish script as its PUBLISH, and read by the node of the
 // subscriber; a miss is reported once cluster-wide.
 
 import assert from 'node:assert/strict';
@@ -103,7 +103,7 @@ describe('cache channels on two nodes and Redis', () => {
     assert.equal((await channelInfo(B, shortApp, ch)).json.cache, null);
   });
 
-  test('the cache write goes in the MULTI of the PUBLISH, on one connection (Redis MONITOR)', async () => {
+  test('the cache write goes in the atomic publish script, before the PUBLISH (Redis MONITOR)', async () => {
     const [, B] = srv.nodes;
     const ch = uid('cache-multi-');
     const plain = uid('plain-multi-');
@@ -121,19 +121,23 @@ describe('cache channels on two nodes and Redis', () => {
     const set = lines.find(isSet);
     assert.ok(set, `no SET of the cache key; saw:\n${lines.map((l) => l.args.slice(0, 2).join(' ')).join('\n')}`);
     assert.deepEqual(set.args.slice(3), ['PX', '1800000'], 'TTL = cache_ttl_s in ms');
-    const ofClient = lines.filter((l) => l.client === set.client);
-    const at = ofClient.indexOf(set);
+    // MONITOR lists a script's commands (client "lua") right after the EVALSHA that ran it, and
+    // nothing runs in between: the SET, the log append and the PUBLISH are one atomic step.
+    const at = lines.indexOf(set);
+    assert.equal(set.client, 'lua', 'the SET runs inside the publish script');
+    let call = at - 1;
+    while (call >= 0 && lines[call].client === 'lua') call -= 1;
+    assert.match(lines[call]?.args[0] ?? '', /^EVAL/i, 'the script call');
+    let end = at;
+    while (end + 1 < lines.length && lines[end + 1].client === 'lua') end += 1;
+    const script = lines.slice(call + 1, end + 1);
     assert.deepEqual(
-      ofClient.slice(at - 1, at + 3).map((l) => l.args[0]),
-      ['MULTI', 'SET', 'PUBLISH', 'EXEC'],
-      'one MULTI: SET PX then PUBLISH',
+      script.map((l) => l.args[0]),
+      ['SET', 'XADD', 'XTRIM', 'PEXPIRE', 'PUBLISH'],
+      'one script: cache SET, replay log append, PUBLISH',
     );
-    assert.ok(published(ch)(ofClient[at + 1]), ofClient[at + 1].args.join(' '));
-    // a publish to a non-cache channel writes nothing and needs no MULTI
-    const plainPublish = lines.find(published(plain));
-    const plainOfClient = lines.filter((l) => l.client === plainPublish.client);
-    const pAt = plainOfClient.indexOf(plainPublish);
-    assert.notEqual(plainOfClient[pAt - 1]?.args[0], 'MULTI');
+    assert.ok(published(ch)(script[4]), script[4].args.join(' '));
+    // a publish to a non-cache channel writes no cache entry
     assert.equal(lines.filter((l) => l.args[0] === 'SET' && l.args[1]?.includes(plain)).length, 0);
   });
 

@@ -29,6 +29,23 @@ impl Keys {
         format!("{}:ev:{}:{}", self.prefix, app_id, channel)
     }
 
+    /// An app channel's replay log (a stream of its recent envelopes, see `replay`).
+    pub fn log(&self, app_id: &str, channel: &str) -> String {
+        format!("{}:log:{}:{}", self.prefix, app_id, channel)
+    }
+
+    /// The replay log of the app channel a pub/sub channel name (from
+    /// [`event_channel`](Self::event_channel)) carries.
+    pub fn log_of_event_channel(&self, name: &str) -> Option<String> {
+        let rest = name.strip_prefix(&self.prefix)?.strip_prefix(":ev:")?;
+        Some(format!("{}:log:{}", self.prefix, rest))
+    }
+
+    /// Names the current incarnation of the cluster state (see `lua/resync.lua`).
+    pub fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+
     /// An app channel's cached event (cache channels, `SET PX` with the publish).
     pub fn cache(&self, app_id: &str, channel: &str) -> String {
         format!("{}:cache:{}:{}", self.prefix, app_id, channel)
@@ -77,5 +94,12 @@ mod tests {
         assert_ne!(k.rate("1", "events"), k.rate("1", "reads"));
         assert_eq!(k.cache("1", "cache-a"), "fc:cache:1:cache-a");
         assert_ne!(k.cache("1", "cache-a"), k.cache_miss("1", "cache-a"));
+        assert_eq!(k.log("1", "a:b"), "fc:log:1:a:b");
+        assert_eq!(
+            k.log_of_event_channel(&k.event_channel("1", "a:b")),
+            Some(k.log("1", "a:b"))
+        );
+        assert_eq!(k.log_of_event_channel("other:ev:1:a"), None);
+        assert_eq!(k.epoch(), "fc:epoch");
     }
 }

@@ -5,13 +5,15 @@
 //! Redis, changed atomically by Lua scripts). The node core knows nothing of Redis.
 //!
 //! - Interest-based routing: a node subscribes to a Redis channel per (app, channel) only while
-//!   it has local subscribers; a publish is one `PUBLISH` of a MessagePack envelope.
+//!   it has local subscribers; a publish is one script that appends the MessagePack envelope to
+//!   the channel's replay log and `PUBLISH`es it with its log id.
 //! - A subscription is acknowledged by Redis before the node reports it done, so nothing
 //!   published after a client saw `subscription_succeeded` is missed.
 //! - Each node refreshes a heartbeat key; a live node that finds a dead one reaps its
 //!   registrations in one script (exactly one reaper wins) and announces the members removed.
 //! - When Redis goes away the link goes down (the node reports not ready), the supervisor
-//!   reconnects with backoff, re-subscribes every interest channel, proves a publish comes back,
+//!   reconnects with backoff, re-subscribes every interest channel, delivers from the replay
+//!   logs what it missed (dropping live duplicates after), proves a publish comes back,
 //!   and only then reports the link up with a new generation, on which the node re-registers
 //!   its local state.
 //!
@@ -22,6 +24,7 @@
 //! - [`cluster_state`]: [`ClusterState`] on the scripts.
 //! - [`pubsub`]: interest reference counts and the pub/sub supervisor.
 //! - [`liveness`]: heartbeat and reaping of dead nodes.
+//! - [`replay`]: replay logs and positions: gap-free delivery across a reconnect.
 
 #![forbid(unsafe_code)]
 
@@ -30,6 +33,7 @@ pub mod envelope;
 mod keys;
 mod liveness;
 mod pubsub;
+mod replay;
 mod scripts;
 
 use std::future::Future;
@@ -42,6 +46,7 @@ use ferrocast_broker::{BackplaneError, DeliverySink, Link};
 use tokio::sync::{mpsc, watch};
 
 pub use ferrocast_broker::{Backplane, ClusterState};
+pub use replay::ReplayLog;
 
 /// How long one Redis command may take before it counts as failed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
@@ -56,6 +61,8 @@ pub struct RedisOptions {
     pub node_id: String,
     /// A node whose heartbeat is older than this is dead and gets reaped.
     pub node_ttl: Duration,
+    /// How each channel's replay log is bounded (see [`ReplayLog`]).
+    pub replay_log: ReplayLog,
 }
 
 /// Counters of the backplane, read by the server's metrics.
@@ -67,6 +74,15 @@ pub struct RedisStats {
     pub reconnects: AtomicU64,
     pub decode_errors: AtomicU64,
     pub reaped_nodes: AtomicU64,
+    /// Messages delivered from the replay logs after reconnects.
+    pub replayed: AtomicU64,
+    /// Messages delivered from the replay logs by the last reconnect.
+    pub last_replayed: AtomicU64,
+    /// Channels found with their replay log trimmed past this node's position after a
+    /// reconnect: messages lost for their subscribers (logged with the channel).
+    pub replay_gaps: AtomicU64,
+    /// Live messages dropped because the replay had already delivered them.
+    pub duplicates_dropped: AtomicU64,
     /// Round trip of the last ping on the pub/sub connection, in microseconds.
     pub ping_rtt_us: AtomicU64,
 }

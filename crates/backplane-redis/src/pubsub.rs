@@ -7,7 +7,9 @@
 //!
 //! The supervisor reconnects with backoff whenever the connection fails, re-subscribes every
 //! channel with interest, proves that a publish comes back through its own probe channel, and
-//! only then reports the link up with a new generation.
+//! only then reports the link up with a new generation. Before that it delivers, from each
+//! channel's replay log, what was published since the last message it delivered there (see
+//! [`crate::replay`]), so a reconnect loses nothing that Redis kept.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::replay::{self, Positions};
 use crate::{envelope, RedisBackplane};
 
 /// Reconnect backoff: from this, doubling while connecting fails...
@@ -60,60 +63,17 @@ impl Backplane for RedisBackplane {
     }
 
     async fn publish(&self, message: ChannelMessage) -> Result<(), BackplaneError> {
-        let channel = self.keys.event_channel(&message.app_id, &message.channel);
-        let payload = envelope::encode(&message);
-        self.with_conn(|mut conn| async move {
-            redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(payload)
-                .query_async::<i64>(&mut conn)
-                .await
-        })
-        .await?;
-        self.stats.published.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        self.send(vec![message], None).await
     }
 
     async fn publish_many(&self, messages: Vec<ChannelMessage>) -> Result<(), BackplaneError> {
-        let count = messages.len() as u64;
-        let mut pipe = redis::pipe();
-        for message in &messages {
-            pipe.cmd("PUBLISH")
-                .arg(self.keys.event_channel(&message.app_id, &message.channel))
-                .arg(envelope::encode(message))
-                .ignore();
-        }
-        self.with_conn(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
-            .await?;
-        self.stats.published.fetch_add(count, Ordering::Relaxed);
-        Ok(())
+        self.send(messages, None).await
     }
 
-    /// One MULTI on one connection: for each message, `SET PX` of its cache entry (if any)
-    /// then its `PUBLISH`, so no node can read a cache older than a live event it delivered.
+    /// Each message's cache entry (if any) is kept in the same atomic step as its publish, so
+    /// no node can read a cache older than a live event it delivered.
     async fn publish_cached(&self, messages: Vec<ChannelMessage>, ttl: Duration) -> Result<(), BackplaneError> {
-        let count = messages.len() as u64;
-        let ttl_ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for message in &messages {
-            if let Some((event, data)) = message.cache_entry() {
-                pipe.cmd("SET")
-                    .arg(self.keys.cache(&message.app_id, &message.channel))
-                    .arg(crate::cluster_state::encode_cached(event, data))
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .ignore();
-            }
-            pipe.cmd("PUBLISH")
-                .arg(self.keys.event_channel(&message.app_id, &message.channel))
-                .arg(envelope::encode(message))
-                .ignore();
-        }
-        self.with_conn(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
-            .await?;
-        self.stats.published.fetch_add(count, Ordering::Relaxed);
-        Ok(())
+        self.send(messages, Some(ttl)).await
     }
 
     async fn subscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError> {
@@ -163,17 +123,100 @@ impl Backplane for RedisBackplane {
     }
 }
 
+impl RedisBackplane {
+    /// Publish `messages` in order in one round trip: through the replay-log script (one
+    /// atomic step), or, with the logs off, a pipeline of PUBLISH (a MULTI when caching).
+    async fn send(&self, messages: Vec<ChannelMessage>, cache_ttl: Option<Duration>) -> Result<(), BackplaneError> {
+        let count = messages.len() as u64;
+        if count == 0 {
+            return Ok(());
+        }
+        if self.options.replay_log.enabled() {
+            self.send_logged(&messages, cache_ttl).await?;
+        } else {
+            self.send_plain(&messages, cache_ttl).await?;
+        }
+        self.stats.published.fetch_add(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn send_logged(
+        &self,
+        messages: &[ChannelMessage],
+        cache_ttl: Option<Duration>,
+    ) -> Result<(), BackplaneError> {
+        let log = self.options.replay_log;
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(3 + 5 * messages.len());
+        args.push(log.max_len.to_string().into_bytes());
+        args.push(millis(log.ttl).to_string().into_bytes());
+        args.push(millis(cache_ttl.unwrap_or_default()).to_string().into_bytes());
+        for message in messages {
+            args.push(self.keys.log(&message.app_id, &message.channel).into_bytes());
+            args.push(self.keys.event_channel(&message.app_id, &message.channel).into_bytes());
+            args.push(envelope::encode(message));
+            match message.cache_entry().filter(|_| cache_ttl.is_some()) {
+                Some((event, data)) => {
+                    args.push(self.keys.cache(&message.app_id, &message.channel).into_bytes());
+                    args.push(crate::cluster_state::encode_cached(event, data));
+                }
+                None => args.extend([Vec::new(), Vec::new()]),
+            }
+        }
+        let script = &self.scripts.publish;
+        self.with_conn(|mut conn| async move {
+            let mut invocation = script.prepare_invoke();
+            for arg in &args {
+                invocation.arg(arg);
+            }
+            invocation.invoke_async::<i64>(&mut conn).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn send_plain(&self, messages: &[ChannelMessage], cache_ttl: Option<Duration>) -> Result<(), BackplaneError> {
+        let mut pipe = redis::pipe();
+        if let Some(ttl) = cache_ttl {
+            pipe.atomic();
+            for message in messages {
+                if let Some((event, data)) = message.cache_entry() {
+                    pipe.cmd("SET")
+                        .arg(self.keys.cache(&message.app_id, &message.channel))
+                        .arg(crate::cluster_state::encode_cached(event, data))
+                        .arg("PX")
+                        .arg(millis(ttl))
+                        .ignore();
+                }
+            }
+        }
+        for message in messages {
+            pipe.cmd("PUBLISH")
+                .arg(self.keys.event_channel(&message.app_id, &message.channel))
+                .arg(envelope::encode(message))
+                .ignore();
+        }
+        self.with_conn(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+            .await
+    }
+}
+
+/// Whole milliseconds, at least 1 (Redis refuses a zero PX).
+fn millis(d: Duration) -> u64 {
+    d.as_millis().clamp(1, u64::MAX as u128) as u64
+}
+
 /// Keep a pub/sub connection alive for as long as the process runs.
 pub async fn supervise(backplane: Arc<RedisBackplane>, mut commands: mpsc::UnboundedReceiver<Command>) {
     let mut delay = MIN_RETRY;
+    let mut positions = Positions::default();
     loop {
-        match connect(&backplane).await {
+        match connect(&backplane, &mut positions).await {
             Ok((sink, stream)) => {
                 delay = MIN_RETRY;
                 let generation = backplane.generation.fetch_add(1, Ordering::AcqRel) + 1;
                 backplane.link.send_replace(Link::Up { generation });
                 info!(generation, "redis backplane link up");
-                let reason = serve(&backplane, sink, stream, &mut commands).await;
+                let reason = serve(&backplane, &mut positions, sink, stream, &mut commands).await;
                 backplane.link.send_replace(Link::Down);
                 for entry in backplane.interest.iter() {
                     entry.ready.send_replace(false);
@@ -193,9 +236,9 @@ pub async fn supervise(backplane: Arc<RedisBackplane>, mut commands: mpsc::Unbou
     }
 }
 
-/// Connect, re-subscribe every interest channel, register the heartbeat and prove a publish
-/// comes back.
-async fn connect(backplane: &RedisBackplane) -> Result<(PubSubSink, PubSubStream), String> {
+/// Connect, re-subscribe every interest channel, deliver what the replay logs hold beyond
+/// what was delivered, register the heartbeat and prove a publish comes back.
+async fn connect(backplane: &RedisBackplane, positions: &mut Positions) -> Result<(PubSubSink, PubSubStream), String> {
     let pubsub = tokio::time::timeout(PROBE_TIMEOUT, backplane.client.get_async_pubsub())
         .await
         .map_err(|_| "connect timed out".to_string())?
@@ -207,19 +250,30 @@ async fn connect(backplane: &RedisBackplane) -> Result<(PubSubSink, PubSubStream
     for chunk in names.chunks(500) {
         sink.subscribe(chunk).await.map_err(|e| e.to_string())?;
     }
+    // Live messages wait in the connection meanwhile; those the logs already gave are dropped.
+    if backplane.options.replay_log.enabled() {
+        replay::catch_up(backplane, positions, &names)
+            .await
+            .map_err(|e| format!("replay: {e}"))?;
+    }
     for name in &names {
         if let Some(entry) = backplane.interest.get(name) {
             entry.ready.send_replace(true);
         }
     }
     crate::liveness::beat(backplane).await.map_err(|e| e.to_string())?;
-    probe(backplane, &probe_channel, &mut stream).await?;
+    probe(backplane, positions, &probe_channel, &mut stream).await?;
     Ok((sink, stream))
 }
 
 /// Publish a nonce to our own probe channel and wait for it, delivering anything else that
 /// arrives meanwhile.
-async fn probe(backplane: &RedisBackplane, channel: &str, stream: &mut PubSubStream) -> Result<(), String> {
+async fn probe(
+    backplane: &RedisBackplane,
+    positions: &mut Positions,
+    channel: &str,
+    stream: &mut PubSubStream,
+) -> Result<(), String> {
     let nonce = format!("probe-{}", rand_nonce());
     let (channel_owned, payload) = (channel.to_owned(), nonce.clone());
     backplane
@@ -239,7 +293,7 @@ async fn probe(backplane: &RedisBackplane, channel: &str, stream: &mut PubSubStr
                     return Ok(());
                 }
             } else {
-                deliver(backplane, msg.get_payload_bytes());
+                deliver(backplane, positions, msg.get_channel_name(), msg.get_payload_bytes());
             }
         }
         Err("pub/sub connection closed during the probe".to_string())
@@ -264,6 +318,7 @@ pub(crate) fn rand_nonce() -> u64 {
 /// Run the connection until it fails; returns why.
 async fn serve(
     backplane: &RedisBackplane,
+    positions: &mut Positions,
     mut sink: PubSubSink,
     mut stream: PubSubStream,
     commands: &mut mpsc::UnboundedReceiver<Command>,
@@ -274,12 +329,12 @@ async fn serve(
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(msg) if msg.get_channel_name() == probe_channel => {}
-                Some(msg) => deliver(backplane, msg.get_payload_bytes()),
+                Some(msg) => deliver(backplane, positions, msg.get_channel_name(), msg.get_payload_bytes()),
                 None => return "pub/sub connection closed",
             },
             command = commands.recv() => {
                 let Some(command) = command else { return "backplane dropped" };
-                if let Err(e) = apply(backplane, &mut sink, command).await {
+                if let Err(e) = apply(backplane, positions, &mut sink, command).await {
                     warn!(error = %e, "redis (un)subscribe failed");
                     return "subscribe command failed";
                 }
@@ -300,12 +355,18 @@ async fn serve(
 
 /// Apply a queued (un)subscribe if it still matches the interest map (the map is the truth:
 /// a stale command for a channel whose interest changed since is skipped).
-async fn apply(backplane: &RedisBackplane, sink: &mut PubSubSink, command: Command) -> redis::RedisResult<()> {
+async fn apply(
+    backplane: &RedisBackplane,
+    positions: &mut Positions,
+    sink: &mut PubSubSink,
+    command: Command,
+) -> redis::RedisResult<()> {
     match command {
         Command::Subscribe(name) => {
             if !backplane.interest.contains_key(&name) {
                 return Ok(());
             }
+            positions.mark(&name);
             sink.subscribe(&name).await?;
             if let Some(entry) = backplane.interest.get(&name) {
                 entry.ready.send_replace(true);
@@ -316,13 +377,26 @@ async fn apply(backplane: &RedisBackplane, sink: &mut PubSubSink, command: Comma
                 return Ok(());
             }
             sink.unsubscribe(&name).await?;
+            positions.forget(&name);
         }
     }
     Ok(())
 }
 
-/// Decode one received message and hand it to the local fan-out.
-fn deliver(backplane: &RedisBackplane, payload: &[u8]) {
+/// Hand one received message to the local fan-out, unless the replay already delivered it.
+fn deliver(backplane: &RedisBackplane, positions: &mut Positions, channel: &str, payload: &[u8]) {
+    let (id, envelope) = replay::split(payload);
+    if let Some(id) = id {
+        if !positions.accept(channel, id) {
+            backplane.stats.duplicates_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
+    deliver_envelope(backplane, envelope);
+}
+
+/// Decode one envelope and hand it to the local fan-out.
+pub(crate) fn deliver_envelope(backplane: &RedisBackplane, payload: &[u8]) {
     match envelope::decode(payload) {
         Ok(message) => {
             backplane.stats.received.fetch_add(1, Ordering::Relaxed);

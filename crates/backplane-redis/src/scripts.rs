@@ -1,4 +1,5 @@
-//! The Lua scripts that change cluster state atomically. Sources live in `src/lua/`; scripts
+//! The Lua scripts that change cluster state atomically, publish through the replay logs and
+//! read them back. Sources live in `src/lua/`; scripts
 //! that remove a node's registrations or leave a pending leave share `common.lua`.
 
 use redis::Script;
@@ -30,6 +31,8 @@ pub struct Scripts {
     pub rate: Script,
     pub user_in: Script,
     pub user_out: Script,
+    pub publish: Script,
+    pub replay: Script,
 }
 
 impl Scripts {
@@ -54,6 +57,8 @@ impl Scripts {
             rate: Script::new(include_str!("lua/rate.lua")),
             user_in: Script::new(include_str!("lua/user_in.lua")),
             user_out: Script::new(include_str!("lua/user_out.lua")),
+            publish: Script::new(include_str!("lua/publish.lua")),
+            replay: Script::new(include_str!("lua/replay.lua")),
         }
     }
 }

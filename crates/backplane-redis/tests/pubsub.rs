@@ -112,3 +112,105 @@ async fn a_batch_is_published_in_order_in_one_call() {
     eventually("whole batch", Duration::from_secs(5), || sink_a.events().len() == 3).await;
     assert_eq!(sink_a.events(), vec!["one:e1", "two:e2", "one:e3"]);
 }
+
+/// Drop every pub/sub connection: nodes notice, reconnect and resubscribe after their backoff.
+async fn kill_pubsub_connections(redis: &Redis) {
+    let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(killed >= 1, "a pub/sub connection was killed");
+}
+
+async fn link_down(b: &ferrocast_backplane_redis::RedisBackplane) {
+    let mut link = b.link();
+    tokio::time::timeout(Duration::from_secs(5), link.wait_for(|l| *l == Link::Down))
+        .await
+        .expect("link down in time")
+        .expect("link watch open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_was_published_while_a_node_reconnected_is_replayed_once_in_order() {
+    let redis = Redis::start();
+    let (a, sink_a) = backplane(&redis, "node-a", TTL);
+    let (b, _) = backplane(&redis, "node-b", TTL);
+    wait_up(&a).await;
+    wait_up(&b).await;
+    a.subscribe("app", "c").await.unwrap();
+    b.publish(message("c", "before")).await.unwrap();
+    eventually("live event", Duration::from_secs(5), || sink_a.events().len() == 1).await;
+    kill_pubsub_connections(&redis).await;
+    link_down(&a).await;
+    // Published while node A has no pub/sub connection: pub/sub alone would lose these.
+    for i in 0..20 {
+        b.publish(message("c", &format!("gap-{i}"))).await.unwrap();
+    }
+    wait_up(&a).await;
+    b.publish(message("c", "after")).await.unwrap();
+    let mut expected = vec!["c:before".to_string()];
+    expected.extend((0..20).map(|i| format!("c:gap-{i}")));
+    expected.push("c:after".into());
+    eventually("every event", Duration::from_secs(10), || {
+        sink_a.events().len() >= expected.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sink_a.events(), expected, "each once, in publish order");
+    assert_eq!(a.stats.replayed.load(std::sync::atomic::Ordering::Relaxed), 20);
+    assert_eq!(a.stats.replay_gaps.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_trimmed_past_a_nodes_position_is_counted_as_a_gap() {
+    let redis = Redis::start();
+    let (a, sink_a) = backplane(&redis, "node-a", TTL);
+    let (b, _) = common::backplane_with(&redis, "node-b", TTL, |o| o.replay_log.max_len = 5);
+    wait_up(&a).await;
+    wait_up(&b).await;
+    a.subscribe("app", "c").await.unwrap();
+    b.publish(message("c", "seen")).await.unwrap();
+    eventually("live event", Duration::from_secs(5), || sink_a.events().len() == 1).await;
+    kill_pubsub_connections(&redis).await;
+    link_down(&a).await;
+    // Far beyond the 5 kept: Redis trims whole stream nodes (100 entries) at a time.
+    let burst: Vec<_> = (0..300).map(|i| message("c", &format!("burst-{i}"))).collect();
+    b.publish_many(burst).await.unwrap();
+    wait_up(&a).await;
+    assert_eq!(a.stats.replay_gaps.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let replayed = a.stats.replayed.load(std::sync::atomic::Ordering::Relaxed) as usize;
+    assert!(replayed > 0 && replayed < 300, "what the log kept: {replayed}");
+    // What was replayed is the newest part, in order.
+    let events = sink_a.events();
+    let tail: Vec<String> = (300 - replayed..300).map(|i| format!("c:burst-{i}")).collect();
+    assert_eq!(events[1..], tail[..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_lost_its_data_what_is_published_before_a_node_is_back_reaches_it() {
+    let mut redis = Redis::start();
+    let (a, sink_a) = backplane(&redis, "node-a", TTL);
+    let (b, _) = backplane(&redis, "node-b", TTL);
+    wait_up(&a).await;
+    wait_up(&b).await;
+    a.subscribe("app", "c").await.unwrap();
+    // The epoch is written by the first registration (the node core's resync).
+    ferrocast_broker::NodeRegistration::resync(&*a, &Default::default())
+        .await
+        .unwrap();
+    b.publish(message("c", "old")).await.unwrap();
+    eventually("live event", Duration::from_secs(5), || sink_a.events().len() == 1).await;
+    redis.restart();
+    wait_up(&b).await;
+    // Node B registers first, under a new epoch, and publishes before node A is back.
+    ferrocast_broker::NodeRegistration::resync(&*b, &Default::default())
+        .await
+        .unwrap();
+    b.publish(message("c", "new")).await.unwrap();
+    eventually("replayed event", Duration::from_secs(10), || sink_a.events().len() == 2).await;
+    assert_eq!(sink_a.events(), vec!["c:old", "c:new"]);
+}

@@ -47,6 +47,11 @@ pub enum ConnectError {
 /// Why a publish through the REST API failed after validation.
 #[derive(Debug, Error)]
 pub enum PublishError {
+    /// The node is not joined to the cluster (what its readiness probe says): a publish now
+    /// could reach Redis before the other nodes' subscriptions are back, so it is refused for
+    /// the publisher to retry rather than accepted and possibly lost.
+    #[error("this node is not joined to the cluster")]
+    NotJoined,
     #[error(transparent)]
     Backplane(#[from] BackplaneError),
 }

@@ -105,11 +105,13 @@ impl ApiError {
         let message = self.to_string();
         let body = serde_json::to_vec(&Body { error: &message }).unwrap_or_default();
         let mut response = json_response(self.status(), body);
-        if let ApiError::OverLimit {
-            retry_after_s: Some(seconds),
-            ..
-        } = self
-        {
+        let retry_after = match self {
+            ApiError::OverLimit { retry_after_s, .. } => retry_after_s,
+            // The cluster link comes back within seconds (reconnect backoff is capped at 2 s).
+            ApiError::Unavailable(_) => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
                 .insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(seconds));
@@ -158,5 +160,6 @@ mod tests {
         assert!(size.headers().get(hyper::header::RETRY_AFTER).is_none());
         let down = ApiError::from(BackplaneError::LinkDown).into_response();
         assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(down.headers()[hyper::header::RETRY_AFTER], "1");
     }
 }

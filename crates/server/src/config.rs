@@ -115,6 +115,13 @@ pub struct BackplaneConfig {
     pub prefix: String,
     /// A node whose heartbeat is older than this is considered dead and reaped by its peers.
     pub node_ttl_s: u64,
+    /// Messages kept per channel in its replay log, for nodes that reconnect to Redis to
+    /// deliver what they missed; 0 turns the logs off (then a reconnect loses what was
+    /// published meanwhile).
+    pub replay_log_max_len: u64,
+    /// How long a replay log keeps messages (and an idle one lives): the longest Redis outage
+    /// or reconnect a node can bridge without loss.
+    pub replay_log_ttl_s: u64,
 }
 
 impl Default for BackplaneConfig {
@@ -124,6 +131,8 @@ impl Default for BackplaneConfig {
             url: "redis://127.0.0.1:6379".into(),
             prefix: "ferrocast".into(),
             node_ttl_s: 15,
+            replay_log_max_len: 2000,
+            replay_log_ttl_s: 30,
         }
     }
 }
@@ -371,6 +380,12 @@ fn validate_redis(backplane: &BackplaneConfig) -> Result<(), ConfigError> {
     }
     if backplane.node_ttl_s < 2 {
         return Err(ConfigError::key("backplane.node_ttl_s", "must be at least 2"));
+    }
+    if backplane.replay_log_max_len > 0 && backplane.replay_log_ttl_s == 0 {
+        return Err(ConfigError::key(
+            "backplane.replay_log_ttl_s",
+            "must be at least 1 while replay_log_max_len is set",
+        ));
     }
     Ok(())
 }

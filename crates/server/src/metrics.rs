@@ -250,6 +250,10 @@ pub struct ClusterMetrics {
     pub reconnects: IntCounter,
     pub decode_errors: IntCounter,
     pub reaped_nodes: IntCounter,
+    pub replayed: IntCounter,
+    pub last_replayed: IntGauge,
+    pub replay_gaps: IntCounter,
+    pub duplicates_dropped: IntCounter,
 }
 
 impl ClusterMetrics {
@@ -293,6 +297,25 @@ impl ClusterMetrics {
                 "Backplane messages dropped as unreadable",
             ),
             reaped_nodes: one("node_reaped_total", "Dead nodes whose registrations this node removed"),
+            replayed: one(
+                "backplane_replayed_total",
+                "Messages delivered from the channels' replay logs after reconnects to Redis",
+            ),
+            last_replayed: gauge(
+                registry,
+                "backplane_last_replayed",
+                "Messages delivered from the replay logs by the last reconnect to Redis",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
+            replay_gaps: one(
+                "backplane_replay_gaps_total",
+                "Channels whose replay log was trimmed past this node's position when it reconnected: messages lost for their subscribers (each logged)",
+            ),
+            duplicates_dropped: one(
+                "backplane_duplicates_dropped_total",
+                "Live messages dropped because the replay after a reconnect had delivered them",
+            ),
         }
     }
 

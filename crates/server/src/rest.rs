@@ -309,6 +309,9 @@ async fn publish(state: &ServerState, app: &App, events: &[Event]) -> Result<(),
         .collect();
     state.node.publish(app, requests).await.map_err(|e| match e {
         ferrocast_broker::PublishError::Backplane(e) => ApiError::from(e),
+        ferrocast_broker::PublishError::NotJoined => {
+            ApiError::Unavailable("this node is not joined to the cluster, try again".into())
+        }
     })
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocast_backplane_redis::{RedisBackplane, RedisOptions};
+use ferrocast_backplane_redis::{RedisBackplane, RedisOptions, ReplayLog};
 use ferrocast_broker::MemoryClusterState;
 use ferrocast_broker::{AppRegistry, Backplane, ClusterState, Node, NodeOptions};
 use tokio::net::{TcpListener, TcpSocket};
@@ -89,6 +89,10 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
                     prefix: config.backplane.prefix.clone(),
                     node_id: node_id.clone(),
                     node_ttl: Duration::from_secs(config.backplane.node_ttl_s),
+                    replay_log: ReplayLog {
+                        max_len: config.backplane.replay_log_max_len,
+                        ttl: Duration::from_secs(config.backplane.replay_log_ttl_s),
+                    },
                 })?;
                 (redis.clone(), redis.clone(), ClusterLink::Redis(redis))
             }

@@ -10,6 +10,7 @@
 // No npm Redis client is needed: readiness is checked with a raw `PING\r\n` over TCP.
 
 import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -255,4 +256,87 @@ export async function startRedis({ port } = {}) {
     throw err;
   }
   return redis;
+}
+
+/**
+ * Sends one command to Redis on a fresh connection and resolves with its reply: a number for
+ * integers, a string for simple and bulk strings, null for nil; an error reply rejects. For fault
+ * injection such as `CLIENT KILL`.
+ */
+export function redisCommand(port, args, host = '127.0.0.1', timeoutMs = 2000) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port });
+    let reply = Buffer.alloc(0);
+    const finish = (err, value) => {
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(value);
+    };
+    const timer = setTimeout(() => finish(new Error(`redis ${args.join(' ')}: no reply within ${timeoutMs} ms`)), timeoutMs);
+    socket.on('connect', () => {
+      const parts = args.map((a) => String(a));
+      socket.write(`*${parts.length}\r\n${parts.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
+    });
+    socket.on('data', (chunk) => {
+      reply = Buffer.concat([reply, chunk]);
+      const nl = reply.indexOf('\r\n');
+      if (nl < 0) return;
+      const head = reply.subarray(0, nl).toString('utf8');
+      const rest = head.slice(1);
+      switch (head[0]) {
+        case '+':
+          return finish(undefined, rest);
+        case ':':
+          return finish(undefined, Number(rest));
+        case '-':
+          return finish(new Error(`redis ${args.join(' ')}: ${rest}`));
+        case '$': {
+          const len = Number(rest);
+          if (len < 0) return finish(undefined, null);
+          if (reply.length < nl + 2 + len + 2) return undefined; // wait for the whole bulk string
+          return finish(undefined, reply.subarray(nl + 2, nl + 2 + len).toString('utf8'));
+        }
+        default:
+          return finish(new Error(`redis ${args.join(' ')}: unexpected reply ${head}`));
+      }
+    });
+    socket.on('error', (err) => finish(err));
+  });
+}
+
+/** Local TCP ports of the sockets process `pid` has open to `remotePort` (Linux /proc). */
+function tcpPortsTo(pid, remotePort) {
+  const inodes = new Set();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  const ports = new Set();
+  for (const line of readFileSync(`/proc/${pid}/net/tcp`, 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10 || !inodes.has(f[9])) continue;
+    if (parseInt(f[2].split(':')[1], 16) === remotePort) ports.add(parseInt(f[1].split(':')[1], 16));
+  }
+  return ports;
+}
+
+/**
+ * Kills the pub/sub connection(s) process `pid` holds to `redis` (CLIENT KILL ID), leaving its
+ * other connections and every other process's alone. Resolves with how many were killed.
+ */
+export async function killPubsubOf(redis, pid) {
+  const ports = tcpPortsTo(pid, redis.port);
+  const list = await redisCommand(redis.port, ['CLIENT', 'LIST', 'TYPE', 'pubsub']);
+  let killed = 0;
+  for (const line of list.split('\n')) {
+    const id = /(?:^| )id=(\d+)/.exec(line)?.[1];
+    const port = Number(/(?:^| )addr=[^ ]*:(\d+)/.exec(line)?.[1]);
+    if (id && ports.has(port)) killed += await redisCommand(redis.port, ['CLIENT', 'KILL', 'ID', id]);
+  }
+  return killed;
 }

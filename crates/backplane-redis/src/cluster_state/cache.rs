@@ -1,5 +1,6 @@
 //! [`EventCache`] on Redis. The entry of a channel is one string key written by
-//! `Backplane::publish_cached` in the MULTI of its PUBLISH (`SET PX`, so Redis expires it),
+//! `Backplane::publish_cached` in the same atomic step as its PUBLISH (`SET PX` in the publish
+//! script, or in a MULTI with the replay logs off; Redis expires it),
 //! holding the MessagePack pair `(event, data)`. A miss report is claimed with `SET NX PX`.
 
 use std::time::Duration;

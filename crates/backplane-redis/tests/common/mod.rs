@@ -107,13 +107,25 @@ impl Collect {
 }
 
 pub fn backplane(redis: &Redis, node: &str, ttl: Duration) -> (Arc<RedisBackplane>, Arc<Collect>) {
-    let b = RedisBackplane::start(RedisOptions {
+    backplane_with(redis, node, ttl, |_| {})
+}
+
+/// A backplane with its options changed by `adjust`.
+pub fn backplane_with(
+    redis: &Redis,
+    node: &str,
+    ttl: Duration,
+    adjust: impl FnOnce(&mut RedisOptions),
+) -> (Arc<RedisBackplane>, Arc<Collect>) {
+    let mut options = RedisOptions {
         url: redis.url(),
         prefix: "t".into(),
         node_id: node.into(),
         node_ttl: ttl,
-    })
-    .expect("backplane");
+        replay_log: Default::default(),
+    };
+    adjust(&mut options);
+    let b = RedisBackplane::start(options).expect("backplane");
     let sink = Arc::new(Collect::default());
     ferrocast_broker::Backplane::set_sink(&*b, sink.clone());
     (b, sink)

@@ -3,7 +3,7 @@
 //!
 //! Reads and the miss-report claim are here, on the cluster state. The *write* is not: it is
 //! [`crate::Backplane::publish_cached`], because it must go in the same round trip as the
-//! PUBLISH of the event (Redis: one MULTI of `SET PX` + `PUBLISH`). Were it a separate call, a
+//! PUBLISH of the event (Redis: `SET PX` and `PUBLISH` in one script). Were it a separate call, a
 //! subscriber could see the live event and then get an older cached one replayed, or a publish
 //! could be acknowledged with its cache write lost.
 

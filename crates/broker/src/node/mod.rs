@@ -326,7 +326,11 @@ impl Node {
     /// Publish application events (each to each of its channels) in one backplane round trip,
     /// in order. Events to cache channels are also kept as their channel's cached event, in
     /// that same round trip; if that fails the publish fails.
+    /// Refused while the node is not joined to the cluster: never accepted and lost.
     pub async fn publish(&self, app: &App, requests: Vec<PublishRequest>) -> Result<(), PublishError> {
+        if !self.is_ready() {
+            return Err(PublishError::NotJoined);
+        }
         let mut messages = Vec::with_capacity(requests.iter().map(|r| r.channels.len()).sum());
         let mut caches = false;
         for req in requests {
