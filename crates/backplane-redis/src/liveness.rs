@@ -5,7 +5,10 @@
 //! the first caller removes the dead node from the node set and drops its connections,
 //! subscriptions and presence sockets in the same atomic step, so exactly one reaper wins, and
 //! that reaper hands what vanished to its node ([`ferrocast_broker::DeliverySink::dropped`]),
-//! which announces the members removed and reports them to webhooks.
+//! which announces the members removed and reports them to webhooks. The reaper also inherits
+//! the dead node's pending leaves that still stand (`P:node:n:leaves`, written with each leave):
+//! its node confirms them when their delay ends, so a node killed inside the leave delay still
+//! has its `member_removed` / `channel_vacated` reported, once.
 //!
 //! If the heartbeat finds this node unregistered while its link is up (a peer reaped it during
 //! a stall), it bumps the link generation so the node re-registers.
@@ -14,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocast_broker::{BackplaneError, Dropped, Link};
+use ferrocast_broker::{BackplaneError, Dropped, InheritedLeave, LeaveToken, Link};
 use redis::Value;
 use tracing::{info, warn};
 
@@ -101,19 +104,26 @@ async fn reap_dead(backplane: &RedisBackplane) -> Result<(), BackplaneError> {
 /// Remove this node from the cluster (after draining) and announce the members that vanished.
 pub async fn deregister(backplane: &RedisBackplane) -> Result<(), BackplaneError> {
     let node = backplane.node_id().to_owned();
-    drop_and_announce(backplane, &backplane.scripts.deregister, &node).await
+    let args = vec![backplane.keys.prefix().to_owned(), node.clone()];
+    drop_and_announce(backplane, &backplane.scripts.deregister, &node, args).await
 }
 
+/// Reap `dead`, inheriting its pending leaves if this node wins.
 async fn reap(backplane: &RedisBackplane, dead: &str) -> Result<(), BackplaneError> {
-    drop_and_announce(backplane, &backplane.scripts.reap, dead).await
+    let args = vec![
+        backplane.keys.prefix().to_owned(),
+        dead.to_owned(),
+        backplane.node_id().to_owned(),
+    ];
+    drop_and_announce(backplane, &backplane.scripts.reap, dead, args).await
 }
 
 async fn drop_and_announce(
     backplane: &RedisBackplane,
     script: &redis::Script,
     dead: &str,
+    args: Vec<String>,
 ) -> Result<(), BackplaneError> {
-    let args = [backplane.keys.prefix().to_owned(), dead.to_owned()];
     let reply = backplane
         .with_conn(|mut conn| async move {
             let mut invocation = script.prepare_invoke();
@@ -127,12 +137,13 @@ async fn drop_and_announce(
         return Ok(());
     }
     let bad = || BackplaneError::malformed("reap");
-    let (removed, vacated, offline) = match &reply {
+    let (removed, vacated, offline, leaves) = match &reply {
         Value::Array(parts) => match parts.as_slice() {
-            [members, channels, users] => (
+            [members, channels, users, leaves] => (
                 rows(members).ok_or_else(bad)?,
                 rows(channels).ok_or_else(bad)?,
                 rows(users).ok_or_else(bad)?,
+                rows(leaves).ok_or_else(bad)?,
             ),
             _ => return Err(bad()),
         },
@@ -144,6 +155,7 @@ async fn drop_and_announce(
     info!(
         node = dead,
         members_removed = removed.len(),
+        leaves_inherited = leaves.len(),
         "removed a node's registrations from the cluster"
     );
     let mut dropped = Dropped::default();
@@ -160,6 +172,16 @@ async fn drop_and_announce(
         let [app_id, user_id] = <[String; 2]>::try_from(row).map_err(|_| bad())?;
         dropped.users.push((app_id, user_id));
     }
+    // The reap is done: a malformed leave is skipped (and logged), not the whole report.
+    for row in leaves {
+        let leave = <[String; 2]>::try_from(row)
+            .ok()
+            .and_then(|[entry, ms]| inherited_leave(&entry, score_ms(&ms)?));
+        match leave {
+            Some(leave) => dropped.leaves.push(leave),
+            None => warn!(node = dead, "skipped a malformed pending leave of a reaped node"),
+        }
+    }
     match backplane.sink.get() {
         Some(sink) => sink.dropped(&dropped),
         None => warn!(
@@ -168,4 +190,54 @@ async fn drop_and_announce(
         ),
     }
     Ok(())
+}
+
+/// A sorted-set score (Unix ms) as Redis prints it (an integer, or a float if it chose to).
+fn score_ms(score: &str) -> Option<u64> {
+    score.parse::<u64>().ok().or_else(|| {
+        let v = score.parse::<f64>().ok()?;
+        (v.is_finite() && v >= 0.0).then_some(v as u64)
+    })
+}
+
+/// An entry of `P:node:n:leaves` (see `lua/common.lua`): `v\ntoken\napp\nchannel` for a
+/// vacancy, `d\ntoken\napp\nchannel\nuser` for a departure (the user last: it may hold anything).
+fn inherited_leave(entry: &str, left_at_ms: u64) -> Option<InheritedLeave> {
+    let mut parts = entry.splitn(5, '\n');
+    let kind = parts.next()?;
+    let token = LeaveToken(parts.next()?.to_owned());
+    let app_id = parts.next()?.to_owned();
+    let channel = parts.next()?.to_owned();
+    let user_id = match kind {
+        "v" => None,
+        "d" => Some(parts.next()?.to_owned()),
+        _ => return None,
+    };
+    Some(InheritedLeave {
+        app_id,
+        channel,
+        user_id,
+        token,
+        left_at_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leave_entries_parse_with_any_user_id() {
+        let v = inherited_leave("v\nnode-a:1\napp\npresence-x", 5).unwrap();
+        assert_eq!(v.user_id, None);
+        assert_eq!(v.token, LeaveToken("node-a:1".into()));
+        assert_eq!(
+            (v.app_id.as_str(), v.channel.as_str(), v.left_at_ms),
+            ("app", "presence-x", 5)
+        );
+        let d = inherited_leave("d\nnode-a:2\napp\npresence-x\nweird\nuser", 6).unwrap();
+        assert_eq!(d.user_id.as_deref(), Some("weird\nuser"));
+        assert!(inherited_leave("x\nt\na\nc", 1).is_none());
+        assert!(inherited_leave("d\nt\na\nc", 1).is_none(), "a departure names its user");
+    }
 }

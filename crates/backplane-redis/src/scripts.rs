@@ -47,7 +47,7 @@ impl Scripts {
             presence_join: Script::new(with_common!("lua/presence_join.lua")),
             presence_leave: Script::new(with_common!("lua/presence_leave.lua")),
             presence_roster: Script::new(with_common!("lua/presence_roster.lua")),
-            confirm_leave: Script::new(include_str!("lua/confirm_leave.lua")),
+            confirm_leave: Script::new(with_common!("lua/confirm_leave.lua")),
             channels: Script::new(include_str!("lua/channels.lua")),
             channel: Script::new(include_str!("lua/channel.lua")),
             heartbeat: Script::new(include_str!("lua/heartbeat.lua")),

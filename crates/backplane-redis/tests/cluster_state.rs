@@ -619,7 +619,15 @@ async fn apps_without_webhooks_leave_no_pending_leaves_behind() {
     let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
     let vac: Vec<String> = redis::cmd("KEYS").arg("t:vac:*").query_async(&mut conn).await.unwrap();
     let gone: Vec<String> = redis::cmd("KEYS").arg("t:gone:*").query_async(&mut conn).await.unwrap();
-    assert!(vac.is_empty() && gone.is_empty(), "{vac:?} {gone:?}");
+    let owed: Vec<String> = redis::cmd("KEYS")
+        .arg("t:node:*:leaves")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        vac.is_empty() && gone.is_empty() && owed.is_empty(),
+        "{vac:?} {gone:?} {owed:?}"
+    );
     assert!(
         a.subscription_added("app", "presence-x").await.unwrap(),
         "the next subscriber occupies the channel again"
@@ -656,4 +664,157 @@ async fn count_update_claim_has_one_holder_across_nodes_and_expires() {
         b.count_changed("app", "news", hold).await.unwrap(),
         "expired: node-b claims"
     );
+}
+
+/// A node killed inside the leave delay: its reaper inherits the leaves that still stand (not
+/// the one a return cancelled), confirms them once, and no record of them is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_pending_leaves_go_to_its_reaper() {
+    let redis = Redis::start();
+    let ttl = Duration::from_secs(2);
+    let (a, sink_a) = backplane(&redis, "node-a", ttl);
+    let (b, _) = backplane(&redis, "node-b", ttl);
+    wait_up(&a).await;
+    wait_up(&b).await;
+    b.resync(&NodeSnapshot::default()).await.unwrap();
+    let join = |socket_id, user_id| PresenceJoinRequest {
+        socket_id,
+        user_id,
+        user_info: "null",
+        max_members: 0,
+    };
+    let leave = |socket_id, user_id| PresenceLeaveRequest {
+        socket_id,
+        user_id,
+        policy: LeavePolicy::Pending,
+    };
+    // presence-x: u1 leaves it empty on B. presence-y: u2 leaves on B and comes back on A.
+    b.subscription_added("app", "presence-x").await.unwrap();
+    b.presence_join("app", "presence-x", &join("9.1", "u1")).await.unwrap();
+    let departure = b
+        .presence_leave("app", "presence-x", &leave("9.1", "u1"))
+        .await
+        .unwrap()
+        .into_token()
+        .expect("last socket");
+    let vacancy = b
+        .subscription_removed("app", "presence-x", LeavePolicy::Pending)
+        .await
+        .unwrap()
+        .expect("emptied");
+    b.presence_join("app", "presence-y", &join("9.2", "u2")).await.unwrap();
+    b.presence_leave("app", "presence-y", &leave("9.2", "u2"))
+        .await
+        .unwrap()
+        .into_token()
+        .expect("last socket");
+    a.presence_join("app", "presence-y", &join("1.1", "u2")).await.unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+
+    b.halt();
+    eventually("the reaper is told", Duration::from_secs(8), || {
+        !sink_a.1.lock().unwrap().is_empty()
+    })
+    .await;
+    let dropped = sink_a.1.lock().unwrap().clone();
+    assert_eq!(dropped.len(), 1, "one reaper: {dropped:?}");
+    let mut leaves = dropped[0].leaves.clone();
+    leaves.sort_by_key(|l| l.user_id.is_none());
+    assert_eq!(leaves.len(), 2, "the cancelled departure is not inherited: {leaves:?}");
+    assert_eq!(
+        (
+            leaves[0].channel.as_str(),
+            leaves[0].user_id.as_deref(),
+            &leaves[0].token
+        ),
+        ("presence-x", Some("u1"), &departure)
+    );
+    assert_eq!(
+        (
+            leaves[1].channel.as_str(),
+            leaves[1].user_id.as_deref(),
+            &leaves[1].token
+        ),
+        ("presence-x", None, &vacancy)
+    );
+    for l in &leaves {
+        assert!(
+            l.left_at_ms.abs_diff(before) < 5_000,
+            "stamped when it happened: {} vs {before}",
+            l.left_at_ms
+        );
+    }
+    let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
+    let owed: Vec<String> = redis::cmd("ZRANGE")
+        .arg("t:node:node-a:leaves")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        owed.len(),
+        2,
+        "the reaper owes them now (and its own reaper would inherit them)"
+    );
+    assert!(a
+        .confirm_leave("app", "presence-x", Some("u1"), &departure)
+        .await
+        .unwrap());
+    assert!(a.confirm_leave("app", "presence-x", None, &vacancy).await.unwrap());
+    assert!(
+        !b.confirm_leave("app", "presence-x", None, &vacancy).await.unwrap(),
+        "once, whoever asks"
+    );
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("t:node:*:leaves")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "nothing owed is left behind: {left:?}");
+}
+
+/// A draining node that could not settle its leaves in time stays registered, without a
+/// heartbeat, so a peer reaps it and inherits them; one that settled them leaves at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_deregisters_with_unsettled_leaves_is_reaped_for_them() {
+    let redis = Redis::start();
+    let ttl = Duration::from_secs(2);
+    let (a, sink_a) = backplane(&redis, "node-a", ttl);
+    let (b, _) = backplane(&redis, "node-b", ttl);
+    wait_up(&a).await;
+    wait_up(&b).await;
+    b.resync(&NodeSnapshot::default()).await.unwrap();
+    b.subscription_added("app", "chan").await.unwrap();
+    let vacancy = b
+        .subscription_removed("app", "chan", LeavePolicy::Pending)
+        .await
+        .unwrap()
+        .expect("emptied");
+    b.halt();
+    b.deregister().await.unwrap();
+    eventually("the reaper inherits the leave", Duration::from_secs(8), || {
+        sink_a.1.lock().unwrap().iter().any(|d| !d.leaves.is_empty())
+    })
+    .await;
+    let dropped = sink_a.1.lock().unwrap().clone();
+    let leaves: Vec<_> = dropped.iter().flat_map(|d| d.leaves.clone()).collect();
+    assert_eq!(leaves.len(), 1);
+    assert_eq!(leaves[0].token, vacancy);
+    assert!(a.confirm_leave("app", "chan", None, &vacancy).await.unwrap());
+
+    let (c, _) = backplane(&redis, "node-c", ttl);
+    wait_up(&c).await;
+    c.resync(&NodeSnapshot::default()).await.unwrap();
+    c.deregister().await.unwrap();
+    let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
+    let nodes: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("t:nodes")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!nodes.contains(&"node-c".to_owned()), "nothing owed: gone at once");
 }

@@ -35,3 +35,15 @@ async fn redis_presence_leave_is_per_socket() {
     wait_up(&a).await;
     ferrocast_broker::contract::presence_leave_is_per_socket(&*a, "app-a", "app-b").await;
 }
+
+/// Two nodes on one Redis: a leave made through one is confirmed (once) through the other, as
+/// when a survivor inherits a dead node's pending leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_pending_leaves_are_confirmed_once_by_any_node() {
+    let redis = Redis::start();
+    let (a, _) = backplane(&redis, "node-a", Duration::from_secs(15));
+    let (b, _) = backplane(&redis, "node-b", Duration::from_secs(15));
+    wait_up(&a).await;
+    wait_up(&b).await;
+    ferrocast_broker::contract::pending_leaves_are_confirmed_once_by_any_node(&*a, &*b, "app-a").await;
+}

@@ -65,9 +65,9 @@ pub use backplane::{
 pub use clock::{process_millis, process_seconds, unix_seconds};
 pub use cluster::{
     CachedEvent, ChannelCounts, ChannelOccupancy, ClusterState, ConnectionQuota, CountUpdates, Dropped, EventCache,
-    LeavePolicy, LeaveToken, NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin, PresenceJoinRequest,
-    PresenceLeave, PresenceLeaveRequest, PresenceRoster, RateBudgets, RateDecision, RateKind, ResyncOutcome, Roster,
-    UserDirectory, UserSocket, UserStatus, UserTransition, MISS_REPORT_HOLD,
+    InheritedLeave, LeavePolicy, LeaveToken, NodeRegistration, NodeSnapshot, PendingLeaves, PresenceJoin,
+    PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, PresenceRoster, RateBudgets, RateDecision, RateKind,
+    ResyncOutcome, Roster, UserDirectory, UserSocket, UserStatus, UserTransition, MISS_REPORT_HOLD,
 };
 pub use connection::{ConnectionHandle, ConnectionOutbox, Outgoing};
 pub use error::{BackplaneError, ConnectError, PublishError};

@@ -1,4 +1,5 @@
-//! [`PendingLeaves`] on Redis (`lua/confirm_leave.lua`).
+//! [`PendingLeaves`] on Redis (`lua/confirm_leave.lua`): the node id goes along, so the
+//! confirming node's record of what it owes (`P:node:n:leaves`) loses the entry.
 
 use async_trait::async_trait;
 use ferrocast_broker::{BackplaneError, LeaveToken, PendingLeaves};
@@ -15,12 +16,7 @@ impl PendingLeaves for RedisBackplane {
         user_id: Option<&str>,
         token: &LeaveToken,
     ) -> Result<bool, BackplaneError> {
-        let mut args = vec![
-            self.keys.prefix().to_owned(),
-            app_id.to_owned(),
-            channel.to_owned(),
-            token.0.clone(),
-        ];
+        let mut args = self.args(&[app_id, channel, &token.0]);
         args.extend(user_id.map(str::to_owned));
         let reply = self.eval(&self.scripts.confirm_leave, args).await?;
         Ok(int(&reply).ok_or_else(|| malformed("confirm leave"))? == 1)

@@ -18,6 +18,10 @@
 --                                 a recreated channel counts on from above any old value
 --   P:vac:a:c               STR   token of a pending vacancy (the channel emptied; expires)
 --   P:gone:a:c:u            STR   token of a pending departure (u's last socket left; expires)
+--   P:node:n:leaves         ZSET  the pending leaves n must confirm, scored by when they happened
+--                                 (server clock, ms): "v\ntoken\na\nc" (vacancy) or
+--                                 "d\ntoken\na\nc\nu" (departure); written with the leave,
+--                                 removed by confirm_leave, handed to n's reaper (expires)
 --   P:scc:a:c               STR   claim on the next subscription_count update: changes not yet published (expires)
 --   P:node:n:users          SET   "a\nu" users n holds signed-in sockets of
 --   P:ut:a                  HASH  user -> signed-in sockets, cluster-wide (present = online)
@@ -26,6 +30,53 @@
 -- How long a pending leave may wait for its confirmation: far beyond any leave delay, short
 -- enough that a leave whose node died unconfirmed stops cancelling later returns.
 local LEAVE_TTL_MS = 60000
+
+-- The entry of a pending leave in its node's P:node:n:leaves (u = nil for a vacancy).
+local function leave_entry(token, a, c, u)
+  if u then return 'd\n' .. token .. '\n' .. a .. '\n' .. c .. '\n' .. u end
+  return 'v\n' .. token .. '\n' .. a .. '\n' .. c
+end
+
+-- Record that node n owes the confirmation of a pending leave, stamped with the server clock:
+-- if n dies inside the delay, its reaper inherits the entry and confirms it (reap.lua). The set
+-- expires with its newest entry's pending key, so a node that never confirms leaks nothing.
+local function hold_leave(P, n, entry)
+  local k = P .. ':node:' .. n .. ':leaves'
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. (now - LEAVE_TTL_MS))
+  redis.call('ZADD', k, now, entry)
+  redis.call('PEXPIRE', k, LEAVE_TTL_MS)
+end
+
+-- Move the dead node's pending leaves that still stand (their token is still pending) to heir,
+-- which confirms them; returns them as {entry, score ms}. The rest were cancelled or confirmed.
+local function hand_over_leaves(P, dead, heir)
+  local from = P .. ':node:' .. dead .. ':leaves'
+  local to = P .. ':node:' .. heir .. ':leaves'
+  local items = redis.call('ZRANGE', from, 0, -1, 'WITHSCORES')
+  redis.call('DEL', from)
+  local standing = {}
+  for i = 1, #items, 2 do
+    local entry, score = items[i], items[i + 1]
+    local kind, token, a, rest = string.match(entry, '^([vd])\n([^\n]*)\n([^\n]*)\n(.*)$')
+    if kind then
+      local key
+      if kind == 'v' then
+        key = P .. ':vac:' .. a .. ':' .. rest
+      else
+        local c, u = string.match(rest, '^([^\n]*)\n(.*)$')
+        if c then key = P .. ':gone:' .. a .. ':' .. c .. ':' .. u end
+      end
+      if key and redis.call('GET', key) == token then
+        redis.call('ZADD', to, score, entry)
+        table.insert(standing, {entry, score})
+      end
+    end
+  end
+  if #standing > 0 then redis.call('PEXPIRE', to, LEAVE_TTL_MS) end
+  return standing
+end
 
 -- The channel's presence sequence (base = "a:c"), created from the clock when missing.
 local function current_seq(P, base)

@@ -12,6 +12,21 @@ use crate::error::BackplaneError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaveToken(pub String);
 
+/// A pending leave whose node died inside the leave delay, handed to the node that reaped it
+/// (in [`crate::cluster::Dropped::leaves`]): that node confirms it with
+/// [`PendingLeaves::confirm_leave`] once the delay since `left_at_ms` is over, so the webhook
+/// still goes out, and goes out once (the token decides, whoever confirms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InheritedLeave {
+    pub app_id: String,
+    pub channel: String,
+    /// `None` for a channel vacancy, the member for a presence departure.
+    pub user_id: Option<String>,
+    pub token: LeaveToken,
+    /// When the leave happened (Unix ms, the state store's clock): its delay runs from there.
+    pub left_at_ms: u64,
+}
+
 /// What happens to a leave that empties something (a channel's last subscriber, a user's last
 /// socket on a presence channel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +52,10 @@ impl LeavePolicy {
 /// Confirms pending leaves once their delay is over.
 #[async_trait]
 pub trait PendingLeaves: Send + Sync {
-    /// Whether a leave still stands (nobody returned since): true at most once per token.
-    /// `user_id` is `None` for a channel vacancy, the member for a presence departure.
+    /// Whether a leave still stands (nobody returned since): true at most once per token,
+    /// whichever node asks (the one that left, or the one that inherited the leave when it
+    /// died). `user_id` is `None` for a channel vacancy, the member for a presence departure.
+    /// Either way the asking node owes this leave's confirmation no more.
     async fn confirm_leave(
         &self,
         app_id: &str,

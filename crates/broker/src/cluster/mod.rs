@@ -28,7 +28,7 @@ mod users;
 pub use cache::{CachedEvent, EventCache, MISS_REPORT_HOLD};
 pub use connections::ConnectionQuota;
 pub use count_updates::CountUpdates;
-pub use leaves::{LeavePolicy, LeaveToken, PendingLeaves};
+pub use leaves::{InheritedLeave, LeavePolicy, LeaveToken, PendingLeaves};
 pub use occupancy::{ChannelCounts, ChannelOccupancy};
 pub use presence::{PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, PresenceRoster, Roster};
 pub use rates::{RateBudgets, RateDecision, RateKind};

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use super::InheritedLeave;
 use crate::error::BackplaneError;
 
 /// What vanished cluster-wide when a node's registrations were dropped.
@@ -14,6 +15,9 @@ pub struct Dropped {
     pub channels: Vec<(String, String)>,
     /// (app id, user id) whose last signed-in socket was on the dropped node: offline now.
     pub users: Vec<(String, String)>,
+    /// Leaves the dropped node had pending and had not confirmed (it died inside the leave
+    /// delay), still standing: the node told of this drop confirms them when their delay ends.
+    pub leaves: Vec<InheritedLeave>,
 }
 
 /// Everything this node holds locally, for re-registering in the cluster state.

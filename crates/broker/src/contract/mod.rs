@@ -315,6 +315,87 @@ pub async fn departure_is_cancelled_by_a_rejoin(s: &dyn ClusterState, a: &str, b
     assert!(s.confirm_leave(a, "presence-dep", Some("u1"), &token).await.unwrap());
 }
 
+/// A pending leave may be confirmed by another node than the one that left (the survivor that
+/// inherited a dead node's leaves): true once, whoever asks first, false for everyone after; a
+/// return through either node cancels it for both. `left` and `survivor` are two nodes' handles
+/// on one state (the same handle for a single node).
+pub async fn pending_leaves_are_confirmed_once_by_any_node(
+    left: &dyn ClusterState,
+    survivor: &dyn ClusterState,
+    a: &str,
+) {
+    let join = |socket_id| PresenceJoinRequest {
+        socket_id,
+        user_id: "heir-u",
+        user_info: "{}",
+        max_members: 0,
+    };
+    let leave = |socket_id| PresenceLeaveRequest {
+        socket_id,
+        user_id: "heir-u",
+        policy: LeavePolicy::Pending,
+    };
+    let ch = "presence-heir";
+    assert!(left.subscription_added(a, ch).await.unwrap());
+    left.presence_join(a, ch, &join("7.1")).await.unwrap();
+    let departure = left
+        .presence_leave(a, ch, &leave("7.1"))
+        .await
+        .unwrap()
+        .into_token()
+        .expect("last socket");
+    let vacancy = left
+        .subscription_removed(a, ch, LeavePolicy::Pending)
+        .await
+        .unwrap()
+        .expect("emptied");
+    assert!(survivor.confirm_leave(a, ch, Some("heir-u"), &departure).await.unwrap());
+    assert!(survivor.confirm_leave(a, ch, None, &vacancy).await.unwrap());
+    assert!(
+        !left.confirm_leave(a, ch, Some("heir-u"), &departure).await.unwrap(),
+        "the survivor took it: not again"
+    );
+    assert!(!left.confirm_leave(a, ch, None, &vacancy).await.unwrap());
+
+    // Left through one node, back through the other within the delay: nothing to confirm.
+    assert!(left.subscription_added(a, ch).await.unwrap());
+    left.presence_join(a, ch, &join("7.2")).await.unwrap();
+    let departure = left
+        .presence_leave(a, ch, &leave("7.2"))
+        .await
+        .unwrap()
+        .into_token()
+        .expect("last socket");
+    let vacancy = left
+        .subscription_removed(a, ch, LeavePolicy::Pending)
+        .await
+        .unwrap()
+        .expect("emptied");
+    assert!(
+        !survivor.subscription_added(a, ch).await.unwrap(),
+        "a return, not an occupancy"
+    );
+    let rejoin = survivor.presence_join(a, ch, &join("8.1")).await.unwrap();
+    assert!(matches!(rejoin, PresenceJoin::Joined { returned: true, .. }));
+    assert!(!survivor.confirm_leave(a, ch, Some("heir-u"), &departure).await.unwrap());
+    assert!(!survivor.confirm_leave(a, ch, None, &vacancy).await.unwrap());
+    survivor
+        .presence_leave(
+            a,
+            ch,
+            &PresenceLeaveRequest {
+                policy: LeavePolicy::Immediate,
+                ..leave("8.1")
+            },
+        )
+        .await
+        .unwrap();
+    survivor
+        .subscription_removed(a, ch, LeavePolicy::Immediate)
+        .await
+        .unwrap();
+}
+
 /// A leave names a socket: repeating it, or naming a socket that never joined, changes nothing.
 pub async fn presence_leave_is_per_socket(s: &dyn ClusterState, a: &str, b: &str) {
     let _ = b;
@@ -723,5 +804,6 @@ mod tests {
             .await;
         super::presence_leave_is_per_socket(&s, "app-a", "app-b").await;
         super::rate_budgets_are_all_or_nothing_per_app_and_kind(&s, "app-a", "app-b").await;
+        super::pending_leaves_are_confirmed_once_by_any_node(&s, &s, "app-a").await;
     }
 }

@@ -91,6 +91,12 @@ struct LocalFanOut {
     webhooks: Arc<dyn WebhookSink>,
     /// To announce what a dropped node's registrations held (weak: the backplane owns us).
     backplane: std::sync::Weak<dyn Backplane>,
+    /// To confirm the leaves a dropped node left pending (weak: it may be the backplane too).
+    cluster: std::sync::Weak<dyn ClusterState>,
+    /// The node's pending leaves, which inherited ones join.
+    leaves: Arc<webhooks::LeaveQueues>,
+    /// See [`NodeOptions::leave_delay`].
+    leave_delay: Duration,
 }
 
 impl DeliverySink for LocalFanOut {
@@ -152,14 +158,33 @@ impl DeliverySink for LocalFanOut {
     }
 
     /// Announce the members that vanished with a dropped node (the node that dropped them is the
-    /// only one told, so each is announced once), then report them to webhooks.
+    /// only one told, so each is announced once), then report them to webhooks; queue the
+    /// leaves it left pending, to confirm when their delay ends.
     fn dropped(&self, dropped: &Dropped) {
         webhooks::report_dropped(&self.webhooks, dropped);
-        let Some(backplane) = self.backplane.upgrade() else {
-            return;
-        };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return warn!("dropped registrations outside a runtime: member_removed not announced");
+        };
+        if !dropped.leaves.is_empty() {
+            match self.cluster.upgrade() {
+                Some(cluster) => {
+                    let _entered = runtime.enter();
+                    webhooks::inherit_leaves(
+                        &self.leaves,
+                        &cluster,
+                        &self.webhooks,
+                        self.leave_delay,
+                        &dropped.leaves,
+                    );
+                }
+                None => warn!(
+                    leaves = dropped.leaves.len(),
+                    "a dropped node's pending leaves arrived after shutdown: not reported"
+                ),
+            }
+        }
+        let Some(backplane) = self.backplane.upgrade() else {
+            return;
         };
         let messages: Vec<ChannelMessage> = dropped
             .members
@@ -211,8 +236,9 @@ pub struct Node {
     /// Presence members whose last local socket left while the cluster state could not be
     /// told: (app, channel, user). Checked and announced after the next resync.
     pending_departures: std::sync::Mutex<Vec<(String, String, String)>>,
-    /// Pending leaves waiting for their delay (see [`webhooks`]).
-    leaves: webhooks::LeaveQueues,
+    /// Pending leaves waiting for their delay (see [`webhooks`]), shared with `fan_out`, which
+    /// adds those inherited from a dead node.
+    leaves: Arc<webhooks::LeaveQueues>,
     /// Running `subscription_count` publishers (see [`subscription_count`]).
     count_publishers: Arc<subscription_count::Publishers>,
 }
@@ -226,11 +252,15 @@ impl Node {
     ) -> Arc<Self> {
         let local = Arc::new(LocalChannels::with_hold_limit(options.queue_capacity));
         let observer = options.observer.clone();
+        let leaves = Arc::new(webhooks::LeaveQueues::default());
         let fan_out = Arc::new(LocalFanOut {
             local: local.clone(),
             observer,
             webhooks: options.webhooks.clone(),
             backplane: Arc::downgrade(&backplane),
+            cluster: Arc::downgrade(&cluster),
+            leaves: leaves.clone(),
+            leave_delay: options.leave_delay,
         });
         backplane.set_sink(fan_out.clone());
         Arc::new(Self {
@@ -244,7 +274,7 @@ impl Node {
             fan_out,
             registered: AtomicBool::new(false),
             pending_departures: std::sync::Mutex::new(Vec::new()),
-            leaves: webhooks::LeaveQueues::default(),
+            leaves,
             count_publishers: Arc::default(),
         })
     }

@@ -9,9 +9,15 @@
 //! task once its delay is over: as every leave waits the same delay, the leaves of a channel
 //! are reported in the order they happened. The queues count what they hold, so a draining
 //! node finishes them before it exits.
+//!
+//! The cluster state also records which node owes each leave's confirmation; a node killed
+//! inside the delay has its standing leaves handed to the node that reaps it
+//! ([`Dropped::leaves`]), which queues them here with their original due time, so the reports
+//! still go out (once: the token decides, whichever node confirms).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use ferrocast_protocol::webhook::WebhookEvent;
 use tokio::sync::{mpsc, Notify};
@@ -19,7 +25,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::Node;
-use crate::cluster::{ClusterState, Dropped, LeaveToken};
+use crate::cluster::{ClusterState, Dropped, InheritedLeave, LeaveToken};
 use crate::webhook::{unix_millis, WebhookSink};
 
 /// Queues of pending leaves: enough that a slow confirmation of one channel delays few others.
@@ -219,5 +225,148 @@ pub(super) fn report_dropped(webhooks: &Arc<dyn WebhookSink>, dropped: &Dropped)
                 now,
             );
         }
+    }
+}
+
+/// Queue the leaves a dead node left pending, each due `delay` after it happened (at once if
+/// that is past), through the same confirmation as the node's own. A channel's departures go
+/// before its vacancy, as the node that left would have reported them.
+pub(super) fn inherit_leaves(
+    queues: &LeaveQueues,
+    cluster: &Arc<dyn ClusterState>,
+    webhooks: &Arc<dyn WebhookSink>,
+    delay: Duration,
+    leaves: &[InheritedLeave],
+) {
+    let mut leaves: Vec<&InheritedLeave> = leaves.iter().filter(|l| webhooks.enabled(&l.app_id)).collect();
+    leaves.sort_by(|x, y| {
+        (&x.app_id, &x.channel, x.user_id.is_none(), x.left_at_ms).cmp(&(
+            &y.app_id,
+            &y.channel,
+            y.user_id.is_none(),
+            y.left_at_ms,
+        ))
+    });
+    let (now, now_ms) = (Instant::now(), unix_millis());
+    let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+    for leave in leaves {
+        let wait_ms = leave.left_at_ms.saturating_add(delay_ms).saturating_sub(now_ms);
+        let pending = PendingLeave {
+            app_id: leave.app_id.clone(),
+            channel: leave.channel.clone(),
+            vacancy: leave.user_id.is_none().then(|| leave.token.clone()),
+            departure: leave.user_id.clone().map(|u| (u, leave.token.clone())),
+        };
+        let queued = Queued {
+            due: now + Duration::from_millis(wait_ms.min(delay_ms)),
+            created_ms: leave.left_at_ms,
+            leave: pending,
+        };
+        queues.push(queued, cluster, webhooks);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::cluster::{ChannelOccupancy, LeavePolicy, PresenceJoinRequest, PresenceLeaveRequest, PresenceRoster};
+    use crate::memory::MemoryClusterState;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(WebhookEvent, u64)>>);
+
+    impl WebhookSink for Recorder {
+        fn enabled(&self, app_id: &str) -> bool {
+            app_id == "app"
+        }
+
+        fn emit(&self, _app_id: &str, event: WebhookEvent, created_ms: u64) {
+            self.0.lock().unwrap().push((event, created_ms));
+        }
+    }
+
+    fn inherited(channel: &str, user_id: Option<&str>, token: LeaveToken, left_at_ms: u64) -> InheritedLeave {
+        InheritedLeave {
+            app_id: "app".into(),
+            channel: channel.into(),
+            user_id: user_id.map(str::to_owned),
+            token,
+            left_at_ms,
+        }
+    }
+
+    /// Leaves inherited from a dead node wait out what is left of their delay, are confirmed
+    /// through the usual path (member first, then the channel, stamped when they happened), and
+    /// one cancelled by a return is not reported.
+    #[tokio::test(start_paused = true)]
+    async fn inherited_leaves_are_confirmed_when_their_delay_ends() {
+        let state = Arc::new(MemoryClusterState::new());
+        state.subscription_added("app", "presence-x").await.unwrap();
+        let join = PresenceJoinRequest {
+            socket_id: "1.1",
+            user_id: "u1",
+            user_info: "{}",
+            max_members: 0,
+        };
+        state.presence_join("app", "presence-x", &join).await.unwrap();
+        let leave = PresenceLeaveRequest {
+            socket_id: "1.1",
+            user_id: "u1",
+            policy: LeavePolicy::Pending,
+        };
+        let departure = state
+            .presence_leave("app", "presence-x", &leave)
+            .await
+            .unwrap()
+            .into_token()
+            .unwrap();
+        let vacancy = state
+            .subscription_removed("app", "presence-x", LeavePolicy::Pending)
+            .await
+            .unwrap()
+            .unwrap();
+        state.subscription_added("app", "back").await.unwrap();
+        let cancelled = state
+            .subscription_removed("app", "back", LeavePolicy::Pending)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!state.subscription_added("app", "back").await.unwrap());
+
+        let left_at = unix_millis().saturating_sub(1000);
+        let leaves = [
+            inherited("presence-x", None, vacancy, left_at),
+            inherited("back", None, cancelled, left_at.saturating_sub(10_000)),
+            inherited("presence-x", Some("u1"), departure, left_at),
+        ];
+        let recorder = Arc::new(Recorder::default());
+        let webhooks: Arc<dyn WebhookSink> = recorder.clone();
+        let cluster: Arc<dyn ClusterState> = state;
+        let queues = LeaveQueues::default();
+        inherit_leaves(&queues, &cluster, &webhooks, Duration::from_secs(3), &leaves);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(recorder.0.lock().unwrap().is_empty(), "the delay is not over yet");
+        queues.settled().await;
+        let events = std::mem::take(&mut *recorder.0.lock().unwrap());
+        assert_eq!(
+            events,
+            vec![
+                (
+                    WebhookEvent::MemberRemoved {
+                        channel: "presence-x".into(),
+                        user_id: "u1".into()
+                    },
+                    left_at
+                ),
+                (
+                    WebhookEvent::ChannelVacated {
+                        channel: "presence-x".into()
+                    },
+                    left_at
+                ),
+            ]
+        );
     }
 }
