@@ -22,6 +22,8 @@
 //! - [`cluster_state`]: [`ClusterState`] on the scripts.
 //! - [`pubsub`]: interest reference counts and the pub/sub supervisor.
 //! - [`liveness`]: heartbeat and reaping of dead nodes.
+//! - `webhook_queue`: [`ferrocast_broker::WebhookQueue`] on Redis Streams (lanes, leases,
+//!   takeover with `XAUTOCLAIM`, dead letters).
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +33,7 @@ mod keys;
 mod liveness;
 mod pubsub;
 mod scripts;
+mod webhook_queue;
 
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
