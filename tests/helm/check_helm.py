@@ -128,6 +128,7 @@ WEBHOOK_DEFAULTS = {
     "timeout_ms": 5000,
     "retry_backoff_ms": 1000,
     "retry_window_s": 300,
+    "dead_letter_max_len": 10000,
     "queue_capacity": 10000,
     "max_batch_size": 50,
     "flush_timeout_s": 5,

@@ -55,13 +55,14 @@ export class WebhookReceiver {
     return app;
   }
 
-  async start() {
+  /** Listens on `port` (default: a free one; pass the old port to bring a stopped receiver back). */
+  async start({ port = 0 } = {}) {
     if (this._server) return this;
     const server = http.createServer((req, res) => this._onRequest(req, res));
     server.keepAliveTimeout = 5000;
     await new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
+      server.listen(port, '127.0.0.1', () => {
         server.off('error', reject);
         resolve();
       });
