@@ -12,7 +12,7 @@
 // in `npm run test:cluster`).
 
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 
 import { rawSubscribed } from './lib/raw.mjs';
 import { signedFetch } from './lib/rest.mjs';
@@ -45,6 +45,7 @@ function keyedEvents(receiver, filter) {
 
 describe('a node crashes with undelivered webhooks: another node delivers them', () => {
   const down = new WebhookReceiver();
+  after(() => down.stop());
   const app = makeApp();
   const srv = useServer(async () => {
     await down.start();
@@ -55,7 +56,7 @@ describe('a node crashes with undelivered webhooks: another node delivers them',
       nodes: 2,
       backplane: { driver: 'redis', node_ttl_s: NODE_TTL_S },
       server: { shutdown_grace_s: 1 },
-      webhooks: { retry_backoff_ms: 100, retry_window_s: 120, timeout_ms: 1000, flush_timeout_s: 1 },
+      webhooks: { retry_backoff_ms: 100, retry_window_s: 120, timeout_ms: 1000, flush_timeout_s: 1, leave_delay_ms: 200 },
       apps: [app],
     };
   });
@@ -72,7 +73,6 @@ describe('a node crashes with undelivered webhooks: another node delivers them',
     await A.start();
     await B.kill();
     await down.start({ port: Number(port) });
-    t.after(() => down.stop());
 
     await down.waitForEvents(
       (evs) => channels.every((ch) => evs.some((e) => e.channel === ch && e.name === 'channel_occupied' && e.request.status === 200)),
@@ -95,6 +95,40 @@ describe('a node crashes with undelivered webhooks: another node delivers them',
       assert.ok(sum(samples, 'ferrocast_webhook_takeovers_total', (l) => l.app_id === app.id) >= 1, 'takeovers_total ≥ 1 on A');
       assert.equal(sum(samples, 'ferrocast_webhook_queue_depth', (l) => l.app_id === app.id), 0, 'queue drained');
     }, 15_000, 200);
+  });
+
+  test('a draining node releases its lanes: the other node sends its failing webhooks, with the same keys', async (t) => {
+    const [A, B] = srv.nodes;
+    await B.start(); // back after the crash above (same node_id); A holds every lane now
+    const failing = down.always(500);
+    t.after(() => failing.cancel());
+    const channels = [1, 2, 3].map((i) => uid(`whd-drain-${i}-`));
+    for (const ch of channels) await rawSubscribed(t, A, app, ch);
+    // A is retrying (channels sharing a lane wait behind the first one's failing request)
+    await down.waitForEvents((evs) => evs.filter((e) => channels.includes(e.channel) && e.request.status === 500).length >= 2, {
+      timeout: 5000,
+      what: 'failed attempts from A',
+    });
+    const keys = new Map();
+    for (const { ev, key } of keyedEvents(down, {})) if (channels.includes(ev.channel)) keys.set(ev.channel, key);
+    assert.ok(keys.size >= 1);
+    const exited = A.proc.exited;
+    await A.stop();
+    const status = await exited;
+    assert.equal(status.exitCode, 0, `A drained and exited by itself (signal ${status.signal})`);
+    failing.cancel();
+
+    await down.waitForEvents(
+      (evs) => channels.every((ch) => evs.some((e) => e.channel === ch && e.name === 'channel_occupied' && e.request.status === 200)),
+      { timeout: 20_000, what: 'channel_occupied delivered by B' },
+    );
+    for (const ch of channels) {
+      const seen = new Set(keyedEvents(down, { channel: ch }).filter(({ ev }) => ev.name === 'channel_occupied').map((s) => s.key));
+      assert.equal(seen.size, 1, `${ch}: one Idempotency-Key across A's attempts and B's, got ${[...seen]}`);
+      if (keys.has(ch)) assert.deepEqual([...seen], [keys.get(ch)], `${ch}: B sent A's request under A's key`);
+    }
+    const samples = await scrape([B]);
+    assert.ok(sum(samples, 'ferrocast_webhook_takeovers_total', (l) => l.app_id === app.id) >= 1, 'B took the lanes over');
   });
 });
 

@@ -16,8 +16,8 @@ use super::request::{self, IDEMPOTENCY_HEADER};
 use super::Shared;
 use crate::metrics::AppWebhookMetrics;
 
-/// How often an idle lane looks for jobs queued by other nodes (its own wake it at once) and
-/// a lane held elsewhere checks whether the lease is free.
+/// How often an idle lane this node holds looks for jobs queued by other nodes (this node's
+/// own enqueues wake it at once). A lane held elsewhere looks every quarter lease.
 const POLL: Duration = Duration::from_millis(200);
 
 pub(super) struct Lane {
@@ -40,7 +40,10 @@ enum Attempt {
 enum Outcome {
     /// Acknowledged, dead-lettered or abandoned: the lane goes on with its next jobs.
     Done,
-    /// The lease is gone or the node is draining: the jobs stay queued for the next holder.
+    /// Another node took the lane over (this one stalled past its lease): it sends the batch;
+    /// this node goes back to waiting for the lease.
+    Lost,
+    /// The node is draining and a request failed: the jobs stay queued for the next holder.
     Stop,
 }
 
@@ -82,6 +85,7 @@ impl Lane {
                     lease: self.shared.mode.lease,
                 })
                 .await;
+            let mut idle = POLL;
             let jobs = match claim {
                 Ok(Claim::Owned { jobs, took_over }) => {
                     if took_over {
@@ -90,7 +94,12 @@ impl Lane {
                     }
                     jobs
                 }
-                Ok(Claim::NotOwner) => Vec::new(),
+                Ok(Claim::NotOwner) => {
+                    // Held elsewhere: the lease can only free up when its holder drains (then
+                    // this node's next look finds it) or stops renewing (after a whole lease).
+                    idle = (self.shared.mode.lease / 4).max(POLL);
+                    Vec::new()
+                }
                 Err(e) => {
                     warn!(app_id = %self.id.app_id, error = %e, "claiming webhook jobs failed");
                     Vec::new()
@@ -103,12 +112,14 @@ impl Lane {
                 }
                 tokio::select! {
                     () = wake.notified() => {}
-                    () = tokio::time::sleep(POLL) => {}
+                    () = tokio::time::sleep(idle) => {}
+                    () = self.shared.closing.cancelled(), if !self.closing() => {}
                 }
                 continue;
             }
-            if let Outcome::Stop = self.deliver(jobs).await {
-                break;
+            match self.deliver(jobs).await {
+                Outcome::Done | Outcome::Lost => {}
+                Outcome::Stop => break,
             }
         }
         self.stop().await;
@@ -184,17 +195,26 @@ impl Lane {
                 return Outcome::Done;
             }
             warn!(url = %self.url, attempt, error = %why, retry_in_ms = backoff.as_millis() as u64, "webhook failed; retrying");
-            if !self.wait(backoff).await {
-                info!(url = %self.url, idempotency_key = %key, "webhook lane taken over by another node; it sends this batch");
-                return Outcome::Stop;
+            match self.wait(backoff).await {
+                Outcome::Done => {}
+                Outcome::Lost => {
+                    info!(url = %self.url, idempotency_key = %key, "webhook lane taken over by another node; it sends this batch");
+                    return Outcome::Lost;
+                }
+                Outcome::Stop => {
+                    info!(url = %self.url, idempotency_key = %key, "draining while a webhook waits for its retry; left queued for another node");
+                    return Outcome::Stop;
+                }
             }
             self.metrics.retries.inc();
             attempt += 1;
         }
     }
 
-    /// Sleep `delay`, renewing the lease on the way; false if the lease was lost.
-    async fn wait(&self, delay: Duration) -> bool {
+    /// Sleep `delay`, renewing the lease on the way: `Done` when the delay is over, `Lost` if
+    /// the lease was lost, `Stop` if the node began draining with a shared queue (the retry is
+    /// then the next holder's).
+    async fn wait(&self, delay: Duration) -> Outcome {
         let shared = &self.shared;
         let step = (shared.mode.lease / 3).max(Duration::from_millis(50));
         let until = Instant::now() + delay;
@@ -203,19 +223,29 @@ impl Lane {
             if now >= until {
                 break;
             }
-            tokio::time::sleep((until - now).min(step)).await;
+            let draining = async {
+                if shared.mode.durable {
+                    shared.closing.cancelled().await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep((until - now).min(step)) => {}
+                () = draining => return Outcome::Stop,
+            }
             match shared
                 .queue
                 .renew(&self.id, &shared.mode.node_id, shared.mode.lease)
                 .await
             {
                 Ok(true) => {}
-                Ok(false) => return false,
+                Ok(false) => return Outcome::Lost,
                 // The store is away: keep the batch; a new holder would send the same key.
                 Err(e) => warn!(app_id = %self.id.app_id, error = %e, "renewing a webhook lane failed"),
             }
         }
-        true
+        Outcome::Done
     }
 
     async fn attempt(&self, body: &str, signature: &str, key: &str) -> Attempt {
