@@ -143,7 +143,7 @@ pub struct WebhooksConfig {
     /// A webhook undelivered this long after it was created is abandoned.
     pub retry_window_s: u64,
     /// Events waiting per app endpoint, split evenly over its lanes (with Redis: the cap of each
-    /// lane's stream); a lane at its cap refuses new events (counted `queue_full`, logged).
+    /// lane's stream, plus the batch in flight); a lane at its cap refuses new events (counted `queue_full`, logged).
     pub queue_capacity: usize,
     /// Events per request for apps with `enable_webhook_batching`.
     pub max_batch_size: usize,

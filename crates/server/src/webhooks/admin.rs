@@ -80,7 +80,7 @@ impl Dispatcher {
                 app_id,
                 ids,
                 max: max.clamp(1, MAX_PAGE),
-                cap: self.shared.lane_cap(),
+                cap: self.shared.lane_cap(self.shared.settings.max_batch_size),
                 now_ms: unix_millis(),
             })
             .await?;

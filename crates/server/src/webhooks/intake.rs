@@ -19,6 +19,8 @@ const STORE_RETRY: Duration = Duration::from_millis(250);
 
 pub(super) struct Intake {
     pub(super) lane: LaneId,
+    /// Jobs the lane's queue may hold (see `Shared::lane_cap`).
+    pub(super) cap: usize,
     pub(super) shared: Arc<Shared>,
     pub(super) metrics: AppWebhookMetrics,
     pub(super) wake: Arc<Notify>,
@@ -51,7 +53,7 @@ impl Intake {
                 lane: &self.lane,
                 event_json: &job.event_json,
                 created_ms: job.created_ms,
-                cap: self.shared.lane_cap(),
+                cap: self.cap,
             };
             match self.shared.queue.enqueue(request).await {
                 Ok(Enqueued::Queued) => return self.wake.notify_one(),

@@ -49,11 +49,7 @@ enum Outcome {
 
 impl Lane {
     pub(super) fn new(app: &AppConfig, id: LaneId, url: &str, shared: Arc<Shared>, metrics: AppWebhookMetrics) -> Self {
-        let batch = if app.enable_webhook_batching {
-            shared.settings.max_batch_size
-        } else {
-            1
-        };
+        let batch = batch_size(app, &shared.settings);
         Self {
             id,
             url: url.to_owned(),
@@ -310,6 +306,15 @@ impl Lane {
         for job in jobs {
             self.metrics.delivered(event_name(&job.event_json), 1);
         }
+    }
+}
+
+/// Jobs per request for `app`.
+pub(super) fn batch_size(app: &AppConfig, settings: &crate::config::WebhooksConfig) -> usize {
+    if app.enable_webhook_batching {
+        settings.max_batch_size
+    } else {
+        1
     }
 }
 

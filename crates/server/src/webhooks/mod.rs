@@ -82,9 +82,15 @@ impl Shared {
         self.deadline.get().is_some_and(|d| at >= *d)
     }
 
-    /// Jobs a lane holds at most.
-    fn lane_cap(&self) -> usize {
+    /// Jobs waiting in a lane at most: its share of `queue_capacity`.
+    fn lane_waiting(&self) -> usize {
         self.settings.queue_capacity.div_ceil(LANES).max(1)
+    }
+
+    /// Jobs a lane's queue holds at most: the waiting ones and the batch in flight (which stays
+    /// queued until acknowledged), so the cap means what it meant for the in-process lanes.
+    fn lane_cap(&self, batch: usize) -> usize {
+        self.lane_waiting().saturating_add(batch.max(1))
     }
 }
 
@@ -153,7 +159,7 @@ impl Dispatcher {
             request_duration: metrics.webhooks.request_duration.clone(),
         });
         let tasks = TaskTracker::new();
-        let per_lane = shared.lane_cap();
+        let per_lane = shared.lane_waiting();
         let mut hooks = HashMap::new();
         for app in apps.iter().filter(|a| !a.webhooks.is_empty()) {
             let app_metrics = metrics.webhooks.app(&app.id);
@@ -173,6 +179,7 @@ impl Dispatcher {
                             let wake = Arc::new(Notify::new());
                             let intake_done = CancellationToken::new();
                             let intake = intake::Intake {
+                                cap: shared.lane_cap(lane::batch_size(app, &shared.settings)),
                                 lane: lane_id.clone(),
                                 shared: shared.clone(),
                                 metrics: app_metrics.clone(),
