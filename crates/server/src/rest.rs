@@ -535,6 +535,17 @@ mod tests {
         assert_eq!((r, user.as_deref()), (Route::TerminateUser, Some("u-17")));
         assert!(route("/apps/1/users//terminate_connections").is_none());
         assert!(route("/apps/1/users/u").is_none());
+        assert!(matches!(
+            route("/apps/1/webhooks/dead_letters"),
+            Some((_, Route::DeadLetters, None))
+        ));
+        assert!(matches!(
+            route("/apps/1/webhooks/dead_letters/replay"),
+            Some((_, Route::ReplayDeadLetters, None))
+        ));
+        assert!(route("/apps/1/webhooks").is_none());
+        assert_eq!(Route::ReplayDeadLetters.method(), Method::POST);
+        assert_eq!(Route::DeadLetters.method(), Method::GET);
         assert!(route("/apps/1/nope").is_none());
         assert!(route("/apps//events").is_none());
         assert!(route("/apps/1/channels/").is_none());

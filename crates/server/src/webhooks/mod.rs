@@ -302,3 +302,17 @@ impl WebhookSink for Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_id;
+
+    #[test]
+    fn endpoint_ids_are_fnv1a_of_the_url_and_differ_per_url() {
+        // FNV-1a 64 reference values: every node and every version must agree on them, or a
+        // restarted node would no longer find its endpoints' queues.
+        assert_eq!(endpoint_id(""), "cbf29ce484222325");
+        assert_eq!(endpoint_id("a"), "af63dc4c8601ec8c");
+        assert_ne!(endpoint_id("http://x/a"), endpoint_id("http://x/b"));
+    }
+}
