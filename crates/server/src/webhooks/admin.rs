@@ -101,6 +101,8 @@ impl Dispatcher {
 /// Keep the queue gauges of every app current until shutdown.
 pub(super) async fn refresh_metrics(dispatcher: Arc<Dispatcher>) {
     let mut every = tokio::time::interval(REFRESH_EVERY);
+    // Apps whose stats could not be read: logged once per outage, not every refresh.
+    let mut failing: std::collections::HashSet<&str> = std::collections::HashSet::new();
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -110,6 +112,7 @@ pub(super) async fn refresh_metrics(dispatcher: Arc<Dispatcher>) {
         for (app_id, app) in &dispatcher.apps {
             match dispatcher.shared.queue.stats(app_id).await {
                 Ok(stats) => {
+                    failing.remove(app_id.as_str());
                     let m = &app.metrics;
                     m.queue_depth.set(stats.depth as i64);
                     m.dead_letter_depth.set(stats.dead_letters as i64);
@@ -118,7 +121,11 @@ pub(super) async fn refresh_metrics(dispatcher: Arc<Dispatcher>) {
                         .map_or(0, |created| unix_millis().saturating_sub(created));
                     m.oldest_age.set((age_ms / 1000) as i64);
                 }
-                Err(e) => warn!(app_id, error = %e, "reading the webhook queue stats failed"),
+                Err(e) => {
+                    if failing.insert(app_id.as_str()) {
+                        warn!(app_id, error = %e, "reading the webhook queue stats failed; the queue gauges keep their last value");
+                    }
+                }
             }
         }
     }

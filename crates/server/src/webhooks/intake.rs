@@ -48,6 +48,7 @@ impl Intake {
     async fn put(&self, job: Job) {
         let window_ms = self.shared.settings.retry_window_s.saturating_mul(1000);
         let expires_ms = job.created_ms.saturating_add(window_ms);
+        let mut first_failure = true;
         loop {
             let request = NewJob {
                 lane: &self.lane,
@@ -67,7 +68,10 @@ impl Intake {
                         error!(app_id = %self.lane.app_id, event = job.name, error = %e, "webhook event could not be queued: lost");
                         return self.metrics.failed("queue_unavailable", 1);
                     }
-                    warn!(app_id = %self.lane.app_id, event = job.name, error = %e, "webhook event could not be queued yet; retrying");
+                    if first_failure {
+                        warn!(app_id = %self.lane.app_id, event = job.name, error = %e, "webhook event could not be queued yet; retrying until its retry window ends");
+                        first_failure = false;
+                    }
                     tokio::time::sleep(STORE_RETRY).await;
                 }
             }

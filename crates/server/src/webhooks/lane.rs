@@ -16,6 +16,9 @@ use super::request::{self, IDEMPOTENCY_HEADER};
 use super::Shared;
 use crate::metrics::AppWebhookMetrics;
 
+/// How often a lane looks again while the queue's store is unreachable.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
 /// How often an idle lane this node holds looks for jobs queued by other nodes (this node's
 /// own enqueues wake it at once). A lane held elsewhere looks every quarter lease.
 const POLL: Duration = Duration::from_millis(200);
@@ -67,6 +70,7 @@ impl Lane {
 
     /// Deliver the lane's jobs until shutdown (then: see [`super::Dispatcher::shutdown`]).
     pub(super) async fn run(self, wake: Arc<Notify>, intake_done: CancellationToken) {
+        let mut store_failing = false;
         loop {
             if self.shared.past_deadline(Instant::now()) {
                 break;
@@ -82,6 +86,7 @@ impl Lane {
                 })
                 .await;
             let mut idle = POLL;
+            let claim_ok = claim.is_ok();
             let jobs = match claim {
                 Ok(Claim::Owned { jobs, took_over }) => {
                     if took_over {
@@ -97,10 +102,19 @@ impl Lane {
                     Vec::new()
                 }
                 Err(e) => {
-                    warn!(app_id = %self.id.app_id, error = %e, "claiming webhook jobs failed");
+                    // Logged once per outage, not on every look; retried every second.
+                    if !store_failing {
+                        warn!(app_id = %self.id.app_id, error = %e, "claiming webhook jobs failed; retrying every second");
+                    }
+                    store_failing = true;
+                    idle = STORE_RETRY;
                     Vec::new()
                 }
             };
+            if store_failing && claim_ok {
+                info!(app_id = %self.id.app_id, "claiming webhook jobs works again");
+                store_failing = false;
+            }
             if jobs.is_empty() {
                 // Nothing to send: at shutdown, done once the intake queued its last event.
                 if self.closing() && intake_done.is_cancelled() {
