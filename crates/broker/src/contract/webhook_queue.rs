@@ -79,7 +79,7 @@ pub async fn jobs_are_claimed_in_order_until_acknowledged(q: &dyn WebhookQueue, 
     assert_eq!(first[0].created_ms, 1000);
     assert_eq!(first[0].retry_from_ms, 1000);
     assert_ne!(first[0].key, first[1].key, "one key per job");
-    assert!(first[0].key.starts_with(&format!("{app}:ep1:")), "{}", first[0].key);
+    assert!(first[0].key.starts_with(&format!("{app}:ep1:0:")), "{}", first[0].key);
     let again = owned(claim(q, &l0, "node-a", 2).await);
     assert_eq!(
         again, first,
@@ -94,6 +94,10 @@ pub async fn jobs_are_claimed_in_order_until_acknowledged(q: &dyn WebhookQueue, 
     assert!(owned(claim(q, &l0, "node-a", 5).await).is_empty());
     assert_eq!(q.stats(app).await.unwrap().depth, 1, "lane 1 still holds its job");
     let other = owned(claim(q, &l1, "node-a", 5).await);
+    assert!(
+        other[0].key.starts_with(&format!("{app}:ep1:1:")),
+        "keys name their lane: entry ids repeat across lanes"
+    );
     q.ack(&l1, &[other[0].id.clone()]).await.unwrap();
     assert_eq!(q.stats(app).await.unwrap(), Default::default());
 }

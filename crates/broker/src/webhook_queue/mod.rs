@@ -29,9 +29,10 @@ pub struct LaneId {
 
 impl LaneId {
     /// The idempotency key of the job stored under `id` in this lane: stable across retries,
-    /// takeovers and restarts because the id is the queue's, not the sender's.
+    /// takeovers and restarts because the id is the queue's, not the sender's. Ids are unique
+    /// per lane only (each lane is its own stream), so the key names the lane too.
     pub fn job_key(&self, id: &str) -> String {
-        format!("{}:{}:{}", self.app_id, self.endpoint, id)
+        format!("{}:{}:{}:{}", self.app_id, self.endpoint, self.lane, id)
     }
 }
 

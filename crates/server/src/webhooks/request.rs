@@ -56,7 +56,7 @@ mod tests {
     fn job(id: &str, json: &str, ms: u64) -> QueuedJob {
         QueuedJob {
             id: id.into(),
-            key: format!("app:ep:{id}"),
+            key: format!("app:ep:0:{id}"),
             event_json: json.into(),
             created_ms: ms,
             retry_from_ms: ms,
@@ -75,8 +75,8 @@ mod tests {
     fn keys_name_the_job_or_the_batch() {
         let a = job("1-0", "{}", 1);
         let b = job("1-5", "{}", 1);
-        assert_eq!(idempotency_key(std::slice::from_ref(&a)), "app:ep:1-0");
-        assert_eq!(idempotency_key(&[a, b]), "app:ep:1-0..1-5");
+        assert_eq!(idempotency_key(std::slice::from_ref(&a)), "app:ep:0:1-0");
+        assert_eq!(idempotency_key(&[a, b]), "app:ep:0:1-0..1-5");
     }
 
     #[test]
