@@ -360,7 +360,7 @@ describe('webhooks', () => {
     assert.deepEqual([...names], ['member_added'], 'the filtered URL only ever got member_added');
   });
 
-  test('retries: two 500s, then the event is delivered (3 requests, same body, backoff doubling); later events of the channel follow in order', async (t) => {
+  test('retries: two 500s, then the event is delivered (3 requests, same body and Idempotency-Key, jittered backoff); later events of the channel follow in order', async (t) => {
     const ch = uid('presence-wh-retry-');
     const since = recv.mark();
     recv.failNext(2, { path: '/retry', status: 500 });
@@ -380,8 +380,13 @@ describe('webhooks', () => {
     const gap1 = second.at - first.respondedAt;
     const gap2 = third.at - second.respondedAt;
     assert.ok(gap1 >= BACKOFF_MS - SLACK_MS, `first retry ${gap1} ms after the failure (retry_backoff_ms ${BACKOFF_MS})`);
-    assert.ok(gap2 >= 2 * BACKOFF_MS - SLACK_MS, `second retry ${gap2} ms after the failure (backoff doubles to ${2 * BACKOFF_MS})`);
-    assert.ok(gap2 < 2 * BACKOFF_MS + 1500, `second retry took ${gap2} ms`);
+    // decorrelated jitter: the second delay is drawn between retry_backoff_ms and three times the first
+    assert.ok(gap2 >= BACKOFF_MS - SLACK_MS, `second retry ${gap2} ms after the failure (at least retry_backoff_ms ${BACKOFF_MS})`);
+    assert.ok(gap2 < 3 * BACKOFF_MS + 1500, `second retry took ${gap2} ms`);
+    const key = first.headers['idempotency-key'];
+    assert.ok(key, 'the request carries an Idempotency-Key');
+    assert.ok([second, third].every((r) => r.headers['idempotency-key'] === key), 'the same Idempotency-Key on every retry');
+    assert.ok(reqs.slice(3).every((r) => r.headers['idempotency-key'] !== key), 'later events have keys of their own');
     for (const later of reqs.slice(3)) {
       assert.ok(later.seq > third.seq && later.at >= third.respondedAt, `request #${later.seq} was sent before the retried event was delivered`);
     }

@@ -104,8 +104,14 @@ ON_FIRST_INCREMENT = {
     "ferrocast_webhook_events_total": {"app_id", "event"},
     "ferrocast_webhook_retries_total": {"app_id"},
     "ferrocast_webhook_failures_total": {"app_id", "reason"},
+    "ferrocast_webhook_dead_letters_total": {"app_id"},
 }
-WEBHOOK_FAILURE_REASONS = {"expired", "queue_full", "shutdown", "cluster_state_unavailable"}
+# Labelled counters only a cluster (Redis backplane) increments: a lane taken over from a crashed
+# node. The dashboard may chart them; the single-node runs here never expose them.
+CLUSTER_ONLY = {
+    "ferrocast_webhook_takeovers_total": {"app_id"},
+}
+WEBHOOK_FAILURE_REASONS = {"expired", "queue_full", "shutdown", "queue_unavailable", "cluster_state_unavailable"}
 # What the server exposes today (docs); the live scrape must agree. The webhook gauge and
 # histogram are there once an app has a webhook (the scrape of exposed_metrics() has one).
 DOCUMENTED = {
@@ -120,6 +126,8 @@ DOCUMENTED = {
     "ferrocast_process_cpu_seconds_total",
     "ferrocast_process_resident_memory_bytes",
     "ferrocast_webhook_queue_depth",
+    "ferrocast_webhook_oldest_job_age_seconds",
+    "ferrocast_webhook_dead_letter_depth",
     "ferrocast_webhook_request_duration_seconds_bucket",
 }
 # The [webhooks] defaults of docs/configuration.md, which values.yaml must repeat.
@@ -128,6 +136,7 @@ WEBHOOK_DEFAULTS = {
     "timeout_ms": 5000,
     "retry_backoff_ms": 1000,
     "retry_window_s": 300,
+    "dead_letter_max_len": 10000,
     "queue_capacity": 10000,
     "max_batch_size": 50,
     "flush_timeout_s": 5,
@@ -165,7 +174,7 @@ RICH_VALUES = {
         "server": {"activity_timeout_s": 60, "shutdown_grace_s": 3, "max_queued_frames": 1000000},
         "backplane": {"driver": "memory", "prefix": "fc.test-1", "node_ttl_s": 9},
         "webhooks": {"leave_delay_ms": 1500, "timeout_ms": 2000, "retry_backoff_ms": 100, "retry_window_s": 60,
-                     "queue_capacity": 100, "max_batch_size": 10, "flush_timeout_s": 2},
+                     "dead_letter_max_len": 500, "queue_capacity": 100, "max_batch_size": 10, "flush_timeout_s": 2},
         "apps": [
             {
                 "id": "app-1",
@@ -1008,7 +1017,7 @@ def known_labels(name: str, exposed: dict[str, set[str]]) -> set[str] | None:
     """The labels of a ferrocast metric: scraped, or declared in ON_FIRST_INCREMENT; None if unknown."""
     if name in exposed:
         return exposed[name]
-    return ON_FIRST_INCREMENT.get(name)
+    return ON_FIRST_INCREMENT.get(name, CLUSTER_ONLY.get(name))
 
 
 def check_promql(expr: str, where: str, exposed: dict[str, set[str]]) -> list[dict]:

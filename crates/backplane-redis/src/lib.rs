@@ -25,6 +25,8 @@
 //! - [`pubsub`]: interest reference counts and the pub/sub supervisor.
 //! - [`liveness`]: heartbeat and reaping of dead nodes.
 //! - [`replay`]: replay logs and positions: gap-free delivery across a reconnect.
+//! - `webhook_queue`: [`ferrocast_broker::WebhookQueue`] on Redis Streams (lanes, leases,
+//!   takeover with `XAUTOCLAIM`, dead letters).
 
 #![forbid(unsafe_code)]
 
@@ -35,6 +37,7 @@ mod liveness;
 mod pubsub;
 mod replay;
 mod scripts;
+mod webhook_queue;
 
 use std::future::Future;
 use std::sync::atomic::AtomicU64;

@@ -1,12 +1,19 @@
 //! The Lua scripts that change cluster state atomically, publish through the replay logs and
-//! read them back. Sources live in `src/lua/`; scripts
-//! that remove a node's registrations or leave a pending leave share `common.lua`.
+//! read them back, and run the webhook queue. Sources live in `src/lua/`; scripts that remove a
+//! node's registrations or leave a pending leave share `common.lua`; the webhook queue's share
+//! `wh_common.lua` (its key layout).
 
 use redis::Script;
 
 macro_rules! with_common {
     ($file:literal) => {
         concat!(include_str!("lua/common.lua"), "\n", include_str!($file))
+    };
+}
+
+macro_rules! with_webhook_common {
+    ($file:literal) => {
+        concat!(include_str!("lua/wh_common.lua"), "\n", include_str!($file))
     };
 }
 
@@ -33,6 +40,13 @@ pub struct Scripts {
     pub user_out: Script,
     pub publish: Script,
     pub replay: Script,
+    pub wh_enqueue: Script,
+    pub wh_claim: Script,
+    pub wh_lease: Script,
+    pub wh_ack: Script,
+    pub wh_dead: Script,
+    pub wh_replay: Script,
+    pub wh_stats: Script,
 }
 
 impl Scripts {
@@ -59,6 +73,13 @@ impl Scripts {
             user_out: Script::new(include_str!("lua/user_out.lua")),
             publish: Script::new(include_str!("lua/publish.lua")),
             replay: Script::new(include_str!("lua/replay.lua")),
+            wh_enqueue: Script::new(with_webhook_common!("lua/wh_enqueue.lua")),
+            wh_claim: Script::new(with_webhook_common!("lua/wh_claim.lua")),
+            wh_lease: Script::new(include_str!("lua/wh_lease.lua")),
+            wh_ack: Script::new(with_webhook_common!("lua/wh_ack.lua")),
+            wh_dead: Script::new(with_webhook_common!("lua/wh_dead.lua")),
+            wh_replay: Script::new(with_webhook_common!("lua/wh_replay.lua")),
+            wh_stats: Script::new(with_webhook_common!("lua/wh_stats.lua")),
         }
     }
 }

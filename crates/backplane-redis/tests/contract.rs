@@ -47,3 +47,14 @@ async fn redis_pending_leaves_are_confirmed_once_by_any_node() {
     wait_up(&b).await;
     ferrocast_broker::contract::pending_leaves_are_confirmed_once_by_any_node(&*a, &*b, "app-a").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keeps_the_webhook_queue_contract() {
+    let redis = Redis::start();
+    let (a, _) = backplane(&redis, "node-a", Duration::from_secs(15));
+    let (b, _) = backplane(&redis, "node-b", Duration::from_secs(15));
+    wait_up(&a).await;
+    wait_up(&b).await;
+    ferrocast_broker::contract::webhook_queue_all(&*a, "app-a").await;
+    ferrocast_broker::contract::a_lane_has_one_holder_and_is_taken_over_in_order(&*a, &*b, "app-t").await;
+}

@@ -32,6 +32,8 @@
 //!   readiness and re-registration after a backplane outage.
 //! - `observer`: the measurements a node reports, for the server's metrics.
 //! - `webhook`: where a node reports webhook events, for the server's dispatcher.
+//! - `webhook_queue`: [`WebhookQueue`], the durable queue of webhook jobs the dispatcher
+//!   delivers from (lanes, leases, acknowledgements, dead letters).
 //! - `error`: typed errors of the above.
 //! - `clock`, `shard`: the one wall/process clock and the one key-to-shard hash everything uses.
 
@@ -57,6 +59,7 @@ mod rate_limit;
 mod session;
 mod shard;
 mod webhook;
+mod webhook_queue;
 
 pub use app::{App, AppConfig, AppRegistry, WebhookConfig};
 pub use backplane::{
@@ -72,9 +75,13 @@ pub use cluster::{
 pub use connection::{ConnectionHandle, ConnectionOutbox, Outgoing};
 pub use error::{BackplaneError, ConnectError, PublishError};
 pub use local_channels::{ChannelKey, LocalChannels};
-pub use memory::{MemoryBackplane, MemoryClusterState};
+pub use memory::{MemoryBackplane, MemoryClusterState, MemoryWebhookQueue};
 pub use node::{LocalStats, Node, NodeOptions, PublishRequest};
 pub use observer::{unix_micros, CacheReplay, Limit, MessageKind, NoObserver, NodeObserver};
 pub use session::Session;
 pub use shard::shard_of;
 pub use webhook::{unix_millis, NoWebhooks, WebhookSink};
+pub use webhook_queue::{
+    Claim, ClaimRequest, DeadLetter, DeadLetterRequest, Enqueued, LaneId, NewJob, QueueStats, QueuedJob, ReplayRequest,
+    Replayed, WebhookQueue,
+};

@@ -146,16 +146,20 @@ pub struct WebhooksConfig {
     pub leave_delay_ms: u64,
     /// Per request.
     pub timeout_ms: u64,
-    /// First retry delay after a failed request; doubles up to 60 s.
+    /// Base of the retry delays after a failed request: each delay is drawn at random between
+    /// this and three times the last one (decorrelated jitter), at most 60 s.
     pub retry_backoff_ms: u64,
     /// A webhook undelivered this long after it was created is abandoned.
     pub retry_window_s: u64,
-    /// Events waiting per app endpoint; more are dropped (and counted).
+    /// Events waiting per app endpoint, split evenly over its lanes (with Redis: the cap of each
+    /// lane's stream, plus the batch in flight); a lane at its cap refuses new events (counted `queue_full`, logged).
     pub queue_capacity: usize,
     /// Events per request for apps with `enable_webhook_batching`.
     pub max_batch_size: usize,
     /// On shutdown, how long queued webhooks may still be delivered.
     pub flush_timeout_s: u64,
+    /// Dead letters kept per app (events whose retry window ended); the oldest go beyond it.
+    pub dead_letter_max_len: usize,
 }
 
 impl Default for WebhooksConfig {
@@ -168,6 +172,7 @@ impl Default for WebhooksConfig {
             queue_capacity: 10_000,
             max_batch_size: 50,
             flush_timeout_s: 5,
+            dead_letter_max_len: 10_000,
         }
     }
 }
@@ -348,7 +353,7 @@ fn validate_edge(server: &ServerConfig) -> Result<(), ConfigError> {
 }
 
 fn validate_webhooks(w: &WebhooksConfig) -> Result<(), ConfigError> {
-    let bounds: [(&str, u64, u64, u64); 7] = [
+    let bounds: [(&str, u64, u64, u64); 8] = [
         ("leave_delay_ms", w.leave_delay_ms, 0, 10_000),
         ("timeout_ms", w.timeout_ms, 100, 60_000),
         ("retry_backoff_ms", w.retry_backoff_ms, 10, 60_000),
@@ -356,6 +361,7 @@ fn validate_webhooks(w: &WebhooksConfig) -> Result<(), ConfigError> {
         ("queue_capacity", w.queue_capacity as u64, 1, 10_000_000),
         ("max_batch_size", w.max_batch_size as u64, 1, 1000),
         ("flush_timeout_s", w.flush_timeout_s, 0, 600),
+        ("dead_letter_max_len", w.dead_letter_max_len as u64, 1, 1_000_000),
     ];
     for (key, value, min, max) in bounds {
         if !(min..=max).contains(&value) {

@@ -148,6 +148,10 @@ impl EdgeMetrics {
 /// Webhook delivery: what waits, what went out, what was retried and what was given up.
 pub struct WebhookMetrics {
     queue_depth: IntGaugeVec,
+    oldest_age: IntGaugeVec,
+    dead_letter_depth: IntGaugeVec,
+    takeovers: IntCounterVec,
+    dead_letters: IntCounterVec,
     deliveries: IntCounterVec,
     events: IntCounterVec,
     retries: IntCounterVec,
@@ -158,7 +162,12 @@ pub struct WebhookMetrics {
 /// The webhook handles of one app, resolved once at startup.
 #[derive(Clone)]
 pub struct AppWebhookMetrics {
+    /// Set from the queue's stats by a periodic refresh, not per event.
     pub queue_depth: IntGauge,
+    pub oldest_age: IntGauge,
+    pub dead_letter_depth: IntGauge,
+    pub takeovers: IntCounter,
+    pub dead_letters: IntCounter,
     pub deliveries: IntCounter,
     pub retries: IntCounter,
     events: IntCounterVec,
@@ -188,7 +197,31 @@ impl WebhookMetrics {
             queue_depth: gauge(
                 r,
                 "webhook_queue_depth",
-                "Webhook events waiting to be sent",
+                "Webhook events waiting to be sent (queued and not yet acknowledged, every node's)",
+                &["app_id"],
+            ),
+            oldest_age: gauge(
+                r,
+                "webhook_oldest_job_age_seconds",
+                "Age of the oldest webhook event waiting to be sent",
+                &["app_id"],
+            ),
+            dead_letter_depth: gauge(
+                r,
+                "webhook_dead_letter_depth",
+                "Webhook events kept as dead letters, waiting for a replay",
+                &["app_id"],
+            ),
+            takeovers: counter(
+                r,
+                "webhook_takeovers_total",
+                "Webhook lanes this node took over with jobs a previous holder had claimed",
+                &["app_id"],
+            ),
+            dead_letters: counter(
+                r,
+                "webhook_dead_letters_total",
+                "Webhook events moved to the dead letters after their retry window",
                 &["app_id"],
             ),
             deliveries: counter(
@@ -229,6 +262,10 @@ impl WebhookMetrics {
     pub fn app(&self, app_id: &str) -> AppWebhookMetrics {
         AppWebhookMetrics {
             queue_depth: self.queue_depth.with_label_values(&[app_id]),
+            oldest_age: self.oldest_age.with_label_values(&[app_id]),
+            dead_letter_depth: self.dead_letter_depth.with_label_values(&[app_id]),
+            takeovers: self.takeovers.with_label_values(&[app_id]),
+            dead_letters: self.dead_letters.with_label_values(&[app_id]),
             deliveries: self.deliveries.with_label_values(&[app_id]),
             retries: self.retries.with_label_values(&[app_id]),
             events: self.events.clone(),

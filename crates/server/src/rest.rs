@@ -33,6 +33,10 @@ pub enum Route {
     Users,
     /// `POST /apps/{id}/users/{user_id}/terminate_connections` (reference §9.7).
     TerminateUser,
+    /// `GET /apps/{id}/webhooks/dead_letters` (admin, Ferrocast's own).
+    DeadLetters,
+    /// `POST /apps/{id}/webhooks/dead_letters/replay` (admin, Ferrocast's own).
+    ReplayDeadLetters,
 }
 
 impl Route {
@@ -44,17 +48,22 @@ impl Route {
             Route::Channel => "channel",
             Route::Users => "users",
             Route::TerminateUser => "terminate_user_connections",
+            Route::DeadLetters => "webhook_dead_letters",
+            Route::ReplayDeadLetters => "webhook_dead_letters_replay",
         }
     }
 
     /// Reads draw from `max_read_requests_per_second`.
     fn is_read(self) -> bool {
-        matches!(self, Route::Channels | Route::Channel | Route::Users)
+        matches!(
+            self,
+            Route::Channels | Route::Channel | Route::Users | Route::DeadLetters
+        )
     }
 
     fn method(self) -> Method {
         match self {
-            Route::Events | Route::BatchEvents | Route::TerminateUser => Method::POST,
+            Route::Events | Route::BatchEvents | Route::TerminateUser | Route::ReplayDeadLetters => Method::POST,
             _ => Method::GET,
         }
     }
@@ -84,6 +93,8 @@ pub fn route(path: &str) -> Option<(String, Route, Option<String>)> {
         [app, "users", user, "terminate_connections"] if !user.is_empty() => {
             (app, Route::TerminateUser, Some(decode(user)))
         }
+        [app, "webhooks", "dead_letters"] => (app, Route::DeadLetters, None),
+        [app, "webhooks", "dead_letters", "replay"] => (app, Route::ReplayDeadLetters, None),
         _ => return None,
     };
     (!app.is_empty()).then(|| (decode(app), route, channel))
@@ -167,6 +178,8 @@ pub async fn handle(
         Route::Channel => channel_info(state, app, channel.as_deref().unwrap_or_default(), param("info")).await,
         Route::Users => users(state, app, channel.as_deref().unwrap_or_default()).await,
         Route::TerminateUser => terminate_user(state, app, channel.as_deref().unwrap_or_default()).await,
+        Route::DeadLetters => dead_letters(state, app, param("limit")).await,
+        Route::ReplayDeadLetters => replay_dead_letters(state, app, body).await,
     }
 }
 
@@ -525,6 +538,17 @@ mod tests {
         assert_eq!((r, user.as_deref()), (Route::TerminateUser, Some("u-17")));
         assert!(route("/apps/1/users//terminate_connections").is_none());
         assert!(route("/apps/1/users/u").is_none());
+        assert!(matches!(
+            route("/apps/1/webhooks/dead_letters"),
+            Some((_, Route::DeadLetters, None))
+        ));
+        assert!(matches!(
+            route("/apps/1/webhooks/dead_letters/replay"),
+            Some((_, Route::ReplayDeadLetters, None))
+        ));
+        assert!(route("/apps/1/webhooks").is_none());
+        assert_eq!(Route::ReplayDeadLetters.method(), Method::POST);
+        assert_eq!(Route::DeadLetters.method(), Method::GET);
         assert!(route("/apps/1/nope").is_none());
         assert!(route("/apps//events").is_none());
         assert!(route("/apps/1/channels/").is_none());
@@ -548,4 +572,55 @@ mod tests {
         assert!(parse_info(Some("bogus")).is_err());
         assert!(parse_info(None).unwrap().is_empty());
     }
+}
+
+/// The most dead letters one admin request lists or replays unless `limit` says otherwise.
+const DEAD_LETTER_PAGE: usize = 100;
+
+fn page_limit(limit: Option<&str>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(DEAD_LETTER_PAGE),
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=crate::webhooks::MAX_PAGE).contains(n))
+            .ok_or_else(|| ApiError::BadRequest(format!("limit must be 1..={}", crate::webhooks::MAX_PAGE))),
+    }
+}
+
+/// `GET /apps/{id}/webhooks/dead_letters?limit=n`: the app's oldest dead letters (webhook
+/// events whose retry window ended), with the idempotency key each was sent with.
+async fn dead_letters(state: &ServerState, app: &App, limit: Option<&str>) -> Result<Value, ApiError> {
+    let max = page_limit(limit)?;
+    let letters = state
+        .webhooks
+        .dead_letters(app.id(), max)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("webhook queue unavailable: {e}")))?;
+    Ok(json!({ "dead_letters": letters }))
+}
+
+/// The body of a replay: the dead letters to replay by id, or (none named) the oldest `limit`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ReplayBody {
+    ids: Vec<String>,
+    limit: Option<usize>,
+}
+
+/// `POST /apps/{id}/webhooks/dead_letters/replay`: put dead letters back into their lanes; they
+/// are sent again with their original idempotency key and a new retry window.
+async fn replay_dead_letters(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, ApiError> {
+    let request: ReplayBody = if body.is_empty() {
+        ReplayBody::default()
+    } else {
+        parse_json(body)?
+    };
+    let max = page_limit(request.limit.map(|n| n.to_string()).as_deref())?;
+    let done = state
+        .webhooks
+        .replay(app.id(), &request.ids, max)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("webhook queue unavailable: {e}")))?;
+    Ok(json!(done))
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrocast_backplane_redis::{RedisBackplane, RedisOptions, ReplayLog};
-use ferrocast_broker::MemoryClusterState;
 use ferrocast_broker::{AppRegistry, Backplane, ClusterState, Node, NodeOptions};
+use ferrocast_broker::{MemoryClusterState, MemoryWebhookQueue, WebhookQueue};
 use tokio::net::{TcpListener, TcpSocket};
 use tracing::{info, warn};
 
@@ -15,7 +15,7 @@ use crate::config::{self, Config};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, MetricsObserver};
 use crate::state::ServerState;
-use crate::webhooks::Dispatcher;
+use crate::webhooks::{Dispatcher, QueueMode};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +107,17 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
         let lag = metrics.cluster.pubsub_lag.clone();
         redis.set_lag_observer(Box::new(move |seconds| lag.observe(seconds)));
     }
-    let webhooks = Dispatcher::start(&config.apps, &config.webhooks, &metrics)?;
+    let (queue, durable): (Arc<dyn WebhookQueue>, bool) = match &link {
+        ClusterLink::Redis(redis) => (redis.clone(), true),
+        ClusterLink::Memory => (Arc::new(MemoryWebhookQueue::new()), false),
+    };
+    let mode = QueueMode {
+        node_id: node_id.clone(),
+        durable,
+        // A crashed holder's lanes move when its heartbeat would have expired too.
+        lease: Duration::from_secs(config.backplane.node_ttl_s),
+    };
+    let webhooks = Dispatcher::start(&config.apps, &config.webhooks, &metrics, queue, mode)?;
     let options = NodeOptions {
         observer: Arc::new(MetricsObserver(metrics.clone())),
         queue_capacity: config.server.max_queued_frames,

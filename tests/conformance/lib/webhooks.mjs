@@ -55,13 +55,14 @@ export class WebhookReceiver {
     return app;
   }
 
-  async start() {
+  /** Listens on `port` (default: a free one; pass the old port to bring a stopped receiver back). */
+  async start({ port = 0 } = {}) {
     if (this._server) return this;
     const server = http.createServer((req, res) => this._onRequest(req, res));
     server.keepAliveTimeout = 5000;
     await new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
+      server.listen(port, '127.0.0.1', () => {
         server.off('error', reject);
         resolve();
       });
@@ -307,9 +308,21 @@ export class WebhookReceiver {
     });
   }
 
-  /** `labels()` of the delivered (2xx) events matching `filter`, in arrival order. */
+  /**
+   * `labels()` of the delivered (2xx) events matching `filter`, in arrival order, as a receiver
+   * that honours `Idempotency-Key` sees them: a request whose key was already delivered is a
+   * duplicate (at-least-once delivery, e.g. a node killed between a 2xx and its acknowledgement)
+   * and is left out. `events()` keeps every request.
+   */
   sequence(filter = {}) {
-    return labels(this.events({ ...filter, delivered: true }));
+    const seen = new Set();
+    const firstTime = new Set();
+    for (const r of this.requestsFor({ delivered: true })) {
+      const key = r.headers['idempotency-key'];
+      if (key === undefined || !seen.has(key)) firstTime.add(r);
+      if (key !== undefined) seen.add(key);
+    }
+    return labels(this.events({ ...filter, delivered: true }).filter((e) => firstTime.has(e.request)));
   }
 
   /** Like waitForEvents, over `requestsFor(filter)`. */

@@ -10,6 +10,13 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+mod webhook_queue;
+
+pub use webhook_queue::{
+    a_lane_has_one_holder_and_is_taken_over_in_order, dead_letters_are_capped_listed_and_replayed,
+    jobs_are_claimed_in_order_until_acknowledged, webhook_queue_all,
+};
+
 use crate::backplane::{Backplane, ChannelMessage, DeliverySink, Payload};
 use crate::cluster::{
     ClusterState, LeavePolicy, PresenceJoin, PresenceJoinRequest, PresenceLeave, PresenceLeaveRequest, RateKind,
@@ -805,5 +812,11 @@ mod tests {
         super::presence_leave_is_per_socket(&s, "app-a", "app-b").await;
         super::rate_budgets_are_all_or_nothing_per_app_and_kind(&s, "app-a", "app-b").await;
         super::pending_leaves_are_confirmed_once_by_any_node(&s, &s, "app-a").await;
+    }
+
+    #[tokio::test]
+    async fn the_in_process_webhook_queue_keeps_the_contract() {
+        let q = crate::memory::MemoryWebhookQueue::new();
+        super::webhook_queue_all(&q, "app-a").await;
     }
 }

@@ -13,6 +13,7 @@ mod presence;
 mod rates;
 mod registration;
 mod users;
+mod webhook_queue;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +31,7 @@ use crate::local_channels::ChannelKey;
 use crate::rate_limit::SharedLimiter;
 
 pub use cache::MemoryEventCache;
+pub use webhook_queue::MemoryWebhookQueue;
 
 /// Delivers every published message straight to the local sink.
 pub struct MemoryBackplane {

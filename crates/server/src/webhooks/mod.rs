@@ -1,24 +1,33 @@
-//! Webhook delivery: the node reports events ([`WebhookSink`]); the dispatcher queues them per
-//! app endpoint and POSTs them, signed, off the socket path.
+//! Webhook delivery: the node reports events ([`WebhookSink`]); the dispatcher puts them into
+//! the cluster's [`WebhookQueue`] and POSTs them, signed, off the socket path.
 //!
-//! Each endpoint has a few lanes, chosen by channel, each a bounded queue drained by one task
-//! that sends a request at a time and retries it until it succeeds or expires: the events of
-//! one channel reach an endpoint in order, and a slow endpoint holds up only its own lanes.
-//! Nothing is dropped silently: a full queue, an expired retry window and the shutdown deadline
-//! are counted in `ferrocast_webhook_failures_total` and logged.
+//! Each app endpoint has a few lanes, chosen by channel, so the events of one channel reach an
+//! endpoint in order and a slow endpoint holds up only its own lanes. A lane's jobs live in the
+//! queue (Redis Streams in a cluster, in process on a single node) until the endpoint answered
+//! 2xx: a node that crashes loses nothing once an event is queued, and the node that takes its
+//! lanes over sends the same requests again with the same `Idempotency-Key`. An event whose
+//! retry window ends goes to the app's dead letters, for an operator to list and replay. Nothing
+//! is dropped silently: a full lane, a dead letter and the memory backplane's shutdown deadline
+//! are counted and logged.
 //!
-//! - [`lane`]: one lane's worker: batching, signing, sending, retrying.
+//! - [`intake`]: per lane, moves reported events into the queue in order.
+//! - [`lane`]: per lane, the consumer: claims, batches, signs, sends, retries, acknowledges.
+//! - [`request`]: the request body, idempotency key and retry delays.
+//! - [`admin`]: dead letters for the REST admin endpoints, and the queue metrics refresh.
 
+mod admin;
+mod intake;
 mod lane;
+mod request;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use ferrocast_broker::{AppConfig, WebhookSink};
+use ferrocast_broker::{AppConfig, LaneId, WebhookQueue, WebhookSink};
 use ferrocast_protocol::webhook::WebhookEvent;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -26,12 +35,15 @@ use tracing::{info, warn};
 use crate::config::WebhooksConfig;
 use crate::metrics::{AppWebhookMetrics, Metrics};
 
+pub use admin::{DeadLetterView, ReplayOutcome, MAX_PAGE};
+
 /// Lanes per endpoint: enough that one busy channel does not hold up the others.
 const LANES: usize = 4;
 
-/// One event waiting in a lane, with when it was created (Unix ms).
+/// One event on its way into the queue, with when it was created (Unix ms).
 pub(crate) struct Job {
-    event: WebhookEvent,
+    event_json: String,
+    name: &'static str,
     created_ms: u64,
 }
 
@@ -40,11 +52,25 @@ pub(crate) struct Job {
 #[error("webhook HTTP client: {0}")]
 pub struct ClientError(String);
 
+/// Where the queue lives, which decides what shutdown does with what is left in it.
+#[derive(Debug, Clone)]
+pub struct QueueMode {
+    /// This node's id: the consumer and lease holder name in a shared queue.
+    pub node_id: String,
+    /// Shared by the cluster (Redis): undelivered jobs stay for the other nodes at shutdown.
+    /// In process: whatever is left at the flush deadline is lost (counted `shutdown`).
+    pub durable: bool,
+    /// How long a lane's lease lasts without renewal: a crashed holder's lanes move after this.
+    pub lease: Duration,
+}
+
 /// What every lane of the node shares.
 pub(crate) struct Shared {
     client: reqwest::Client,
     settings: WebhooksConfig,
-    /// Set at shutdown: lanes drain what is queued, then stop; retries stop at the deadline.
+    queue: Arc<dyn WebhookQueue>,
+    mode: QueueMode,
+    /// Set at shutdown: lanes deliver what they can until the deadline, then stop.
     closing: CancellationToken,
     deadline: OnceLock<Instant>,
     request_duration: prometheus::Histogram,
@@ -55,12 +81,31 @@ impl Shared {
     fn past_deadline(&self, at: Instant) -> bool {
         self.deadline.get().is_some_and(|d| at >= *d)
     }
+
+    /// Jobs waiting in a lane at most: its share of `queue_capacity`.
+    fn lane_waiting(&self) -> usize {
+        self.settings.queue_capacity.div_ceil(LANES).max(1)
+    }
+
+    /// Jobs a lane's queue holds at most: the waiting ones and the batch in flight (which stays
+    /// queued until acknowledged), so the cap means what it meant for the in-process lanes.
+    fn lane_cap(&self, batch: usize) -> usize {
+        self.lane_waiting().saturating_add(batch.max(1))
+    }
 }
 
 /// One configured webhook URL of an app.
 struct Endpoint {
     config: ferrocast_broker::WebhookConfig,
-    lanes: Vec<mpsc::Sender<Job>>,
+    /// Stable id of the URL (every node computes the same one).
+    id: String,
+    lanes: Vec<LaneHandle>,
+}
+
+/// The node's side of one lane: where events go in and how its consumer is woken.
+struct LaneHandle {
+    intake: mpsc::Sender<Job>,
+    wake: Arc<Notify>,
 }
 
 /// The webhooks of one app.
@@ -73,13 +118,31 @@ struct AppHooks {
 pub struct Dispatcher {
     apps: HashMap<String, AppHooks>,
     shared: Arc<Shared>,
-    lanes: TaskTracker,
+    tasks: TaskTracker,
+    upkeep: CancellationToken,
     closed: AtomicBool,
 }
 
+/// A stable id of an endpoint URL (FNV-1a, 64 bits, hex): the same on every node and across
+/// restarts, unlike the endpoint's position in the config.
+pub fn endpoint_id(url: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in url.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
 impl Dispatcher {
-    /// Start the lanes of every app's endpoints. Must run inside the runtime.
-    pub fn start(apps: &[AppConfig], settings: &WebhooksConfig, metrics: &Metrics) -> Result<Arc<Self>, ClientError> {
+    /// Start the lanes of every app's endpoints on `queue`. Must run inside the runtime.
+    pub fn start(
+        apps: &[AppConfig],
+        settings: &WebhooksConfig,
+        metrics: &Metrics,
+        queue: Arc<dyn WebhookQueue>,
+        mode: QueueMode,
+    ) -> Result<Arc<Self>, ClientError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
@@ -89,12 +152,14 @@ impl Dispatcher {
         let shared = Arc::new(Shared {
             client,
             settings: settings.clone(),
+            queue,
+            mode,
             closing: CancellationToken::new(),
             deadline: OnceLock::new(),
             request_duration: metrics.webhooks.request_duration.clone(),
         });
-        let lanes = TaskTracker::new();
-        let per_lane = settings.queue_capacity.div_ceil(LANES).max(1);
+        let tasks = TaskTracker::new();
+        let per_lane = shared.lane_waiting();
         let mut hooks = HashMap::new();
         for app in apps.iter().filter(|a| !a.webhooks.is_empty()) {
             let app_metrics = metrics.webhooks.app(&app.id);
@@ -102,17 +167,35 @@ impl Dispatcher {
                 .webhooks
                 .iter()
                 .map(|config| {
-                    let senders = (0..LANES)
-                        .map(|_| {
+                    let id = endpoint_id(&config.url);
+                    let lanes = (0..LANES)
+                        .map(|n| {
+                            let lane_id = LaneId {
+                                app_id: app.id.clone(),
+                                endpoint: id.clone(),
+                                lane: n as u16,
+                            };
                             let (tx, rx) = mpsc::channel(per_lane);
-                            let lane = lane::Lane::new(app, &config.url, shared.clone(), app_metrics.clone());
-                            lanes.spawn(lane.run(rx));
-                            tx
+                            let wake = Arc::new(Notify::new());
+                            let intake_done = CancellationToken::new();
+                            let intake = intake::Intake {
+                                cap: shared.lane_cap(lane::batch_size(app, &shared.settings)),
+                                lane: lane_id.clone(),
+                                shared: shared.clone(),
+                                metrics: app_metrics.clone(),
+                                wake: wake.clone(),
+                                done: intake_done.clone(),
+                            };
+                            tasks.spawn(intake.run(rx));
+                            let lane = lane::Lane::new(app, lane_id, &config.url, shared.clone(), app_metrics.clone());
+                            tasks.spawn(lane.run(wake.clone(), intake_done));
+                            LaneHandle { intake: tx, wake }
                         })
                         .collect();
                     Endpoint {
                         config: config.clone(),
-                        lanes: senders,
+                        id,
+                        lanes,
                     }
                 })
                 .collect();
@@ -124,17 +207,24 @@ impl Dispatcher {
                 },
             );
         }
-        lanes.close();
-        Ok(Arc::new(Self {
+        tasks.close();
+        let upkeep = CancellationToken::new();
+        let dispatcher = Arc::new(Self {
             apps: hooks,
             shared,
-            lanes,
+            tasks,
+            upkeep,
             closed: AtomicBool::new(false),
-        }))
+        });
+        if !dispatcher.apps.is_empty() {
+            tokio::spawn(admin::refresh_metrics(dispatcher.clone()));
+        }
+        Ok(dispatcher)
     }
 
-    /// Stop taking events and deliver what is queued for at most `flush`; what is still queued
-    /// or being retried then is counted as failed (`shutdown`) and logged.
+    /// Stop taking events and deliver what is queued for at most `flush`. In process, what is
+    /// still queued then is counted as failed (`shutdown`) and logged; with a shared queue it
+    /// stays there and the lanes' leases are released, so another node continues at once.
     pub async fn shutdown(&self, flush: Duration) {
         if self.apps.is_empty() {
             return;
@@ -143,13 +233,24 @@ impl Dispatcher {
         let _ = self.shared.deadline.set(Instant::now() + flush);
         self.shared.closing.cancel();
         // Lanes give up at the deadline by themselves; the slack covers their last count.
-        if tokio::time::timeout(flush + Duration::from_secs(1), self.lanes.wait())
+        if tokio::time::timeout(flush + Duration::from_secs(2), self.tasks.wait())
             .await
             .is_err()
         {
             warn!("webhook lanes still busy after the flush timeout; exiting anyway");
         } else {
-            info!("webhook queues flushed");
+            info!("webhook lanes stopped");
+        }
+        self.upkeep.cancel();
+    }
+
+    /// Wake every lane of `app_id` (after a replay put jobs back).
+    fn wake(&self, app_id: &str) {
+        if let Some(app) = self.apps.get(app_id) {
+            app.endpoints
+                .iter()
+                .flat_map(|e| &e.lanes)
+                .for_each(|l| l.wake.notify_one());
         }
     }
 }
@@ -174,21 +275,23 @@ impl WebhookSink for Dispatcher {
         }
         let lane = lane_of(event.channel());
         let wanted: Vec<&Endpoint> = app.endpoints.iter().filter(|e| e.config.wants(name)).collect();
-        let mut event = Some(event);
-        for (i, endpoint) in wanted.iter().enumerate() {
-            // The last endpoint takes the event itself; the others a copy.
-            let event = if i + 1 == wanted.len() {
-                event.take()
-            } else {
-                event.clone()
+        if wanted.is_empty() {
+            return;
+        }
+        // Serializing plain strings and integers cannot fail.
+        let event_json = serde_json::to_string(&event).unwrap_or_default();
+        for endpoint in wanted {
+            let Some(handle) = endpoint.lanes.get(lane) else {
+                continue;
             };
-            let Some(event) = event else { return };
-            match endpoint.lanes[lane].try_send(Job { event, created_ms }) {
-                Ok(()) => app.metrics.queue_depth.inc(),
-                Err(_) => {
-                    warn!(app_id, event = name, url = %endpoint.config.url, "webhook queue full: event dropped");
-                    app.metrics.failed("queue_full", 1);
-                }
+            let job = Job {
+                event_json: event_json.clone(),
+                name,
+                created_ms,
+            };
+            if handle.intake.try_send(job).is_err() {
+                warn!(app_id, event = name, url = %endpoint.config.url, "webhook queue full: event refused");
+                app.metrics.failed("queue_full", 1);
             }
         }
     }
@@ -197,5 +300,19 @@ impl WebhookSink for Dispatcher {
         if let Some(app) = self.apps.get(app_id) {
             app.metrics.failed(reason, 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_id;
+
+    #[test]
+    fn endpoint_ids_are_fnv1a_of_the_url_and_differ_per_url() {
+        // FNV-1a 64 reference values: every node and every version must agree on them, or a
+        // restarted node would no longer find its endpoints' queues.
+        assert_eq!(endpoint_id(""), "cbf29ce484222325");
+        assert_eq!(endpoint_id("a"), "af63dc4c8601ec8c");
+        assert_ne!(endpoint_id("http://x/a"), endpoint_id("http://x/b"));
     }
 }
