@@ -25,6 +25,7 @@
 import http from 'node:http';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { startBalancer } from '../conformance/lib/balancer.mjs';
 import { Pusher, PusherServer, sdkAuthorizer } from '../conformance/lib/clients.mjs';
@@ -1069,10 +1070,16 @@ function printReport(s, { events, presence, webhooks, memory }) {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err) => {
-    console.error(`soak harness error: ${err.stack ?? err}`);
-    process.exit(2);
-  },
-);
+// The audits are exported for checks of the harness itself; the soak runs only when this file is
+// the program.
+export { auditEvents, webhookBalance };
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().then(
+    (code) => process.exit(code),
+    (err) => {
+      console.error(`soak harness error: ${err.stack ?? err}`);
+      process.exit(2);
+    },
+  );
+}
