@@ -71,13 +71,13 @@ SOAK_MINUTES ?= 10
 ## for connected clients, no ghost member, no lost webhook, memory back to baseline). Not part of
 ## `make test`. Figures: target/soak/last.json.
 soak: build redis-deps npm-deps
-	cd $(SOAK) && node --test audit.test.mjs >/dev/null
+	cd $(SOAK) && node --test --test-reporter=dot audit.test.mjs
 	cd $(SOAK) && FERROCAST_BIN=$(CURDIR)/$(BIN) SOAK_MINUTES=$(SOAK_MINUTES) node soak.mjs
 
 ## The same for ~45 s of load with one chaos action of each kind on a fixed schedule (≤ 90 s wall).
 ## Figures: target/soak/last-smoke.json.
 soak-smoke: build redis-deps npm-deps
-	cd $(SOAK) && node --test audit.test.mjs >/dev/null
+	cd $(SOAK) && node --test --test-reporter=dot audit.test.mjs
 	cd $(SOAK) && FERROCAST_BIN=$(CURDIR)/$(BIN) node soak.mjs --smoke
 
 ## Formatting and clippy, warnings as errors.
