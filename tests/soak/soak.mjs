@@ -60,8 +60,12 @@ const NODES = 3;
 /** Chaos gap range (full run), seconds: uniform between the two. */
 const [GAP_MIN_S, GAP_MAX_S] = (env.SOAK_CHAOS_GAP_S ?? '10-30').split('-').map(Number);
 
-// node configuration: dead nodes reaped fast, leaves confirmed fast, no per-IP caps
-const NODE_TTL_S = 2;
+// node configuration: dead nodes reaped fast, leaves confirmed fast, no per-IP caps.
+// node_ttl_s must outlast a 5 s Redis SIGSTOP plus one heartbeat period (ttl / 3): Redis expires
+// keys on its own clock, so on SIGCONT every heartbeat older than the TTL is gone at once and the
+// nodes reap each other (spurious channel_vacated / member_removed while every client stays
+// connected). With 10 s the last heartbeat before the stop is at most 3.3 s old, so it survives.
+const NODE_TTL_S = 10;
 const LEAVE_DELAY_MS = 1000;
 const WEBHOOKS = { leave_delay_ms: LEAVE_DELAY_MS, retry_backoff_ms: 200, timeout_ms: 2000, flush_timeout_s: 1 };
 const SERVER = { shutdown_grace_s: 1, max_connections_per_ip: 0, max_connection_rate_per_ip: 0 };
@@ -71,8 +75,13 @@ const SERVER = { shutdown_grace_s: 1, max_connections_per_ip: 0, max_connection_
 const START_MARGIN_MS = num('SOAK_START_MARGIN_MS', 50);
 /** ...and answered at least this long before its disconnect to be demanded. */
 const END_MARGIN_MS = num('SOAK_END_MARGIN_MS', 250);
-/** After the load stops: time for leaves, reaps and webhooks to settle before the audits. */
-const SETTLE_MS = LEAVE_DELAY_MS + 2 * NODE_TTL_S * 1000 + 1000;
+/**
+ * After the load stops: time for leaves and webhooks to settle before the audits. No chaos action
+ * starts in the last CHAOS_QUIET_MS of the load, so a killed node has been reaped (node_ttl_s +
+ * a heartbeat period) or replaced by its restart by then.
+ */
+const SETTLE_MS = LEAVE_DELAY_MS + 2000;
+const CHAOS_QUIET_MS = 25_000;
 /** How long a converging audit (rosters, webhook balance) may keep polling. */
 const CONVERGE_MS = 8000;
 /** Same for the webhook balance (requests are retried every 200 ms or so). */
@@ -459,7 +468,7 @@ function randomSchedule(nodeNames) {
   let bag = [];
   for (;;) {
     at += rand.between(GAP_MIN_S, GAP_MAX_S) * 1000;
-    if (at > LOAD_MS - 20_000) break;
+    if (at > LOAD_MS - CHAOS_QUIET_MS) break;
     if (bag.length === 0) bag = rand.shuffle(['node-kill', 'redis-stop', 'redis-kill']);
     const kind = bag.pop();
     if (kind === 'node-kill') out.push({ at, kind, target: rand.pick(nodeNames), downMs: Math.round(rand.between(500, 3000)) });
@@ -923,7 +932,7 @@ async function main() {
   const loadEnd = Date.now();
   await churnersStopped;
   clearInterval(progress);
-  log(`load stopped at ${rel(loadEnd)}; settling ${fmtS(SETTLE_MS)} (leave delay + 2 × node TTL + 1 s)`);
+  log(`load stopped at ${rel(loadEnd)}; settling ${fmtS(SETTLE_MS)} (leave delay + 2 s)`);
   await sleep(SETTLE_MS);
   const clients = [...subscribers, ...churners];
 
@@ -990,7 +999,7 @@ async function main() {
       return acc;
     }, {}),
     checks: {
-      events: { ok: events.ok, ...omit(events, ['ok', 'problems']), problems: events.problems.slice(0, 50) },
+      events: { ok: events.ok, ...omit(events, ['ok', 'problems']), problems: events.problems.slice(0, 500) },
       presence: { ok: presence.ok, convergedAfterMs: presence.convergedAfterMs, ghostMembers: presence.ghostMembers, perChannel: presence.perChannel, problems: presence.problems.slice(0, 50) },
       webhooks: {
         ok: webhooks.ok,
@@ -1058,15 +1067,17 @@ function printReport(s, { events, presence, webhooks, memory }) {
   for (const r of memory.rows) line(`   ${r.what}`, `baseline ${mib(r.baselineKiB)}, final ${mib(r.finalKiB)}, limit ${mib(r.limitKiB)}${r.ok ? '' : '  ← over'}`);
   line('   peak during the run', `${Object.entries(s.checks.memory.peak.nodes).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}, redis ${mib(s.checks.memory.peak.redisUsedKiB)}`);
   line('   redis keys left', JSON.stringify(s.checks.memory.redisKeysLeft));
-  const problems = [
-    ...events.problems.map((p) => `[events] ${p}`),
-    ...presence.problems.map((p) => `[presence] ${p}`),
-    ...webhooks.problems.map((p) => `[webhooks] ${p}`),
-    ...memory.problems.map((p) => `[memory] ${p}`),
-  ];
-  if (problems.length) {
-    console.log(`\n----- problems (${problems.length}${problems.length > 60 ? ', first 60' : ''}) -----`);
-    for (const p of problems.slice(0, 60)) console.log(`  ${p}`);
+  // at most 25 lines per check, so one noisy check does not hide the others
+  const sections = [
+    ['events', events.problems],
+    ['presence', presence.problems],
+    ['webhooks', webhooks.problems],
+    ['memory', memory.problems],
+  ].filter(([, list]) => list.length);
+  if (sections.length) console.log('\n----- problems -----');
+  for (const [name, list] of sections) {
+    for (const p of list.slice(0, 25)) console.log(`  [${name}] ${p}`);
+    if (list.length > 25) console.log(`  [${name}] … ${list.length - 25} more (all in the JSON file)`);
   }
 }
 
