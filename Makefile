@@ -6,7 +6,7 @@ CARGO ?= cargo
 CONFORMANCE := tests/conformance
 BIN := target/release/ferrocast
 
-.PHONY: build run test test-deps test-rust test-conformance test-hostile lint fmt clean
+.PHONY: build run test test-deps redis-deps npm-deps test-rust test-conformance test-hostile lint fmt clean
 
 ## Release build of the `ferrocast` binary.
 build:
@@ -18,19 +18,25 @@ run: build
 
 ## Install what the tests need when missing: redis-server and promtool (apt), the pinned npm clients
 ## and cargo-fuzz.
-test-deps: fuzz-deps
-	@if ! command -v redis-server >/dev/null 2>&1; then \
-		echo "installing redis-server"; \
-		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; \
-	fi
-	@command -v redis-server >/dev/null || { echo "redis-server is required but could not be installed" >&2; exit 1; }
+test-deps: fuzz-deps redis-deps npm-deps
 	@if ! command -v promtool >/dev/null 2>&1; then \
 		echo "installing promtool (Debian package prometheus)"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	fi
 	@command -v promtool >/dev/null || { echo "promtool is required but could not be installed" >&2; exit 1; }
+
+## redis-server (apt) when missing.
+redis-deps:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		echo "installing redis-server"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; \
+	fi
+	@command -v redis-server >/dev/null || { echo "redis-server is required but could not be installed" >&2; exit 1; }
+
+## Node.js check and the pinned npm clients of tests/conformance (npm ci) when missing or stale.
+npm-deps:
 	@command -v node >/dev/null || { echo "node is required (Node.js 20+)" >&2; exit 1; }
 	@if [ ! -d $(CONFORMANCE)/node_modules ] || [ $(CONFORMANCE)/package-lock.json -nt $(CONFORMANCE)/node_modules/.package-lock.json ]; then \
 		echo "installing conformance test packages (npm ci)"; \
@@ -51,6 +57,28 @@ test-conformance: build
 ## Hostile clients (tests/conformance/hostile): one attack per test against the release binary.
 test-hostile: build
 	cd $(CONFORMANCE) && FERROCAST_BIN=$(CURDIR)/$(BIN) npm run test:hostile
+
+## ---- Chaos soak: tests/soak (see tests/soak/README.md and docs/operations.md) ----
+
+.PHONY: soak soak-smoke
+
+SOAK := tests/soak
+## Minutes of load for `make soak`.
+SOAK_MINUTES ?= 10
+
+## A 3-node cluster on one Redis (AOF) under steady load for SOAK_MINUTES (default 10) with node
+## SIGKILLs, Redis SIGSTOPs and Redis SIGKILLs at random intervals, then the audits (no lost event
+## for connected clients, no ghost member, no lost webhook, memory back to baseline). Not part of
+## `make test`. Figures: target/soak/last.json.
+soak: build redis-deps npm-deps
+	cd $(SOAK) && node --test --test-reporter=dot audit.test.mjs
+	cd $(SOAK) && FERROCAST_BIN=$(CURDIR)/$(BIN) SOAK_MINUTES=$(SOAK_MINUTES) node soak.mjs
+
+## The same for ~45 s of load with one chaos action of each kind on a fixed schedule (≤ 90 s wall).
+## Figures: target/soak/last-smoke.json.
+soak-smoke: build redis-deps npm-deps
+	cd $(SOAK) && node --test --test-reporter=dot audit.test.mjs
+	cd $(SOAK) && FERROCAST_BIN=$(CURDIR)/$(BIN) node soak.mjs --smoke
 
 ## Formatting and clippy, warnings as errors.
 lint:

@@ -6,6 +6,9 @@
 //   await redis.restart({ whileDown })         // stop, run whileDown(), start a fresh (empty) one on the same port
 //   await redis.kill() / redis.stop() / redis.start()
 //   redis.pause() / redis.resume()             // SIGSTOP / SIGCONT: a hung Redis that keeps its state
+//   await startRedis({ args: ['--appendonly', 'yes'] })  // extra redis-server arguments (they win
+//                                              // over the defaults above); the working dir is kept
+//                                              // across kill()/start(), so an AOF survives a crash
 //
 // No npm Redis client is needed: readiness is checked with a raw `PING\r\n` over TCP.
 
@@ -87,8 +90,9 @@ export function pingRedis(port, host = '127.0.0.1', timeoutMs = 1000) {
 }
 
 export class RedisServer {
-  constructor(port) {
+  constructor(port, { args = [] } = {}) {
     this.port = port;
+    this.extraArgs = args;
     this.host = '127.0.0.1';
     this.child = undefined;
     this.exited = undefined;
@@ -126,6 +130,7 @@ export class RedisServer {
       '--dir', this.dir,
       '--daemonize', 'no',
       '--logfile', '',
+      ...this.extraArgs,
     ];
     const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir });
     this.child = child;
@@ -243,12 +248,13 @@ export class RedisServer {
 
 /**
  * Starts a fresh redis-server on `port` (default: a free port) and waits until it answers PING.
- * Returns the RedisServer: { port, url, stop(), kill(), restart(), start(), pause(), resume(),
- * dispose(), logs() }.
+ * `args` are extra redis-server arguments, appended after the defaults (so `--appendonly yes`
+ * overrides `--appendonly no`). Returns the RedisServer: { port, url, stop(), kill(), restart(),
+ * start(), pause(), resume(), dispose(), logs() }.
  */
-export async function startRedis({ port } = {}) {
+export async function startRedis({ port, args } = {}) {
   redisServerPath(); // fail loudly before anything else
-  const redis = new RedisServer(port ?? (await freePort()));
+  const redis = new RedisServer(port ?? (await freePort()), { args });
   try {
     await redis.start();
   } catch (err) {
