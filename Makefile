@@ -44,7 +44,7 @@ npm-deps:
 	fi
 
 ## Every test: the Rust workspace, then the conformance suite against the release binary.
-test: test-deps test-rust fuzz-smoke test-conformance test-hostile loadtest-smoke test-deploy test-helm
+test: test-deps test-rust fuzz-smoke test-conformance test-hostile soak-smoke loadtest-smoke test-deploy test-helm
 
 test-rust:
 	$(CARGO) test --workspace --locked
@@ -75,7 +75,7 @@ soak: build redis-deps npm-deps
 	cd $(SOAK) && FERROCAST_BIN=$(CURDIR)/$(BIN) SOAK_MINUTES=$(SOAK_MINUTES) node soak.mjs
 
 ## The same for ~45 s of load with one chaos action of each kind on a fixed schedule (≤ 90 s wall).
-## Figures: target/soak/last-smoke.json.
+## Part of `make test`. Figures: target/soak/last-smoke.json.
 soak-smoke: build redis-deps npm-deps
 	cd $(SOAK) && node --test --test-reporter=dot audit.test.mjs
 	cd $(SOAK) && FERROCAST_BIN=$(CURDIR)/$(BIN) node soak.mjs --smoke

@@ -100,3 +100,30 @@ describe(`a node SIGKILLed inside the leave delay, the user back on the survivor
     ]);
   });
 });
+
+describe('Redis stalled (SIGSTOP) when a pending leave falls due', () => {
+  const app = recv.addApp(makeApp());
+  // node_ttl_s well above the stall: this is about the confirmation, not about reaping.
+  const srv = useServer(async () => {
+    app.webhooks = [{ url: recv.url('/leaves-stalled') }];
+    return { nodes: 2, backplane: { driver: 'redis', node_ttl_s: 15 }, webhooks: WEBHOOKS, apps: [app] };
+  });
+
+  test('the confirmation is retried until Redis answers: member_removed and channel_vacated arrive once each', async (t) => {
+    const [, B] = srv.nodes;
+    const ch = uid('presence-whl-stalled-');
+    const user = await joinedAlone(t, B, app, ch, 'staller');
+    await user.unsubscribe(ch);
+    srv.redis.pause(); // due after LEAVE_DELAY_MS, inside the stall
+    try {
+      await sleep(LEAVE_DELAY_MS + 2500);
+      assert.deepEqual(sequence(ch), ['channel_occupied', 'member_added staller'], 'nothing decided while Redis hangs');
+    } finally {
+      srv.redis.resume();
+    }
+    await recv.waitEvent('member_removed', { userId: 'staller', channel: ch, timeout: ARRIVAL_MS });
+    await recv.waitEvent('channel_vacated', { channel: ch, timeout: ARRIVAL_MS });
+    await sleep(QUIET_MS);
+    assert.deepEqual(sequence(ch), ['channel_occupied', 'member_added staller', 'member_removed staller', 'channel_vacated']);
+  });
+});

@@ -174,7 +174,7 @@ async fn confirm_and_report(
         departure,
     } = leave;
     if let Some((user_id, token)) = departure {
-        match cluster.confirm_leave(&app_id, &channel, Some(&user_id), &token).await {
+        match confirm_with_retry(cluster, &app_id, &channel, Some(&user_id), &token).await {
             Ok(true) => webhooks.emit(
                 &app_id,
                 WebhookEvent::MemberRemoved {
@@ -191,12 +191,41 @@ async fn confirm_and_report(
         }
     }
     if let Some(token) = vacancy {
-        match cluster.confirm_leave(&app_id, &channel, None, &token).await {
+        match confirm_with_retry(cluster, &app_id, &channel, None, &token).await {
             Ok(true) => webhooks.emit(&app_id, WebhookEvent::ChannelVacated { channel }, created_ms),
             Ok(false) => {}
             Err(e) => {
                 warn!(error = %e, channel, "channel_vacated webhook lost: cluster state unreachable");
                 webhooks.lost(&app_id, "channel_vacated", "cluster_state_unavailable");
+            }
+        }
+    }
+}
+
+/// How long a confirmation is retried while the cluster state is unreachable: a Redis outage of
+/// a few seconds must not lose the report, and the pending leave itself lives 60 s in Redis
+/// (`LEAVE_TTL_MS` in `common.lua`), so retrying longer could only find it expired.
+const CONFIRM_RETRY_FOR: Duration = Duration::from_secs(45);
+
+/// [`ClusterState::confirm_leave`], retried with backoff (200 ms doubling to 2 s) for up to
+/// [`CONFIRM_RETRY_FOR`]. Later leaves of the same queue wait meanwhile, which keeps them in order.
+async fn confirm_with_retry(
+    cluster: &dyn ClusterState,
+    app_id: &str,
+    channel: &str,
+    user_id: Option<&str>,
+    token: &LeaveToken,
+) -> Result<bool, crate::error::BackplaneError> {
+    let give_up = Instant::now() + CONFIRM_RETRY_FOR;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match cluster.confirm_leave(app_id, channel, user_id, token).await {
+            Ok(confirmed) => return Ok(confirmed),
+            Err(e) if Instant::now() + delay > give_up => return Err(e),
+            Err(e) => {
+                warn!(error = %e, channel, "confirming a leave failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
     }
