@@ -32,6 +32,19 @@ fn node() -> Arc<Node> {
     )
 }
 
+/// Join the node to its (in-process) cluster, as the server does at start: publishes are
+/// refused until then.
+async fn joined(node: &Arc<Node>) {
+    tokio::spawn(node.clone().maintain_cluster_link());
+    for _ in 0..500 {
+        if node.is_ready() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    panic!("the node did not join its in-process cluster");
+}
+
 async fn connect(node: &Node) -> (Session, ConnectionOutbox) {
     let app = node.apps().by_id("app").cloned().unwrap();
     node.connect(app).await.unwrap()
@@ -102,6 +115,12 @@ async fn a_publish_reaches_subscribers_but_not_the_excluded_socket() {
         data: r#"{"id":1}"#.into(),
         exclude_socket: Some(b.socket_id().to_owned()),
     };
+    let refused = node.publish(&app, vec![publish.clone()]).await;
+    assert!(
+        matches!(refused, Err(ferrocast_broker::PublishError::NotJoined)),
+        "refused before the node joined"
+    );
+    joined(&node).await;
     node.publish(&app, vec![publish]).await.unwrap();
     let got = frames(&mut out_a);
     assert_eq!(got[0]["event"], "story");
