@@ -284,16 +284,7 @@ async fn read_logs(
         args.push(log);
         args.push(from.to_string());
     }
-    let script = &backplane.scripts.replay;
-    let reply = backplane
-        .with_conn(|mut conn| async move {
-            let mut invocation = script.prepare_invoke();
-            for arg in &args {
-                invocation.arg(arg);
-            }
-            invocation.invoke_async::<Value>(&mut conn).await
-        })
-        .await?;
+    let reply = backplane.eval(&backplane.scripts.replay, args).await?;
     let bad = || BackplaneError::malformed("replay");
     let Value::Array(per_channel) = reply else {
         return Err(bad());
