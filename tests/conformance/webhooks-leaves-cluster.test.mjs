@@ -14,6 +14,7 @@ import { describe, test } from 'node:test';
 
 import { connectRaw, rawSubscribed, subscribeExtra } from './lib/raw.mjs';
 import { makeApp, useServer } from './lib/server.mjs';
+import { sdkResult, serverSdk } from './lib/clients.mjs';
 import { parseMetrics, sleep, uid } from './lib/util.mjs';
 import { useWebhookReceiver } from './lib/webhooks.mjs';
 
@@ -125,5 +126,97 @@ describe('Redis stalled (SIGSTOP) when a pending leave falls due', () => {
     await recv.waitEvent('channel_vacated', { channel: ch, timeout: ARRIVAL_MS });
     await sleep(QUIET_MS);
     assert.deepEqual(sequence(ch), ['channel_occupied', 'member_added staller', 'member_removed staller', 'channel_vacated']);
+  });
+});
+
+describe('a node SIGKILLed inside the leave delay and restarted at once (same node_id: never reaped)', () => {
+  const app = recv.addApp(makeApp());
+  // node_ttl_s far above the restart: no peer reaps B, so only B's next process can confirm.
+  const srv = useServer(async () => {
+    app.webhooks = [{ url: recv.url('/leaves-restarted') }];
+    return { nodes: 2, backplane: { driver: 'redis', node_ttl_s: 15 }, webhooks: WEBHOOKS, apps: [app] };
+  });
+
+  test('the restarted node confirms its predecessor’s pending leaves: member_removed and channel_vacated once each', async (t) => {
+    const [A, B] = srv.nodes;
+    const ch = uid('presence-whl-restarted-');
+    const user = await joinedAlone(t, B, app, ch, 'restarter');
+    await user.unsubscribe(ch);
+    await B.kill();
+    await B.start();
+
+    await recv.waitEvent('member_removed', { userId: 'restarter', channel: ch, timeout: ARRIVAL_MS });
+    await recv.waitEvent('channel_vacated', { channel: ch, timeout: ARRIVAL_MS });
+    await sleep(QUIET_MS + LEAVE_DELAY_MS);
+    assert.deepEqual(sequence(ch), ['channel_occupied', 'member_added restarter', 'member_removed restarter', 'channel_vacated']);
+    // Not through a reap (the webhook itself may be sent by either node: the queue is shared).
+    const res = await fetch(`${A.metricsUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+    const reaped = parseMetrics(await res.text()).find((s) => s.name === 'ferrocast_node_reaped_total');
+    assert.equal(reaped?.value, 0, 'B was never reaped: its restarted process confirmed the leaves');
+  });
+});
+
+describe('Redis stalled (SIGSTOP) while the last subscribers leave (a stall too short to reap anyone)', () => {
+  const app = recv.addApp(makeApp());
+  const srv = useServer(async () => {
+    app.webhooks = [{ url: recv.url('/leaves-unknown') }];
+    return { nodes: 2, backplane: { driver: 'redis', node_ttl_s: 15 }, webhooks: WEBHOOKS, apps: [app] };
+  });
+
+  async function counters(node) {
+    const res = await fetch(`${node.metricsUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+    return parseMetrics(await res.text());
+  }
+
+  test('the writes that timed out are settled by a resync: leaves reported once each, counts right, rejoin balanced', async (t) => {
+    const [A, B] = srv.nodes;
+    const presence = uid('presence-whl-unknown-');
+    const pub = uid('whl-unknown-');
+    const member = await joinedAlone(t, B, app, presence, 'unknown');
+    const watcher = await connectRaw(t, B, app);
+    await watcher.subscribeOk(pub, {});
+    await recv.waitEvent('channel_occupied', { channel: pub, timeout: 5000 });
+
+    srv.redis.pause();
+    try {
+      // Sent raw: B's replies wait for Redis (its writes time out after 3 s).
+      member.send({ event: 'pusher:unsubscribe', data: { channel: presence } });
+      watcher.send({ event: 'pusher:unsubscribe', data: { channel: pub } });
+      await sleep(5000);
+    } finally {
+      srv.redis.resume();
+    }
+
+    await recv.waitEvent('member_removed', { userId: 'unknown', channel: presence, timeout: ARRIVAL_MS });
+    await recv.waitEvent('channel_vacated', { channel: presence, timeout: ARRIVAL_MS });
+    await recv.waitEvent('channel_vacated', { channel: pub, timeout: ARRIVAL_MS });
+    await sleep(QUIET_MS + LEAVE_DELAY_MS);
+    assert.deepEqual(sequence(presence), ['channel_occupied', 'member_added unknown', 'member_removed unknown', 'channel_vacated']);
+    assert.deepEqual(sequence(pub), ['channel_occupied', 'channel_vacated']);
+    for (const ch of [presence, pub]) {
+      const info = await sdkResult(() => serverSdk(A, app).get({ path: `/channels/${ch}` }));
+      assert.equal(info.status, 200, info.body);
+      assert.equal(info.json.occupied, false, `${ch} is empty cluster-wide: ${info.body}`);
+    }
+    const repairs = (await counters(B)).find((s) => s.name === 'ferrocast_registration_repairs_total');
+    assert.ok(repairs && repairs.value >= 1, `B resynced after its failed writes: ${JSON.stringify(repairs)}`);
+
+    // The same user back and gone again: one member_added, one member_removed, nothing stale.
+    const again = await connectRaw(t, B, app);
+    await again.subscribeOk(presence, subscribeExtra(app, again, presence, 'unknown'));
+    await recv.waitForEvents(2, { channel: presence, name: 'member_added', timeout: 5000 });
+    await again.unsubscribe(presence);
+    await recv.waitForEvents(2, { channel: presence, name: 'channel_vacated', timeout: ARRIVAL_MS });
+    await sleep(QUIET_MS + LEAVE_DELAY_MS);
+    assert.deepEqual(sequence(presence), [
+      'channel_occupied',
+      'member_added unknown',
+      'member_removed unknown',
+      'channel_vacated',
+      'channel_occupied',
+      'member_added unknown',
+      'member_removed unknown',
+      'channel_vacated',
+    ]);
   });
 });

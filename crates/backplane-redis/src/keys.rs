@@ -34,6 +34,12 @@ impl Keys {
         format!("{}:log:{}:{}", self.prefix, app_id, channel)
     }
 
+    /// Numbers the messages of an app channel's replay log (1, 2, ...; it expires with the
+    /// log), so a reader that finds entries trimmed knows how many it missed.
+    pub fn log_counter(&self, app_id: &str, channel: &str) -> String {
+        format!("{}:logn:{}:{}", self.prefix, app_id, channel)
+    }
+
     /// The replay log of the app channel a pub/sub channel name (from
     /// [`event_channel`](Self::event_channel)) carries.
     pub fn log_of_event_channel(&self, name: &str) -> Option<String> {
@@ -95,6 +101,7 @@ mod tests {
         assert_eq!(k.cache("1", "cache-a"), "fc:cache:1:cache-a");
         assert_ne!(k.cache("1", "cache-a"), k.cache_miss("1", "cache-a"));
         assert_eq!(k.log("1", "a:b"), "fc:log:1:a:b");
+        assert_eq!(k.log_counter("1", "a:b"), "fc:logn:1:a:b");
         assert_eq!(
             k.log_of_event_channel(&k.event_channel("1", "a:b")),
             Some(k.log("1", "a:b"))

@@ -84,6 +84,9 @@ pub struct RedisStats {
     /// Channels found with their replay log trimmed past this node's position after a
     /// reconnect: messages lost for their subscribers (logged with the channel).
     pub replay_gaps: AtomicU64,
+    /// The messages lost that way (exact from the log entries' numbers; one per gap where the
+    /// node had delivered nothing on the channel yet).
+    pub replay_trimmed: AtomicU64,
     /// Live messages dropped because the replay had already delivered them.
     pub duplicates_dropped: AtomicU64,
     /// Round trip of the last ping on the pub/sub connection, in microseconds.

@@ -17,11 +17,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocast_broker::{BackplaneError, Dropped, InheritedLeave, LeaveToken, Link};
+use ferrocast_broker::{BackplaneError, Dropped, Link};
 use redis::Value;
 use tracing::{info, warn};
 
-use crate::cluster_state::rows;
+use crate::cluster_state::{rows, standing_leaves};
 use crate::RedisBackplane;
 
 /// Refresh the heartbeat; true if this node is registered.
@@ -173,15 +173,7 @@ async fn drop_and_announce(
         dropped.users.push((app_id, user_id));
     }
     // The reap is done: a malformed leave is skipped (and logged), not the whole report.
-    for row in leaves {
-        let leave = <[String; 2]>::try_from(row)
-            .ok()
-            .and_then(|[entry, ms]| inherited_leave(&entry, score_ms(&ms)?));
-        match leave {
-            Some(leave) => dropped.leaves.push(leave),
-            None => warn!(node = dead, "skipped a malformed pending leave of a reaped node"),
-        }
-    }
+    dropped.leaves = standing_leaves(leaves);
     match backplane.sink.get() {
         Some(sink) => sink.dropped(&dropped),
         None => warn!(
@@ -190,54 +182,4 @@ async fn drop_and_announce(
         ),
     }
     Ok(())
-}
-
-/// A sorted-set score (Unix ms) as Redis prints it (an integer, or a float if it chose to).
-fn score_ms(score: &str) -> Option<u64> {
-    score.parse::<u64>().ok().or_else(|| {
-        let v = score.parse::<f64>().ok()?;
-        (v.is_finite() && v >= 0.0).then_some(v as u64)
-    })
-}
-
-/// An entry of `P:node:n:leaves` (see `lua/common.lua`): `v\ntoken\napp\nchannel` for a
-/// vacancy, `d\ntoken\napp\nchannel\nuser` for a departure (the user last: it may hold anything).
-fn inherited_leave(entry: &str, left_at_ms: u64) -> Option<InheritedLeave> {
-    let mut parts = entry.splitn(5, '\n');
-    let kind = parts.next()?;
-    let token = LeaveToken(parts.next()?.to_owned());
-    let app_id = parts.next()?.to_owned();
-    let channel = parts.next()?.to_owned();
-    let user_id = match kind {
-        "v" => None,
-        "d" => Some(parts.next()?.to_owned()),
-        _ => return None,
-    };
-    Some(InheritedLeave {
-        app_id,
-        channel,
-        user_id,
-        token,
-        left_at_ms,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn leave_entries_parse_with_any_user_id() {
-        let v = inherited_leave("v\nnode-a:1\napp\npresence-x", 5).unwrap();
-        assert_eq!(v.user_id, None);
-        assert_eq!(v.token, LeaveToken("node-a:1".into()));
-        assert_eq!(
-            (v.app_id.as_str(), v.channel.as_str(), v.left_at_ms),
-            ("app", "presence-x", 5)
-        );
-        let d = inherited_leave("d\nnode-a:2\napp\npresence-x\nweird\nuser", 6).unwrap();
-        assert_eq!(d.user_id.as_deref(), Some("weird\nuser"));
-        assert!(inherited_leave("x\nt\na\nc", 1).is_none());
-        assert!(inherited_leave("d\nt\na\nc", 1).is_none(), "a departure names its user");
-    }
 }

@@ -146,12 +146,13 @@ impl RedisBackplane {
         cache_ttl: Option<Duration>,
     ) -> Result<(), BackplaneError> {
         let log = self.options.replay_log;
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(3 + 5 * messages.len());
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(3 + 6 * messages.len());
         args.push(log.max_len.to_string().into_bytes());
         args.push(millis(log.ttl).to_string().into_bytes());
         args.push(millis(cache_ttl.unwrap_or_default()).to_string().into_bytes());
         for message in messages {
             args.push(self.keys.log(&message.app_id, &message.channel).into_bytes());
+            args.push(self.keys.log_counter(&message.app_id, &message.channel).into_bytes());
             args.push(self.keys.event_channel(&message.app_id, &message.channel).into_bytes());
             args.push(envelope::encode(message));
             match message.cache_entry().filter(|_| cache_ttl.is_some()) {
@@ -385,9 +386,9 @@ async fn apply(
 
 /// Hand one received message to the local fan-out, unless the replay already delivered it.
 fn deliver(backplane: &RedisBackplane, positions: &mut Positions, channel: &str, payload: &[u8]) {
-    let (id, envelope) = replay::split(payload);
-    if let Some(id) = id {
-        if !positions.accept(channel, id) {
+    let (position, envelope) = replay::split(payload);
+    if let Some(position) = position {
+        if !positions.accept(channel, position) {
             backplane.stats.duplicates_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }

@@ -14,7 +14,10 @@
 //! from before mean nothing and every log is read from its start.
 //!
 //! Log ids are Redis' `<ms>-<seq>` stream ids, so a log recreated after it expired counts on
-//! from above its old ids (unless Redis' clock went back).
+//! from above its old ids (unless Redis' clock went back). Each entry also carries its number in
+//! the log (1, 2, ..., from a counter written with it): a node that finds entries trimmed past
+//! its position knows exactly how many messages its sockets lost, from the number of the last
+//! one it delivered and of the first one the log still keeps.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -67,9 +70,6 @@ pub struct LogId {
 }
 
 impl LogId {
-    /// Before every entry: read a log from its start.
-    pub const ZERO: LogId = LogId { ms: 0, seq: 0 };
-
     /// Parse `<ms>-<seq>`.
     pub fn parse(text: &[u8]) -> Option<Self> {
         let text = std::str::from_utf8(text).ok()?;
@@ -87,13 +87,36 @@ impl std::fmt::Display for LogId {
     }
 }
 
-/// Split a received payload into its log id (messages published with a log) and its envelope.
-/// Envelopes are MessagePack and never start with an ASCII digit.
-pub fn split(payload: &[u8]) -> (Option<LogId>, &[u8]) {
+/// A message's place in its log: its id and its number (0 = unknown: a mark, not a message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogPosition {
+    pub id: LogId,
+    pub number: u64,
+}
+
+impl LogPosition {
+    /// Parse `<ms>-<seq>:<number>` (or a bare id, number unknown).
+    fn parse(text: &[u8]) -> Option<Self> {
+        match text.iter().position(|b| *b == b':') {
+            Some(colon) => Some(Self {
+                id: LogId::parse(&text[..colon])?,
+                number: std::str::from_utf8(&text[colon + 1..]).ok()?.parse().ok()?,
+            }),
+            None => Some(Self {
+                id: LogId::parse(text)?,
+                number: 0,
+            }),
+        }
+    }
+}
+
+/// Split a received payload into its log position (messages published with a log) and its
+/// envelope. Envelopes are MessagePack and never start with an ASCII digit.
+pub fn split(payload: &[u8]) -> (Option<LogPosition>, &[u8]) {
     if payload.first().is_some_and(u8::is_ascii_digit) {
         if let Some(space) = payload.iter().position(|b| *b == b' ') {
-            if let Some(id) = LogId::parse(&payload[..space]) {
-                return (Some(id), &payload[space + 1..]);
+            if let Some(position) = LogPosition::parse(&payload[..space]) {
+                return (Some(position), &payload[space + 1..]);
             }
         }
     }
@@ -104,7 +127,7 @@ pub fn split(payload: &[u8]) -> (Option<LogId>, &[u8]) {
 /// no lock on the delivery path.
 #[derive(Debug, Default)]
 pub struct Positions {
-    last: HashMap<String, LogId>,
+    last: HashMap<String, LogPosition>,
     /// Redis' clock (ms) when last read, and when.
     clock: Option<(u64, Instant)>,
 }
@@ -117,13 +140,11 @@ impl Positions {
             return;
         }
         let now = self.redis_now_ms();
-        self.last.insert(
-            channel.to_owned(),
-            LogId {
-                ms: now.saturating_sub(MARK_MARGIN_MS),
-                seq: 0,
-            },
-        );
+        let id = LogId {
+            ms: now.saturating_sub(MARK_MARGIN_MS),
+            seq: 0,
+        };
+        self.last.insert(channel.to_owned(), LogPosition { id, number: 0 });
     }
 
     /// The channel was unsubscribed.
@@ -131,20 +152,20 @@ impl Positions {
         self.last.remove(channel);
     }
 
-    /// Whether a message at `id` is new for `channel` (then it becomes the position). Channels
+    /// Whether a message at `at` is new for `channel` (then it becomes the position). Channels
     /// without a position (no interest) take everything.
-    pub fn accept(&mut self, channel: &str, id: LogId) -> bool {
+    pub fn accept(&mut self, channel: &str, at: LogPosition) -> bool {
         match self.last.get_mut(channel) {
-            Some(last) if id <= *last => false,
+            Some(last) if at.id <= last.id => false,
             Some(last) => {
-                *last = id;
+                *last = at;
                 true
             }
             None => true,
         }
     }
 
-    fn position(&self, channel: &str) -> Option<LogId> {
+    fn position(&self, channel: &str) -> Option<LogPosition> {
         self.last.get(channel).copied()
     }
 
@@ -169,6 +190,9 @@ pub struct CatchUp {
     /// Channels whose log was trimmed past their position: messages lost for them (see
     /// [`read_logs`]).
     pub gaps: u64,
+    /// The messages lost that way: exact when the position came from a delivered message,
+    /// counted as one when it was a mark (nothing delivered on the channel yet).
+    pub trimmed: u64,
     /// Redis lost its data since the positions were taken: logs were read from their start.
     pub reset: bool,
 }
@@ -189,17 +213,17 @@ pub async fn catch_up(
         reset: store_was_reset(backplane).await?,
         ..CatchUp::default()
     };
-    let mut due: Vec<(String, LogId)> = Vec::new();
+    let mut due: Vec<(String, LogPosition)> = Vec::new();
     for name in channels {
         match positions.position(name) {
-            Some(_) if outcome.reset => due.push((name.clone(), LogId::ZERO)),
+            Some(_) if outcome.reset => due.push((name.clone(), LogPosition::default())),
             Some(from) => due.push((name.clone(), from)),
             None => positions.mark(name),
         }
     }
     if outcome.reset {
         for (name, _) in &due {
-            positions.last.insert(name.clone(), LogId::ZERO);
+            positions.last.insert(name.clone(), LogPosition::default());
         }
     }
     let page = backplane.options.replay_log.max_len.max(1);
@@ -208,15 +232,19 @@ pub async fn catch_up(
         for chunk in due.chunks(CHANNELS_PER_CALL) {
             let replies = read_logs(backplane, chunk, page).await?;
             for ((name, from), (entries, first_kept)) in chunk.iter().zip(replies) {
-                if first_kept > *from {
-                    outcome.gaps += 1;
-                    warn!(channel = %name, from = %from, first_kept = %first_kept, "replay log trimmed past this node's position: messages lost for its subscribers");
+                if first_kept > from.id {
+                    let lost = lost_to_trimming(*from, entries.first().map(|(at, _)| at.number));
+                    if lost > 0 {
+                        outcome.gaps += 1;
+                        outcome.trimmed += lost;
+                        warn!(channel = %name, from = %from.id, first_kept = %first_kept, lost, "replay log trimmed past this node's position: messages lost for its subscribers");
+                    }
                 }
                 let full = entries.len() as u64 >= page;
                 let mut last = *from;
-                for (id, envelope) in entries {
-                    last = id;
-                    if positions.accept(name, id) {
+                for (at, envelope) in entries {
+                    last = at;
+                    if positions.accept(name, at) {
                         crate::pubsub::deliver_envelope(backplane, &envelope);
                         outcome.replayed += 1;
                     }
@@ -232,15 +260,27 @@ pub async fn catch_up(
     stats.replayed.fetch_add(outcome.replayed, Ordering::Relaxed);
     stats.last_replayed.store(outcome.replayed, Ordering::Relaxed);
     stats.replay_gaps.fetch_add(outcome.gaps, Ordering::Relaxed);
+    stats.replay_trimmed.fetch_add(outcome.trimmed, Ordering::Relaxed);
     if outcome.replayed > 0 || outcome.gaps > 0 || outcome.reset {
         info!(
             replayed = outcome.replayed,
             gaps = outcome.gaps,
+            trimmed = outcome.trimmed,
             store_was_reset = outcome.reset,
             "caught up from the replay logs"
         );
     }
     Ok(outcome)
+}
+
+/// How many messages a reader at `from` lost when its log was trimmed past it, given the number
+/// of the first entry the log still keeps after it: those numbered in between. Unknown (counted
+/// as one) when `from` is a mark or no entry is left to compare with.
+fn lost_to_trimming(from: LogPosition, first_kept_number: Option<u64>) -> u64 {
+    match first_kept_number {
+        Some(first) if from.number > 0 && first > 0 => first.saturating_sub(from.number + 1),
+        _ => 1,
+    }
 }
 
 /// Redis' clock in milliseconds (`TIME`): log ids are minted from it.
@@ -264,15 +304,15 @@ async fn store_was_reset(backplane: &RedisBackplane) -> Result<bool, BackplaneEr
     Ok(current.as_deref() != Some(known.as_str()))
 }
 
-type LogPage = (Vec<(LogId, Vec<u8>)>, LogId);
+type LogPage = (Vec<(LogPosition, Vec<u8>)>, LogId);
 
 /// One replay script call for a chunk of channels: their entries after each position, and the
-/// first entry each log still keeps if it trimmed any (`ZERO` otherwise). A position below it
-/// means trimmed entries may have followed it: counted as a gap (one false alarm is possible,
-/// when the position was exactly the last entry trimmed; never a missed one).
+/// first entry each log still keeps if it trimmed any (`0-0` otherwise). A position below it
+/// means trimmed entries may have followed it; the entries' numbers tell how many did (see
+/// [`lost_to_trimming`]).
 async fn read_logs(
     backplane: &RedisBackplane,
-    chunk: &[(String, LogId)],
+    chunk: &[(String, LogPosition)],
     page: u64,
 ) -> Result<Vec<LogPage>, BackplaneError> {
     let mut args = vec![page.to_string()];
@@ -282,7 +322,7 @@ async fn read_logs(
             .log_of_event_channel(name)
             .ok_or_else(|| BackplaneError::malformed("replay channel name"))?;
         args.push(log);
-        args.push(from.to_string());
+        args.push(from.id.to_string());
     }
     let reply = backplane.eval(&backplane.scripts.replay, args).await?;
     let bad = || BackplaneError::malformed("replay");
@@ -307,9 +347,14 @@ fn parse_page(value: &Value) -> Option<LogPage> {
         let Value::Array(pair) = entry else { return None };
         let [id, fields] = pair.as_slice() else { return None };
         let Value::Array(fields) = fields else { return None };
-        // Fields are ["m", envelope].
+        // Fields are ["m", envelope, "n", number] (no number: written before numbering).
         let envelope = fields.get(1).and_then(bytes)?;
-        out.push((LogId::parse(bytes(id)?)?, envelope.to_vec()));
+        let number = match fields.get(3) {
+            Some(n) => std::str::from_utf8(bytes(n)?).ok()?.parse().ok()?,
+            None => 0,
+        };
+        let id = LogId::parse(bytes(id)?)?;
+        out.push((LogPosition { id, number }, envelope.to_vec()));
     }
     Some((out, first_kept))
 }
@@ -344,15 +389,22 @@ mod tests {
         }
     }
 
+    fn at(ms: u64, seq: u64, number: u64) -> LogPosition {
+        LogPosition {
+            id: LogId { ms, seq },
+            number,
+        }
+    }
+
     #[test]
     fn payloads_split_into_position_and_envelope() {
-        assert_eq!(
-            split(b"17-2 \x92\x03x"),
-            (Some(LogId { ms: 17, seq: 2 }), &b"\x92\x03x"[..])
-        );
+        assert_eq!(split(b"17-2:5 \x92\x03x"), (Some(at(17, 2, 5)), &b"\x92\x03x"[..]));
+        // A bare id (published before numbering): number unknown.
+        assert_eq!(split(b"17-2 \x92"), (Some(at(17, 2, 0)), &b"\x92"[..]));
         // Envelopes without a position (logs off) pass whole.
         assert_eq!(split(b"\x92\x03 1-1"), (None, &b"\x92\x03 1-1"[..]));
         assert_eq!(split(b"17x2 \x92"), (None, &b"17x2 \x92"[..]));
+        assert_eq!(split(b"17-2:x \x92"), (None, &b"17-2:x \x92"[..]));
     }
 
     #[test]
@@ -361,14 +413,26 @@ mod tests {
         p.set_clock(10_000);
         p.mark("c");
         // Before the mark: published before the subscription.
-        assert!(!p.accept("c", LogId { ms: 9_000, seq: 0 }));
-        assert!(p.accept("c", LogId { ms: 10_001, seq: 0 }));
-        assert!(!p.accept("c", LogId { ms: 10_001, seq: 0 }), "a duplicate");
-        assert!(p.accept("c", LogId { ms: 10_001, seq: 1 }));
+        assert!(!p.accept("c", at(9_000, 0, 1)));
+        assert!(p.accept("c", at(10_001, 0, 2)));
+        assert!(!p.accept("c", at(10_001, 0, 2)), "a duplicate");
+        assert!(p.accept("c", at(10_001, 1, 3)));
         // A second mark keeps the position.
         p.mark("c");
-        assert!(!p.accept("c", LogId { ms: 10_001, seq: 1 }));
+        assert!(!p.accept("c", at(10_001, 1, 3)));
+        assert_eq!(p.position("c").map(|x| x.number), Some(3));
         p.forget("c");
-        assert!(p.accept("c", LogId { ms: 1, seq: 0 }), "no interest: not filtered");
+        assert!(p.accept("c", at(1, 0, 1)), "no interest: not filtered");
+    }
+
+    #[test]
+    fn trimmed_messages_are_counted_from_the_entry_numbers() {
+        // Delivered #10, the log now starts at #15: #11..#14 are lost.
+        assert_eq!(lost_to_trimming(at(5, 0, 10), Some(15)), 4);
+        // Delivered #10 and the log starts right after it: nothing lost (no false alarm).
+        assert_eq!(lost_to_trimming(at(5, 0, 10), Some(11)), 0);
+        // A mark (nothing delivered yet) or nothing to compare with: at least one.
+        assert_eq!(lost_to_trimming(at(5, 0, 0), Some(15)), 1);
+        assert_eq!(lost_to_trimming(at(5, 0, 10), None), 1);
     }
 }

@@ -534,6 +534,92 @@ async fn resync_rebuilds_state_after_redis_lost_it_and_reports_the_difference() 
     );
 }
 
+/// A node whose writes timed out (Redis stalled) cannot know which of them took effect: its
+/// resync settles them. Channels the store counted but the node no longer holds are reported
+/// vacated, channels the node holds that the store did not count occupied, and leaves that did
+/// take effect come back (still standing) for the node to confirm after their delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_settles_writes_of_unknown_outcome() {
+    let redis = Redis::start();
+    let (a, _) = backplane(&redis, "node-a", TTL);
+    let (b, _) = backplane(&redis, "node-b", TTL);
+    wait_up(&a).await;
+    wait_up(&b).await;
+    a.resync(&NodeSnapshot::default()).await.unwrap();
+    // "dropped": counted, but its socket left and the decrement never reached Redis.
+    assert!(a.subscription_added("app", "dropped").await.unwrap());
+    // "shared": also held by B, so leaving it on A vacates nothing.
+    a.subscription_added("app", "shared").await.unwrap();
+    b.subscription_added("app", "shared").await.unwrap();
+    // "late": the decrement ran (after the node gave up on it): its vacancy stands.
+    a.subscription_added("app", "late").await.unwrap();
+    let late = a
+        .subscription_removed("app", "late", LeavePolicy::Pending)
+        .await
+        .unwrap()
+        .expect("emptied");
+    a.subscription_added("app", "presence-y").await.unwrap();
+    let join = PresenceJoinRequest {
+        socket_id: "1.1",
+        user_id: "u",
+        user_info: "null",
+        max_members: 0,
+    };
+    a.presence_join("app", "presence-y", &join).await.unwrap();
+    let leave = PresenceLeaveRequest {
+        socket_id: "1.1",
+        user_id: "u",
+        policy: LeavePolicy::Pending,
+    };
+    let gone = a
+        .presence_leave("app", "presence-y", &leave)
+        .await
+        .unwrap()
+        .into_token()
+        .expect("last socket");
+    // What the node really holds: "presence-y" (still subscribed, not as a member) and "fresh",
+    // whose increment never reached Redis.
+    let snapshot = NodeSnapshot {
+        connections: vec![("app".into(), 1)],
+        subscriptions: vec![
+            ("app".into(), "presence-y".into(), 1),
+            ("app".into(), "fresh".into(), 1),
+        ],
+        presence: vec![],
+        users: vec![],
+    };
+    let outcome = a.resync(&snapshot).await.unwrap();
+    assert_eq!(outcome.channels_vacated, vec![("app".to_owned(), "dropped".to_owned())]);
+    assert_eq!(outcome.channels_occupied, vec![("app".to_owned(), "fresh".to_owned())]);
+    let mut leaves: Vec<_> = outcome
+        .leaves
+        .iter()
+        .map(|l| (l.channel.clone(), l.user_id.clone(), l.token.0.clone()))
+        .collect();
+    leaves.sort();
+    assert_eq!(
+        leaves,
+        vec![
+            ("late".to_owned(), None, late.0.clone()),
+            ("presence-y".to_owned(), Some("u".to_owned()), gone.0.clone()),
+        ]
+    );
+    assert!(outcome.leaves.iter().all(|l| l.left_at_ms > 0));
+    assert_eq!(a.channel("app", "dropped").await.unwrap().subscriptions, 0);
+    assert_eq!(a.channel("app", "shared").await.unwrap().subscriptions, 1, "B's stays");
+    assert_eq!(a.channel("app", "fresh").await.unwrap().subscriptions, 1);
+    // Confirmed once, whoever confirms: a duplicate of the node's own queued leave finds nothing.
+    assert!(a.confirm_leave("app", "late", None, &late).await.unwrap());
+    assert!(!a.confirm_leave("app", "late", None, &late).await.unwrap());
+    assert!(a.confirm_leave("app", "presence-y", Some("u"), &gone).await.unwrap());
+    // Confirmed leaves no longer stand; a resync with nothing to settle reports nothing.
+    let again = a.resync(&snapshot).await.unwrap();
+    assert!(
+        again.leaves.is_empty() && again.channels_vacated.is_empty() && again.channels_occupied.is_empty(),
+        "{again:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_reaped_while_alive_re_announces_its_members_when_it_re_registers() {
     let redis = Redis::start();

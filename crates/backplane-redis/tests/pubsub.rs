@@ -163,6 +163,7 @@ async fn what_was_published_while_a_node_reconnected_is_replayed_once_in_order()
     assert_eq!(sink_a.events(), expected, "each once, in publish order");
     assert_eq!(a.stats.replayed.load(std::sync::atomic::Ordering::Relaxed), 20);
     assert_eq!(a.stats.replay_gaps.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(a.stats.replay_trimmed.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,6 +185,9 @@ async fn a_log_trimmed_past_a_nodes_position_is_counted_as_a_gap() {
     assert_eq!(a.stats.replay_gaps.load(std::sync::atomic::Ordering::Relaxed), 1);
     let replayed = a.stats.replayed.load(std::sync::atomic::Ordering::Relaxed) as usize;
     assert!(replayed > 0 && replayed < 300, "what the log kept: {replayed}");
+    // Exactly the messages neither delivered live nor replayed: counted from the entry numbers.
+    let trimmed = a.stats.replay_trimmed.load(std::sync::atomic::Ordering::Relaxed) as usize;
+    assert_eq!(trimmed, 300 - replayed, "lost to trimming");
     // What was replayed is the newest part, in order.
     let events = sink_a.events();
     let tail: Vec<String> = (300 - replayed..300).map(|i| format!("c:burst-{i}")).collect();

@@ -104,6 +104,8 @@ pub trait NodeObserver: Send + Sync {
     fn cache_replayed(&self, _app_id: &str, _outcome: CacheReplay) {}
     /// This node published one coalesced `subscription_count` update of a channel.
     fn subscription_count_published(&self, _app_id: &str) {}
+    /// The node resynced its registrations because a cluster-state write failed or timed out.
+    fn registrations_repaired(&self) {}
 }
 
 /// Observes nothing.

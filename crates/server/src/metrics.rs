@@ -71,6 +71,7 @@ pub struct Metrics {
     limit_rejections: IntCounterVec,
     cache_replays: IntCounterVec,
     subscription_count_updates: IntCounterVec,
+    registration_repairs: IntCounter,
     subscriptions: IntGaugeVec,
     channels: IntGaugeVec,
     presence_members: IntGaugeVec,
@@ -290,6 +291,7 @@ pub struct ClusterMetrics {
     pub replayed: IntCounter,
     pub last_replayed: IntGauge,
     pub replay_gaps: IntCounter,
+    pub replay_trimmed: IntCounter,
     pub duplicates_dropped: IntCounter,
 }
 
@@ -348,6 +350,10 @@ impl ClusterMetrics {
             replay_gaps: one(
                 "backplane_replay_gaps_total",
                 "Channels whose replay log was trimmed past this node's position when it reconnected: messages lost for their subscribers (each logged)",
+            ),
+            replay_trimmed: one(
+                "backplane_replay_trimmed_total",
+                "Messages lost for this node's subscribers because their replay log was trimmed before the node read it after a reconnect",
             ),
             duplicates_dropped: one(
                 "backplane_duplicates_dropped_total",
@@ -438,6 +444,13 @@ impl Metrics {
                 "Coalesced subscription_count updates this node published (one per channel per interval cluster-wide)",
                 &["app_id"],
             ),
+            registration_repairs: counter(
+                r,
+                "registration_repairs_total",
+                "Resyncs of this node's registrations after a cluster-state write failed or timed out (its outcome unknown)",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
             subscriptions: gauge(r, "subscriptions", "Channel subscriptions of sockets on this node", app),
             channels: gauge(r, "occupied_channels", "Channels with at least one subscriber on this node", app),
             presence_members: gauge(r, "presence_members", "Distinct presence members per channel with a socket on this node, summed", app),
@@ -537,6 +550,10 @@ impl NodeObserver for MetricsObserver {
 
     fn subscription_count_published(&self, app_id: &str) {
         self.0.subscription_count_updates.with_label_values(&[app_id]).inc();
+    }
+
+    fn registrations_repaired(&self) {
+        self.0.registration_repairs.inc();
     }
 }
 

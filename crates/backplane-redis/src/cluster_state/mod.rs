@@ -19,6 +19,7 @@ use redis::Value;
 use crate::RedisBackplane;
 
 pub(crate) use cache::encode_cached;
+pub(crate) use leaves::standing_leaves;
 
 pub(crate) fn malformed(what: &str) -> BackplaneError {
     BackplaneError::malformed(what)

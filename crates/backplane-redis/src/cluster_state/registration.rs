@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use ferrocast_broker::{BackplaneError, NodeRegistration, NodeSnapshot, ResyncOutcome};
 
-use super::{array, int, malformed, rows, string};
+use super::{array, int, malformed, rows, standing_leaves, string};
 use crate::RedisBackplane;
 
 #[async_trait]
@@ -48,6 +48,13 @@ impl NodeRegistration for RedisBackplane {
         ) else {
             return Err(malformed("resync"));
         };
+        let (Some(occupied), Some(vacated), Some(leaves)) = (
+            parts.get(6).and_then(rows),
+            parts.get(7).and_then(rows),
+            parts.get(8).and_then(rows),
+        ) else {
+            return Err(malformed("resync"));
+        };
         if let Ok(mut known) = self.epoch.lock() {
             *known = epoch;
         }
@@ -69,11 +76,14 @@ impl NodeRegistration for RedisBackplane {
                 .collect(),
             users_online: app_users(online),
             users_offline: app_users(offline),
+            channels_occupied: app_users(occupied),
+            channels_vacated: app_users(vacated),
+            leaves: standing_leaves(leaves),
         })
     }
 }
 
-/// `{{app, user}, ...}` rows as pairs (malformed rows skipped).
+/// `{{app, user}, ...}` (or `{{app, channel}, ...}`) rows as pairs (malformed rows skipped).
 fn app_users(rows: Vec<Vec<String>>) -> Vec<(String, String)> {
     rows.into_iter()
         .filter_map(|r| <[String; 2]>::try_from(r).ok().map(|[a, u]| (a, u)))

@@ -9,8 +9,12 @@
 -- node registered under, Redis lost its data since (`reset`): the other nodes may not have
 -- re-registered yet. Every member re-registered then looks added; receiving nodes drop the
 -- announcements that tell their sockets nothing new. Returns {added, removed, epoch, reset,
--- online, offline}: the last two are signed-in users ({app, user}) that came online or went
--- offline cluster-wide as a result.
+-- online, offline, occupied, vacated, leaves}: online and offline are signed-in users
+-- ({app, user}) that came online or went offline cluster-wide as a result; occupied and vacated
+-- the channels ({app, channel}) this took from no subscriber to some or back (a write whose
+-- outcome the node never learnt, e.g. a timed-out decrement, is settled here); leaves the
+-- node's pending leaves that still stand ({entry, ms}, see hand_over_leaves), so a leave that
+-- took effect after the node gave up on it (or before the node restarted) is still confirmed.
 local P, n, ttl, known, proposal = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local epoch = redis.call('GET', P .. ':epoch')
 if not epoch then
@@ -18,7 +22,9 @@ if not epoch then
   redis.call('SET', P .. ':epoch', epoch)
 end
 local reset = known ~= '' and known ~= epoch
-local dropped = drop_node(P, n)
+local dropped, emptied = drop_node(P, n)
+local still_empty = {}
+for _, ac in ipairs(emptied) do still_empty[ac[1] .. '\n' .. ac[2]] = true end
 local gone = {}
 for _, r in ipairs(dropped) do gone[r[1] .. '\n' .. r[2] .. '\n' .. r[3]] = true end
 local nk = P .. ':node:' .. n
@@ -29,12 +35,23 @@ for _ = 1, nconn do
   redis.call('HINCRBY', P .. ':conns:' .. a, n, count)
   redis.call('SADD', nk .. ':apps', a)
 end
+local occupied = {}
 local nsubs = tonumber(ARGV[i]); i = i + 1
 for _ = 1, nsubs do
   local a, c, count = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]); i = i + 3
   redis.call('HINCRBY', P .. ':chan:' .. a .. ':' .. c, n, count)
-  redis.call('HINCRBY', P .. ':chans:' .. a, c, count)
+  local t = redis.call('HINCRBY', P .. ':chans:' .. a, c, count)
   redis.call('SADD', nk .. ':chans', a .. '\n' .. c)
+  local ac = a .. '\n' .. c
+  if still_empty[ac] then
+    still_empty[ac] = nil
+  elseif t == count and count > 0 and redis.call('DEL', P .. ':vac:' .. a .. ':' .. c) == 0 then
+    table.insert(occupied, {a, c})
+  end
+end
+local vacated = {}
+for _, ac in ipairs(emptied) do
+  if still_empty[ac[1] .. '\n' .. ac[2]] then table.insert(vacated, ac) end
 end
 local added = {}
 local npres = tonumber(ARGV[i]); i = i + 1
@@ -77,4 +94,5 @@ for _, r in ipairs(dropped) do
 end
 redis.call('SADD', P .. ':nodes', n)
 redis.call('SET', P .. ':hb:' .. n, '1', 'PX', ttl)
-return {added, removed, epoch, reset and 1 or 0, online, offline}
+local leaves = hand_over_leaves(P, n, n)
+return {added, removed, epoch, reset and 1 or 0, online, offline, occupied, vacated, leaves}

@@ -45,6 +45,15 @@ pub struct ResyncOutcome {
     pub users_online: Vec<(String, String)>,
     /// (app id, user id) offline now (this node's last signed-in sockets of them are gone).
     pub users_offline: Vec<(String, String)>,
+    /// (app id, channel) that had no subscriber and have some now (channel_occupied is due).
+    pub channels_occupied: Vec<(String, String)>,
+    /// (app id, channel) left without subscribers: a decrement whose outcome this node never
+    /// learnt (it timed out) is settled by the resync, which reports the vacancy.
+    pub channels_vacated: Vec<(String, String)>,
+    /// This node's pending leaves that still stand in the store: a leave that took effect after
+    /// the node gave up waiting for it, or one its previous process left when it restarted.
+    /// The node confirms them when their delay ends (duplicates of its own confirm once).
+    pub leaves: Vec<InheritedLeave>,
     /// The state store lost its data since this node last registered: other nodes may not have
     /// re-registered yet.
     pub store_was_reset: bool,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use ferrocast_protocol::webhook::WebhookEvent;
 use tracing::{info, warn};
 
-use super::Node;
+use super::{webhooks, Node};
 use crate::backplane::{ChannelMessage, DeliverySink, Link, Payload};
 use crate::cluster::NodeSnapshot;
 use crate::local_channels::ChannelKey;
@@ -29,6 +29,10 @@ pub type Departure = (String, String, String);
 /// How long after re-registering before unaccounted departures are checked: long enough for
 /// the other nodes to re-register after Redis lost its data.
 const DEPARTURE_CHECK_DELAY: Duration = Duration::from_secs(3);
+
+/// How long a repair waits after a failed write before resyncing: failures come in bursts
+/// while Redis is away, and one resync settles them all.
+const REPAIR_SETTLE: Duration = Duration::from_millis(500);
 
 impl Node {
     /// Whether this node is joined to the cluster and may take traffic.
@@ -57,9 +61,44 @@ impl Node {
                 }
                 Link::Up { .. } => {}
             }
-            if link.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = link.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                () = self.repair.notified(), if done_generation.is_some() => {
+                    self.repair_registrations(&link).await;
+                }
             }
+        }
+    }
+
+    /// A cluster-state write failed or timed out. Whether it took effect is unknown (a timed-out
+    /// script may still run when Redis resumes), so the node's registrations may now differ
+    /// from its local state, and no outage may follow to resync them: ask for a resync now.
+    pub(super) fn cluster_write_failed(&self) {
+        self.repair.notify_one();
+    }
+
+    /// Resync after failed writes, once the cluster state answers again: the whole local state
+    /// replaces the node's registrations, which settles every write whose outcome was unknown
+    /// and reports what changed. A resync that itself waited long may have overtaken a late
+    /// write (both queued in a stalled Redis): it is followed by one more.
+    async fn repair_registrations(self: &Arc<Self>, link: &tokio::sync::watch::Receiver<Link>) {
+        tokio::time::sleep(REPAIR_SETTLE).await;
+        let Link::Up { generation } = *link.borrow() else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let Some((pending, reset)) = self.resync_until_done(link).await else {
+            return;
+        };
+        self.options.observer.registrations_repaired();
+        info!(generation, "registrations repaired after a failed cluster-state write");
+        tokio::spawn(self.clone().after_resync(generation, pending, reset));
+        if started.elapsed() > REPAIR_SETTLE {
+            self.repair.notify_one();
         }
     }
 
@@ -95,6 +134,11 @@ impl Node {
         // and pass every filter). What really changed is found by the reconciliation that
         // follows, once the other nodes re-registered.
         let report = !outcome.store_was_reset;
+        if report {
+            for (app_id, channel) in outcome.channels_occupied {
+                self.report(&app_id, WebhookEvent::ChannelOccupied { channel });
+            }
+        }
         for (app_id, channel, user_id, user_info, seq) in outcome.added {
             if !report {
                 continue;
@@ -109,7 +153,15 @@ impl Node {
             self.report(&app_id, WebhookEvent::MemberAdded { channel, user_id });
         }
         let mut pending = std::mem::take(&mut *self.pending_departures.lock().unwrap_or_else(|e| e.into_inner()));
+        // A departure the resync removed is announced below; one whose leave did take effect
+        // (after this node gave up waiting) is confirmed and reported through its standing leave.
         pending.retain(|(a, c, u)| !outcome.removed.iter().any(|(ra, rc, ru, _)| (ra, rc, ru) == (a, c, u)));
+        pending.retain(|(a, c, u)| {
+            !outcome
+                .leaves
+                .iter()
+                .any(|l| (&l.app_id, &l.channel, l.user_id.as_ref()) == (a, c, Some(u)))
+        });
         for (app_id, channel, user_id, seq) in outcome.removed {
             let payload = Payload::MemberRemoved {
                 user_id: user_id.clone(),
@@ -121,6 +173,18 @@ impl Node {
                 self.report(&app_id, WebhookEvent::MemberRemoved { channel, user_id });
             }
         }
+        if report {
+            for (app_id, channel) in outcome.channels_vacated {
+                self.report(&app_id, WebhookEvent::ChannelVacated { channel });
+            }
+        }
+        webhooks::inherit_leaves(
+            &self.leaves,
+            &self.cluster,
+            &self.options.webhooks,
+            self.options.leave_delay,
+            &outcome.leaves,
+        );
         // After the store lost its data every signed-in user re-registered looks online again:
         // watchers were told so before the outage (see docs/architecture.md).
         if !outcome.store_was_reset {
@@ -135,6 +199,11 @@ impl Node {
         if !pending.contains(&departure) {
             pending.push(departure);
         }
+    }
+
+    pub(super) fn forget_departure(&self, app_id: &str, channel: &str, user_id: &str) {
+        let mut pending = self.pending_departures.lock().unwrap_or_else(|e| e.into_inner());
+        pending.retain(|(a, c, u)| (a.as_str(), c.as_str(), u.as_str()) != (app_id, channel, user_id));
     }
 
     /// After re-registering: bring local presence views in line with the cluster and announce

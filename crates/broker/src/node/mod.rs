@@ -236,6 +236,10 @@ pub struct Node {
     /// Presence members whose last local socket left while the cluster state could not be
     /// told: (app, channel, user). Checked and announced after the next resync.
     pending_departures: std::sync::Mutex<Vec<(String, String, String)>>,
+    /// Signalled when a cluster-state write failed: whether it took effect is unknown, so the
+    /// node's registrations may differ from its local state until a resync replaces them (see
+    /// [`Node::cluster_write_failed`]).
+    repair: tokio::sync::Notify,
     /// Pending leaves waiting for their delay (see [`webhooks`]), shared with `fan_out`, which
     /// adds those inherited from a dead node.
     leaves: Arc<webhooks::LeaveQueues>,
@@ -274,6 +278,7 @@ impl Node {
             fan_out,
             registered: AtomicBool::new(false),
             pending_departures: std::sync::Mutex::new(Vec::new()),
+            repair: tokio::sync::Notify::new(),
             leaves,
             count_publishers: Arc::default(),
         })
@@ -295,11 +300,12 @@ impl Node {
             return Err(ConnectError::AppDisabled);
         }
         let _gate = self.gate.enter(app.id()).await;
-        if !self
+        let admitted = self
             .cluster
             .connection_opened(app.id(), app.config.max_connections)
-            .await?
-        {
+            .await
+            .inspect_err(|_| self.cluster_write_failed())?;
+        if !admitted {
             self.options.observer.limit_rejected(app.id(), Limit::ConnectionQuota);
             return Err(ConnectError::OverQuota);
         }
@@ -324,7 +330,8 @@ impl Node {
         let _gate = self.gate.enter(app.id()).await;
         app.local_connections.fetch_sub(1, Ordering::AcqRel);
         if let Err(e) = self.cluster.connection_closed(app.id()).await {
-            warn!(error = %e, app_id = app.id(), "could not release connection slot; the next resync will");
+            warn!(error = %e, app_id = app.id(), "could not release connection slot; resyncing");
+            self.cluster_write_failed();
         }
     }
 

@@ -192,6 +192,7 @@ impl Node {
             Ok(occupied) => occupied,
             Err(e) => {
                 warn!(error = %e, channel = %key.channel, "subscription count failed");
+                self.cluster_write_failed();
                 self.local.remove(key, socket_id);
                 self.unsubscribe_backplane(key).await;
                 return Err(unavailable("subscription"));
@@ -224,6 +225,9 @@ impl Node {
                 returned,
                 seq,
             }) => {
+                // A departure of this user that could not be registered is moot: the user is a
+                // member again, as the cluster state says (reported or not, per `added`).
+                self.forget_departure(&key.app_id, &key.channel, &member.user_id);
                 let presence = PresenceJoined {
                     roster: roster_json(&roster),
                     ids: roster.into_iter().map(|(id, _)| id).collect(),
@@ -247,6 +251,7 @@ impl Node {
             }
             Err(e) => {
                 warn!(error = %e, channel = %key.channel, "presence join failed");
+                self.cluster_write_failed();
                 unavailable("presence membership")
             }
         };
@@ -284,13 +289,9 @@ impl Node {
         {
             Ok(vacancy) => vacancy,
             Err(e) => {
-                warn!(error = %e, channel = %key.channel, "could not decrement subscription count; the next resync will");
-                if self.options.webhooks.enabled(&key.app_id) {
-                    // Whether this emptied the channel is unknown: its channel_vacated may be missing.
-                    self.options
-                        .webhooks
-                        .lost(&key.app_id, "channel_vacated", "cluster_state_unavailable");
-                }
+                // The repair resync drops the count and reports the vacancy if this emptied it.
+                warn!(error = %e, channel = %key.channel, "could not decrement subscription count; resyncing");
+                self.cluster_write_failed();
                 None
             }
         }
@@ -359,7 +360,8 @@ impl Node {
                     Ok(PresenceLeave::Left { token, seq }) => Some((user_id, token, seq)),
                     Ok(PresenceLeave::Stayed) => None,
                     Err(e) => {
-                        warn!(error = %e, channel, user_id, "presence leave failed; announced after the next resync");
+                        warn!(error = %e, channel, user_id, "presence leave failed; announced after a resync");
+                        self.cluster_write_failed();
                         if !self.local.has_member(&key, &user_id) {
                             self.remember_departure(app.id(), channel, &user_id);
                         }

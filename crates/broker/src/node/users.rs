@@ -161,6 +161,7 @@ impl Node {
             match self.cluster.user_signed_in(UserSocket { app_id, user_id }).await {
                 Ok(transition) => transition,
                 Err(e) => {
+                    self.cluster_write_failed();
                     self.local.remove(&key, session.socket_id());
                     self.unwatch_backplane(app_id, &channel).await;
                     return Err(e);
@@ -196,9 +197,10 @@ impl Node {
             match self.cluster.user_signed_out(socket).await {
                 Ok(transition) => transition,
                 Err(e) => {
-                    // The next resync re-registers this node without the socket and reports
+                    // The repair resync re-registers this node without the socket and reports
                     // the user offline then if this was their last.
-                    warn!(error = %e, user_id = signed.id, "sign-out not registered; the next resync will");
+                    warn!(error = %e, user_id = signed.id, "sign-out not registered; resyncing");
+                    self.cluster_write_failed();
                     return;
                 }
             }
