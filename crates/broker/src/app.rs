@@ -30,6 +30,9 @@ pub struct AppConfig {
     pub id: String,
     pub key: String,
     pub secret: String,
+    /// Name of an environment variable holding the secret, instead of `secret` (resolved
+    /// into `secret` when the configuration is loaded).
+    pub secret_env: Option<String>,
     pub enabled: bool,
     pub enable_client_messages: bool,
     pub enable_user_authentication: bool,
@@ -69,6 +72,7 @@ impl Default for AppConfig {
             id: String::new(),
             key: String::new(),
             secret: String::new(),
+            secret_env: None,
             enabled: true,
             enable_client_messages: false,
             enable_user_authentication: false,

@@ -209,8 +209,9 @@ pub fn demo_app() -> AppConfig {
 }
 
 /// Load from `file` (or the embedded default when `None`) plus environment overrides from
-/// `env`, then validate.
+/// `env`, resolve the apps' `secret_env` from `env`, then validate.
 pub fn load(file: Option<&str>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    let env: Vec<(String, String)> = env.into_iter().collect();
     let mut builder = config::Config::builder();
     match file {
         Some(path) => {
@@ -224,7 +225,7 @@ pub fn load(file: Option<&str>, env: impl IntoIterator<Item = (String, String)>)
             builder = builder.add_source(config::File::from_str(&demo, config::FileFormat::Toml));
         }
     }
-    let overrides: config::Map<String, String> = env_overrides(env);
+    let overrides: config::Map<String, String> = env_overrides(env.iter().cloned());
     builder = builder.add_source(
         config::Environment::default()
             .source(Some(overrides))
@@ -232,9 +233,48 @@ pub fn load(file: Option<&str>, env: impl IntoIterator<Item = (String, String)>)
             .try_parsing(true),
     );
     let raw = builder.build().map_err(|e| ConfigError(e.to_string()))?;
-    let config: Config = raw.try_deserialize().map_err(|e| ConfigError(e.to_string()))?;
+    let mut config: Config = raw.try_deserialize().map_err(|e| ConfigError(e.to_string()))?;
+    resolve_secret_env(&mut config.apps, &env)?;
     validate(&config)?;
     Ok(config)
+}
+
+/// Set the `secret` of every app with `secret_env` from that environment variable. The two
+/// keys exclude each other; a variable that is missing, not valid UTF-8 (absent from `env`) or
+/// blank is a configuration error naming the key.
+fn resolve_secret_env(apps: &mut [AppConfig], env: &[(String, String)]) -> Result<(), ConfigError> {
+    for (i, app) in apps.iter_mut().enumerate() {
+        let Some(name) = app.secret_env.as_deref() else {
+            continue;
+        };
+        let at = format!("apps[{i}].secret_env");
+        if !app.secret.is_empty() {
+            return Err(ConfigError::key(
+                &at,
+                "set either secret or secret_env, not both",
+            ));
+        }
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ConfigError::key(
+                &at,
+                format!("{name:?} is not an environment variable name (letters, digits, '_')"),
+            ));
+        }
+        let value = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| ConfigError::key(&at, format!("the environment variable {name} is not set")))?;
+        if value.trim().is_empty() {
+            return Err(ConfigError::key(
+                &at,
+                format!("the environment variable {name} is empty"),
+            ));
+        }
+        app.secret = value.to_owned();
+    }
+    Ok(())
 }
 
 fn toml_of_demo() -> String {
@@ -459,7 +499,12 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
         let at = |field: &str| format!("apps[{i}].{field}");
         for (field, value) in [("id", &app.id), ("key", &app.key), ("secret", &app.secret)] {
             if value.is_empty() {
-                return Err(ConfigError::key(&at(field), "is required and must not be empty"));
+                let problem = if field == "secret" {
+                    "is required (or secret_env, the environment variable holding it) and must not be empty"
+                } else {
+                    "is required and must not be empty"
+                };
+                return Err(ConfigError::key(&at(field), problem));
             }
         }
         if app.secret.trim().is_empty() {
@@ -770,6 +815,45 @@ mod tests {
         ));
         let c = load(Some(f.as_str()), []).unwrap();
         assert!(c.server.proxy_protocol && c.server.max_connections_per_ip == 0);
+    }
+
+    #[test]
+    fn secret_env_takes_the_secret_from_the_environment() {
+        let f = write("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret_env = \"APP_ONE_SECRET\"\n");
+        let env = [
+            ("APP_ONE_SECRET".to_string(), "from-env".to_string()),
+            ("OTHER".into(), "x".into()),
+        ];
+        let c = load(Some(f.as_str()), env).unwrap();
+        assert_eq!(c.apps[0].secret, "from-env");
+        assert_eq!(c.apps[0].secret_env.as_deref(), Some("APP_ONE_SECRET"));
+        // The other checks see the resolved secret.
+        let env = [("APP_ONE_SECRET".to_string(), "k".to_string())];
+        let e = load(Some(f.as_str()), env).unwrap_err().to_string();
+        assert!(e.contains("apps[0].secret") && e.contains("key"), "{e}");
+    }
+
+    #[test]
+    fn secret_env_errors_name_the_key() {
+        let f = write(&format!("{APP}[[apps]]\nid = \"2\"\nkey = \"k2\"\nsecret_env = \"APP_TWO\"\n"));
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(e.starts_with("apps[1].secret_env:") && e.contains("APP_TWO") && e.contains("not set"), "{e}");
+        for blank in ["", "  "] {
+            let env = [("APP_TWO".to_string(), blank.to_string())];
+            let e = load(Some(f.as_str()), env).unwrap_err().to_string();
+            assert!(e.starts_with("apps[1].secret_env:") && e.contains("empty"), "{blank:?}: {e}");
+        }
+        let f = write("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\nsecret_env = \"S\"\n");
+        let env = [("S".to_string(), "x".to_string())];
+        let e = load(Some(f.as_str()), env).unwrap_err().to_string();
+        assert!(e.starts_with("apps[0].secret_env:") && e.contains("not both"), "{e}");
+        let f = write("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret_env = \"A-B\"\n");
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(e.starts_with("apps[0].secret_env:"), "{e}");
+        // Neither secret nor secret_env: the secret is required, as before.
+        let f = write("[[apps]]\nid = \"1\"\nkey = \"k\"\n");
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(e.contains("apps[0].secret"), "{e}");
     }
 
     #[test]
