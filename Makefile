@@ -131,10 +131,17 @@ HELM_VENV := $(HELM_TESTS)/.venv
 
 ## Check the chart without a helm binary or a cluster: render and `helm lint --strict` it with
 ## Helm's Go SDK (helm-python-sdk), validate every manifest against the Kubernetes schemas, check
-## its semantics, run the rendered ferrocast.toml on the release binary, and check the Grafana
-## dashboard's queries against the metrics the binary exposes. Installs the pinned Python tools
-## (tests/helm/.venv) when missing.
+## its semantics, run the rendered ferrocast.toml on the release binary, run the `helm test`
+## pod's command with busybox against it, and check the Grafana dashboard's queries against the
+## metrics the binary exposes. Installs the pinned Python tools (tests/helm/.venv) and busybox
+## (apt) when missing.
 test-helm: build
+	@if ! command -v busybox >/dev/null 2>&1; then \
+		echo "installing busybox (the helm test pod's tools)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq busybox >/dev/null; \
+	fi
+	@command -v busybox >/dev/null || { echo "busybox is required but could not be installed" >&2; exit 1; }
 	@if [ ! -x $(HELM_VENV)/bin/pip ]; then \
 		echo "creating $(HELM_VENV)"; \
 		rm -rf $(HELM_VENV); \

@@ -75,10 +75,13 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "ferrocast"
 PRODUCTION_VALUES = Path(__file__).resolve().parent / "values-production.yaml"
 DASHBOARD = REPO / "deploy" / "grafana-dashboard.json"
+CONFIG_DOC = REPO / "docs" / "configuration.md"
+HELM_TEST_SCRIPT = CHART / "files" / "helm-test-websocket.sh"
 
 RELEASE = "ferrocast"
 NAMESPACE = "realtime"
 FULLNAME = "ferrocast"  # the release name contains the chart name
+METRICS_SERVICE = f"{FULLNAME}-metrics"
 CONFIG_FILE = "/etc/ferrocast/ferrocast.toml"
 UID = 10001
 
@@ -86,7 +89,11 @@ UID = 10001
 # kubeVersion) and the newest kubernetes-validate ships.
 OLDEST_KUBE = "1.27"
 NEWEST_KUBE = kv_utils.latest_version()
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule"),
+             ("gateway.networking.k8s.io/v1", "HTTPRoute")}
+# The CRD objects the production values render.
+PRODUCTION_CRDS = ["HTTPRoute", "PrometheusRule", "ServiceMonitor"]
+CHART_DASHBOARD = CHART / "dashboards" / "ferrocast.json"
 
 # Metrics announced by the server work but not exposed yet: the dashboard and the alerts may
 # already use them.
@@ -105,6 +112,11 @@ ON_FIRST_INCREMENT = {
     "ferrocast_webhook_retries_total": {"app_id"},
     "ferrocast_webhook_failures_total": {"app_id", "reason"},
     "ferrocast_webhook_dead_letters_total": {"app_id"},
+}
+# The limit counter, exposed from its first refusal: test_helm_test_command_passes_against_the_release_binary
+# makes a connection-quota refusal and checks these labels and the label value the alerts use.
+LIMIT_COUNTERS = {
+    "ferrocast_limit_rejections_total": {"app_id", "limit"},
 }
 # Labelled counters only a cluster (Redis backplane) increments: a lane taken over from a crashed
 # node. The dashboard may chart them; the single-node runs here never expose them.
@@ -231,8 +243,20 @@ EDGE_SERVER = {
 EDGE_VALUES = {"config": {"server": dict(EDGE_SERVER)}, "lifecycle": {"preStopSleepSeconds": 0},
                "service": {"type": "LoadBalancer", "externalTrafficPolicy": "Local"}}
 
+# The whole ferrocast.toml from an existing Secret (the chart renders no config), with the Redis
+# URL from another.
+WHOLE_CONFIG_SECRET_VALUES = {
+    "replicaCount": 3,
+    "config": {"backplane": {"driver": "redis"}, "apps": []},
+    "existingSecret": "ferrocast-config",
+    "redis": {"urlSecret": {"name": "ferrocast-redis", "key": "url"}},
+    "extraEnv": [{"name": "FERROCAST_LOG", "value": "info"}],
+    "tests": {"enabled": True, "appKey": "live-key"},
+}
+
 VALUE_SETS = {
     "default": lambda: {},
+    "whole-config-secret": lambda: copy.deepcopy(WHOLE_CONFIG_SECRET_VALUES),
     "edge-config": lambda: copy.deepcopy(EDGE_VALUES),
     "node-tls": lambda: {"tls": {"existingSecret": "ferrocast-node-tls"}},
     "production": production_values,
@@ -303,8 +327,12 @@ def deployment(values: dict | None = None) -> dict:
 
 
 def container(values: dict | None = None) -> dict:
+    """The ferrocast container: the pod's first (sidecars come after it)."""
     containers = deployment(values)["spec"]["template"]["spec"]["containers"]
-    check(len(containers) == 1, f"the ferrocast pod has {len(containers)} containers, expected 1")
+    check(containers and containers[0]["name"] == "ferrocast",
+          f"the pod's first container is {[c['name'] for c in containers]}, expected ferrocast")
+    sidecars = len((merged(values or {}).get("sidecars")) or [])
+    check(len(containers) == 1 + sidecars, f"the pod has {len(containers)} containers, expected 1 + {sidecars} sidecars")
     return containers[0]
 
 
@@ -341,6 +369,7 @@ def test_chart_metadata_and_files():
         "templates/deployment.yaml", "templates/service.yaml", "templates/ingress.yaml", "templates/secret.yaml",
         "templates/hpa.yaml", "templates/pdb.yaml", "templates/servicemonitor.yaml",
         "templates/prometheusrule.yaml", "templates/serviceaccount.yaml", "templates/redis.yaml",
+        "templates/tests/websocket.yaml", "files/helm-test-websocket.sh",
     ):
         check((CHART / name).is_file(), f"helm/ferrocast/{name} is missing")
     with helm.Chart.load(str(CHART)) as chart:
@@ -432,6 +461,35 @@ BAD_VALUES = [
     ({"config": {"server": {"metrics_port": 9000}}}, "metrics_port"),
     ({"config": {"server": {"port": 6002}}}, "port"),
     ({"service": {"externalTrafficPolicy": "Nearest"}}, "externalTrafficPolicy"),
+    # Strict about typos in the keys well-kept charts accept.
+    ({"extraVolume": []}, "extraVolume"),
+    ({"extraVolumes": {"name": "x"}}, "extraVolumes"),
+    ({"sidecar": []}, "sidecar"),
+    ({"commonLabels": {"team": 1}}, "commonLabels"),
+    ({"global": {"imageRegistry": 5}}, "imageRegistry"),
+    ({"image": {"digest": "latest"}}, "digest"),
+    ({"image": {"digests": "sha256:00"}}, "digests"),
+    ({"service": {"nodePorts": {"ws": "30001"}}}, "ws"),
+    ({"service": {"nodePorts": {"websocket": 30001}}}, "websocket"),
+    ({"probes": {"liveness": {"periodSecond": 5}}}, "periodSecond"),
+    ({"serviceMonitor": {"honorLabels": "yes"}}, "honorLabels"),
+    ({"revisionHistoryLimit": -1}, "revisionHistoryLimit"),
+    ({"metricsService": {"type": "LoadBalancer"}}, "type"),
+    ({"config": {"backplane": {"replay_log_max_len": -1}}}, "replay_log_max_len"),
+    # Two sources of one secret: the schema's oneOf names the app.
+    ({"config": {"apps": [{"id": "a", "key": "k", "secret": "s",
+                           "existingSecret": {"name": "n", "key": "k"}}]}}, "/config/apps/0"),
+    ({"config": {"apps": [{"id": "a", "key": "k", "existingSecret": {"name": "n"}}]}}, "key"),
+    ({"config": {"apps": [{"id": "a", "key": "k", "secret_env": "A-B"}]}}, "secret_env"),
+    ({"tests": {"enabled": True, "image": {"repository": "busybox", "pullPolicy": "Sometimes"}}}, "pullPolicy"),
+    ({"httpRoute": {"enabled": True, "parentRefs": [{"name": "gw"}],
+                    "timeouts": {"request": "forever", "backendRequest": "0s"}}}, "request"),
+    ({"httpRoute": {"enabled": True, "parentRef": []}}, "parentRef"),
+    ({"networkPolicy": {"enabled": True, "metricFrom": []}}, "metricFrom"),
+    ({"networkPolicy": {"enabled": True, "egress": {"enabled": True, "redis": {"to": [], "ports": [0]}}}}, "ports"),
+    ({"grafanaDashboard": {"enabled": True, "labelValue": 1}}, "labelValue"),
+    ({"prometheusRule": {"runbookBaseUrl": "docs/operations.md"}}, "runbookBaseUrl"),
+    ({"prometheusRule": {"rules": {"rest5xx": {"ratio": 5}}}}, "ratio"),
 ]
 
 
@@ -465,7 +523,7 @@ def test_manifests_validate_against_kubernetes(value_set, kube):
             try:
                 kubernetes_validate.validate(strip(doc), kube, strict=True)
             except kv_utils.SchemaNotFoundError:
-                continue  # checked by test_service_monitor / test_prometheus_rule
+                continue  # checked by test_service_monitor / test_prometheus_rule / test_http_route
             continue
         try:
             kubernetes_validate.validate(strip(doc), kube, strict=True)
@@ -484,8 +542,9 @@ def test_manifests_validate_against_kubernetes(value_set, kube):
     check({"Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"} <= kinds, f"{value_set}: kinds are {kinds}")
     if value_set == "production":
         check(
-            {"HorizontalPodAutoscaler", "Ingress"} <= kinds and sorted(skipped) == ["PrometheusRule", "ServiceMonitor"],
-            f"production renders {sorted(kinds)}",
+            {"HorizontalPodAutoscaler", "Ingress", "Pod"} <= kinds
+            and sorted(skipped) == sorted(PRODUCTION_CRDS),
+            f"production renders {sorted(kinds)} and the CRDs {sorted(skipped)}",
         )
 
 
@@ -636,7 +695,7 @@ def test_node_environment_and_config_mount():
 
 
 def test_existing_secret_and_redis_url_secret():
-    values = production_values()
+    values = copy.deepcopy(WHOLE_CONFIG_SECRET_VALUES)
     docs = render(values)
     check(not find(docs, "Secret"), "with existingSecret the chart must not render a config Secret")
     c = container(values)
@@ -648,8 +707,14 @@ def test_existing_secret_and_redis_url_secret():
         url.get("valueFrom", {}).get("secretKeyRef") == {"name": "ferrocast-redis", "key": "url"},
         f"FERROCAST_BACKPLANE__URL must come from redis.urlSecret, is {url}",
     )
-    check(env["FERROCAST_BACKPLANE__DRIVER"]["value"] == "redis", "production must run the redis driver")
+    check(env["FERROCAST_BACKPLANE__DRIVER"]["value"] == "redis", "the whole-config values run the redis driver")
     check(env.get("FERROCAST_LOG", {}).get("value") == "info", "extraEnv must reach the container")
+    # The helm test needs tests.appKey here (the chart cannot see the apps).
+    test_pod = one(docs, "Pod")
+    check(env_of(test_pod["spec"]["containers"][0])["FERROCAST_APP_KEY"]["value"] == "live-key",
+          "the helm test must use tests.appKey with existingSecret")
+    check(not find(render(dict(values, tests={"enabled": True, "appKey": ""})), "Pod"),
+          "with existingSecret and no tests.appKey there is no key to test with: no test pod")
     # existingSecret with a plain external URL: set from the environment.
     plain = {"existingSecret": "cfg", "replicaCount": 2, "config": {"backplane": {"driver": "redis"}},
              "redis": {"url": "redis://redis.example:6379"}}
@@ -790,9 +855,15 @@ def test_service_ingress_and_service_account():
     docs = render(production_values())
     svc = one(docs, "Service", FULLNAME)
     ports = {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]}
-    check(ports == {"ws": (6001, "ws"), "metrics": (9601, "metrics")}, f"service ports are {ports}")
+    check(ports == {"ws": (6001, "ws")}, f"client service ports are {ports}: only the WebSocket / REST port")
     pod_labels = deployment(production_values())["spec"]["template"]["metadata"]["labels"]
     check(svc["spec"]["selector"].items() <= pod_labels.items(), "the Service selector must match the pods")
+    msvc = one(docs, "Service", METRICS_SERVICE)
+    check(msvc["spec"]["type"] == "ClusterIP", f"the metrics Service must be ClusterIP, is {msvc['spec']['type']}")
+    mports = {p["name"]: (p["port"], p["targetPort"]) for p in msvc["spec"]["ports"]}
+    check(mports == {"metrics": (9601, "metrics")}, f"metrics service ports are {mports}")
+    check(msvc["spec"]["selector"].items() <= pod_labels.items(), "the metrics Service selector must match the pods")
+    check(msvc["metadata"]["labels"].get("scrape") == "prometheus", "metricsService.labels must reach it")
     ingress = one(docs, "Ingress", FULLNAME)
     annotations = ingress["metadata"]["annotations"]
     for key in ("proxy-read-timeout", "proxy-send-timeout"):
@@ -834,8 +905,16 @@ def test_autoscaler():
 
 
 def test_disruption_budget_and_rollout():
+    check(production_values()["podDisruptionBudget"] == {"enabled": True, "minAvailable": 2},
+          "the production values must set only podDisruptionBudget.minAvailable")
     pdb = one(render(production_values()), "PodDisruptionBudget", FULLNAME)
     check(pdb["spec"].get("minAvailable") == 2 and "maxUnavailable" not in pdb["spec"], f"PDB is {pdb['spec']}")
+    only_min = one(render({"podDisruptionBudget": {"minAvailable": "50%"}}), "PodDisruptionBudget")
+    check(set(only_min["spec"]) == {"minAvailable", "selector"} and only_min["spec"]["minAvailable"] == "50%",
+          f"setting only minAvailable must render only minAvailable: {only_min['spec']}")
+    only_max = one(render({"podDisruptionBudget": {"maxUnavailable": 2}}), "PodDisruptionBudget")
+    check(set(only_max["spec"]) == {"maxUnavailable", "selector"} and only_max["spec"]["maxUnavailable"] == 2,
+          f"setting only maxUnavailable must render only it: {only_max['spec']}")
     pod_labels = deployment({})["spec"]["template"]["metadata"]["labels"]
     check(pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items(), "PDB selector must match the pods")
     default = one(render({}), "PodDisruptionBudget", FULLNAME)
@@ -881,6 +960,384 @@ def test_bundled_redis():
           "the ferrocast Service must not select the Redis pod")
     toml = tomllib.loads(rendered_toml(CLUSTER_VALUES))
     check(toml["backplane"]["url"] == f"redis://{name}:6379", f"backplane.url is {toml['backplane'].get('url')}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The keys well-kept charts accept, each wired into the manifests
+
+
+def test_extra_env_volumes_containers_and_pod_settings():
+    values = production_values()
+    pod = deployment(values)["spec"]["template"]["spec"]
+    c = container(values)
+    env = env_of(c)
+    for e in values["extraEnv"]:
+        check(env.get(e["name"]) == e, f"extraEnv {e['name']} is {env.get(e['name'])} in the container")
+    check(c.get("envFrom") == values["extraEnvFrom"], f"extraEnvFrom is rendered as {c.get('envFrom')}")
+    mounts = c["volumeMounts"]
+    check(mounts[0]["mountPath"] == CONFIG_DIR and mounts[1:] == values["extraVolumeMounts"],
+          f"volumeMounts are {mounts}: the config, then extraVolumeMounts")
+    check(pod["volumes"][1:] == values["extraVolumes"], f"volumes are {pod['volumes']}: the config, then extraVolumes")
+    check(pod.get("initContainers") == values["initContainers"], f"initContainers are {pod.get('initContainers')}")
+    check(pod["containers"][1:] == values["sidecars"], f"sidecars are {pod['containers'][1:]}")
+    check(pod.get("hostAliases") == values["hostAliases"], f"hostAliases are {pod.get('hostAliases')}")
+    check(pod.get("dnsConfig") == values["dnsConfig"], f"dnsConfig is {pod.get('dnsConfig')}")
+    dep = deployment(values)
+    check(dep["spec"]["revisionHistoryLimit"] == 3, f"revisionHistoryLimit is {dep['spec'].get('revisionHistoryLimit')}")
+    check(deployment({})["spec"]["revisionHistoryLimit"] == 5, "the default revisionHistoryLimit is 5")
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    check(labels.get("cost-center") == "realtime" and labels.get("team") == "realtime",
+          f"podLabels and commonLabels must reach the pods: {labels}")
+    plain = deployment({})["spec"]["template"]["spec"]
+    for key in ("initContainers", "hostAliases", "dnsConfig"):
+        check(key not in plain, f"{key} must be absent by default")
+    check(len(plain["volumes"]) == 1 and "envFrom" not in plain["containers"][0], "no extra volumes or envFrom by default")
+
+
+CONFIG_DIR = "/etc/ferrocast"
+
+
+def test_common_labels_and_annotations_on_every_object():
+    values = production_values()
+    docs = render(values)
+    check(len(docs) >= 10, f"production renders only {len(docs)} objects")
+    for doc in docs:
+        what = f"{doc['kind']} {doc['metadata']['name']}"
+        meta = doc["metadata"]
+        check((meta.get("labels") or {}).get("team") == "realtime", f"{what}: commonLabels missing: {meta.get('labels')}")
+        check((meta.get("annotations") or {}).get("example.com/owner") == "realtime-team",
+              f"{what}: commonAnnotations missing: {meta.get('annotations')}")
+    ingress = one(docs, "Ingress")
+    check(ingress["metadata"]["annotations"].get("cert-manager.io/cluster-issuer") == "letsencrypt",
+          "the Ingress keeps its own annotations beside commonAnnotations")
+    # Bundled Redis objects too; and nothing by default.
+    for doc in render(dict(copy.deepcopy(CLUSTER_VALUES), commonLabels={"team": "x"}, commonAnnotations={"a": "b"})):
+        check(doc["metadata"]["labels"].get("team") == "x" and doc["metadata"]["annotations"].get("a") == "b",
+              f"{doc['kind']} {doc['metadata']['name']}: commonLabels / commonAnnotations missing")
+    for doc in render({}):
+        if doc["kind"] != "Pod":
+            check("annotations" not in doc["metadata"], f"{doc['kind']}: no annotations by default")
+
+
+def test_image_registry_digest_and_tag():
+    check(container({})["image"] == "ferrocast:0.1.0", f"default image is {container({})['image']}")
+    values = production_values()
+    digest = values["image"]["digest"]
+    check(container(values)["image"] == f"registry.example.com/ferrocast@{digest}",
+          f"global.imageRegistry + image.digest must give registry.example.com/ferrocast@{digest}, "
+          f"got {container(values)['image']}")
+    reg = {"global": {"imageRegistry": "mirror.example.com/hub/"}, "image": {"tag": "9.9.9"}}
+    check(container(reg)["image"] == "mirror.example.com/hub/ferrocast:9.9.9",
+          f"global.imageRegistry must prefix the repository: {container(reg)['image']}")
+    bundled = copy.deepcopy(CLUSTER_VALUES)
+    bundled["global"] = {"imageRegistry": "mirror.example.com"}
+    redis_dep = one(render(bundled), "Deployment", f"{FULLNAME}-redis")
+    image = redis_dep["spec"]["template"]["spec"]["containers"][0]["image"]
+    check(image == "mirror.example.com/redis:7.4-alpine", f"the bundled Redis image must use the registry too: {image}")
+    test_pod = one(render(values), "Pod")
+    check(test_pod["spec"]["containers"][0]["image"] == "registry.example.com/busybox:1.37",
+          f"the helm test image must use the registry too: {test_pod['spec']['containers'][0]['image']}")
+    check(deployment(values)["metadata"]["labels"]["app.kubernetes.io/version"] == "0.1.0", "the tag names the version")
+
+
+def test_service_node_ports():
+    svc = one(render({"service": {"type": "NodePort", "nodePorts": {"ws": 30601}}}), "Service", FULLNAME)
+    check(svc["spec"]["ports"][0].get("nodePort") == 30601, f"service.nodePorts.ws is not rendered: {svc['spec']}")
+    lb = one(render({"service": {"type": "LoadBalancer", "nodePorts": {"ws": 30602}}}), "Service", FULLNAME)
+    check(lb["spec"]["ports"][0].get("nodePort") == 30602, f"nodePorts with LoadBalancer: {lb['spec']}")
+    check(all(p["port"] != 9601 and p["name"] != "metrics" for p in lb["spec"]["ports"]),
+          f"a LoadBalancer must never expose the metrics port: {lb['spec']['ports']}")
+    check(one(render({"service": {"type": "LoadBalancer"}}), "Service", METRICS_SERVICE)["spec"]["type"] == "ClusterIP",
+          "the metrics Service stays ClusterIP whatever service.type is")
+    cluster_ip = one(render({"service": {"nodePorts": {"ws": 30601}}}), "Service", FULLNAME)
+    check("nodePort" not in cluster_ip["spec"]["ports"][0], "a ClusterIP Service has no nodePort")
+    check("nodePort" not in one(render({}), "Service", FULLNAME)["spec"]["ports"][0], "no nodePort by default")
+
+
+def test_probe_overrides_merge_over_the_defaults():
+    c = container(production_values())
+    liveness = c["livenessProbe"]
+    check(liveness.get("terminationGracePeriodSeconds") == 20 and liveness["httpGet"] == {"path": "/healthz", "port": "metrics"}
+          and liveness["periodSeconds"] == 10, f"a field given must be merged over the default probe: {liveness}")
+    check(c["readinessProbe"].get("initialDelaySeconds") == 1 and c["readinessProbe"]["httpGet"]["path"] == "/readyz",
+          f"readinessProbe is {c['readinessProbe']}")
+    check(c["startupProbe"]["failureThreshold"] == 60 and c["startupProbe"]["timeoutSeconds"] == 2,
+          f"startupProbe is {c['startupProbe']}")
+    header = container({"probes": {"liveness": {"httpGet": {"httpHeaders": [{"name": "X-Probe", "value": "1"}]}}}})
+    check(header["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics",
+                                                 "httpHeaders": [{"name": "X-Probe", "value": "1"}]},
+          f"an httpGet given is merged over the chart's: {header['livenessProbe']}")
+    tcp = container({"probes": {"liveness": {"tcpSocket": {"port": "metrics"}}}})["livenessProbe"]
+    check(tcp.get("tcpSocket") == {"port": "metrics"} and "httpGet" not in tcp,
+          f"another handler replaces the chart's httpGet: {tcp}")
+    check(tcp["periodSeconds"] == 10, "the default timings stay")
+
+
+def doc_keys(section: str) -> set[str]:
+    """The keys of one table of docs/configuration.md (`## [server]`, ...)."""
+    text = CONFIG_DOC.read_text()
+    m = re.search(rf"^## `{re.escape(section)}`.*?\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    check(m, f"docs/configuration.md has no section {section}")
+    body = m.group(1)
+    if section == "[[apps]]":
+        body = body.split("### `[[apps.webhooks]]`")[0]
+    keys: set[str] = set()
+    for row in re.findall(r"^\| (`[^|]+) \|", body, re.M):
+        keys.update(re.findall(r"`([a-z_]+)`", row))
+    check(keys, f"no keys found in the {section} table of docs/configuration.md")
+    return keys
+
+
+def test_schema_accepts_every_key_of_docs_configuration():
+    """Every key docs/configuration.md lists is accepted under config.* (except those the chart
+    owns and says so), and the schema has none the server does not know."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    config = schema["properties"]["config"]["properties"]
+    owned = {"server": {"host", "port", "metrics_port", "node_id"}, "backplane": {"url"}, "webhooks": set()}
+    for section in ("server", "backplane", "webhooks"):
+        documented = doc_keys(f"[{section}]")
+        accepted = set(config[section]["properties"])
+        check(documented - owned[section] == accepted,
+              f"config.{section}: docs/configuration.md lists {sorted(documented - owned[section] - accepted)} "
+              f"that the schema refuses, the schema accepts {sorted(accepted - documented)} the docs do not list")
+    app = schema["definitions"]["app"]["properties"]
+    documented = doc_keys("[[apps]]")
+    # existingSecret is the chart's own (rendered as secret_env); webhooks is [[apps.webhooks]], below.
+    accepted = set(app) - {"existingSecret", "webhooks"}
+    check(documented == accepted, f"config.apps[]: documented but refused {sorted(documented - accepted)}, "
+          f"accepted but undocumented {sorted(accepted - documented)}")
+    text = CONFIG_DOC.read_text()
+    hooks_table = text.split("### `[[apps.webhooks]]`")[1].split("\n\n")[1]
+    documented = {k for row in re.findall(r"^\| (`[^|]+) \|", hooks_table, re.M) for k in re.findall(r"`([a-z_]+)`", row)}
+    hook = set(schema["definitions"]["webhook"]["properties"])
+    check(documented == hook and "webhooks" in app, f"[[apps.webhooks]] keys: documented {documented}, schema {hook}")
+    # And they really pass the schema and reach the file.
+    values = {"config": {"server": {"worker_threads": 3}, "backplane": {"replay_log_max_len": 0, "replay_log_ttl_s": 5}}}
+    toml = tomllib.loads(rendered_toml(values))
+    check(toml["server"]["worker_threads"] == 3 and toml["backplane"]["replay_log_max_len"] == 0
+          and toml["backplane"]["replay_log_ttl_s"] == 5, f"rendered: {toml['server']} {toml['backplane']}")
+
+
+def test_app_secret_sources():
+    values = {"config": {"apps": [
+        {"id": "a", "key": "ka", "existingSecret": {"name": "app-secrets", "key": "a"}},
+        {"id": "b", "key": "kb", "secret": "sb"},
+        {"id": "c", "key": "kc", "secret_env": "C_SECRET"},
+    ]}, "extraEnv": [{"name": "C_SECRET", "value": "from-extra-env"}]}
+    toml = tomllib.loads(rendered_toml(values))
+    check(toml["apps"][0] == {"id": "a", "key": "ka", "secret_env": "FERROCAST_APP_SECRET_0"},
+          f"existingSecret must render secret_env: {toml['apps'][0]}")
+    check(toml["apps"][1]["secret"] == "sb" and toml["apps"][2]["secret_env"] == "C_SECRET", f"apps are {toml['apps']}")
+    env = env_of(container(values))
+    check(env["FERROCAST_APP_SECRET_0"] == {"name": "FERROCAST_APP_SECRET_0", "valueFrom": {
+        "secretKeyRef": {"name": "app-secrets", "key": "a"}}}, f"env is {env.get('FERROCAST_APP_SECRET_0')}")
+    check(not [n for n in env if n.startswith("FERROCAST_APP_SECRET_") and n != "FERROCAST_APP_SECRET_0"],
+          "only apps with existingSecret get a variable")
+    check("existingSecret" not in rendered_toml(values), "existingSecret is the chart's key, not the server's")
+    message = render_error({"config": {"apps": [{"id": "a", "key": "k", "secret": "s", "secret_env": "S"}]}})
+    check("schema" in message or "exactly one of secret" in message, message)
+    run_rendered(dict(values, config=dict(values["config"], server={"shutdown_grace_s": 2}),
+                      lifecycle={"preStopSleepSeconds": 0}))
+
+
+def test_grafana_dashboard_config_map():
+    check(CHART_DASHBOARD.read_bytes() == DASHBOARD.read_bytes(),
+          "helm/ferrocast/dashboards/ferrocast.json differs from deploy/grafana-dashboard.json: copy it again "
+          "(cp deploy/grafana-dashboard.json helm/ferrocast/dashboards/ferrocast.json)")
+    check(not find(render({}), "ConfigMap"), "the dashboard ConfigMap must be off by default")
+    cm = one(render(production_values()), "ConfigMap", f"{FULLNAME}-dashboard")
+    check(cm["metadata"]["labels"].get("grafana_dashboard") == "1", f"sidecar label missing: {cm['metadata']['labels']}")
+    check(cm["metadata"]["annotations"].get("grafana_folder") == "Ferrocast", "grafanaDashboard.annotations must reach it")
+    check(json.loads(cm["data"]["ferrocast.json"]) == json.loads(DASHBOARD.read_text()),
+          "the ConfigMap must hold the dashboard as it is")
+    other = one(render({"grafanaDashboard": {"enabled": True, "label": "dashboards.example.com/load", "labelValue": "yes",
+                                             "namespace": "monitoring"}}), "ConfigMap")
+    check(other["metadata"]["labels"].get("dashboards.example.com/load") == "yes"
+          and other["metadata"]["namespace"] == "monitoring", f"label / namespace not configurable: {other['metadata']}")
+
+
+GATEWAY_DURATION = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"
+HTTP_ROUTE_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "gateway.networking.k8s.io/v1"}, "kind": {"const": "HTTPRoute"},
+        "metadata": {"type": "object"},  # _META, set in test_http_route (defined further down)
+        "spec": {"type": "object", "required": ["parentRefs", "rules"], "additionalProperties": False, "properties": {
+            "parentRefs": {"type": "array", "minItems": 1, "maxItems": 32, "items": {
+                "type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+                    "group": {"type": "string"}, "kind": {"type": "string"}, "namespace": {"type": "string"},
+                    "name": {"type": "string", "minLength": 1, "maxLength": 253},
+                    "sectionName": {"type": "string"}, "port": {"type": "integer", "minimum": 1, "maximum": 65535}}}},
+            "hostnames": {"type": "array", "maxItems": 16, "items": {"type": "string", "pattern":
+                          r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"}},
+            "rules": {"type": "array", "minItems": 1, "maxItems": 16, "items": {
+                "type": "object", "additionalProperties": False, "properties": {
+                    "matches": {"type": "array", "maxItems": 64, "items": {
+                        "type": "object", "additionalProperties": False, "properties": {
+                            "path": {"type": "object", "additionalProperties": False, "required": ["type", "value"],
+                                     "properties": {"type": {"enum": ["Exact", "PathPrefix", "RegularExpression"]},
+                                                    "value": {"type": "string", "pattern": "^/"}}}}}},
+                    "backendRefs": {"type": "array", "items": {
+                        "type": "object", "required": ["name", "port"], "additionalProperties": False, "properties": {
+                            "name": {"type": "string"}, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                            "weight": {"type": "integer"}}}},
+                    "timeouts": {"type": "object", "additionalProperties": False, "properties": {
+                        "request": {"type": "string", "pattern": GATEWAY_DURATION},
+                        "backendRequest": {"type": "string", "pattern": GATEWAY_DURATION}}}}}}}}}}
+
+
+def test_http_route():
+    HTTP_ROUTE_SCHEMA["properties"]["metadata"] = _META
+    docs = render(production_values())
+    route = one(docs, "HTTPRoute", FULLNAME)
+    validate_crd(route, HTTP_ROUTE_SCHEMA)
+    spec = route["spec"]
+    check(spec["parentRefs"] == [{"name": "public-gateway", "namespace": "gateway", "sectionName": "https"}],
+          f"parentRefs are {spec['parentRefs']}")
+    check(spec["hostnames"] == ["ws.example.com"], f"hostnames are {spec.get('hostnames')}")
+    rule = spec["rules"][0]
+    svc = one(docs, "Service", FULLNAME)
+    check(rule["backendRefs"] == [{"name": FULLNAME, "port": svc["spec"]["ports"][0]["port"]}],
+          f"the route must send to the client Service's port: {rule['backendRefs']}")
+    check(rule["timeouts"] == {"request": "0s", "backendRequest": "0s"},
+          f"long-lived WebSockets need the request timeouts off by default: {rule['timeouts']}")
+    long = one(render({"httpRoute": {"enabled": True, "parentRefs": [{"name": "gw"}],
+                                     "timeouts": {"request": "24h", "backendRequest": "24h"}}}), "HTTPRoute")
+    validate_crd(long, HTTP_ROUTE_SCHEMA)
+    check(long["spec"]["rules"][0]["timeouts"] == {"request": "24h", "backendRequest": "24h"}, "timeouts configurable")
+    check(server_section({"httpRoute": {"enabled": True, "parentRefs": [{"name": "gw"}]}}).get("trusted_proxy_hops") == 1,
+          "behind the gateway the client is the last X-Forwarded-For entry: trusted_proxy_hops = 1")
+    check("parentRefs" in render_error({"httpRoute": {"enabled": True}}), "a route without parentRefs must be refused")
+    check(not find(render({}), "HTTPRoute"), "the HTTPRoute must be off by default")
+
+
+def test_network_policy():
+    docs = render(production_values())
+    np_ = one(docs, "NetworkPolicy", FULLNAME)
+    spec = np_["spec"]
+    pod_labels = deployment(production_values())["spec"]["template"]["metadata"]["labels"]
+    check(spec["podSelector"]["matchLabels"].items() <= pod_labels.items(), "the policy must select the nodes")
+    check(spec["policyTypes"] == ["Ingress", "Egress"], f"policyTypes are {spec['policyTypes']}")
+    rules = {r["ports"][0]["port"]: r for r in spec["ingress"]}
+    check(set(rules) == {"ws", "metrics"}, f"ingress rules are for ports {sorted(rules)}")
+    check("from" not in rules["ws"], "with clientFrom empty, clients come from anywhere")
+    check(rules["metrics"]["from"] == production_values()["networkPolicy"]["metricsFrom"],
+          f"metrics only from networkPolicy.metricsFrom: {rules['metrics']}")
+    egress = spec["egress"]
+    ports = [(p.get("port"), p.get("protocol")) for r in egress for p in r.get("ports", [])]
+    check((53, "UDP") in ports and (53, "TCP") in ports, f"DNS must be allowed: {ports}")
+    check((6380, "TCP") in ports and (443, "TCP") in ports, f"Redis and the webhooks must be allowed: {ports}")
+    check({"ipBlock": {"cidr": "10.20.0.0/16"}} in [p for r in egress for p in r.get("to", [])], "Redis peers")
+    # clientFrom: the listed peers and the helm test pod.
+    restricted = one(render({"networkPolicy": {"enabled": True, "clientFrom": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]}}), "NetworkPolicy")
+    ws = restricted["spec"]["ingress"][0]
+    test_pod = one(render({}), "Pod")
+    peers = ws["from"]
+    check(len(peers) == 2 and peers[1]["podSelector"]["matchLabels"].items() <= test_pod["metadata"]["labels"].items(),
+          f"the helm test pod must stay allowed: {peers}")
+    check("Egress" not in restricted["spec"]["policyTypes"] and len(restricted["spec"]["ingress"]) == 1,
+          f"egress unrestricted, metrics closed by default: {restricted['spec']}")
+    bundled = one(render(dict(copy.deepcopy(CLUSTER_VALUES), networkPolicy={"enabled": True, "egress": {"enabled": True}})),
+                  "NetworkPolicy")
+    redis_labels = one(render(CLUSTER_VALUES), "Deployment", f"{FULLNAME}-redis")["spec"]["template"]["metadata"]["labels"]
+    check(any(p.get("podSelector", {}).get("matchLabels", {}).items() <= redis_labels.items()
+              for r in bundled["spec"]["egress"] for p in r.get("to", []) if "podSelector" in p and "namespaceSelector" not in p),
+          "the bundled Redis must be reachable")
+    check(not find(render({}), "NetworkPolicy"), "the NetworkPolicy must be off by default")
+
+
+# ----------------------------------------------------------------------------------------------
+# helm test
+
+
+def busybox_path(tmp: str) -> str:
+    """A PATH of busybox applets only: the tools of the busybox image the test pod runs."""
+    busybox = subprocess.run(["sh", "-c", "command -v busybox"], capture_output=True, text=True).stdout.strip()
+    check(busybox, "busybox is missing (Debian: apt-get install busybox; `make test-helm` installs it)")
+    for applet in ("sh", "nc", "timeout", "grep", "printf", "sleep", "echo", "["):
+        os.symlink(busybox, Path(tmp) / applet)
+    return tmp
+
+
+def test_helm_test_pod():
+    docs = render(production_values())
+    pod = one(docs, "Pod", f"{FULLNAME}-test-websocket")
+    annotations = pod["metadata"]["annotations"]
+    check(annotations.get("helm.sh/hook") == "test", f"the test pod needs helm.sh/hook: test, has {annotations}")
+    check(pod["spec"]["restartPolicy"] == "Never", "a test pod must not restart")
+    svc = one(docs, "Service", FULLNAME)
+    check(not svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items(),
+          "the Service must not select the test pod")
+    c = pod["spec"]["containers"][0]
+    env = env_of(c)
+    check(env["FERROCAST_HOST"]["value"] == f"{FULLNAME}.{NAMESPACE}.svc" and env["FERROCAST_PORT"]["value"] == "6001",
+          f"the test must connect to the client Service: {env}")
+    check(env["FERROCAST_APP_KEY"]["value"] == "chat-key", f"the first app's key: {env['FERROCAST_APP_KEY']}")
+    check(c["command"][:2] == ["sh", "-c"] and c["command"][2].strip() == HELM_TEST_SCRIPT.read_text().strip(),
+          "the test pod must run files/helm-test-websocket.sh")
+    sc = c["securityContext"]
+    check(sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, f"securityContext {sc}")
+    disabled = {"config": {"apps": [{"id": "off", "key": "off-key", "secret": "x", "enabled": False},
+                                    {"id": "on", "key": "on-key", "secret": "y"}]}}
+    check(env_of(one(render(disabled), "Pod")["spec"]["containers"][0])["FERROCAST_APP_KEY"]["value"] == "on-key",
+          "the test must use the first enabled app")
+    check(not find(render({"tests": {"enabled": False}}), "Pod"), "tests.enabled=false removes the test pod")
+
+
+def run_helm_test_script(pod: dict, port: int) -> subprocess.CompletedProcess:
+    c = pod["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    env.update(FERROCAST_HOST="127.0.0.1", FERROCAST_PORT=str(port))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = busybox_path(tmp)
+        return subprocess.run([str(Path(path) / "sh"), "-c", c["command"][2]], env=dict(env, PATH=path),
+                              capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def test_helm_test_command_passes_against_the_release_binary():
+    """The test pod's command, run by busybox against the release binary on the rendered config:
+    it passes on a live node and fails for an unknown app key (the node closes with 4001) and
+    when nothing listens."""
+    values = {"config": {"server": {"shutdown_grace_s": 2}, "apps": [
+        {"id": "t", "key": "helm-test-key", "existingSecret": {"name": "s", "key": "t"}, "max_connections": 2}]},
+        "lifecycle": {"preStopSleepSeconds": 0}}
+    pod = one(render(values), "Pod")
+    results = {}
+
+    def exercise(port: int, metrics_port: int) -> None:
+        # First the connection quota (the alerts' limit="max_connections"): a third socket is refused.
+        held = [WebSocket(port, "helm-test-key") for _ in range(2)]
+        for ws in held:
+            ws.message()
+        third = WebSocket(port, "helm-test-key")
+        refused = third.close_code(timeout=5)
+        check(refused == 4004, f"a connection over max_connections was closed with {refused}, expected 4004")
+        third.sock.close()
+        _, text = http(f"http://127.0.0.1:{metrics_port}/metrics")
+        samples = metric_samples(text, "ferrocast_limit_rejections_total")
+        check({"app_id": "t", "limit": "max_connections"} in samples,
+              f"ferrocast_limit_rejections_total has {samples}, expected app_id t, limit max_connections")
+        check(all(set(s) == LIMIT_COUNTERS["ferrocast_limit_rejections_total"] for s in samples),
+              f"ferrocast_limit_rejections_total labels are {samples}")
+        for ws in held:
+            ws.close()
+        time.sleep(0.5)  # the closes are counted before the script's connection
+        results["ok"] = run_helm_test_script(pod, port)
+        wrong = copy.deepcopy(pod)
+        for e in wrong["spec"]["containers"][0]["env"]:
+            if e["name"] == "FERROCAST_APP_KEY":
+                e["value"] = "no-such-key"
+        results["wrong-key"] = run_helm_test_script(wrong, port)
+
+    run_rendered(values, exercise=exercise)
+    ok = results["ok"]
+    check(ok.returncode == 0 and "pusher:connection_established" in ok.stdout,
+          f"the helm test command failed against a live node (exit {ok.returncode}): {ok.stdout} {ok.stderr}")
+    bad = results["wrong-key"]
+    check(bad.returncode != 0, f"the helm test command passed with an unknown app key: {bad.stdout}")
+    down = run_helm_test_script(pod, free_port())
+    check(down.returncode != 0, f"the helm test command passed with nothing listening: {down.stdout}")
 
 
 def test_notes():
@@ -945,6 +1402,20 @@ PROMETHEUS_RULE_SCHEMA = {
                             "annotations": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}}}}}}
 
 
+RUNBOOK_BASE = "https://github.com/ferrocast/ferrocast/blob/main/docs/operations.md"
+
+
+@functools.lru_cache(maxsize=1)
+def runbook_anchors() -> set[str]:
+    """GitHub anchors of the '#### Ferrocast...' headings of docs/operations.md."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    return {m.lower() for m in re.findall(r"^#### (Ferrocast[A-Za-z0-9]+)\s*$", text, re.M)}
+
+
+def endpoint_of(sm: dict) -> dict:
+    return sm["spec"]["endpoints"][0]
+
+
 def validate_crd(doc: dict, schema: dict) -> None:
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(strip(doc)), key=lambda e: list(e.path))
     check(not errors, f"{doc['kind']} is malformed:\n" + "\n".join(
@@ -955,9 +1426,19 @@ def test_service_monitor():
     docs = render(production_values())
     sm = one(docs, "ServiceMonitor", FULLNAME)
     validate_crd(sm, SERVICE_MONITOR_SCHEMA)
-    svc = one(docs, "Service", FULLNAME)
+    svc = one(docs, "Service", METRICS_SERVICE)
     check(sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items(),
-          "the ServiceMonitor selector must match the Service's labels")
+          "the ServiceMonitor selector must match the metrics Service's labels")
+    client = one(docs, "Service", FULLNAME)
+    check(not sm["spec"]["selector"]["matchLabels"].items() <= client["metadata"]["labels"].items(),
+          "the ServiceMonitor must not select the client Service")
+    check(endpoint_of(sm).get("honorLabels") is False, "serviceMonitor.honorLabels must be rendered")
+    values = production_values()["serviceMonitor"]
+    check(endpoint_of(sm).get("relabelings") == values["relabelings"]
+          and endpoint_of(sm).get("metricRelabelings") == values["metricRelabelings"],
+          f"relabelings / metricRelabelings are not rendered as given: {endpoint_of(sm)}")
+    honored = one(render({"serviceMonitor": {"enabled": True, "honorLabels": True}}), "ServiceMonitor")
+    check(endpoint_of(honored)["honorLabels"] is True, "serviceMonitor.honorLabels true must be rendered")
     check(sm["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE], "the ServiceMonitor must look in the release namespace")
     endpoint = sm["spec"]["endpoints"][0]
     check(endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}, f"endpoint port {endpoint['port']} is not a Service port")
@@ -966,7 +1447,13 @@ def test_service_monitor():
     check(not find(render({}), "ServiceMonitor"), "the ServiceMonitor must be off by default")
 
 
-EXPECTED_ALERTS = {"FerrocastNodeNotReady", "FerrocastRedisUnreachable", "FerrocastWebhookFailures", "FerrocastSlowConsumers"}
+EXPECTED_ALERTS = {"FerrocastNodeNotReady", "FerrocastRedisUnreachable", "FerrocastWebhookFailures", "FerrocastSlowConsumers",
+                   "FerrocastConnectionQuotaSaturated", "FerrocastLimitRejections", "FerrocastWebhookQueueGrowing",
+                   "FerrocastRest5xx", "FerrocastMemoryNearLimit", "FerrocastNodesReaped"}
+# Alerts that only make sense with Redis.
+REDIS_ALERTS = {"FerrocastRedisUnreachable", "FerrocastNodesReaped"}
+# Metrics of other exporters the alerts may use (kube-state-metrics, Prometheus itself).
+FOREIGN_METRICS = {"up", "kube_pod_status_ready", "kube_pod_container_resource_limits"}
 
 
 def alert_rules(values: dict) -> dict[str, dict]:
@@ -983,12 +1470,17 @@ def test_prometheus_rule():
         for key in ("summary", "description"):
             check(rule.get("annotations", {}).get(key), f"{name} needs annotation {key}")
         check(rule.get("labels", {}).get("severity") in ("warning", "critical"), f"{name} severity is {rule.get('labels')}")
+        runbook = rule.get("annotations", {}).get("runbook_url", "")
+        check(runbook == f"{RUNBOOK_BASE}#{name.lower()}", f"{name}: runbook_url is {runbook!r}, expected "
+              f"{RUNBOOK_BASE}#{name.lower()}")
+        check(name.lower() in runbook_anchors(), f"{name}: docs/operations.md has no heading #### {name} (its runbook)")
         selectors = check_promql(rule["expr"], f"alert {name}", exposed)
         ours = [s for s in selectors if s["name"].startswith("ferrocast_") or s["name"] == "up"]
         check(ours, f"{name} queries no ferrocast series")
         for s in ours:
-            check(s["matchers"].get("namespace") == NAMESPACE and s["matchers"].get("job") == FULLNAME,
-                  f"{name}: {s['name']} must select namespace={NAMESPACE!r} and job={FULLNAME!r} (the Service name)")
+            check(s["matchers"].get("namespace") == NAMESPACE and s["matchers"].get("job") == METRICS_SERVICE,
+                  f"{name}: {s['name']} must select namespace={NAMESPACE!r} and job={METRICS_SERVICE!r} "
+                  "(the metrics Service's name)")
     check(alerts["FerrocastRedisUnreachable"]["for"] == "1m", "FerrocastRedisUnreachable must fire after 1m")
     check("ferrocast_backplane_up" in alerts["FerrocastRedisUnreachable"]["expr"]
           and "== 0" in alerts["FerrocastRedisUnreachable"]["expr"], "RedisUnreachable: ferrocast_backplane_up == 0")
@@ -998,9 +1490,25 @@ def test_prometheus_rule():
           "the webhook alert must say which app and which reason")
     check(alerts["FerrocastSlowConsumers"]["expr"].rstrip().endswith("> 1"), "slowConsumers.threshold must be the limit")
     check("kube_pod_status_ready" in alerts["FerrocastNodeNotReady"]["expr"], "NodeNotReady must use kube_pod_status_ready")
+    check('limit="max_connections"' in alerts["FerrocastConnectionQuotaSaturated"]["expr"]
+          and 'limit!="max_connections"' in alerts["FerrocastLimitRejections"]["expr"],
+          "the quota alert and the limits alert must split ferrocast_limit_rejections_total by limit")
+    check("ferrocast_webhook_oldest_job_age_seconds" in alerts["FerrocastWebhookQueueGrowing"]["expr"]
+          and "deriv(ferrocast_webhook_queue_depth" in alerts["FerrocastWebhookQueueGrowing"]["expr"],
+          "the webhook queue alert must use the oldest job's age and the queue's growth")
+    check('status=~"5.."' in alerts["FerrocastRest5xx"]["expr"], "the REST alert counts 5xx")
+    check("ferrocast_process_resident_memory_bytes" in alerts["FerrocastMemoryNearLimit"]["expr"]
+          and 'resource="memory"' in alerts["FerrocastMemoryNearLimit"]["expr"]
+          and alerts["FerrocastMemoryNearLimit"]["expr"].rstrip().endswith("> 0.9"), "memory vs its limit, 90%")
+    check("increase(ferrocast_node_reaped_total" in alerts["FerrocastNodesReaped"]["expr"], "reaped nodes")
+    other = alert_rules({"prometheusRule": {"enabled": True, "runbookBaseUrl": "https://docs.example.com/ops/"},
+                         "config": {"backplane": {"driver": "redis"}}, "redis": {"url": "redis://r:6379"}})
+    check(other["FerrocastRest5xx"]["annotations"]["runbook_url"] == "https://docs.example.com/ops#ferrocastrest5xx",
+          f"prometheusRule.runbookBaseUrl must be the base: {other['FerrocastRest5xx']['annotations']}")
     # A single node on the memory backplane has no Redis to lose.
     memory = alert_rules({"prometheusRule": {"enabled": True}})
-    check("FerrocastRedisUnreachable" not in memory, "no Redis alert on the memory backplane")
+    check(not REDIS_ALERTS & set(memory), "no Redis alert on the memory backplane")
+    check(set(memory) == EXPECTED_ALERTS - REDIS_ALERTS, f"memory backplane alerts: {sorted(memory)}")
     check(not find(render({}), "PrometheusRule"), "the PrometheusRule must be off by default")
 
 
@@ -1014,10 +1522,11 @@ def substitute_grafana_variables(expr: str) -> str:
 
 
 def known_labels(name: str, exposed: dict[str, set[str]]) -> set[str] | None:
-    """The labels of a ferrocast metric: scraped, or declared in ON_FIRST_INCREMENT; None if unknown."""
+    """The labels of a ferrocast metric: scraped, or declared in ON_FIRST_INCREMENT,
+    LIMIT_COUNTERS or CLUSTER_ONLY; None if unknown."""
     if name in exposed:
         return exposed[name]
-    return ON_FIRST_INCREMENT.get(name, CLUSTER_ONLY.get(name))
+    return ON_FIRST_INCREMENT.get(name, LIMIT_COUNTERS.get(name, CLUSTER_ONLY.get(name)))
 
 
 def check_promql(expr: str, where: str, exposed: dict[str, set[str]]) -> list[dict]:
@@ -1060,7 +1569,7 @@ def check_promql(expr: str, where: str, exposed: dict[str, set[str]]) -> list[di
         name = s["name"]
         check(name, f"{where}: a selector without a metric name in {expr!r}")
         if not name.startswith("ferrocast_"):
-            check(name in ("up", "kube_pod_status_ready"), f"{where}: unexpected foreign metric {name}")
+            check(name in FOREIGN_METRICS, f"{where}: unexpected foreign metric {name}")
             continue
         known = known_labels(name, exposed)
         check(
@@ -1195,8 +1704,14 @@ def parse_metrics(text: str) -> dict[str, set[str]]:
     return metrics
 
 
+def stand_in_secret(name: str, key: str) -> str:
+    """What the kubelet would read from key `key` of Secret `name` (a stand-in, per key)."""
+    return f"stand-in {name}/{key} \"secret\" é"
+
+
 def pod_environment(c: dict, pod_name: str) -> dict[str, str]:
-    """The container's environment as the kubelet would set it (secret refs: a stand-in)."""
+    """The container's environment as the kubelet would set it (secret refs: stand-ins, the
+    Redis URL a loopback one)."""
     env = {}
     for e in c.get("env", []):
         if "value" in e:
@@ -1204,10 +1719,31 @@ def pod_environment(c: dict, pod_name: str) -> dict[str, str]:
         elif e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
             env[e["name"]] = pod_name
         elif "secretKeyRef" in e.get("valueFrom", {}):
-            env[e["name"]] = "redis://127.0.0.1:6379"
+            ref = e["valueFrom"]["secretKeyRef"]
+            env[e["name"]] = ("redis://127.0.0.1:6379" if e["name"] == "FERROCAST_BACKPLANE__URL"
+                              else stand_in_secret(ref["name"], ref["key"]))
         else:
             fail(f"env {e['name']}: unexpected source {e}")
     return env
+
+
+def expected_apps(values: dict) -> list[dict]:
+    """config.apps as the rendered [[apps]] must read: existingSecret becomes secret_env."""
+    apps = copy.deepcopy(merged(values)["config"]["apps"])
+    for i, app in enumerate(apps):
+        if "existingSecret" in app:
+            del app["existingSecret"]
+            app["secret_env"] = f"FERROCAST_APP_SECRET_{i}"
+    return apps
+
+
+def apps_with_secrets(values: dict, pod_env: dict[str, str]) -> list[dict]:
+    """The apps with the secrets the node will use (secret_env resolved from the pod's env)."""
+    apps = expected_apps(values)
+    for app in apps:
+        if "secret_env" in app:
+            app["secret"] = pod_env[app["secret_env"]]
+    return apps
 
 
 def run_node(config: Path, pod_env: dict[str, str], apps: list[dict], budget: int,
@@ -1311,7 +1847,7 @@ def run_rendered(values: dict, exercise: Callable[[int, int], None] | None = Non
     except tomllib.TOMLDecodeError as e:
         fail(f"the rendered ferrocast.toml is not TOML: {e}\n{toml_text}")
     merged_values = merged(values)
-    apps = merged_values["config"]["apps"]
+    apps = expected_apps(values)
     check(parsed["apps"] == apps, f"the rendered [[apps]] differ from the values:\n{parsed['apps']}\n!=\n{apps}")
     webhooks = merged_values["config"]["webhooks"]
     check(parsed.get("webhooks") == webhooks,
@@ -1327,7 +1863,8 @@ def run_rendered(values: dict, exercise: Callable[[int, int], None] | None = Non
         config.write_text(toml_text)
         # A socket held through the drain, where the drain is short enough for a test.
         short = int(pod_env["FERROCAST_SERVER__SHUTDOWN_GRACE_S"]) <= 5
-        return run_node(config, pod_env, apps, budget, hold_socket=short, exercise=exercise)
+        return run_node(config, pod_env, apps_with_secrets(values, pod_env), budget, hold_socket=short,
+                        exercise=exercise)
 
 
 def raw_exchange(port: int, data: bytes) -> bytes:
@@ -1458,10 +1995,14 @@ def test_tls_existing_secret_renders_mount_and_paths():
     mount = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}["/etc/ferrocast"]
     check(mount.get("readOnly") is True and not mount.get("subPath"), f"mount is {mount} (no subPath: renewals must show)")
     svc = one(render(values), "Service", FULLNAME)
-    check({p["name"]: p["appProtocol"] for p in svc["spec"]["ports"]} == {"ws": "https", "metrics": "http"},
+    check({p["name"]: p["appProtocol"] for p in svc["spec"]["ports"]} == {"ws": "https"},
           f"Service appProtocols are {svc['spec']['ports']}")
+    msvc = one(render(values), "Service", METRICS_SERVICE)
+    check({p["name"]: p["appProtocol"] for p in msvc["spec"]["ports"]} == {"metrics": "http"},
+          f"the metrics port stays plain: {msvc['spec']['ports']}")
+    check(not find(render(values), "Pod"), "the helm test (plain nc) must not be rendered when the client port is TLS")
     # With the operator's own file: the paths come from the environment.
-    env = env_of(container(dict(production_values(), tls={"existingSecret": "ferrocast-node-tls"})))
+    env = env_of(container(dict(copy.deepcopy(WHOLE_CONFIG_SECRET_VALUES), tls={"existingSecret": "ferrocast-node-tls"})))
     check(env.get("FERROCAST_SERVER__TLS_CERT", {}).get("value") == "/etc/ferrocast/tls/tls.crt"
           and env.get("FERROCAST_SERVER__TLS_KEY", {}).get("value") == "/etc/ferrocast/tls/tls.key",
           f"with existingSecret, the TLS paths must be set from the environment: {sorted(env)}")
@@ -1491,11 +2032,46 @@ def test_rendered_config_runs_on_the_release_binary(value_set):
         run_rendered(VALUE_SETS[value_set]())
 
 
-def test_production_pod_environment_is_accepted_by_the_binary():
-    """existingSecret: the chart renders no file, but the pod's variables must be valid keys."""
+def test_production_config_with_app_secrets_from_secrets_runs_on_the_binary():
+    """The production values: the chart-managed ferrocast.toml with secret_env for every app, and
+    the pod's environment with each app's secret (secretKeyRef) and the Redis URL from Secrets.
+    The release binary starts on them, and every app's secret (the Secret's, not the file's)
+    signs a REST call and connects a WebSocket; without the variables it refuses to start."""
     values = production_values()
+    toml = tomllib.loads(rendered_toml(values))
+    check(all("secret" not in app and app.get("secret_env") for app in toml["apps"]),
+          f"production apps must carry secret_env and no secret: {toml['apps']}")
+    env = env_of(container(values))
+    for i, app in enumerate(values["config"]["apps"]):
+        name = toml["apps"][i]["secret_env"]
+        check(env.get(name, {}).get("valueFrom", {}).get("secretKeyRef") == app["existingSecret"],
+              f"apps[{i}]: {name} must come from the Secret {app['existingSecret']}, is {env.get(name)}")
+    url = env.get("FERROCAST_BACKPLANE__URL", {})
+    check(url.get("valueFrom", {}).get("secretKeyRef") == {"name": "ferrocast-redis", "key": "url"},
+          f"FERROCAST_BACKPLANE__URL must come from redis.urlSecret with the chart-managed config, is {url}")
+    check("url" not in toml["backplane"], "the Redis URL (with its password) must not be in the config Secret")
+    run_rendered(values)
+    # The same file without the variables: exit 2 naming the key.
     pod_env = pod_environment(container(values), "ferrocast-7d9f8b6c5d-x2kqp")
-    check(pod_env["FERROCAST_SERVER__SHUTDOWN_GRACE_S"] == "30", "production drains for 30 s")
+    missing = toml["apps"][0]["secret_env"]
+    del pod_env[missing]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "ferrocast.toml"
+        config.write_text(rendered_toml(values))
+        base = {k: v for k, v in os.environ.items() if not (k.startswith("FERROCAST_") and "__" in k)}
+        done = subprocess.run([str(binary()), "--config", str(config)], env=dict(base, **pod_env),
+                              capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    check(done.returncode == 2 and "apps[0].secret_env" in done.stderr and missing in done.stderr,
+          f"without {missing} the node must exit 2 naming apps[0].secret_env; it exited {done.returncode}: "
+          f"{done.stderr.strip()[:500]}")
+
+
+def test_whole_config_secret_pod_environment_is_accepted_by_the_binary():
+    """existingSecret: the chart renders no file, but the pod's variables must be valid keys."""
+    values = copy.deepcopy(WHOLE_CONFIG_SECRET_VALUES)
+    values["config"]["server"] = {"shutdown_grace_s": 30}
+    pod_env = pod_environment(container(values), "ferrocast-7d9f8b6c5d-x2kqp")
+    check(pod_env["FERROCAST_SERVER__SHUTDOWN_GRACE_S"] == "30", "the values drain for 30 s")
     # Stand-in for the operator's Secret: the chart's own rendering of one demo app.
     stand_in = {"config": {"server": {"shutdown_grace_s": 1}}}
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,6 +32,26 @@ helm.sh/chart: {{ include "ferrocast.chart" . }}
 app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: ferrocast
+{{- include "ferrocast.commonLabels" . }}
+{{- end }}
+
+{{/* commonLabels, each on its own line (after the chart's labels, which they cannot replace). */}}
+{{- define "ferrocast.commonLabels" -}}
+{{- range $k, $v := .Values.commonLabels }}
+{{ $k }}: {{ $v | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The metadata annotations of an object: commonAnnotations plus the object's own (which win).
+Call with (dict "root" $ "extra" <map or nil>); renders nothing when both are empty.
+*/}}
+{{- define "ferrocast.annotations" -}}
+{{- $all := merge (dict) (deepCopy (.extra | default dict)) (deepCopy (.root.Values.commonAnnotations | default dict)) }}
+{{- with $all -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/* Selector of the ferrocast nodes (the bundled Redis has component "redis"). */}}
@@ -57,6 +77,7 @@ helm.sh/chart: {{ include "ferrocast.chart" . }}
 app.kubernetes.io/version: {{ .Values.redis.bundled.image.tag | trunc 63 | trimSuffix "-" | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: ferrocast
+{{- include "ferrocast.commonLabels" . }}
 {{- end }}
 
 {{- define "ferrocast.serviceAccountName" -}}
@@ -67,8 +88,53 @@ app.kubernetes.io/part-of: ferrocast
 {{- end }}
 {{- end }}
 
+{{/*
+An image reference: [global.imageRegistry/]repository, then @digest when a digest is given, else
+:tag. Call with (dict "root" $ "image" <image values> "tag" <default tag>).
+*/}}
+{{- define "ferrocast.imageRef" -}}
+{{- $registry := "" }}
+{{- with .root.Values.global }}{{ $registry = .imageRegistry | default "" | trimSuffix "/" }}{{ end }}
+{{- $repo := .image.repository }}
+{{- if $registry }}{{ $repo = printf "%s/%s" $registry $repo }}{{ end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repo .image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (.image.tag | default .tag) }}
+{{- end }}
+{{- end }}
+
 {{- define "ferrocast.image" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- include "ferrocast.imageRef" (dict "root" . "image" .Values.image "tag" .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The metrics Service: its name, and the label that tells it from the client Service. */}}
+{{- define "ferrocast.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "ferrocast.fullname" .) }}
+{{- end }}
+{{- define "ferrocast.metricsServiceLabel" -}}
+ferrocast.io/service: metrics
+{{- end }}
+
+{{/* The variable holding the secret of config.apps[i] when it comes from existingSecret. */}}
+{{- define "ferrocast.appSecretEnv" -}}
+{{- printf "FERROCAST_APP_SECRET_%d" (int .) }}
+{{- end }}
+
+{{/*
+The app key the helm test connects with: tests.appKey, else the first enabled app of
+config.apps (none with existingSecret).
+*/}}
+{{- define "ferrocast.testAppKey" -}}
+{{- if .Values.tests.appKey }}
+{{- .Values.tests.appKey }}
+{{- else if not .Values.existingSecret }}
+{{- $key := "" }}
+{{- range .Values.config.apps }}
+{{- if and (not $key) (ne (toString .enabled) "false") }}{{ $key = toString .key }}{{ end }}
+{{- end }}
+{{- $key }}
+{{- end }}
 {{- end }}
 
 {{/* Name of the Secret holding ferrocast.toml. */}}
@@ -182,6 +248,11 @@ template`, `helm install` and `helm upgrade` all stop with the message.
 {{- if hasKey $keys (toString $app.key) }}
 {{- fail (printf "config.apps[%d].key: duplicate app key %q" $i (toString $app.key)) }}
 {{- end }}
+{{- $sources := 0 }}
+{{- range $field := list "secret" "existingSecret" "secret_env" }}{{ if hasKey $app $field }}{{ $sources = add1 $sources }}{{ end }}{{ end }}
+{{- if ne (int $sources) 1 }}
+{{- fail (printf "config.apps[%d] (id %q): give exactly one of secret, existingSecret and secret_env" $i (toString $app.id)) }}
+{{- end }}
 {{- $_ := set $ids (toString $app.id) true }}
 {{- $_ := set $keys (toString $app.key) true }}
 {{- end }}
@@ -194,14 +265,14 @@ template`, `helm install` and `helm upgrade` all stop with the message.
 {{- fail "autoscaling.enabled needs a metric: targetCPUUtilizationPercentage, targetMemoryUtilizationPercentage or connections.enabled" }}
 {{- end }}
 {{- end }}
+{{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
+{{- fail "httpRoute.enabled needs httpRoute.parentRefs: the Gateway(s) the route attaches to" }}
+{{- end }}
 {{- if .Values.podDisruptionBudget.enabled }}
 {{- $min := .Values.podDisruptionBudget.minAvailable }}
 {{- $max := .Values.podDisruptionBudget.maxUnavailable }}
 {{- if and (not (kindIs "invalid" $min)) (not (kindIs "invalid" $max)) }}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" }}
-{{- end }}
-{{- if and (kindIs "invalid" $min) (kindIs "invalid" $max) }}
-{{- fail "podDisruptionBudget.enabled needs minAvailable or maxUnavailable" }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -213,7 +284,7 @@ controller's address, and the per-IP caps would apply to all of them together.
 */}}
 {{- define "ferrocast.defaultProxyHops" -}}
 {{- $server := .Values.config.server }}
-{{- if and .Values.ingress.enabled (not (hasKey $server "trusted_proxy_hops")) (not $server.proxy_protocol) -}}
+{{- if and (or .Values.ingress.enabled .Values.httpRoute.enabled) (not (hasKey $server "trusted_proxy_hops")) (not $server.proxy_protocol) -}}
 true
 {{- end }}
 {{- end }}
@@ -276,11 +347,14 @@ url = {{ toJson $url }}
 {{- range $k := keys .Values.config.webhooks | sortAlpha }}
 {{ $k }} = {{ include "ferrocast.tomlValue" (get $.Values.config.webhooks $k) }}
 {{- end }}
-{{- range $app := .Values.config.apps }}
+{{- range $i, $app := .Values.config.apps }}
 
 [[apps]]
 {{- range $k := keys $app | sortAlpha }}
-{{- if ne $k "webhooks" }}
+{{- if eq $k "existingSecret" }}
+# The secret: key {{ $app.existingSecret.key }} of the Secret {{ $app.existingSecret.name }}, in the pod's environment.
+secret_env = {{ include "ferrocast.appSecretEnv" $i | toJson }}
+{{- else if ne $k "webhooks" }}
 {{ $k }} = {{ include "ferrocast.tomlValue" (get $app $k) }}
 {{- end }}
 {{- end }}
@@ -297,4 +371,28 @@ url = {{ toJson $url }}
 {{/* An IntOrString value: a number as an integer, a percentage as a quoted string. */}}
 {{- define "ferrocast.intOrString" -}}
 {{- if kindIs "string" . }}{{ quote . }}{{ else }}{{ int64 . }}{{ end }}
+{{- end }}
+
+{{/*
+A probe: the chart's GET <path> on port metrics, with the user's fields merged over it; a
+httpGet the user gives is merged over the chart's; another handler (tcpSocket, exec, grpc)
+replaces it.
+Call with (dict "path" "/healthz" "probe" .Values.probes.liveness).
+*/}}
+{{- define "ferrocast.probe" -}}
+{{- $probe := deepCopy (.probe | default dict) }}
+{{- $handlers := list "httpGet" "tcpSocket" "exec" "grpc" }}
+{{- $own := false }}
+{{- range (without $handlers "httpGet") }}{{ if hasKey $probe . }}{{ $own = true }}{{ end }}{{ end }}
+{{- if not $own }}
+{{- $_ := set $probe "httpGet" (mergeOverwrite (dict "path" .path "port" "metrics") ($probe.httpGet | default dict)) }}
+{{- end }}
+{{- toYaml $probe }}
+{{- end }}
+
+{{/* "true" when the helm test pod is rendered: tests.enabled, an app key known, plain WebSocket. */}}
+{{- define "ferrocast.testEnabled" -}}
+{{- if and .Values.tests.enabled (include "ferrocast.testAppKey" .) (not .Values.tls.existingSecret) -}}
+true
+{{- end }}
 {{- end }}
