@@ -11,6 +11,16 @@ No helm binary and no cluster are needed: the chart is rendered and linted by He
   the package knows. ServiceMonitor and PrometheusRule (CRDs, unknown to it) are checked here
   against the fields of monitoring.coreos.com/v1 the chart uses, and every PromQL expression
   is parsed by `promql-parser`.
+- The keys well-kept charts accept, each checked in the manifests (extra env / volumes /
+  containers, common labels and annotations on every object, image digest and
+  global.imageRegistry, nodePorts, probe overrides, ...); every key of docs/configuration.md is
+  accepted under config.*; metrics on their own ClusterIP Service; app secrets from Secrets
+  (secret_env + secretKeyRef, run on the binary); NetworkPolicy; Gateway API HTTPRoute (a CRD,
+  checked here against the fields the chart uses); the Grafana dashboard ConfigMap (its copy
+  must equal deploy/grafana-dashboard.json).
+- `helm test`: the test pod's manifest, and its command run with busybox (sh, nc, timeout,
+  grep) against the release binary: it passes on a live node, fails on an unknown key and when
+  nothing listens.
 - Client addresses for the per-IP caps: trusted_proxy_hops = 1 behind the Ingress unless set,
   the PROXY protocol / X-Forwarded-For conflict refused, service.externalTrafficPolicy; node TLS
   from tls.existingSecret, served by the release binary with a throwaway certificate.
@@ -966,6 +976,29 @@ def test_bundled_redis():
 # The keys well-kept charts accept, each wired into the manifests
 
 
+# The keys added for issue 12: the production values must use each (dotted paths).
+NEW_KEYS = [
+    "global.imageRegistry", "image.digest", "commonLabels", "commonAnnotations", "revisionHistoryLimit",
+    "config.server.worker_threads", "config.backplane.replay_log_max_len", "config.backplane.replay_log_ttl_s",
+    "config.apps.0.existingSecret", "redis.urlSecret", "service.nodePorts", "metricsService.labels",
+    "probes.liveness.terminationGracePeriodSeconds", "probes.readiness.initialDelaySeconds", "podLabels",
+    "extraEnv", "extraEnvFrom", "extraVolumes", "extraVolumeMounts", "initContainers", "sidecars", "hostAliases",
+    "dnsConfig", "podDisruptionBudget.minAvailable", "serviceMonitor.honorLabels", "serviceMonitor.relabelings",
+    "serviceMonitor.metricRelabelings", "prometheusRule.runbookBaseUrl", "prometheusRule.rules.rest5xx",
+    "tests.enabled", "networkPolicy.enabled", "networkPolicy.metricsFrom", "networkPolicy.egress.redis",
+    "networkPolicy.egress.webhooks", "httpRoute.parentRefs", "httpRoute.timeouts", "grafanaDashboard.enabled",
+]
+
+
+def test_production_values_use_every_new_key():
+    values = production_values()
+    for path in NEW_KEYS:
+        node = values
+        for part in path.split("."):
+            node = node[int(part)] if isinstance(node, list) else (node or {}).get(part) if isinstance(node, dict) else None
+        check(node not in (None, "", [], {}), f"tests/helm/values-production.yaml does not use {path}")
+
+
 def test_extra_env_volumes_containers_and_pod_settings():
     values = production_values()
     pod = deployment(values)["spec"]["template"]["spec"]
@@ -1471,8 +1504,8 @@ def test_prometheus_rule():
             check(rule.get("annotations", {}).get(key), f"{name} needs annotation {key}")
         check(rule.get("labels", {}).get("severity") in ("warning", "critical"), f"{name} severity is {rule.get('labels')}")
         runbook = rule.get("annotations", {}).get("runbook_url", "")
-        check(runbook == f"{RUNBOOK_BASE}#{name.lower()}", f"{name}: runbook_url is {runbook!r}, expected "
-              f"{RUNBOOK_BASE}#{name.lower()}")
+        base = production_values()["prometheusRule"]["runbookBaseUrl"]
+        check(runbook == f"{base}#{name.lower()}", f"{name}: runbook_url is {runbook!r}, expected {base}#{name.lower()}")
         check(name.lower() in runbook_anchors(), f"{name}: docs/operations.md has no heading #### {name} (its runbook)")
         selectors = check_promql(rule["expr"], f"alert {name}", exposed)
         ours = [s for s in selectors if s["name"].startswith("ferrocast_") or s["name"] == "up"]
@@ -1501,10 +1534,14 @@ def test_prometheus_rule():
           and 'resource="memory"' in alerts["FerrocastMemoryNearLimit"]["expr"]
           and alerts["FerrocastMemoryNearLimit"]["expr"].rstrip().endswith("> 0.9"), "memory vs its limit, 90%")
     check("increase(ferrocast_node_reaped_total" in alerts["FerrocastNodesReaped"]["expr"], "reaped nodes")
+    check(alerts["FerrocastRest5xx"]["expr"].rstrip().endswith("> 0.02"), "rest5xx.ratio must be the limit")
     other = alert_rules({"prometheusRule": {"enabled": True, "runbookBaseUrl": "https://docs.example.com/ops/"},
                          "config": {"backplane": {"driver": "redis"}}, "redis": {"url": "redis://r:6379"}})
     check(other["FerrocastRest5xx"]["annotations"]["runbook_url"] == "https://docs.example.com/ops#ferrocastrest5xx",
           f"prometheusRule.runbookBaseUrl must be the base: {other['FerrocastRest5xx']['annotations']}")
+    default = alert_rules({"prometheusRule": {"enabled": True}})
+    check(all(r["annotations"]["runbook_url"].startswith(RUNBOOK_BASE + "#") for r in default.values()),
+          "the default runbook base is this repository's docs/operations.md")
     # A single node on the memory backplane has no Redis to lose.
     memory = alert_rules({"prometheusRule": {"enabled": True}})
     check(not REDIS_ALERTS & set(memory), "no Redis alert on the memory backplane")

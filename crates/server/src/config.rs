@@ -249,10 +249,7 @@ fn resolve_secret_env(apps: &mut [AppConfig], env: &[(String, String)]) -> Resul
         };
         let at = format!("apps[{i}].secret_env");
         if !app.secret.is_empty() {
-            return Err(ConfigError::key(
-                &at,
-                "set either secret or secret_env, not both",
-            ));
+            return Err(ConfigError::key(&at, "set either secret or secret_env, not both"));
         }
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(ConfigError::key(
@@ -835,13 +832,21 @@ mod tests {
 
     #[test]
     fn secret_env_errors_name_the_key() {
-        let f = write(&format!("{APP}[[apps]]\nid = \"2\"\nkey = \"k2\"\nsecret_env = \"APP_TWO\"\n"));
+        let f = write(&format!(
+            "{APP}[[apps]]\nid = \"2\"\nkey = \"k2\"\nsecret_env = \"APP_TWO\"\n"
+        ));
         let e = load(Some(f.as_str()), []).unwrap_err().to_string();
-        assert!(e.starts_with("apps[1].secret_env:") && e.contains("APP_TWO") && e.contains("not set"), "{e}");
+        assert!(
+            e.starts_with("apps[1].secret_env:") && e.contains("APP_TWO") && e.contains("not set"),
+            "{e}"
+        );
         for blank in ["", "  "] {
             let env = [("APP_TWO".to_string(), blank.to_string())];
             let e = load(Some(f.as_str()), env).unwrap_err().to_string();
-            assert!(e.starts_with("apps[1].secret_env:") && e.contains("empty"), "{blank:?}: {e}");
+            assert!(
+                e.starts_with("apps[1].secret_env:") && e.contains("empty"),
+                "{blank:?}: {e}"
+            );
         }
         let f = write("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\nsecret_env = \"S\"\n");
         let env = [("S".to_string(), "x".to_string())];
