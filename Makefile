@@ -26,14 +26,16 @@ test-deps: fuzz-deps redis-deps npm-deps
 	fi
 	@command -v promtool >/dev/null || { echo "promtool is required but could not be installed" >&2; exit 1; }
 
-## redis-server (apt) when missing.
+## redis-server (apt) when missing, and openssl (the TLS tests make their CA with it). Debian's
+## redis-server has TLS and Sentinel (`redis-server --sentinel`) built in.
 redis-deps:
-	@if ! command -v redis-server >/dev/null 2>&1; then \
-		echo "installing redis-server"; \
+	@if ! command -v redis-server >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then \
+		echo "installing redis-server and openssl"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server openssl >/dev/null; \
 	fi
 	@command -v redis-server >/dev/null || { echo "redis-server is required but could not be installed" >&2; exit 1; }
+	@command -v openssl >/dev/null || { echo "openssl is required but could not be installed" >&2; exit 1; }
 
 ## Node.js check and the pinned npm clients of tests/conformance (npm ci) when missing or stale.
 npm-deps:

@@ -18,6 +18,8 @@
 //!   its local state.
 //!
 //! Layout:
+//! - `target`: where Redis is (a URL, or the primary Sentinel names) and TLS to it.
+//! - `pool`: the pool of command connections to the current primary.
 //! - [`keys`]: names of Redis keys and channels.
 //! - [`envelope`]: the versioned MessagePack message format.
 //! - [`scripts`]: the Lua scripts (sources in `src/lua/`).
@@ -34,9 +36,11 @@ mod cluster_state;
 pub mod envelope;
 mod keys;
 mod liveness;
+mod pool;
 mod pubsub;
 mod replay;
 mod scripts;
+mod target;
 mod webhook_queue;
 
 use std::future::Future;
@@ -50,6 +54,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use ferrocast_broker::{Backplane, ClusterState};
 pub use replay::ReplayLog;
+pub use target::{RedisTls, SentinelOptions};
 
 /// How long one Redis command may take before it counts as failed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
@@ -57,7 +62,13 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 /// Settings of the Redis backplane.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
+    /// The primary's `redis://` or `rediss://` URL. With [`sentinel`](Self::sentinel), only
+    /// its scheme, credentials and database are used.
     pub url: String,
+    /// Find the primary through Redis Sentinel, and follow it when it fails over.
+    pub sentinel: Option<SentinelOptions>,
+    /// Certificates for `rediss://`.
+    pub tls: RedisTls,
     /// Namespaces every key and channel.
     pub prefix: String,
     /// This node's id, unique in the cluster.
@@ -103,14 +114,18 @@ pub type LagObserver = Box<dyn Fn(f64) + Send + Sync>;
 pub enum RedisSetupError {
     #[error("backplane.url: {0}")]
     BadUrl(String),
+    #[error("backplane.sentinels: {0}")]
+    BadSentinel(String),
+    #[error("backplane TLS: {0}")]
+    Tls(String),
 }
 
 /// Both halves of the cluster link on one Redis.
 pub struct RedisBackplane {
     pub(crate) options: RedisOptions,
     pub(crate) keys: keys::Keys,
-    pub(crate) pool: deadpool_redis::Pool,
-    pub(crate) client: redis::Client,
+    pub(crate) pool: pool::Pool,
+    pub(crate) target: Arc<target::Target>,
     pub(crate) scripts: scripts::Scripts,
     pub(crate) sink: OnceLock<Arc<dyn DeliverySink>>,
     /// Told, for each message received from Redis, how long after its publish it arrived.
@@ -131,16 +146,21 @@ impl RedisBackplane {
     /// Create the backplane and start its supervisor and heartbeat tasks. Returns at once; the
     /// link comes up when Redis is reachable.
     pub fn start(options: RedisOptions) -> Result<Arc<Self>, RedisSetupError> {
-        let client = redis::Client::open(options.url.as_str()).map_err(|e| RedisSetupError::BadUrl(e.to_string()))?;
-        let pool = deadpool_redis::Config::from_url(options.url.as_str())
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        let target = Arc::new(target::Target::new(
+            &options.url,
+            options.sentinel.as_ref(),
+            &options.tls,
+        )?);
+        let pool = pool::Pool::builder(pool::Manager::new(target.clone()))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
             .map_err(|e| RedisSetupError::BadUrl(e.to_string()))?;
         let (commands, command_rx) = mpsc::unbounded_channel();
         let backplane = Arc::new(Self {
             keys: keys::Keys::new(&options.prefix, &options.node_id),
             options,
             pool,
-            client,
+            target,
             scripts: scripts::Scripts::new(),
             sink: OnceLock::new(),
             lag_observer: OnceLock::new(),
@@ -192,12 +212,17 @@ impl RedisBackplane {
     /// Run one Redis operation on a pooled connection, failing after [`COMMAND_TIMEOUT`].
     pub(crate) async fn with_conn<T, F, Fut>(&self, op: F) -> Result<T, BackplaneError>
     where
-        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        F: FnOnce(pool::Connection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let attempt = async {
             let conn = self.pool.get().await.map_err(BackplaneError::store)?;
-            op(conn).await.map_err(BackplaneError::store)
+            op(conn.into()).await.map_err(|e| {
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+                    self.primary_demoted();
+                }
+                BackplaneError::store(e)
+            })
         };
         let result = match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
             Ok(result) => result,
@@ -207,5 +232,14 @@ impl RedisBackplane {
             self.stats.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         result
+    }
+
+    /// A write was refused as READONLY: the server this node talks to is a replica now (its
+    /// primary failed over and it came back demoted). Drop the idle connections to it and
+    /// reconnect pub/sub, which finds the new primary and makes the node resync.
+    fn primary_demoted(&self) {
+        self.pool.retain(|_, _| false);
+        let _ = self.commands.send(pubsub::Command::Reconnect);
+        tracing::warn!("redis answered READONLY: reconnecting to the current primary");
     }
 }

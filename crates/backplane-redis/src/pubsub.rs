@@ -38,6 +38,8 @@ const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a ping may take before Redis counts as unreachable: with the interval, a hung
 /// Redis turns the node not-ready within two seconds.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// A reconnect asked for within this long after connecting is not repeated.
+const RECONNECT_DEBOUNCE: Duration = Duration::from_secs(2);
 /// How long the readiness probe may take to come back.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -54,6 +56,8 @@ pub struct Interest {
 pub enum Command {
     Subscribe(String),
     Unsubscribe(String),
+    /// Drop the connection and connect again (the server turned out not to be the primary).
+    Reconnect,
 }
 
 #[async_trait]
@@ -240,10 +244,12 @@ pub async fn supervise(backplane: Arc<RedisBackplane>, mut commands: mpsc::Unbou
 /// Connect, re-subscribe every interest channel, deliver what the replay logs hold beyond
 /// what was delivered, register the heartbeat and prove a publish comes back.
 async fn connect(backplane: &RedisBackplane, positions: &mut Positions) -> Result<(PubSubSink, PubSubStream), String> {
-    let pubsub = tokio::time::timeout(PROBE_TIMEOUT, backplane.client.get_async_pubsub())
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+    let pubsub = tokio::time::timeout(PROBE_TIMEOUT, async {
+        backplane.target.client().await?.get_async_pubsub().await
+    })
+    .await
+    .map_err(|_| "connect timed out".to_string())?
+    .map_err(|e| e.to_string())?;
     let (mut sink, mut stream) = pubsub.split();
     let probe_channel = backplane.keys.probe_channel();
     sink.subscribe(&probe_channel).await.map_err(|e| e.to_string())?;
@@ -326,6 +332,7 @@ async fn serve(
 ) -> &'static str {
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let probe_channel = backplane.keys.probe_channel();
+    let connected = std::time::Instant::now();
     loop {
         tokio::select! {
             msg = stream.next() => match msg {
@@ -335,6 +342,14 @@ async fn serve(
             },
             command = commands.recv() => {
                 let Some(command) = command else { return "backplane dropped" };
+                if matches!(command, Command::Reconnect) {
+                    // Writes refused as READONLY come in bursts: one reconnect answers them all
+                    // (those queued before this connection was made are stale).
+                    if connected.elapsed() > RECONNECT_DEBOUNCE {
+                        return "the server is no longer the primary";
+                    }
+                    continue;
+                }
                 if let Err(e) = apply(backplane, positions, &mut sink, command).await {
                     warn!(error = %e, "redis (un)subscribe failed");
                     return "subscribe command failed";
@@ -380,6 +395,7 @@ async fn apply(
             sink.unsubscribe(&name).await?;
             positions.forget(&name);
         }
+        Command::Reconnect => {}
     }
     Ok(())
 }

@@ -110,7 +110,19 @@ impl Default for ServerConfig {
 pub struct BackplaneConfig {
     /// `memory` (single node) or `redis` (cluster).
     pub driver: String,
+    /// The Redis primary: `redis://` or `rediss://` (TLS). With `sentinels`, only its scheme,
+    /// credentials and database are used.
     pub url: String,
+    /// `redis://host:port` (or `rediss://`) of Redis Sentinels that name the primary: the node
+    /// asks them on every (re)connect, so it follows a failover.
+    pub sentinels: Vec<String>,
+    /// The name the sentinels monitor the primary under (required with `sentinels`).
+    pub sentinel_master: String,
+    /// PEM file of CA certificates trusted for `rediss://` besides the system store.
+    pub tls_ca_file: String,
+    /// PEM client certificate (chain) and key, for a Redis that requires client certificates.
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
     /// Namespaces every key and channel so several clusters can share one Redis.
     pub prefix: String,
     /// A node whose heartbeat is older than this is considered dead and reaped by its peers.
@@ -129,6 +141,11 @@ impl Default for BackplaneConfig {
         Self {
             driver: "memory".into(),
             url: "redis://127.0.0.1:6379".into(),
+            sentinels: Vec::new(),
+            sentinel_master: String::new(),
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
             prefix: "ferrocast".into(),
             node_ttl_s: 15,
             replay_log_max_len: 2000,
@@ -415,6 +432,33 @@ fn validate_redis(backplane: &BackplaneConfig) -> Result<(), ConfigError> {
     if !(backplane.url.starts_with("redis://") || backplane.url.starts_with("rediss://")) {
         return Err(ConfigError::key("backplane.url", "must be a redis:// or rediss:// URL"));
     }
+    for (i, url) in backplane.sentinels.iter().enumerate() {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(ConfigError::key(
+                &format!("backplane.sentinels[{i}]"),
+                "must be a redis:// or rediss:// URL",
+            ));
+        }
+    }
+    if backplane.sentinels.is_empty() != backplane.sentinel_master.is_empty() {
+        return Err(ConfigError::key(
+            "backplane.sentinel_master",
+            "must be set together with backplane.sentinels",
+        ));
+    }
+    if backplane.tls_cert_file.is_empty() != backplane.tls_key_file.is_empty() {
+        return Err(ConfigError::key(
+            "backplane.tls_key_file",
+            "must be set together with backplane.tls_cert_file",
+        ));
+    }
+    let tls_files = !(backplane.tls_ca_file.is_empty() && backplane.tls_cert_file.is_empty());
+    if tls_files && !backplane.url.starts_with("rediss://") {
+        return Err(ConfigError::key(
+            "backplane.url",
+            "must be a rediss:// URL when backplane.tls_ca_file or tls_cert_file is set",
+        ));
+    }
     if backplane.prefix.is_empty() || !backplane.prefix.chars().all(is_name_char) {
         return Err(ConfigError::key(
             "backplane.prefix",
@@ -646,6 +690,33 @@ mod tests {
         let env = [("FERROCAST_SERVER__PROT".to_string(), "1".to_string())];
         let e = load(Some(f.as_str()), env).unwrap_err().to_string();
         assert!(e.contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn redis_tls_and_sentinel_settings_are_checked_together() {
+        let redis = |extra: &str| write(&format!("[backplane]\ndriver = \"redis\"\n{extra}\n{APP}"));
+        let error = |extra: &str| {
+            load(Some(redis(extra).as_str()), [])
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        let ok = |extra: &str| load(Some(redis(extra).as_str()), []).map(|_| ());
+        assert!(ok("url = \"rediss://r:6380\"\ntls_ca_file = \"/ca.pem\"").is_ok());
+        assert!(error("url = \"redis://r:6379\"\ntls_ca_file = \"/ca.pem\"").contains("backplane.url"));
+        assert!(error("url = \"rediss://r\"\ntls_cert_file = \"/c.pem\"").contains("backplane.tls_key_file"));
+        assert!(ok("url = \"rediss://r\"\ntls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"").is_ok());
+        assert!(ok("sentinels = [\"redis://s1:26379\", \"redis://s2:26379\"]\nsentinel_master = \"m\"").is_ok());
+        assert!(error("sentinels = [\"redis://s1:26379\"]").contains("backplane.sentinel_master"));
+        assert!(error("sentinel_master = \"m\"").contains("backplane.sentinel_master"));
+        assert!(error("sentinels = [\"s1:26379\"]\nsentinel_master = \"m\"").contains("backplane.sentinels[0]"));
+        let env = [(
+            "FERROCAST_BACKPLANE__SENTINEL_MASTER".to_string(),
+            "from-env".to_string(),
+        )];
+        let f = redis("sentinels = [\"redis://s1:26379\"]");
+        let c = load(Some(f.as_str()), env).map_err(|e| e.to_string());
+        assert_eq!(c.map(|c| c.backplane.sentinel_master).as_deref(), Ok("from-env"));
     }
 
     #[test]

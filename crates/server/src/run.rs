@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocast_backplane_redis::{RedisBackplane, RedisOptions, ReplayLog};
+use ferrocast_backplane_redis::{RedisBackplane, RedisOptions, RedisTls, ReplayLog, SentinelOptions};
 use ferrocast_broker::{AppRegistry, Backplane, ClusterState, Node, NodeOptions};
 use ferrocast_broker::{MemoryClusterState, MemoryWebhookQueue, WebhookQueue};
 use tokio::net::{TcpListener, TcpSocket};
@@ -28,12 +28,26 @@ pub enum StartError {
     Webhooks(#[from] crate::webhooks::ClientError),
     #[error(transparent)]
     Edge(#[from] crate::net::EdgeError),
+    #[error("{key}: cannot read {path}: {source}")]
+    File {
+        key: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl StartError {
     /// A configuration the node cannot use (exit code 2, like an invalid config file).
     pub fn is_config(&self) -> bool {
-        matches!(self, StartError::Edge(crate::net::EdgeError::Tls(_)))
+        matches!(
+            self,
+            StartError::Edge(crate::net::EdgeError::Tls(_))
+                | StartError::File { .. }
+                | StartError::Redis(
+                    ferrocast_backplane_redis::RedisSetupError::Tls(_)
+                        | ferrocast_backplane_redis::RedisSetupError::BadSentinel(_)
+                )
+        )
     }
 }
 
@@ -72,6 +86,27 @@ async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
     socket.listen(LISTEN_BACKLOG).map_err(fail)
 }
 
+/// The TLS files of `[backplane]`, read now so a missing one stops the start.
+fn redis_tls(backplane: &config::BackplaneConfig) -> Result<RedisTls, StartError> {
+    let read = |key: &'static str, path: &str| -> Result<Option<Vec<u8>>, StartError> {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        std::fs::read(path).map(Some).map_err(|source| StartError::File {
+            key,
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let extra_ca_pem = read("backplane.tls_ca_file", &backplane.tls_ca_file)?;
+    let cert = read("backplane.tls_cert_file", &backplane.tls_cert_file)?;
+    let key = read("backplane.tls_key_file", &backplane.tls_key_file)?;
+    Ok(RedisTls {
+        extra_ca_pem,
+        client_cert_pem: cert.zip(key),
+    })
+}
+
 /// Bind both listeners and build the shared state.
 pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, TcpListener), StartError> {
     let metrics = Arc::new(Metrics::new());
@@ -86,6 +121,11 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
             "redis" => {
                 let redis = RedisBackplane::start(RedisOptions {
                     url: config.backplane.url.clone(),
+                    sentinel: (!config.backplane.sentinels.is_empty()).then(|| SentinelOptions {
+                        urls: config.backplane.sentinels.clone(),
+                        master: config.backplane.sentinel_master.clone(),
+                    }),
+                    tls: redis_tls(&config.backplane)?,
                     prefix: config.backplane.prefix.clone(),
                     node_id: node_id.clone(),
                     node_ttl: Duration::from_secs(config.backplane.node_ttl_s),

@@ -265,9 +265,50 @@ export async function startRedis({ port, args } = {}) {
 }
 
 /**
+ * One RESP2 reply parsed from `buf` at `at`: {value, next} (next = offset after it), or undefined
+ * while incomplete. Errors become `{error: message}` values.
+ */
+function parseReply(buf, at = 0) {
+  const nl = buf.indexOf('\r\n', at);
+  if (nl < 0) return undefined;
+  const head = buf.subarray(at, nl).toString('utf8');
+  const rest = head.slice(1);
+  const next = nl + 2;
+  switch (head[0]) {
+    case '+':
+      return { value: rest, next };
+    case ':':
+      return { value: Number(rest), next };
+    case '-':
+      return { value: { error: rest }, next };
+    case '$': {
+      const len = Number(rest);
+      if (len < 0) return { value: null, next };
+      if (buf.length < next + len + 2) return undefined;
+      return { value: buf.subarray(next, next + len).toString('utf8'), next: next + len + 2 };
+    }
+    case '*': {
+      const count = Number(rest);
+      if (count < 0) return { value: null, next };
+      const items = [];
+      let offset = next;
+      for (let i = 0; i < count; i += 1) {
+        const item = parseReply(buf, offset);
+        if (!item) return undefined;
+        items.push(item.value);
+        offset = item.next;
+      }
+      return { value: items, next: offset };
+    }
+    default:
+      return { value: { error: `unexpected reply ${head}` }, next };
+  }
+}
+
+/**
  * Sends one command to Redis on a fresh connection and resolves with its reply: a number for
- * integers, a string for simple and bulk strings, null for nil; an error reply rejects. For fault
- * injection such as `CLIENT KILL`.
+ * integers, a string for simple and bulk strings, null for nil, an array for arrays; an error
+ * reply rejects. For fault injection such as `CLIENT KILL`, and for Sentinel queries.
  */
 export function redisCommand(port, args, host = '127.0.0.1', timeoutMs = 2000) {
   return new Promise((resolve, reject) => {
@@ -286,26 +327,13 @@ export function redisCommand(port, args, host = '127.0.0.1', timeoutMs = 2000) {
     });
     socket.on('data', (chunk) => {
       reply = Buffer.concat([reply, chunk]);
-      const nl = reply.indexOf('\r\n');
-      if (nl < 0) return;
-      const head = reply.subarray(0, nl).toString('utf8');
-      const rest = head.slice(1);
-      switch (head[0]) {
-        case '+':
-          return finish(undefined, rest);
-        case ':':
-          return finish(undefined, Number(rest));
-        case '-':
-          return finish(new Error(`redis ${args.join(' ')}: ${rest}`));
-        case '$': {
-          const len = Number(rest);
-          if (len < 0) return finish(undefined, null);
-          if (reply.length < nl + 2 + len + 2) return undefined; // wait for the whole bulk string
-          return finish(undefined, reply.subarray(nl + 2, nl + 2 + len).toString('utf8'));
-        }
-        default:
-          return finish(new Error(`redis ${args.join(' ')}: unexpected reply ${head}`));
+      const parsed = parseReply(reply);
+      if (!parsed) return undefined;
+      const { value } = parsed;
+      if (value && typeof value === 'object' && !Array.isArray(value) && 'error' in value) {
+        return finish(new Error(`redis ${args.join(' ')}: ${value.error}`));
       }
+      return finish(undefined, value);
     });
     socket.on('error', (err) => finish(err));
   });

@@ -119,6 +119,8 @@ pub fn backplane_with(
 ) -> (Arc<RedisBackplane>, Arc<Collect>) {
     let mut options = RedisOptions {
         url: redis.url(),
+        sentinel: None,
+        tls: Default::default(),
         prefix: "t".into(),
         node_id: node.into(),
         node_ttl: ttl,
