@@ -60,6 +60,14 @@ test-conformance: build
 test-hostile: build
 	cd $(CONFORMANCE) && FERROCAST_BIN=$(CURDIR)/$(BIN) npm run test:hostile
 
+.PHONY: metrics-reference
+
+## Rewrite the metrics reference table of docs/operations.md from the /metrics of the release binary
+## (fresh nodes: without arguments, and a full config on the memory and Redis backplanes). The
+## conformance suite (metrics-reference.test.mjs) fails while the table differs from it.
+metrics-reference: build redis-deps npm-deps
+	cd $(CONFORMANCE) && FERROCAST_BIN=$(CURDIR)/$(BIN) node gen-metrics-reference.mjs
+
 ## ---- Chaos soak: tests/soak (see tests/soak/README.md and docs/operations.md) ----
 
 .PHONY: soak soak-smoke

@@ -34,8 +34,8 @@ No helm binary and no cluster are needed: the chart is rendered and linted by He
   webhooks to a receiver on loopback checks their delivery (headers, signature, body, leave
   delay, retries, expiry, queue limit) and the webhook metrics it exposes.
 - The Grafana dashboard parses, uses the ${DS_PROMETHEUS} datasource variable, and every metric
-  (and label) it queries is one the live binary exposes, one it exposes from its first increment
-  (declared here with its labels, checked by the webhook run) or one announced as coming soon.
+  (and label) it queries is one the live binary exposes; the labelled series it charts are
+  exported from the node's start (declared here with their labels).
 
 Run by pytest (`make test-helm`). Nothing is skipped: a missing tool or binary fails.
 Environment: FERROCAST_BIN (default target/release/ferrocast).
@@ -105,33 +105,22 @@ CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos
 PRODUCTION_CRDS = ["HTTPRoute", "PrometheusRule", "ServiceMonitor"]
 CHART_DASHBOARD = CHART / "dashboards" / "ferrocast.json"
 
-# Metrics announced by the server work but not exposed yet: the dashboard and the alerts may
-# already use them.
-COMING_SOON = {
-    "ferrocast_backplane_up",
-    "ferrocast_backplane_errors_total",
-    "ferrocast_backplane_reconnects_total",
-    "ferrocast_node_reaped_total",
-}
-# Labelled counters the server has but may expose only from their first increment (a delivery, a
-# retry, an abandoned webhook), with their labels: the dashboard and the alerts may use them, and
-# test_webhooks_are_delivered_by_the_release_binary makes each appear and checks these labels.
-ON_FIRST_INCREMENT = {
+# Labelled counters the server exports at 0 from its start for an app with a webhook (before any
+# delivery, retry, takeover or abandoned webhook), with their labels: exposed_metrics() must find
+# each of them, with these labels, and test_webhooks_are_delivered_by_the_release_binary checks
+# them again after traffic.
+FROM_START = {
     "ferrocast_webhook_deliveries_total": {"app_id"},
     "ferrocast_webhook_events_total": {"app_id", "event"},
     "ferrocast_webhook_retries_total": {"app_id"},
     "ferrocast_webhook_failures_total": {"app_id", "reason"},
     "ferrocast_webhook_dead_letters_total": {"app_id"},
+    "ferrocast_webhook_takeovers_total": {"app_id"},
 }
-# The limit counter, exposed from its first refusal: test_helm_test_command_passes_against_the_release_binary
-# makes a connection-quota refusal and checks these labels and the label value the alerts use.
+# The limit counter: test_helm_test_command_passes_against_the_release_binary makes a
+# connection-quota refusal and checks these labels and the label value the alerts use.
 LIMIT_COUNTERS = {
     "ferrocast_limit_rejections_total": {"app_id", "limit"},
-}
-# Labelled counters only a cluster (Redis backplane) increments: a lane taken over from a crashed
-# node. The dashboard may chart them; the single-node runs here never expose them.
-CLUSTER_ONLY = {
-    "ferrocast_webhook_takeovers_total": {"app_id"},
 }
 WEBHOOK_FAILURE_REASONS = {"expired", "queue_full", "shutdown", "queue_unavailable", "cluster_state_unavailable"}
 # What the server exposes today (docs); the live scrape must agree. The webhook gauge and
@@ -151,6 +140,11 @@ DOCUMENTED = {
     "ferrocast_webhook_oldest_job_age_seconds",
     "ferrocast_webhook_dead_letter_depth",
     "ferrocast_webhook_request_duration_seconds_bucket",
+    "ferrocast_backplane_up",
+    "ferrocast_backplane_errors_total",
+    "ferrocast_backplane_reconnects_total",
+    "ferrocast_node_reaped_total",
+    *FROM_START,
 }
 # The [webhooks] defaults of docs/configuration.md, which values.yaml must repeat.
 WEBHOOK_DEFAULTS = {
@@ -1559,11 +1553,8 @@ def substitute_grafana_variables(expr: str) -> str:
 
 
 def known_labels(name: str, exposed: dict[str, set[str]]) -> set[str] | None:
-    """The labels of a ferrocast metric: scraped, or declared in ON_FIRST_INCREMENT,
-    LIMIT_COUNTERS or CLUSTER_ONLY; None if unknown."""
-    if name in exposed:
-        return exposed[name]
-    return ON_FIRST_INCREMENT.get(name, LIMIT_COUNTERS.get(name, CLUSTER_ONLY.get(name)))
+    """The labels of a ferrocast metric as scraped; None if the binary does not expose it."""
+    return exposed.get(name)
 
 
 def check_promql(expr: str, where: str, exposed: dict[str, set[str]]) -> list[dict]:
@@ -1609,18 +1600,13 @@ def check_promql(expr: str, where: str, exposed: dict[str, set[str]]) -> list[di
             check(name in FOREIGN_METRICS, f"{where}: unexpected foreign metric {name}")
             continue
         known = known_labels(name, exposed)
-        check(
-            known is not None or name in COMING_SOON,
-            f"{where}: {name} is neither exposed by the server ({sorted(exposed)}), nor one of its counters "
-            f"exposed from their first increment ({sorted(ON_FIRST_INCREMENT)}), nor announced ({sorted(COMING_SOON)})",
-        )
-        if known is not None:
-            unknown = set(s["matchers"]) - known - TARGET_LABELS
-            check(not unknown, f"{where}: {name} has no label {sorted(unknown)} (it has {sorted(known)})")
+        check(known is not None, f"{where}: {name} is not exposed by the server ({sorted(exposed)})")
+        unknown = set(s["matchers"]) - known - TARGET_LABELS
+        check(not unknown, f"{where}: {name} has no label {sorted(unknown)} (it has {sorted(known)})")
     for labels, inside in grouped:
         names = {s["name"] for s in inside}
         if any(known_labels(n, exposed) is None for n in names):
-            continue  # a coming-soon or foreign metric: its labels are not known yet
+            continue  # a foreign metric (up, kube_pod_status_ready): its labels are not known here
         available = set().union(*(known_labels(n, exposed) for n in names)) | TARGET_LABELS
         unknown = set(labels) - available
         check(not unknown, f"{where}: grouping by {sorted(unknown)}, which {sorted(names)} do not have")
@@ -1984,6 +1970,9 @@ def exposed_metrics() -> dict[str, set[str]]:
           f"ferrocast_webhook_queue_depth has labels {sorted(metrics['ferrocast_webhook_queue_depth'])}, expected app_id")
     check(metrics["ferrocast_webhook_request_duration_seconds_bucket"] == {"le"},
           "ferrocast_webhook_request_duration_seconds must have no label but le")
+    for name, labels in FROM_START.items():
+        check(metrics.get(name) == labels,
+              f"{name} has labels {sorted(metrics.get(name, []))} before any webhook, FROM_START declares {sorted(labels)}")
     return metrics
 
 
@@ -2308,9 +2297,9 @@ def test_webhooks_are_delivered_by_the_release_binary():
 
         metrics = run_rendered(values, exercise=exercise)
 
-        for name, labels in ON_FIRST_INCREMENT.items():
+        for name, labels in FROM_START.items():
             check(metrics.get(name) == labels,
-                  f"{name} has labels {sorted(metrics.get(name, []))}, ON_FIRST_INCREMENT declares {sorted(labels)}")
+                  f"{name} has labels {sorted(metrics.get(name, []))}, FROM_START declares {sorted(labels)}")
         reasons = {s.get("reason") for s in metric_samples(scraped["text"], "ferrocast_webhook_failures_total")}
         check(reasons <= WEBHOOK_FAILURE_REASONS, f"unexpected failure reasons {sorted(reasons - WEBHOOK_FAILURE_REASONS)}")
         events = {s.get("event") for s in metric_samples(scraped["text"], "ferrocast_webhook_events_total")}
@@ -2407,7 +2396,7 @@ def test_grafana_dashboard():
         "ferrocast_slow_consumer_disconnects_total", "ferrocast_backplane_up", "ferrocast_backplane_errors_total",
         "ferrocast_backplane_reconnects_total", "ferrocast_process_cpu_seconds_total",
         "ferrocast_process_resident_memory_bytes", "ferrocast_webhook_queue_depth",
-        "ferrocast_webhook_request_duration_seconds_bucket", *ON_FIRST_INCREMENT,
+        "ferrocast_webhook_request_duration_seconds_bucket", *FROM_START,
     }
     check(wanted <= used, f"the dashboard does not chart {sorted(wanted - used)}")
     texts = json.dumps(dashboard)

@@ -40,6 +40,18 @@ pub enum AuthDenial {
 }
 
 impl AuthDenial {
+    /// Every reason, so `ferrocast_auth_denied_total` is exported at zero from the start. A new
+    /// variant must be added here too: `labels_are_distinct` fails otherwise.
+    pub const ALL: [AuthDenial; 7] = [
+        AuthDenial::SubscriptionSignature,
+        AuthDenial::SigninSignature,
+        AuthDenial::RestSignature,
+        AuthDenial::RestTimestamp,
+        AuthDenial::UnknownAppKey,
+        AuthDenial::OriginNotAllowed,
+        AuthDenial::AppDisabled,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             AuthDenial::SubscriptionSignature => "subscription_signature",
@@ -193,16 +205,20 @@ mod tests {
 
     #[test]
     fn labels_are_distinct() {
-        let all = [
-            AuthDenial::SubscriptionSignature,
-            AuthDenial::SigninSignature,
-            AuthDenial::RestSignature,
-            AuthDenial::RestTimestamp,
-            AuthDenial::UnknownAppKey,
-            AuthDenial::OriginNotAllowed,
-            AuthDenial::AppDisabled,
-        ];
-        let labels: std::collections::HashSet<_> = all.iter().map(|d| d.label()).collect();
-        assert_eq!(labels.len(), all.len());
+        let labels: std::collections::HashSet<_> = AuthDenial::ALL.iter().map(|d| d.label()).collect();
+        assert_eq!(labels.len(), AuthDenial::ALL.len());
+        // The match is exhaustive: a new variant does not compile until it has a position here,
+        // and the assertion then fails until `ALL` lists it there.
+        let position = |d: AuthDenial| match d {
+            AuthDenial::SubscriptionSignature => 0,
+            AuthDenial::SigninSignature => 1,
+            AuthDenial::RestSignature => 2,
+            AuthDenial::RestTimestamp => 3,
+            AuthDenial::UnknownAppKey => 4,
+            AuthDenial::OriginNotAllowed => 5,
+            AuthDenial::AppDisabled => 6,
+        };
+        let positions: Vec<usize> = AuthDenial::ALL.iter().map(|d| position(*d)).collect();
+        assert_eq!(positions, (0..AuthDenial::ALL.len()).collect::<Vec<_>>());
     }
 }

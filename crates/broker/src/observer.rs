@@ -13,6 +13,9 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
+    /// Every kind, for metrics exported from the start (see [`Limit::ALL`]).
+    pub const ALL: [MessageKind; 3] = [MessageKind::ClientEvent, MessageKind::ApiEvent, MessageKind::Protocol];
+
     pub fn of(event: &str) -> Self {
         if event.starts_with("client-") {
             MessageKind::ClientEvent
@@ -51,6 +54,24 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit, so metrics can export each one at zero from the start. A new variant must
+    /// be added here too: the `every_variant_is_listed` test fails otherwise.
+    pub const ALL: [Limit; 13] = [
+        Limit::ConnectionQuota,
+        Limit::ClientEventRate,
+        Limit::ClientEventSize,
+        Limit::PresenceMembers,
+        Limit::PresenceMemberSize,
+        Limit::ChannelNameLength,
+        Limit::BackendEventRate,
+        Limit::ReadRequestRate,
+        Limit::EventPayloadSize,
+        Limit::EventChannels,
+        Limit::BatchSize,
+        Limit::SubscriptionsPerConnection,
+        Limit::SubscriptionRate,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Limit::ConnectionQuota => "max_connections",
@@ -82,6 +103,9 @@ pub enum CacheReplay {
 }
 
 impl CacheReplay {
+    /// Every outcome, for metrics exported from the start (see [`Limit::ALL`]).
+    pub const ALL: [CacheReplay; 3] = [CacheReplay::Hit, CacheReplay::Miss, CacheReplay::Unavailable];
+
     pub fn label(self) -> &'static str {
         match self {
             CacheReplay::Hit => "hit",
@@ -125,5 +149,63 @@ mod tests {
         assert_eq!(MessageKind::of("client-typing"), MessageKind::ClientEvent);
         assert_eq!(MessageKind::of("pusher_internal:member_added"), MessageKind::Protocol);
         assert_eq!(MessageKind::of("order-shipped"), MessageKind::ApiEvent);
+    }
+
+    /// The position of each variant in its `ALL` list. The matches are exhaustive, so a new
+    /// variant does not compile until it has a position here, and the test below then fails
+    /// until `ALL` lists it there.
+    fn limit_position(l: Limit) -> usize {
+        use Limit::*;
+        match l {
+            ConnectionQuota => 0,
+            ClientEventRate => 1,
+            ClientEventSize => 2,
+            PresenceMembers => 3,
+            PresenceMemberSize => 4,
+            ChannelNameLength => 5,
+            BackendEventRate => 6,
+            ReadRequestRate => 7,
+            EventPayloadSize => 8,
+            EventChannels => 9,
+            BatchSize => 10,
+            SubscriptionsPerConnection => 11,
+            SubscriptionRate => 12,
+        }
+    }
+
+    fn kind_position(k: MessageKind) -> usize {
+        match k {
+            MessageKind::ClientEvent => 0,
+            MessageKind::ApiEvent => 1,
+            MessageKind::Protocol => 2,
+        }
+    }
+
+    fn replay_position(r: CacheReplay) -> usize {
+        match r {
+            CacheReplay::Hit => 0,
+            CacheReplay::Miss => 1,
+            CacheReplay::Unavailable => 2,
+        }
+    }
+
+    fn assert_listed<T: Copy + std::fmt::Debug>(all: &[T], position: fn(T) -> usize, label: fn(T) -> &'static str) {
+        let positions: Vec<usize> = all.iter().map(|v| position(*v)).collect();
+        assert_eq!(
+            positions,
+            (0..all.len()).collect::<Vec<_>>(),
+            "ALL must list every variant once, in order"
+        );
+        let mut labels: Vec<&str> = all.iter().map(|v| label(*v)).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), all.len(), "labels must be distinct");
+    }
+
+    #[test]
+    fn every_variant_is_listed() {
+        assert_listed(&Limit::ALL, limit_position, Limit::label);
+        assert_listed(&MessageKind::ALL, kind_position, MessageKind::label);
+        assert_listed(&CacheReplay::ALL, replay_position, CacheReplay::label);
     }
 }

@@ -3,34 +3,106 @@
 //! Per-app handles are resolved once per connection (see [`AppMetrics`]) so the per-frame path
 //! only touches atomics, never the label maps. The node core reports deliveries and limit
 //! rejections through [`NodeObserver`], implemented here.
+//!
+//! Every series whose label values are known in advance (the configured apps, message kinds,
+//! limits, close codes the node uses, REST routes, webhook events and reasons, ...) is created
+//! at zero when the registry is built ([`Metrics::for_apps`], [`WebhookMetrics::app`]): a scrape
+//! right after start already has them, so dashboards and `rate()` / absence alerts work on a
+//! quiet node. Nothing is labelled per channel or per socket.
+
+use std::cell::RefCell;
 
 use ferrocast_broker::audit::AuthDenial;
 use ferrocast_broker::{CacheReplay, Limit, MessageKind, NodeObserver};
+use ferrocast_protocol::codes::close;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+
+use crate::rest::Route;
+
+/// The prefix of every metric name.
+const NAMESPACE: &str = "ferrocast";
+
+/// Close codes a connection is known in advance to end with, exported at zero for each app: the
+/// client's own closes (1000 normal, 1001 going away), the transport errors the node closes with
+/// (1002, 1003, 1007, 1009), a peer gone without a close frame (1006), and the node's own closes
+/// (4009 unauthorized or terminated by the app, 4100 slow consumer, 4200 drain, 4201 pong
+/// timeout). A client may close with any other valid code; its series appears with its first use.
+pub const CLOSE_CODES: [u16; 11] = [
+    1000,
+    1001,
+    close::PROTOCOL_ERROR,
+    close::UNSUPPORTED_DATA,
+    crate::websocket::ABNORMAL,
+    close::INVALID_PAYLOAD,
+    close::MESSAGE_TOO_BIG,
+    close::UNAUTHORIZED,
+    close::OVER_CAPACITY,
+    close::RECONNECT,
+    close::PONG_TIMEOUT,
+];
+
+/// Webhook event names, the `event` label of `ferrocast_webhook_events_total` (anything else is
+/// counted as `unknown`).
+pub const WEBHOOK_EVENTS: [&str; 7] = [
+    "channel_occupied",
+    "channel_vacated",
+    "member_added",
+    "member_removed",
+    "client_event",
+    "cache_miss",
+    "subscription_count",
+];
+
+/// Why webhook events are abandoned, the `reason` label of `ferrocast_webhook_failures_total`.
+pub const WEBHOOK_FAILURE_REASONS: [&str; 5] = [
+    "expired",
+    "queue_full",
+    "shutdown",
+    "queue_unavailable",
+    "cluster_state_unavailable",
+];
+
+/// The route label of requests to no API route (answered 404).
+const UNKNOWN_ROUTE: &str = "unknown";
 
 /// Latency buckets from 50 µs to 5 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// The registry while it is filled: remembers the name of every family registered, so a test
+/// can check that each one is exported from the start (a labelled family without any series is
+/// left out of a scrape).
+struct Families {
+    registry: Registry,
+    names: RefCell<Vec<String>>,
+}
+
 // Metric names and labels are constants of this file: registering them cannot fail at run
 // time unless this file is wrong, which the tests below catch.
-fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Families, c: C) -> C {
+    for desc in c.desc() {
+        registry
+            .names
+            .borrow_mut()
+            .push(format!("{NAMESPACE}_{}", desc.fq_name));
+    }
     registry
+        .registry
         .register(Box::new(c.clone()))
         .unwrap_or_else(|e| panic!("metric registration: {e}"));
     c
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+fn counter(registry: &Families, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     register(registry, c)
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+fn gauge(registry: &Families, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     register(registry, g)
 }
@@ -40,11 +112,11 @@ const WEBHOOK_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+fn histogram(registry: &Families, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     histogram_with(registry, name, help, labels, LATENCY_BUCKETS)
 }
 
-fn histogram_with(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+fn histogram_with(registry: &Families, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
     let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
     let h = HistogramVec::new(opts, labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     register(registry, h)
@@ -53,6 +125,8 @@ fn histogram_with(registry: &Registry, name: &str, help: &str, labels: &[&str], 
 /// Every metric of the node.
 pub struct Metrics {
     registry: Registry,
+    /// Every family registered here (not the process collector's), with its prefix.
+    families: Vec<String>,
     connections: IntGaugeVec,
     connections_opened: IntCounterVec,
     connections_closed: IntCounterVec,
@@ -98,7 +172,7 @@ pub struct EdgeMetrics {
 }
 
 impl EdgeMetrics {
-    fn new(r: &Registry) -> Self {
+    fn new(r: &Families) -> Self {
         let timeouts = counter(
             r,
             "http_timeouts_total",
@@ -114,7 +188,7 @@ impl EdgeMetrics {
         let reloads = counter(
             r,
             "tls_reloads_total",
-            "TLS certificate reloads, by result",
+            "TLS certificate reloads (SIGHUP or file change), by result: ok, or error (the certificate in use is kept)",
             &["result"],
         );
         let one = |c: &IntCounterVec, l: &str| c.with_label_values(&[l]);
@@ -184,8 +258,12 @@ impl AppWebhookMetrics {
             .inc_by(count);
     }
 
-    /// `count` events were abandoned for `reason`.
+    /// `count` events were abandoned for `reason` (one of [`WEBHOOK_FAILURE_REASONS`]).
     pub fn failed(&self, reason: &str, count: u64) {
+        debug_assert!(
+            WEBHOOK_FAILURE_REASONS.contains(&reason),
+            "webhook failure reason {reason:?} is missing from WEBHOOK_FAILURE_REASONS"
+        );
         self.failures
             .with_label_values(&[self.app_id.as_str(), reason])
             .inc_by(count);
@@ -193,7 +271,7 @@ impl AppWebhookMetrics {
 }
 
 impl WebhookMetrics {
-    fn new(r: &Registry) -> Self {
+    fn new(r: &Families) -> Self {
         Self {
             queue_depth: gauge(
                 r,
@@ -246,7 +324,7 @@ impl WebhookMetrics {
             failures: counter(
                 r,
                 "webhook_failures_total",
-                "Webhook events abandoned (expired, queue_full, shutdown, cluster_state_unavailable)",
+                "Webhook events abandoned, by reason: expired (moved to the dead letters), queue_full, shutdown, queue_unavailable, cluster_state_unavailable",
                 &["app_id", "reason"],
             ),
             request_duration: histogram_with(
@@ -260,7 +338,14 @@ impl WebhookMetrics {
         }
     }
 
+    /// The handles of an app with webhooks; its event and failure series start at zero.
     pub fn app(&self, app_id: &str) -> AppWebhookMetrics {
+        for event in WEBHOOK_EVENTS {
+            self.events.with_label_values(&[app_id, event]);
+        }
+        for reason in WEBHOOK_FAILURE_REASONS {
+            self.failures.with_label_values(&[app_id, reason]);
+        }
         AppWebhookMetrics {
             queue_depth: self.queue_depth.with_label_values(&[app_id]),
             oldest_age: self.oldest_age.with_label_values(&[app_id]),
@@ -296,7 +381,7 @@ pub struct ClusterMetrics {
 }
 
 impl ClusterMetrics {
-    fn new(registry: &Registry) -> Self {
+    fn new(registry: &Families) -> Self {
         let one = |name: &str, help: &str| counter(registry, name, help, &[]).with_label_values(&[] as &[&str]);
         let ready = gauge(
             registry,
@@ -400,28 +485,75 @@ impl AppMetrics {
 }
 
 impl Metrics {
+    /// The metrics of a node without apps (tests).
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("ferrocast".into()), None).unwrap_or_else(|e| panic!("registry: {e}"));
+        Self::for_apps(std::iter::empty::<&str>())
+    }
+
+    /// The metrics of a node serving `app_ids`: every series whose labels are known in advance
+    /// starts at zero (the webhook series of an app start with [`WebhookMetrics::app`]).
+    pub fn for_apps<'a>(app_ids: impl IntoIterator<Item = &'a str>) -> Self {
+        let registry = Registry::new_custom(Some(NAMESPACE.into()), None).unwrap_or_else(|e| panic!("registry: {e}"));
         #[cfg(target_os = "linux")]
         {
             let _ = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
         }
-        let r = &registry;
+        let families = Families {
+            registry,
+            names: RefCell::new(Vec::new()),
+        };
+        let metrics = Self::register_all(&families);
+        for route in Route::ALL {
+            metrics.rest_requests.with_label_values(&[route.label(), "200"]);
+            metrics.rest_duration.with_label_values(&[route.label()]);
+        }
+        metrics.rest_requests.with_label_values(&[UNKNOWN_ROUTE, "404"]);
+        metrics.rest_duration.with_label_values(&[UNKNOWN_ROUTE]);
+        for reason in AuthDenial::ALL {
+            metrics.auth_denied.with_label_values(&[reason.label()]);
+        }
+        for app_id in app_ids {
+            metrics.start_app(app_id);
+        }
+        metrics
+    }
+
+    /// Create the series of one app at zero.
+    fn start_app(&self, app_id: &str) {
+        let _handles = self.app(app_id);
+        for code in CLOSE_CODES {
+            self.connections_closed.with_label_values(&[app_id, &code.to_string()]);
+        }
+        for kind in MessageKind::ALL {
+            self.delivered.with_label_values(&[app_id, kind.label()]);
+        }
+        for limit in Limit::ALL {
+            self.limit_rejections.with_label_values(&[app_id, limit.label()]);
+        }
+        for outcome in CacheReplay::ALL {
+            self.cache_replays.with_label_values(&[app_id, outcome.label()]);
+        }
+        self.subscription_count_updates.with_label_values(&[app_id]);
+        self.set_local(app_id, 0, 0, 0);
+    }
+
+    fn register_all(families: &Families) -> Self {
+        let r = families;
         let app = &["app_id"];
         Self {
             connections: gauge(r, "connections", "Open WebSocket connections", app),
             connections_opened: counter(r, "connections_opened_total", "WebSocket connections accepted", app),
-            connections_closed: counter(r, "connections_closed_total", "WebSocket connections closed, by close code", &["app_id", "code"]),
-            ws_messages_in: counter(r, "ws_messages_in_total", "Frames received from clients, by kind", &["app_id", "kind"]),
+            connections_closed: counter(r, "connections_closed_total", "WebSocket connections closed, by close code (connections refused at the handshake are not counted)", &["app_id", "code"]),
+            ws_messages_in: counter(r, "ws_messages_in_total", "Frames received from clients, by kind: client_event (client-* events) or protocol (every other frame)", &["app_id", "kind"]),
             ws_bytes_in: counter(r, "ws_bytes_in_total", "Bytes of frames received from clients", app),
             ws_messages_out: counter(r, "ws_messages_out_total", "Frames written to clients", app),
             ws_bytes_out: counter(r, "ws_bytes_out_total", "Bytes written to clients", app),
             slow_consumers: counter(r, "slow_consumer_disconnects_total", "Connections closed with 4100 because their queue was full (frames or bytes)", app),
             input_paused: counter(r, "input_paused_total", "Times a connection stopped reading input because its output queue was over the high watermark", app),
-            auth_denied: counter(r, "auth_denied_total", "Denied authentication, by reason", &["reason"]),
-            rest_requests: counter(r, "rest_requests_total", "REST API requests by route and HTTP status", &["route", "status"]),
-            rest_duration: histogram(r, "rest_request_duration_seconds", "REST API request handling time", &["route"]),
-            delivered: counter(r, "messages_delivered_total", "Frames queued to local sockets, by message kind", &["app_id", "kind"]),
+            auth_denied: counter(r, "auth_denied_total", "Denied authentication, by reason: subscription_signature, signin_signature, rest_signature, rest_timestamp, unknown_app_key, origin_not_allowed, app_disabled", &["reason"]),
+            rest_requests: counter(r, "rest_requests_total", "REST API requests by route and HTTP status (route unknown: a path that is no API route)", &["route", "status"]),
+            rest_duration: histogram(r, "rest_request_duration_seconds", "REST API request handling time, by route", &["route"]),
+            delivered: counter(r, "messages_delivered_total", "Frames queued to local sockets, by message kind: api_event, client_event or protocol", &["app_id", "kind"]),
             fan_out_latency: histogram(
                 r,
                 "publish_to_fanout_seconds",
@@ -436,7 +568,7 @@ impl Metrics {
                 &[],
             )
             .with_label_values(&[] as &[&str]),
-            limit_rejections: counter(r, "limit_rejections_total", "Requests refused by a limit or rate limit", &["app_id", "limit"]),
+            limit_rejections: counter(r, "limit_rejections_total", "Requests refused by a limit or rate limit, by limit (named by its config key)", &["app_id", "limit"]),
             cache_replays: counter(r, "cache_replays_total", "What new subscribers of cache channels were sent: hit (the cached event), miss (pusher:cache_miss), unavailable (nothing: cache unreadable)", &["app_id", "result"]),
             subscription_count_updates: counter(
                 r,
@@ -457,8 +589,24 @@ impl Metrics {
             cluster: ClusterMetrics::new(r),
             webhooks: WebhookMetrics::new(r),
             edge: EdgeMetrics::new(r),
-            registry,
+            registry: r.registry.clone(),
+            families: r.names.borrow().clone(),
         }
+    }
+
+    /// Families registered here that a scrape would leave out because they have no series yet.
+    pub fn unexported_families(&self) -> Vec<String> {
+        let exported: std::collections::HashSet<String> = self
+            .registry
+            .gather()
+            .iter()
+            .map(|family| family.name().to_owned())
+            .collect();
+        self.families
+            .iter()
+            .filter(|name| !exported.contains(*name))
+            .cloned()
+            .collect()
     }
 
     pub fn app(&self, app_id: &str) -> AppMetrics {
@@ -600,5 +748,117 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn series_of_known_labels_exist_from_the_start() {
+        let m = Metrics::for_apps(["app-1", "app-2"]);
+        let _hooks = m.webhooks.app("app-2");
+        let unexported = m.unexported_families();
+        assert!(
+            unexported.is_empty(),
+            "families without a series at start (pre-create their known labels): {unexported:?}"
+        );
+        let text = m.render();
+        let mut expected = vec![
+            "ferrocast_connections{app_id=\"app-1\"} 0".to_owned(),
+            "ferrocast_connections_opened_total{app_id=\"app-2\"} 0".to_owned(),
+            "ferrocast_ws_messages_in_total{app_id=\"app-1\",kind=\"client_event\"} 0".to_owned(),
+            "ferrocast_ws_messages_in_total{app_id=\"app-1\",kind=\"protocol\"} 0".to_owned(),
+            "ferrocast_ws_bytes_in_total{app_id=\"app-1\"} 0".to_owned(),
+            "ferrocast_ws_messages_out_total{app_id=\"app-1\"} 0".to_owned(),
+            "ferrocast_ws_bytes_out_total{app_id=\"app-1\"} 0".to_owned(),
+            "ferrocast_slow_consumer_disconnects_total{app_id=\"app-1\"} 0".to_owned(),
+            "ferrocast_input_paused_total{app_id=\"app-1\"} 0".to_owned(),
+            "ferrocast_subscription_count_updates_total{app_id=\"app-1\"} 0".to_owned(),
+            "ferrocast_subscriptions{app_id=\"app-1\"} 0".to_owned(),
+            "ferrocast_occupied_channels{app_id=\"app-1\"} 0".to_owned(),
+            "ferrocast_presence_members{app_id=\"app-1\"} 0".to_owned(),
+            "ferrocast_rest_requests_total{route=\"unknown\",status=\"404\"} 0".to_owned(),
+            "ferrocast_rest_request_duration_seconds_count{route=\"unknown\"} 0".to_owned(),
+            "ferrocast_registration_repairs_total 0".to_owned(),
+            "ferrocast_backplane_replay_trimmed_total 0".to_owned(),
+            "ferrocast_webhook_queue_depth{app_id=\"app-2\"} 0".to_owned(),
+            "ferrocast_webhook_deliveries_total{app_id=\"app-2\"} 0".to_owned(),
+            "ferrocast_webhook_takeovers_total{app_id=\"app-2\"} 0".to_owned(),
+        ];
+        for app in ["app-1", "app-2"] {
+            for code in CLOSE_CODES {
+                expected.push(format!(
+                    "ferrocast_connections_closed_total{{app_id=\"{app}\",code=\"{code}\"}} 0"
+                ));
+            }
+            for kind in MessageKind::ALL {
+                let kind = kind.label();
+                expected.push(format!(
+                    "ferrocast_messages_delivered_total{{app_id=\"{app}\",kind=\"{kind}\"}} 0"
+                ));
+            }
+            for limit in Limit::ALL {
+                let limit = limit.label();
+                expected.push(format!(
+                    "ferrocast_limit_rejections_total{{app_id=\"{app}\",limit=\"{limit}\"}} 0"
+                ));
+            }
+            for result in CacheReplay::ALL {
+                let result = result.label();
+                expected.push(format!(
+                    "ferrocast_cache_replays_total{{app_id=\"{app}\",result=\"{result}\"}} 0"
+                ));
+            }
+        }
+        for route in Route::ALL {
+            let route = route.label();
+            expected.push(format!(
+                "ferrocast_rest_requests_total{{route=\"{route}\",status=\"200\"}} 0"
+            ));
+            expected.push(format!(
+                "ferrocast_rest_request_duration_seconds_count{{route=\"{route}\"}} 0"
+            ));
+        }
+        for reason in AuthDenial::ALL {
+            let reason = reason.label();
+            expected.push(format!("ferrocast_auth_denied_total{{reason=\"{reason}\"}} 0"));
+        }
+        for event in WEBHOOK_EVENTS {
+            expected.push(format!(
+                "ferrocast_webhook_events_total{{app_id=\"app-2\",event=\"{event}\"}} 0"
+            ));
+        }
+        for reason in WEBHOOK_FAILURE_REASONS {
+            expected.push(format!(
+                "ferrocast_webhook_failures_total{{app_id=\"app-2\",reason=\"{reason}\"}} 0"
+            ));
+        }
+        let lines: std::collections::HashSet<&str> = text.lines().collect();
+        for line in &expected {
+            assert!(lines.contains(line.as_str()), "missing {line:?} in:\n{text}");
+        }
+        // Webhook series only for apps with webhooks; nothing per channel or socket.
+        assert!(
+            !text.contains("ferrocast_webhook_events_total{app_id=\"app-1\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_app_with_webhooks_is_needed_for_the_webhook_families() {
+        let m = Metrics::for_apps(["app-1"]);
+        let mut unexported = m.unexported_families();
+        unexported.sort();
+        assert_eq!(
+            unexported,
+            [
+                "ferrocast_webhook_dead_letter_depth",
+                "ferrocast_webhook_dead_letters_total",
+                "ferrocast_webhook_deliveries_total",
+                "ferrocast_webhook_events_total",
+                "ferrocast_webhook_failures_total",
+                "ferrocast_webhook_oldest_job_age_seconds",
+                "ferrocast_webhook_queue_depth",
+                "ferrocast_webhook_retries_total",
+                "ferrocast_webhook_takeovers_total",
+            ]
+        );
     }
 }

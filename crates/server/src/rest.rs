@@ -40,6 +40,19 @@ pub enum Route {
 }
 
 impl Route {
+    /// Every route, so its REST metrics are exported at zero from the start. A new variant
+    /// must be added here too: the `every_route_is_listed` test fails otherwise.
+    pub const ALL: [Route; 8] = [
+        Route::Events,
+        Route::BatchEvents,
+        Route::Channels,
+        Route::Channel,
+        Route::Users,
+        Route::TerminateUser,
+        Route::DeadLetters,
+        Route::ReplayDeadLetters,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Route::Events => "events",
@@ -519,6 +532,26 @@ async fn terminate_user(state: &ServerState, app: &App, user_id: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_route_is_listed() {
+        // Exhaustive: a new route does not compile until it has a position here, and the
+        // assertion then fails until `Route::ALL` lists it there.
+        let position = |r: Route| match r {
+            Route::Events => 0,
+            Route::BatchEvents => 1,
+            Route::Channels => 2,
+            Route::Channel => 3,
+            Route::Users => 4,
+            Route::TerminateUser => 5,
+            Route::DeadLetters => 6,
+            Route::ReplayDeadLetters => 7,
+        };
+        let positions: Vec<usize> = Route::ALL.iter().map(|r| position(*r)).collect();
+        assert_eq!(positions, (0..Route::ALL.len()).collect::<Vec<_>>());
+        let labels: std::collections::HashSet<_> = Route::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), Route::ALL.len());
+    }
 
     #[test]
     fn routes_are_recognised_and_channel_names_decoded() {

@@ -109,7 +109,8 @@ fn redis_tls(backplane: &config::BackplaneConfig) -> Result<RedisTls, StartError
 
 /// Bind both listeners and build the shared state.
 pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, TcpListener), StartError> {
-    let metrics = Arc::new(Metrics::new());
+    // Every series of the configured apps exists from here on, at zero.
+    let metrics = Arc::new(Metrics::for_apps(config.apps.iter().map(|app| app.id.as_str())));
     // Before anything opens descriptors or binds: a bad certificate must stop the start.
     let edge = crate::net::Edge::new(&config.server, &metrics)?;
     let host = config.server.host.as_str();

@@ -339,18 +339,9 @@ fn event_name(json: &str) -> &'static str {
         #[serde(borrow)]
         name: std::borrow::Cow<'a, str>,
     }
-    const KNOWN: &[&str] = &[
-        "channel_occupied",
-        "channel_vacated",
-        "member_added",
-        "member_removed",
-        "client_event",
-        "cache_miss",
-        "subscription_count",
-    ];
     serde_json::from_str::<Named<'_>>(json)
         .ok()
-        .and_then(|n| KNOWN.iter().find(|k| **k == n.name).copied())
+        .and_then(|n| crate::metrics::WEBHOOK_EVENTS.iter().find(|k| **k == n.name).copied())
         .unwrap_or("unknown")
 }
 

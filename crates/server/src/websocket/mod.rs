@@ -34,7 +34,7 @@ use frame_reader::FrameReader;
 use writer::{write_loop, WriterContext};
 
 /// "Close without a close frame": the peer is gone (1006 is never sent on the wire).
-const ABNORMAL: u16 = 1006;
+pub(crate) const ABNORMAL: u16 = 1006;
 /// A write that makes no progress for this long means the peer is gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
