@@ -109,9 +109,12 @@ DEPLOY_VENV := $(DEPLOY_TESTS)/.venv
 
 .PHONY: test-deploy docker
 
-## Check the deployment files without a Docker engine: Compose schema and layout, Dockerfile
-## (BuildKit parser, hadolint, structure), `haproxy -c`, and deploy/ferrocast.toml against the
-## release binary. Installs haproxy (apt) and the pinned Python tools (tests/deploy/.venv) when missing.
+## Check the deployment files without a Docker engine: Compose schema and layout, the nodes'
+## stop_grace_period against their drain (shutdown_grace_s + leave_delay_ms + flush_timeout_s),
+## Dockerfile (BuildKit parser, hadolint, structure), `haproxy -c`, HAProxy's retry policy (the
+## real haproxy in front of loopback stubs: an unanswered POST is never replayed), and
+## deploy/ferrocast.toml against the release binary. Installs haproxy (apt) and the pinned
+## Python tools (tests/deploy/.venv) when missing.
 test-deploy: build
 	@if ! command -v haproxy >/dev/null 2>&1; then \
 		echo "installing haproxy"; \

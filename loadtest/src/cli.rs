@@ -120,6 +120,11 @@ pub struct IdleArgs {
     /// Public channels they subscribe to (connection i joins channel i % C).
     #[arg(long, default_value_t = 1)]
     pub channels: usize,
+    /// Subscribe to presence channels instead (signed `channel_data`, user `lt-user-{i}`, so every
+    /// connection is one member): what a held presence member costs (see the server's
+    /// per-channel member limit).
+    #[arg(long)]
+    pub presence: bool,
 }
 
 #[derive(Debug, Clone, Args)]

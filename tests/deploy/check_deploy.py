@@ -10,6 +10,15 @@
   host and ports overridden, the node becomes ready and exits 0 on SIGTERM.
 - deploy/haproxy.cfg passes `haproxy -c` and routes round-robin to exactly the compose nodes,
   checking /readyz.
+- Each node's `stop_grace_period` exceeds its whole drain (docs/operations.md, upgrades and
+  draining): shutdown_grace_s + leave_delay_ms + flush_timeout_s as the node would read them
+  (compose environment, then deploy/ferrocast.toml, then the defaults documented in
+  docs/configuration.md, which must match crates/server/src/config.rs) plus a 5 s margin.
+- HAProxy never replays a request that may have been processed: response-level retries
+  (empty-response, response-timeout, status codes) are off for everything but GET/HEAD. Checked
+  in the file and with the real haproxy in front of two stub backends on loopback: a POST that a
+  backend read and closed without answering is not sent again, a GET is, and a refused
+  connection is retried on the other backend.
 
 Run by pytest (`make test-deploy`) or as a plain script (`python3 check_deploy.py`); either way
 every problem fails with a message and a non-zero exit, and nothing is ever skipped.
@@ -19,6 +28,7 @@ hadolint are taken from this interpreter's bin directory (the tests/deploy/.venv
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shutil
@@ -27,6 +37,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.error
@@ -48,6 +59,8 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 NODE_CONFIG = REPO / "deploy" / "ferrocast.toml"
+CONFIG_DOC = REPO / "docs" / "configuration.md"
+CONFIG_RS = REPO / "crates" / "server" / "src" / "config.rs"
 HAPROXY_CFG = REPO / "deploy" / "haproxy.cfg"
 DOCKERIGNORE = REPO / ".dockerignore"
 MAKEFILE = REPO / "Makefile"
@@ -225,6 +238,116 @@ def test_compose_describes_the_cluster():
     match = re.fullmatch(r"redis://([^:/]+):(\d+)/?", url)
     check(match is not None, f"backplane.url {url!r} is not redis://HOST:PORT")
     check(match.group(1) in services, f"backplane.url host {match.group(1)!r} is not a compose service")
+
+
+# The node's drain (docs/operations.md#upgrades-and-draining), in the order it happens.
+DRAIN_SETTINGS = (("server", "shutdown_grace_s"), ("webhooks", "leave_delay_ms"), ("webhooks", "flush_timeout_s"))
+# What the stop timeout must leave beyond the sum: the leave confirmations' own bound is
+# leave_delay_ms + 2 s (crates/server/src/run.rs), then a deregistration and Redis round trips.
+MIN_DRAIN_MARGIN_S = 5.0
+
+_COMPOSE_DURATION_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+
+
+def compose_duration_s(value: object) -> float:
+    """A Compose duration (`30s`, `1m30s`, `1.5s`, or a bare number of seconds) in seconds."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip()
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|ns|m|s)", text)
+    check(
+        parts and "".join(n + u for n, u in parts) == text,
+        f"stop_grace_period {value!r} is not a Compose duration (e.g. 30s, 1m30s)",
+    )
+    return sum(float(n) * _COMPOSE_DURATION_UNIT[u] for n, u in parts)
+
+
+def documented_default(section: str, key: str) -> int:
+    """The default of `[section] key` in docs/configuration.md, checked against config.rs."""
+    check(CONFIG_DOC.is_file(), f"{CONFIG_DOC} is missing")
+    text = CONFIG_DOC.read_text()
+    heading = re.search(rf"(?m)^## `\[{re.escape(section)}\]`\s*$", text)
+    check(heading is not None, f"docs/configuration.md has no `## `[{section}]`` section")
+    body = text[heading.end():]
+    end = re.search(r"(?m)^## ", body)
+    body = body[: end.start()] if end else body
+    row = re.search(rf"(?m)^\| `{re.escape(key)}` \| `(\d+)` \|", body)
+    check(row is not None, f"docs/configuration.md [{section}] has no row `{key}` with a numeric default")
+    documented = int(row.group(1))
+    check(CONFIG_RS.is_file(), f"{CONFIG_RS} is missing")
+    in_code = re.findall(rf"(?m)^\s*{re.escape(key)}: ([\d_]+),\s*$", CONFIG_RS.read_text())
+    check(
+        len(in_code) == 1,
+        f"crates/server/src/config.rs: expected one default `{key}: N,` in a Default impl, found {in_code}",
+    )
+    check(
+        int(in_code[0].replace("_", "")) == documented,
+        f"{section}.{key}: docs/configuration.md documents {documented}, config.rs defaults to {in_code[0]}",
+    )
+    return documented
+
+
+def effective_setting(service_name: str, service: dict, section: str, key: str) -> tuple[int, str]:
+    """(value, where it comes from) of `[section] key` for a compose node, as the node reads it:
+    FERROCAST_<SECTION>__<KEY> from the service environment, else deploy/ferrocast.toml, else
+    the documented default."""
+    var = f"FERROCAST_{section.upper()}__{key.upper()}"
+    env = {k.upper(): v for k, v in environment_of(service).items()}
+    if var in env:
+        check(re.fullmatch(r"\d+", env[var].strip()), f"{service_name}: {var}={env[var]!r} is not a number")
+        return int(env[var]), f"{service_name} environment {var}"
+    table = load_node_config().get(section) or {}
+    if key in table:
+        check(isinstance(table[key], int), f"deploy/ferrocast.toml [{section}] {key} is not an integer")
+        return table[key], f"deploy/ferrocast.toml [{section}]"
+    return documented_default(section, key), "default (docs/configuration.md)"
+
+
+def drain_problems(services: dict) -> list[str]:
+    """Nodes whose stop_grace_period does not cover their drain plus the margin."""
+    problems = []
+    for name in NODES:
+        node = services[name]
+        if "stop_grace_period" not in node:
+            problems.append(f"{name}: no stop_grace_period (Compose's default, 10 s, cuts the drain)")
+            continue
+        grace = compose_duration_s(node["stop_grace_period"])
+        values = {key: effective_setting(name, node, section, key) for section, key in DRAIN_SETTINGS}
+        drain = values["shutdown_grace_s"][0] + values["leave_delay_ms"][0] / 1000.0 + values["flush_timeout_s"][0]
+        if grace < drain + MIN_DRAIN_MARGIN_S:
+            explained = ", ".join(f"{k} = {v} ({src})" for k, (v, src) in values.items())
+            problems.append(
+                f"{name}: stop_grace_period is {grace:g} s, but the drain takes up to {drain:g} s ({explained}); "
+                f"it needs at least {drain + MIN_DRAIN_MARGIN_S:g} s (the sum plus a {MIN_DRAIN_MARGIN_S:g} s margin)"
+            )
+    return problems
+
+
+def test_compose_stop_grace_period_covers_the_drain():
+    problems = drain_problems(load_compose().get("services") or {})
+    check(not problems, "\n".join(problems))
+
+
+def test_drain_check_refuses_a_short_or_outgrown_grace_period():
+    """The check above can fail: the old 15 s is refused with the documented defaults, and so is
+    the current value once an environment override lengthens the webhook flush."""
+    check(compose_duration_s("1m30s") == 90.0 and compose_duration_s("2500ms") == 2.5, "duration parser is wrong")
+    defaults = sum(
+        documented_default(section, key) / (1000.0 if key.endswith("_ms") else 1.0) for section, key in DRAIN_SETTINGS
+    )
+    check(defaults == 18.0, f"the documented drain defaults add up to {defaults} s, expected 10 + 3 + 5 = 18 s")
+
+    services = load_compose()["services"]
+    short = {name: dict(services[name], stop_grace_period="15s") for name in NODES}
+    check(len(drain_problems(short)) == len(NODES), "a 15 s stop_grace_period was accepted")
+    env = dict(environment_of(services["node-b"]), FERROCAST_WEBHOOKS__FLUSH_TIMEOUT_S="60")
+    outgrown = {name: services[name] for name in NODES}
+    outgrown["node-b"] = dict(services["node-b"], environment=env)
+    problems = drain_problems(outgrown)
+    check(
+        len(problems) == 1 and problems[0].startswith("node-b:") and "environment" in problems[0],
+        f"a 60 s flush_timeout_s set in node-b's environment was not held against its grace period: {problems}",
+    )
 
 
 def test_compose_build_context_keeps_what_the_build_needs():
@@ -609,6 +732,296 @@ def test_haproxy_cfg_balances_the_compose_nodes():
             re.search(r"init-addr \S*none", options),
             f"server {server[1]} needs `init-addr ...,none` so HAProxy starts before the name resolves",
         )
+
+
+# Retry causes where the request has not reached a server, so it cannot have been processed.
+SAFE_RETRY_ON = {"none", "conn-failure", "0rtt-rejected"}
+
+
+def retry_policy(sections: dict[str, list[str]], backend_name: str) -> tuple[set[str], list[str]]:
+    """The backend's `retry-on` causes (its own line, else the defaults') and its
+    `http-request disable-l7-retry` rules."""
+    defaults = next((lines for name, lines in sections.items() if name.split()[0] == "defaults"), [])
+    backend = sections[f"backend {backend_name}"]
+    retry_on = [l.split()[1:] for l in backend if l.split()[0] == "retry-on"] or [
+        l.split()[1:] for l in defaults if l.split()[0] == "retry-on"
+    ]
+    causes = set(retry_on[-1]) if retry_on else {"conn-failure"}  # HAProxy's default
+    rules = [l for l in backend if l.startswith("http-request disable-l7-retry")]
+    return causes, rules
+
+
+def l7_retries_limited_to_get(backend: list[str], rules: list[str]) -> bool:
+    """Whether one rule turns the response-level retries off for every method but GET/HEAD."""
+    acls = {}
+    for line in backend:
+        words = line.split()
+        if words[0] == "acl" and len(words) >= 4 and words[2] == "method":
+            acls[words[1]] = set(w.upper() for w in words[3:])
+    for rule in rules:
+        words = rule.split()[2:]
+        if not words:
+            return True  # unconditional: no L7 retry at all
+        if len(words) != 2:
+            continue
+        keyword, acl = words
+        if (keyword, acl[:1]) == ("if", "!"):
+            keyword, acl = "unless", acl[1:]
+        if keyword != "unless":
+            continue
+        if acl == "METH_GET" or (acl in acls and acls[acl] <= {"GET", "HEAD"}):
+            return True
+    return False
+
+
+def backend_of_6001(sections: dict[str, list[str]]) -> str:
+    for name, lines in sections.items():
+        if name.split()[0] == "frontend" and any(re.fullmatch(r"bind \S*:6001\b.*", l) for l in lines):
+            found = next((l.split()[1] for l in lines if l.startswith("default_backend ")), None)
+            check(found is not None, "the :6001 frontend has no default_backend")
+            return found
+    fail("haproxy.cfg needs one frontend bound to :6001")
+
+
+def test_haproxy_never_replays_a_request_that_may_have_been_processed():
+    sections = haproxy_sections()
+    backend_name = backend_of_6001(sections)
+    backend = sections[f"backend {backend_name}"]
+    frontend_rules = [
+        l for name, lines in sections.items() if name.split()[0] == "frontend"
+        for l in lines if l.startswith("http-request disable-l7-retry")
+    ]
+    check(not frontend_rules, "put `http-request disable-l7-retry` in the backend, next to the retry policy it limits")
+    causes, rules = retry_policy(sections, backend_name)
+    check("conn-failure" in causes, f"retry-on must include conn-failure (a refused connection is retried), is {sorted(causes)}")
+    unsafe = causes - SAFE_RETRY_ON
+    if unsafe:
+        check(
+            l7_retries_limited_to_get(backend, rules),
+            f"retry-on {' '.join(sorted(causes))} replays requests a node may already have processed "
+            f"({', '.join(sorted(unsafe))}): a POST /events would be published twice. Keep only "
+            f"{sorted(SAFE_RETRY_ON - {'none'})}, or add `http-request disable-l7-retry unless METH_GET` "
+            f"to backend {backend_name}",
+        )
+    all_lines = [l for lines in sections.values() for l in lines]
+    retries = [int(l.split()[1]) for l in all_lines if l.split()[0] == "retries"]
+    check(retries and retries[-1] >= 1, "haproxy.cfg must set `retries` to at least 1 (a refused connection is retried)")
+    check(
+        any(l.split()[:2] == ["option", "redispatch"] for l in all_lines),
+        "haproxy.cfg must set `option redispatch` so a retry goes to another node",
+    )
+
+
+def test_haproxy_retry_rule_check_can_fail():
+    """The parse above refuses the policy issue 12 found and accepts the fixed forms."""
+    old = {"defaults": ["retry-on conn-failure empty-response response-timeout 503"], "backend b": ["balance roundrobin"]}
+    causes, rules = retry_policy(old, "b")
+    check(causes - SAFE_RETRY_ON and not l7_retries_limited_to_get(old["backend b"], rules), "old policy accepted")
+    for rule, acl in (
+        ("http-request disable-l7-retry unless METH_GET", None),
+        ("http-request disable-l7-retry if !readonly", "acl readonly method GET HEAD"),
+        ("http-request disable-l7-retry", None),
+    ):
+        backend = [l for l in (acl, rule) if l]
+        check(l7_retries_limited_to_get(backend, [rule]), f"{rule!r} not recognised")
+    for rule, acl in (
+        ("http-request disable-l7-retry if METH_POST", None),  # PUT, DELETE, PATCH still replayed
+        ("http-request disable-l7-retry unless writes", "acl writes method GET POST"),
+    ):
+        backend = [l for l in (acl, rule) if l]
+        check(not l7_retries_limited_to_get(backend, [rule]), f"{rule!r} accepted but leaves POSTs replayable")
+
+
+class StubBackend:
+    """An HTTP/1.1 server on loopback that records each request's method and either answers
+    200 or reads the whole request and closes without a word (a node that processed a POST and
+    died or stalled before answering)."""
+
+    def __init__(self, answer: bool):
+        self.answer = answer
+        self.requests: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port = self._sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path = lines[0].split()[:2]
+                length = next(
+                    (int(l.split(":", 1)[1]) for l in lines[1:] if l.lower().startswith("content-length:")), 0
+                )
+                while len(body) < length:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    body += chunk
+                with self._lock:
+                    self.requests.append((method, path))
+                if self.answer:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+            except OSError:
+                return
+
+    def methods(self) -> list[str]:
+        with self._lock:
+            return [m for m, _ in self.requests]
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def haproxy_cfg_in_front_of(listen_port: int, servers: list[int]) -> str:
+    """deploy/haproxy.cfg with its global and defaults sections and its client backend's rules
+    as they are, the :6001 frontend bound to `listen_port` on loopback, and the backend's servers
+    replaced by `servers` (without health checks or Docker DNS)."""
+    sections = haproxy_sections()
+    backend_name = backend_of_6001(sections)
+    out = []
+    for name, lines in sections.items():
+        kind = name.split()[0]
+        if kind in ("global", "defaults"):
+            out.append(name)
+            out += [f"    {l}" for l in lines]
+        elif kind == "frontend" and any(re.fullmatch(r"bind \S*:6001\b.*", l) for l in lines):
+            out.append(name)
+            out += [f"    {l}" for l in lines if not l.startswith("bind ")]
+            out.append(f"    bind 127.0.0.1:{listen_port}")
+        elif name == f"backend {backend_name}":
+            out.append(name)
+            dropped = ("server ", "default-server ", "option httpchk", "http-check ")
+            out += [f"    {l}" for l in lines if not l.startswith(dropped)]
+            out += [f"    server s{i} 127.0.0.1:{port}" for i, port in enumerate(servers, 1)]
+    return "\n".join(out) + "\n"
+
+
+def through_haproxy(servers: list[int], requests: list[tuple[str, str]]) -> tuple[list[int], str]:
+    """Run the real haproxy with the derived cfg; send `requests` (method, path) one at a time,
+    each on a new client connection; return their statuses and haproxy's log."""
+    for attempt in range(3):
+        port = free_port()
+        if port in servers:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = Path(tmp) / "haproxy.cfg"
+            cfg.write_text(haproxy_cfg_in_front_of(port, servers))
+            log = open(Path(tmp) / "haproxy.log", "w+")
+            process = subprocess.Popen(
+                [tool("haproxy"), "-db", "-f", str(cfg)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+            try:
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and process.poll() is None:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                        break
+                    except OSError:
+                        time.sleep(0.05)
+                if process.poll() is not None:
+                    log.seek(0)
+                    text = log.read()
+                    if "cannot bind" in text.lower() and attempt < 2:
+                        continue
+                    fail(f"haproxy exited with {process.returncode} at start:\n{text}\ncfg:\n{cfg.read_text()}")
+                statuses = []
+                for method, path in requests:
+                    body = b'{"name":"e","channel":"c","data":"{}"}' if method == "POST" else None
+                    client = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    try:
+                        headers = {"Content-Type": "application/json"} if body else {}
+                        client.request(method, path, body=body, headers=headers)
+                        response = client.getresponse()
+                        response.read()
+                        statuses.append(response.status)
+                    finally:
+                        client.close()
+                time.sleep(0.2)  # the log line of the last request
+            finally:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            log.seek(0)
+            text = log.read()
+            log.close()
+            return statuses, text
+    fail("could not find a free port for haproxy after 3 attempts")
+
+
+def test_haproxy_does_not_replay_a_post_that_reached_a_node():
+    silent = [StubBackend(answer=False), StubBackend(answer=False)]
+    try:
+        statuses, log = through_haproxy([b.port for b in silent], [("POST", "/apps/app-id/events")])
+        received = [m for b in silent for m in b.methods()]
+        check(
+            received == ["POST"],
+            f"a POST that a backend read and closed without answering was sent {len(received)} times "
+            f"(expected once: a replay publishes the event twice); haproxy log:\n{log}",
+        )
+        check(statuses == [502], f"the client got {statuses} for the unanswered POST, expected [502]")
+
+        for b in silent:
+            b.requests.clear()
+        statuses, log = through_haproxy([b.port for b in silent], [("GET", "/apps/app-id/channels")])
+        received = [m for b in silent for m in b.methods()]
+        check(
+            len(received) >= 2 and set(received) == {"GET"},
+            f"an unanswered GET (idempotent: REST queries, WebSocket upgrades) should be retried, was sent "
+            f"{len(received)} time(s); haproxy log:\n{log}",
+        )
+    finally:
+        for b in silent:
+            b.close()
+
+
+def test_haproxy_retries_a_refused_connection_on_the_other_node():
+    refused_port = free_port()  # nothing listens there: connection refused
+    ok = StubBackend(answer=True)
+    try:
+        requests = [("POST", "/apps/app-id/events")] * 4 + [("GET", "/app/app-key")] * 2
+        statuses, log = through_haproxy([refused_port, ok.port], requests)
+        check(
+            statuses == [200] * len(requests),
+            f"with one node refusing connections the client got {statuses}, expected all 200; haproxy log:\n{log}",
+        )
+        check(
+            ok.methods() == [m for m, _ in requests],
+            f"the answering node got {ok.methods()}, expected each request once: {[m for m, _ in requests]}",
+        )
+        # httplog: ".../retries" with a "+" when redispatched; round-robin sent half the
+        # requests to the refusing node first.
+        retried = re.findall(r" \d+/\d+/\d+/\d+/\+?([1-9]\d*) ", log)
+        check(
+            len(retried) >= len(requests) // 2,
+            f"haproxy logged {len(retried)} retried requests, expected at least {len(requests) // 2} "
+            f"(round-robin over a refusing node); log:\n{log}",
+        )
+    finally:
+        ok.close()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use fastwebsockets::OpCode;
+use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +39,13 @@ async fn connection(
     let started = Instant::now();
     let setup = async {
         let mut client = Client::open(&ctx.dialer, ctx.endpoint(index), &ctx.common.key).await?;
-        client.subscribe(&channel, None, None).await?;
+        if channel.starts_with("presence-") {
+            let channel_data = json!({"user_id": format!("lt-user-{index}"), "user_info": {"i": index}}).to_string();
+            let auth = ctx.presence_auth(&client.socket_id, &channel, &channel_data);
+            client.subscribe(&channel, Some(&auth), Some(&channel_data)).await?;
+        } else {
+            client.subscribe(&channel, None, None).await?;
+        }
         client.wait_subscribed(&channel, SUBSCRIBE_TIMEOUT, |_| {}).await?;
         Ok::<_, ClientError>(client)
     };
@@ -115,7 +122,10 @@ pub async fn run(ctx: Rc<Ctx>, args: IdleArgs) -> Result<Report, String> {
     let pids = ctx.common.server_pid.clone();
     let rss_before = total_rss(&pids);
 
-    let channels: Vec<Rc<str>> = (0..c).map(|i| Rc::from(format!("{}-idle-{i}", ctx.prefix))).collect();
+    let kind = if args.presence { "presence-" } else { "" };
+    let channels: Vec<Rc<str>> = (0..c)
+        .map(|i| Rc::from(format!("{kind}{}-idle-{i}", ctx.prefix)))
+        .collect();
     let shared = Rc::new(Shared {
         setup: Setup::default(),
         alive: Cell::new(n),
@@ -173,6 +183,7 @@ pub async fn run(ctx: Rc<Ctx>, args: IdleArgs) -> Result<Report, String> {
     report.set("connections", n);
     report.set("connected", ready);
     report.set("channels", c);
+    report.set("presence", args.presence);
     report.set("concurrency", concurrency);
     report.set("connect_s", round3(connect_time.as_secs_f64()));
     report.set("connect_per_s", round1(rate));
