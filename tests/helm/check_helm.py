@@ -56,6 +56,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import urllib.error
@@ -258,8 +259,20 @@ WHOLE_CONFIG_SECRET_VALUES = {
     "tests": {"enabled": True, "appKey": "live-key"},
 }
 
+def walkthrough_values() -> dict:
+    """The values of docs/operations.md's walk-through (its step 4), so the doc stays installable."""
+    doc = (REPO / "docs" / "operations.md").read_text()
+    step = doc.index("4. **Values**")
+    start = doc.index("```yaml\n", step) + len("```yaml\n")
+    block = textwrap.dedent(doc[start : doc.index("```", start)])
+    values = yaml.safe_load(block)
+    check(isinstance(values, dict) and values, "the walk-through's values block is empty")
+    return values
+
+
 VALUE_SETS = {
     "default": lambda: {},
+    "operations-walkthrough": walkthrough_values,
     "whole-config-secret": lambda: copy.deepcopy(WHOLE_CONFIG_SECRET_VALUES),
     "edge-config": lambda: copy.deepcopy(EDGE_VALUES),
     "node-tls": lambda: {"tls": {"existingSecret": "ferrocast-node-tls"}},
