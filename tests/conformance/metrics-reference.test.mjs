@@ -33,7 +33,7 @@ before(async () => {
 const MESSAGE_KINDS = ['api_event', 'client_event', 'protocol'];
 // Close codes the node itself uses after a connection was admitted (a drain, a slow consumer,
 // a pong timeout, unauthorized) and a peer gone without a close frame.
-const CLOSE_CODES = ['1000', '1006', '4009', '4100', '4200', '4201'];
+const CLOSE_CODES = ['1000', '1006', '4009', '4100', '4200', '4201', 'other'];
 const WEBHOOK_EVENTS = ['channel_occupied', 'channel_vacated', 'member_added', 'member_removed', 'client_event', 'cache_miss', 'subscription_count'];
 const WEBHOOK_REASONS = ['expired', 'queue_full', 'shutdown', 'queue_unavailable', 'cluster_state_unavailable'];
 

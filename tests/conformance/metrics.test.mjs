@@ -159,3 +159,22 @@ for (const [label, backplane] of [
     });
   });
 }
+
+test('close codes a client picks share one `other` series: a client cannot mint label values', async (t) => {
+  const closedWith = async (code) => {
+    const c = await connectRaw(t, srv.client, app);
+    c.ws.close(code);
+    await eventually(() => assert.ok(c.closeInfo, `socket closed with ${code}`), 5000);
+  };
+  const before = sum((await scrape()).samples, 'ferrocast_connections_closed_total', (l) => l.app_id === app.id && l.code === 'other');
+  await closedWith(4321);
+  await closedWith(3999);
+  let samples;
+  await eventually(async () => {
+    samples = (await scrape()).samples;
+    const other = sum(samples, 'ferrocast_connections_closed_total', (l) => l.app_id === app.id && l.code === 'other');
+    assert.equal(other, before + 2, 'both closes counted as other');
+  }, 5000);
+  const codes = new Set(samples.filter((s) => s.name === 'ferrocast_connections_closed_total').map((s) => s.labels.code));
+  assert.ok(!codes.has('4321') && !codes.has('3999'), `no per-code series for client-chosen codes: ${[...codes].join(', ')}`);
+});

@@ -29,7 +29,7 @@ const NAMESPACE: &str = "ferrocast";
 /// client's own closes (1000 normal, 1001 going away), the transport errors the node closes with
 /// (1002, 1003, 1007, 1009), a peer gone without a close frame (1006), and the node's own closes
 /// (4009 unauthorized or terminated by the app, 4100 slow consumer, 4200 drain, 4201 pong
-/// timeout). A client may close with any other valid code; its series appears with its first use.
+/// timeout). Any other code a client closes with is counted as `other`.
 pub const CLOSE_CODES: [u16; 11] = [
     1000,
     1001,
@@ -476,11 +476,16 @@ pub struct AppMetrics {
 }
 
 impl AppMetrics {
-    /// Count a closed connection by its close code.
+    /// Count a closed connection by its close code. Codes outside [`CLOSE_CODES`] are counted as
+    /// `other`: a client may close with any of ~4,000 valid codes, and each would otherwise
+    /// become a series of its own (a client could grow the registry at will).
     pub fn closed(&self, code: u16) {
-        self.closed
-            .with_label_values(&[self.app_id.as_str(), &code.to_string()])
-            .inc();
+        let label = if CLOSE_CODES.contains(&code) {
+            code.to_string()
+        } else {
+            "other".to_owned()
+        };
+        self.closed.with_label_values(&[self.app_id.as_str(), &label]).inc();
     }
 }
 
@@ -521,6 +526,7 @@ impl Metrics {
     /// Create the series of one app at zero.
     fn start_app(&self, app_id: &str) {
         let _handles = self.app(app_id);
+        self.connections_closed.with_label_values(&[app_id, "other"]);
         for code in CLOSE_CODES {
             self.connections_closed.with_label_values(&[app_id, &code.to_string()]);
         }
@@ -543,7 +549,7 @@ impl Metrics {
         Self {
             connections: gauge(r, "connections", "Open WebSocket connections", app),
             connections_opened: counter(r, "connections_opened_total", "WebSocket connections accepted", app),
-            connections_closed: counter(r, "connections_closed_total", "WebSocket connections closed, by close code (connections refused at the handshake are not counted)", &["app_id", "code"]),
+            connections_closed: counter(r, "connections_closed_total", "WebSocket connections closed, by close code (other: any code not exported from the start; connections refused at the handshake are not counted)", &["app_id", "code"]),
             ws_messages_in: counter(r, "ws_messages_in_total", "Frames received from clients, by kind: client_event (client-* events) or protocol (every other frame)", &["app_id", "kind"]),
             ws_bytes_in: counter(r, "ws_bytes_in_total", "Bytes of frames received from clients", app),
             ws_messages_out: counter(r, "ws_messages_out_total", "Frames written to clients", app),
@@ -716,6 +722,8 @@ mod tests {
         app.connections.inc();
         app.messages_out.inc_by(3);
         app.closed(4100);
+        app.closed(3999);
+        app.closed(4321);
         m.rest_request("events", 401, 0.002);
         let observer = MetricsObserver(m.clone());
         observer.delivered("app-1", MessageKind::ApiEvent, 5, 0.0003);
@@ -736,6 +744,8 @@ mod tests {
             "ferrocast_connections{app_id=\"app-1\"} 1",
             "ferrocast_ws_messages_out_total{app_id=\"app-1\"} 3",
             "ferrocast_connections_closed_total{app_id=\"app-1\",code=\"4100\"} 1",
+            // Codes not known in advance share one series: a client cannot mint new ones.
+            "ferrocast_connections_closed_total{app_id=\"app-1\",code=\"other\"} 2",
             "ferrocast_rest_requests_total{route=\"events\",status=\"401\"} 1",
             "ferrocast_rest_request_duration_seconds_count{route=\"events\"} 1",
             "ferrocast_messages_delivered_total{app_id=\"app-1\",kind=\"api_event\"} 5",
