@@ -48,8 +48,11 @@ npm-deps:
 ## Every test: the Rust workspace, then the conformance suite against the release binary.
 test: test-deps test-rust fuzz-smoke test-conformance test-hostile soak-smoke loadtest-smoke test-deploy test-helm
 
-test-rust:
-	$(CARGO) test --workspace --locked
+## The Rust workspace's tests. The SDK's (crates/sdk/tests) need the release binary (a REST and
+## encrypted-channel test against a real node) and the pinned npm packages (cross-checks against
+## the official Node SDK and pusher-js): they fail, never skip, without them.
+test-rust: build npm-deps
+	FERROCAST_BIN=$(CURDIR)/$(BIN) $(CARGO) test --workspace --locked
 
 test-conformance: build
 	cd $(CONFORMANCE) && FERROCAST_BIN=$(CURDIR)/$(BIN) npm test

@@ -241,7 +241,15 @@ mod tests {
     #[test]
     fn reference_12_4_encrypted() {
         let master = MasterKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
-        let a = channel_auth(KEY, SECRET, Some(&master), "98765.4321", "private-encrypted-vault", None).unwrap();
+        let a = channel_auth(
+            KEY,
+            SECRET,
+            Some(&master),
+            "98765.4321",
+            "private-encrypted-vault",
+            None,
+        )
+        .unwrap();
         assert_eq!(
             a.to_json(),
             r#"{"auth":"3f6a2c9b81e04d7d5a10:1d757e19290ca09a690cdfca4a7c97a9e69fc2cf5db1d06493c8fa9b71cd6ee2","shared_secret":"wp8Orjt2S4H4n8dDP7pa2A9reduRTTedbaiVnjqomsc="}"#
@@ -254,9 +262,13 @@ mod tests {
     fn reference_12_7_published_vectors() {
         let (k, s) = ("278d425bdf160c739803", "7ad3773142a6692b25b8");
         let a = channel_auth(k, s, None, "1234.1234", "private-foobar", None).unwrap();
-        assert!(a.auth.ends_with(":58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"));
+        assert!(a
+            .auth
+            .ends_with(":58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"));
         let u = user_auth(k, s, "1234.1234", r#"{"id":"12345"}"#.to_owned()).unwrap();
-        assert!(u.auth.ends_with(":4708d583dada6a56435fb8bc611c77c359a31eebde13337c16ab43aa6de336ba"));
+        assert!(u
+            .auth
+            .ends_with(":4708d583dada6a56435fb8bc611c77c359a31eebde13337c16ab43aa6de336ba"));
         let p = channel_auth(
             k,
             s,
@@ -266,7 +278,9 @@ mod tests {
             Some(r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#.to_owned()),
         )
         .unwrap();
-        assert!(p.auth.ends_with(":31935e7d86dba64c2a90aed31fdc61869f9b22ba9d8863bba239c03ca481bc80"));
+        assert!(p
+            .auth
+            .ends_with(":31935e7d86dba64c2a90aed31fdc61869f9b22ba9d8863bba239c03ca481bc80"));
     }
 
     #[test]

@@ -19,7 +19,12 @@ use crate::signing::signed_query_string;
 use crate::webhook::{self, Webhook, WebhookError};
 
 /// Query values keep these characters as they are (as the Node SDK, which does not escape).
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b',');
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b',');
 /// Path segments (user ids) keep RFC 3986 `pchar`s.
 const PATH_SEGMENT: &AsciiSet = &QUERY_VALUE
     .remove(b'=')
@@ -316,7 +321,14 @@ impl Client {
     ///
     /// Presence channels need a member: use [`Client::authorize_presence_channel`].
     pub fn authorize_channel(&self, socket_id: &str, channel: &str) -> Result<ChannelAuth> {
-        auth::channel_auth(&self.key, &self.secret, self.master_key.as_ref(), socket_id, channel, None)
+        auth::channel_auth(
+            &self.key,
+            &self.secret,
+            self.master_key.as_ref(),
+            socket_id,
+            channel,
+            None,
+        )
     }
 
     /// Authorizes a subscription to a presence channel as `member` (signed as `channel_data`).
@@ -332,7 +344,12 @@ impl Client {
 
     /// Authorizes a subscription with an exact `channel_data` string (any JSON object with a
     /// `user_id`, e.g. a numeric one), signed byte for byte as given.
-    pub fn authorize_channel_with_data(&self, socket_id: &str, channel: &str, channel_data: &str) -> Result<ChannelAuth> {
+    pub fn authorize_channel_with_data(
+        &self,
+        socket_id: &str,
+        channel: &str,
+        channel_data: &str,
+    ) -> Result<ChannelAuth> {
         auth::channel_auth(
             &self.key,
             &self.secret,
@@ -453,15 +470,27 @@ impl Client {
     }
 
     /// Sends `event` to every connection signed in as `user_id` (channel `#server-to-user-{id}`).
-    pub async fn send_to_user<T: Serialize + ?Sized>(&self, user_id: &str, event: &str, data: &T) -> Result<TriggerResponse> {
+    pub async fn send_to_user<T: Serialize + ?Sized>(
+        &self,
+        user_id: &str,
+        event: &str,
+        data: &T,
+    ) -> Result<TriggerResponse> {
         validate_event_name(event)?;
         auth::validate_user_id(user_id)?;
         let channel = format!("#server-to-user-{user_id}");
         let data = self.event_data(&channel, data)?;
-        self.post_event(&[&channel], event, data, &TriggerParams::default()).await
+        self.post_event(&[&channel], event, data, &TriggerParams::default())
+            .await
     }
 
-    async fn post_event(&self, channels: &[&str], event: &str, data: String, params: &TriggerParams) -> Result<TriggerResponse> {
+    async fn post_event(
+        &self,
+        channels: &[&str],
+        event: &str,
+        data: String,
+        params: &TriggerParams,
+    ) -> Result<TriggerResponse> {
         let body = TriggerBody {
             name: event,
             data,
@@ -515,7 +544,11 @@ impl Client {
     pub async fn channel_info(&self, channel: &str, info: &[&str]) -> Result<ChannelInfo> {
         validate_channel(channel)?;
         let joined = info.join(",");
-        let params: Vec<(&str, &str)> = if info.is_empty() { Vec::new() } else { vec![("info", &joined)] };
+        let params: Vec<(&str, &str)> = if info.is_empty() {
+            Vec::new()
+        } else {
+            vec![("info", &joined)]
+        };
         let answer = self
             .request(Method::GET, &format!("/channels/{channel}"), &params, Vec::new())
             .await?;
@@ -548,7 +581,14 @@ impl Client {
 
     /// The signed query string for a request to `sub_path` (below `/apps/{app_id}`) at Unix time
     /// `timestamp`, without the leading `?`: what [`Client`] appends to every request.
-    pub fn signed_query(&self, method: &str, sub_path: &str, params: &[(&str, &str)], body: &[u8], timestamp: u64) -> String {
+    pub fn signed_query(
+        &self,
+        method: &str,
+        sub_path: &str,
+        params: &[(&str, &str)],
+        body: &[u8],
+        timestamp: u64,
+    ) -> String {
         let path = format!("/apps/{}{}", self.app_id, sub_path);
         signed_query_string(method, &path, params, body, &self.key, &self.secret, timestamp)
     }
@@ -573,10 +613,10 @@ impl Client {
             .collect::<Vec<_>>()
             .join("&");
         let uri = format!("{}{}?{}", self.scheme_authority, path, query);
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(&uri)
-            .header("x-pusher-library", concat!("ferrocast-sdk-rust ", env!("CARGO_PKG_VERSION")));
+        let mut builder = Request::builder().method(method).uri(&uri).header(
+            "x-pusher-library",
+            concat!("ferrocast-sdk-rust ", env!("CARGO_PKG_VERSION")),
+        );
         if !body.is_empty() {
             builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
         }

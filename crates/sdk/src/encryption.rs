@@ -34,7 +34,10 @@ impl MasterKey {
     /// A key from its 32 raw bytes; any other length is refused.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let key: [u8; 32] = bytes.try_into().map_err(|_| {
-            Error::InvalidMasterKey(format!("must be 32 bytes long, the provided key is {} bytes long", bytes.len()))
+            Error::InvalidMasterKey(format!(
+                "must be 32 bytes long, the provided key is {} bytes long",
+                bytes.len()
+            ))
         })?;
         Ok(MasterKey(key))
     }
@@ -183,7 +186,10 @@ mod tests {
             data,
             r#"{"nonce":"ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7","ciphertext":"hU6KWlKz2DFP5xXXnOfdKatj3Z8fRsy2YNph2muj"}"#
         );
-        assert_eq!(key.decrypt("private-encrypted-vault", &data).unwrap(), br#"{"amount":100}"#);
+        assert_eq!(
+            key.decrypt("private-encrypted-vault", &data).unwrap(),
+            br#"{"amount":100}"#
+        );
     }
 
     #[test]
@@ -208,7 +214,9 @@ mod tests {
         let tampered = serde_json::to_string(&p).unwrap();
         assert!(key.decrypt("private-encrypted-x", &tampered).is_err());
         assert!(key.decrypt("private-encrypted-x", "{}").is_err());
-        assert!(key.decrypt("private-encrypted-x", r#"{"nonce":"AAAA","ciphertext":"AAAA"}"#).is_err());
+        assert!(key
+            .decrypt("private-encrypted-x", r#"{"nonce":"AAAA","ciphertext":"AAAA"}"#)
+            .is_err());
     }
 
     #[test]

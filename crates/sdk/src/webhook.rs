@@ -200,7 +200,10 @@ mod tests {
             {"name":"from_the_future","channel":"a"}]}"#;
         let sig = hmac_sha256_hex(SECRET, body.as_bytes());
         let mut headers = hyper::HeaderMap::new();
-        headers.insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+        headers.insert(
+            "content-type",
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
         headers.insert("x-pusher-key", hyper::header::HeaderValue::from_static(KEY));
         headers.insert(
             "x-pusher-signature",

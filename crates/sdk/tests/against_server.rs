@@ -113,8 +113,13 @@ impl Ws {
             "GET /app/{KEY}?protocol=7&client=sdk-it&version=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
         stream.write_all(req.as_bytes()).expect("handshake");
-        let mut ws = Ws { stream, buf: Vec::new() };
-        ws.stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut ws = Ws {
+            stream,
+            buf: Vec::new(),
+        };
+        ws.stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         let head_end = loop {
             if let Some(i) = ws.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
@@ -209,7 +214,12 @@ fn parse_frame(buf: &[u8]) -> Option<(Frame, usize)> {
     let payload = buf.get(head..head + len)?;
     let frame = match b0 & 0x0f {
         1 => Frame::Text(String::from_utf8_lossy(payload).into_owned()),
-        8 => Frame::Close(payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]])).unwrap_or(1005)),
+        8 => Frame::Close(
+            payload
+                .get(..2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .unwrap_or(1005),
+        ),
         _ => Frame::Other,
     };
     Some((frame, head + len))
@@ -246,7 +256,11 @@ impl PusherJs {
                 }
             }
         });
-        PusherJs { child, stdin, lines: rx }
+        PusherJs {
+            child,
+            stdin,
+            lines: rx,
+        }
     }
 
     fn next(&self) -> Value {
@@ -320,7 +334,11 @@ fn sdk_against_a_real_ferrocast() {
     assert_eq!(client.decrypt(channel, data).expect("decrypt"), payload);
 
     let got = js.next();
-    assert_eq!(got, json!({"event": "deposit", "data": payload}), "pusher-js decryption");
+    assert_eq!(
+        got,
+        json!({"event": "deposit", "data": payload}),
+        "pusher-js decryption"
+    );
 
     // A second trigger uses a fresh nonce.
     rt.block_on(client.trigger(&[channel], "deposit", &payload, &none))
@@ -341,9 +359,13 @@ fn sdk_against_a_real_ferrocast() {
     // ---- Channel list and info -------------------------------------------------------------
     let info = rt.block_on(client.channel_info(channel, &[])).expect("channel info");
     assert_eq!(info.occupied, Some(true));
-    let empty = rt.block_on(client.channel_info("nobody-here", &[])).expect("channel info");
+    let empty = rt
+        .block_on(client.channel_info("nobody-here", &[]))
+        .expect("channel info");
     assert_eq!(empty.occupied, Some(false));
-    let list = rt.block_on(client.channels(&ChannelsQuery::default())).expect("channels");
+    let list = rt
+        .block_on(client.channels(&ChannelsQuery::default()))
+        .expect("channels");
     assert!(list.channels.contains_key(channel), "{list:?}");
 
     // ---- Presence users ----------------------------------------------------------------------
@@ -356,7 +378,9 @@ fn sdk_against_a_real_ferrocast() {
     p1.subscribe(json!({"channel": presence, "auth": pa.auth, "channel_data": pa.channel_data}));
     let users = rt.block_on(client.users(presence)).expect("users");
     assert_eq!(users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(), ["u-1"]);
-    let pinfo = rt.block_on(client.channel_info(presence, &["user_count"])).expect("presence info");
+    let pinfo = rt
+        .block_on(client.channel_info(presence, &["user_count"]))
+        .expect("presence info");
     assert_eq!(pinfo.user_count, Some(1));
     let plist = rt
         .block_on(client.channels(&ChannelsQuery {
@@ -364,7 +388,11 @@ fn sdk_against_a_real_ferrocast() {
             info: Some("user_count".into()),
         }))
         .expect("presence channels");
-    assert_eq!(plist.channels.get(presence).and_then(|c| c.user_count), Some(1), "{plist:?}");
+    assert_eq!(
+        plist.channels.get(presence).and_then(|c| c.user_count),
+        Some(1),
+        "{plist:?}"
+    );
 
     // A plain trigger with info and socket_id (excluding p1) is accepted.
     let answer = rt
@@ -378,13 +406,20 @@ fn sdk_against_a_real_ferrocast() {
             },
         ))
         .expect("trigger with info");
-    assert_eq!(answer.channels.get(presence).and_then(|c| c.user_count), Some(1), "{answer:?}");
+    assert_eq!(
+        answer.channels.get(presence).and_then(|c| c.user_count),
+        Some(1),
+        "{answer:?}"
+    );
 
     // ---- Errors carry the HTTP status --------------------------------------------------------
-    let err = rt.block_on(client.users(channel)).expect_err("users of a non-presence channel");
+    let err = rt
+        .block_on(client.users(channel))
+        .expect_err("users of a non-presence channel");
     assert_eq!(err.status(), Some(400), "{err}");
-    let wrong = Client::new(Config::new(APP_ID, KEY, "not-the-secret").base_url(format!("http://127.0.0.1:{}", node.port)))
-        .expect("client");
+    let wrong =
+        Client::new(Config::new(APP_ID, KEY, "not-the-secret").base_url(format!("http://127.0.0.1:{}", node.port)))
+            .expect("client");
     let err = rt
         .block_on(wrong.trigger(&["x"], "e", &json!({}), &none))
         .expect_err("wrong secret");
@@ -403,7 +438,8 @@ fn sdk_against_a_real_ferrocast() {
     assert_eq!(direct["channel"], "#server-to-user-u-9");
     assert_eq!(direct["data"], json!({"hi": "nine"}).to_string());
 
-    rt.block_on(client.terminate_user_connections("u-9")).expect("terminate");
+    rt.block_on(client.terminate_user_connections("u-9"))
+        .expect("terminate");
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut closed = false;
     while Instant::now() < deadline {

@@ -43,7 +43,9 @@ async fn capture_server(answer: &'static str) -> (String, Arc<Mutex<Vec<Captured
     let log2 = log.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let log = log2.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -64,7 +66,12 @@ async fn capture_server(answer: &'static str) -> (String, Arc<Mutex<Vec<Captured
                                 )
                             })
                             .collect();
-                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         log.lock().unwrap().push(Captured {
                             method,
                             path,
@@ -103,7 +110,8 @@ async fn rust_sdk_is_byte_identical_to_the_official_node_sdk() {
     let client = client(&base);
 
     // ---- Channel authorization --------------------------------------------------------------
-    let member_full = PresenceMember::new("u-17").with_info(json!({"name": "Ada Lövelace ✓", "tags": ["a\"b", "tab\there", "\u{7}"], "n": 12}));
+    let member_full = PresenceMember::new("u-17")
+        .with_info(json!({"name": "Ada Lövelace ✓", "tags": ["a\"b", "tab\there", "\u{7}"], "n": 12}));
     let member_bare = PresenceMember::new("u 2/ü");
     let mut auth_cases = Vec::new();
     let mut rust_auth = Vec::new();
@@ -156,7 +164,9 @@ async fn rust_sdk_is_byte_identical_to_the_official_node_sdk() {
     let mut secret_cases = Vec::new();
     let mut rust_secrets = Vec::new();
     for i in 0..6u8 {
-        let raw: Vec<u8> = (0..32).map(|j: u8| j.wrapping_mul(31).wrapping_add(i.wrapping_mul(97))).collect();
+        let raw: Vec<u8> = (0..32)
+            .map(|j: u8| j.wrapping_mul(31).wrapping_add(i.wrapping_mul(97)))
+            .collect();
         let b64 = base64::engine::general_purpose::STANDARD.encode(&raw);
         let key = ferrocast_sdk::MasterKey::from_bytes(&raw).unwrap();
         let channel = format!("private-encrypted-{i}-ü");
@@ -171,10 +181,25 @@ async fn rust_sdk_is_byte_identical_to_the_official_node_sdk() {
         info: Some("user_count,subscription_count".into()),
     };
     let triggers: Vec<(Vec<&str>, &str, Value, &TriggerParams)> = vec![
-        (vec!["private-orders-42", "orders"], "order-shipped", json!({"id": 42}), &with_params),
+        (
+            vec!["private-orders-42", "orders"],
+            "order-shipped",
+            json!({"id": 42}),
+            &with_params,
+        ),
         (vec!["orders"], "text", json!("already a string {\"x\":1}"), &plain),
-        (vec!["presence-room-7"], "unicode", json!({"msg": "héllo ✓ \u{2028} </script>", "list": [1, true, null]}), &plain),
-        (vec!["private-encrypted-vault"], "secret", json!({"amount": 100}), &plain),
+        (
+            vec!["presence-room-7"],
+            "unicode",
+            json!({"msg": "héllo ✓ \u{2028} </script>", "list": [1, true, null]}),
+            &plain,
+        ),
+        (
+            vec!["private-encrypted-vault"],
+            "secret",
+            json!({"amount": 100}),
+            &plain,
+        ),
     ];
     for (channels, event, data, params) in &triggers {
         client.trigger(channels, event, data, params).await.expect("trigger");
@@ -193,15 +218,23 @@ async fn rust_sdk_is_byte_identical_to_the_official_node_sdk() {
         })
         .await
         .expect("channels");
-    client.channel_info("cache-scores", &["subscription_count", "cache"]).await.expect("channel info");
+    client
+        .channel_info("cache-scores", &["subscription_count", "cache"])
+        .await
+        .expect("channel info");
     // The capture server answers {} to everything: users() then fails to parse, which is fine here.
     let _ = client.users("presence-room-7").await;
     client.terminate_user_connections("u-17").await.expect("terminate");
-    client.send_to_user("u-17", "hello", &json!({"x": 1})).await.expect("send_to_user");
+    client
+        .send_to_user("u-17", "hello", &json!({"x": 1}))
+        .await
+        .expect("send_to_user");
 
     // Refusals that mirror the Node SDK.
     assert!(matches!(
-        client.trigger(&["private-encrypted-a", "b"], "e", &json!({}), &plain).await,
+        client
+            .trigger(&["private-encrypted-a", "b"], "e", &json!({}), &plain)
+            .await,
         Err(Error::EncryptedMultiChannel(_))
     ));
     let no_key = Client::new(Config::new(APP_ID, KEY, SECRET).base_url(&base)).unwrap();
@@ -225,22 +258,48 @@ async fn rust_sdk_is_byte_identical_to_the_official_node_sdk() {
         let params: serde_json::Map<String, Value> = c
             .query
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "auth_key" | "auth_timestamp" | "auth_version" | "body_md5" | "auth_signature"))
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "auth_key" | "auth_timestamp" | "auth_version" | "body_md5" | "auth_signature"
+                )
+            })
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
         query_cases.push(json!({
             "method": c.method, "path": c.path, "params": params, "body": c.body, "timestamp": timestamp,
         }));
-        rust_queries.push(c.query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&"));
+        rust_queries.push(
+            c.query
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&"),
+        );
         if !c.body.is_empty() {
             assert!(c.query.iter().any(|(k, _)| k == "body_md5"), "{c:?}");
         }
     }
     // The reference's worked examples (§12.5) too.
     for (method, path, params, body) in [
-        ("POST", "/apps/451/events", json!({}), r#"{"name":"order-shipped","channels":["private-orders-42","orders"],"data":"{\"id\":42}","socket_id":"98765.4321"}"#),
-        ("GET", "/apps/451/channels", json!({"filter_by_prefix": "presence-", "info": "user_count"}), ""),
-        ("GET", "/apps/451/channels/cache-scores", json!({"info": "subscription_count,cache"}), ""),
+        (
+            "POST",
+            "/apps/451/events",
+            json!({}),
+            r#"{"name":"order-shipped","channels":["private-orders-42","orders"],"data":"{\"id\":42}","socket_id":"98765.4321"}"#,
+        ),
+        (
+            "GET",
+            "/apps/451/channels",
+            json!({"filter_by_prefix": "presence-", "info": "user_count"}),
+            "",
+        ),
+        (
+            "GET",
+            "/apps/451/channels/cache-scores",
+            json!({"info": "subscription_count,cache"}),
+            "",
+        ),
         ("POST", "/apps/451/users/u-17/terminate_connections", json!({}), "{}"),
     ] {
         let pairs: Vec<(String, String)> = params
@@ -259,7 +318,9 @@ async fn rust_sdk_is_byte_identical_to_the_official_node_sdk() {
             SECRET,
             1_700_000_000,
         ));
-        query_cases.push(json!({"method": method, "path": path, "params": params, "body": body, "timestamp": 1_700_000_000u64}));
+        query_cases.push(
+            json!({"method": method, "path": path, "params": params, "body": body, "timestamp": 1_700_000_000u64}),
+        );
     }
 
     // Non-encrypted trigger bodies as sent, for the Node SDK to rebuild from the same inputs.
@@ -299,10 +360,10 @@ async fn rust_sdk_is_byte_identical_to_the_official_node_sdk() {
         decrypt_cases.push(json!({"channel": "private-encrypted-vault", "data": client.event_data("private-encrypted-vault", p).unwrap()}));
     }
     // The sealed trigger and batch item the Rust client sent.
-    for (idx, field) in [(3usize, "data")] {
-        let body: Value = serde_json::from_str(&captured[idx].body).unwrap();
-        decrypt_cases.push(json!({"channel": "private-encrypted-vault", "data": str_of(&body[field])}));
-    }
+    let sealed_trigger: Value = serde_json::from_str(&captured[3].body).unwrap();
+    assert_eq!(sealed_trigger["channels"], json!(["private-encrypted-vault"]));
+    assert_eq!(sealed_trigger["name"], "secret");
+    decrypt_cases.push(json!({"channel": "private-encrypted-vault", "data": str_of(&sealed_trigger["data"])}));
     let batch: Value = serde_json::from_str(&captured[4].body).unwrap();
     decrypt_cases.push(json!({"channel": "private-encrypted-vault", "data": str_of(&batch["batch"][1]["data"])}));
     let node_encrypt: Vec<Value> = payloads
@@ -337,11 +398,27 @@ async fn rust_sdk_is_byte_identical_to_the_official_node_sdk() {
             .map(|v| str_of(v).to_owned())
             .collect()
     };
-    assert_eq!(rust_auth, strings("channel_auth"), "channel auth differs from the Node SDK");
+    assert_eq!(
+        rust_auth,
+        strings("channel_auth"),
+        "channel auth differs from the Node SDK"
+    );
     assert_eq!(rust_users, strings("user_auth"), "user auth differs from the Node SDK");
-    assert_eq!(rust_secrets, strings("shared_secrets"), "shared secrets differ from the Node SDK");
-    assert_eq!(rust_queries, strings("queries"), "signed query strings differ from the Node SDK");
-    assert_eq!(rust_bodies, strings("trigger_bodies"), "trigger bodies differ from the Node SDK");
+    assert_eq!(
+        rust_secrets,
+        strings("shared_secrets"),
+        "shared secrets differ from the Node SDK"
+    );
+    assert_eq!(
+        rust_queries,
+        strings("queries"),
+        "signed query strings differ from the Node SDK"
+    );
+    assert_eq!(
+        rust_bodies,
+        strings("trigger_bodies"),
+        "trigger bodies differ from the Node SDK"
+    );
     assert_eq!(out["multi_encrypted_refused"], json!(true));
 
     // pusher-js's decryption (tweetnacl) opens what Rust sealed, to the same JSON text.
@@ -356,7 +433,10 @@ async fn rust_sdk_is_byte_identical_to_the_official_node_sdk() {
 
     // Rust opens what the Node SDK sealed.
     for (i, data) in strings("node_encrypt").iter().enumerate() {
-        assert_eq!(client.decrypt("private-encrypted-vault", data).expect("decrypt node"), payloads[i]);
+        assert_eq!(
+            client.decrypt("private-encrypted-vault", data).expect("decrypt node"),
+            payloads[i]
+        );
     }
 
     // Webhooks signed by the Node SDK verify here, and the signatures agree.

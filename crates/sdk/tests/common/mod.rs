@@ -32,7 +32,10 @@ pub fn node() -> String {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(ok, "`{node} --version` failed: Node.js 20+ is required for the SDK cross-checks");
+    assert!(
+        ok,
+        "`{node} --version` failed: Node.js 20+ is required for the SDK cross-checks"
+    );
     node
 }
 
