@@ -151,8 +151,8 @@ pub struct ChannelInfo {
     /// Subscribed connections of a non-presence channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscription_count: Option<u64>,
-    /// The cached event of a cache channel (`info=cache`); `Some(None)` is not distinguished
-    /// from absent: an empty cache reads as `None`.
+    /// The cached event of a cache channel (`info=cache`); `None` when not asked for or when the
+    /// cache is empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CachedEvent>,
 }
@@ -282,7 +282,9 @@ impl Client {
             return Err(bad("the base URL takes no path or query"));
         }
         if config.app_id.is_empty() || config.key.is_empty() || config.secret.is_empty() {
-            return Err(bad("app id, key and secret must not be empty"));
+            return Err(Error::InvalidConfig(
+                "app id, key and secret must not be empty".to_owned(),
+            ));
         }
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
@@ -675,4 +677,122 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::new("451", "3f6a2c9b81e04d7d5a10", "9e1d7b4c2a85f03e6b12")
+    }
+
+    #[test]
+    fn base_urls() {
+        assert!(Client::new(config()).is_ok());
+        assert!(Client::new(config().base_url("http://localhost:6001/")).is_ok());
+        for bad in [
+            "https://example.com",
+            "ftp://x",
+            "127.0.0.1:6001",
+            "http://h/apps",
+            "not a url",
+        ] {
+            assert!(
+                matches!(Client::new(config().base_url(bad)), Err(Error::InvalidUrl { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            Client::new(Config::new("", "k", "s")),
+            Err(Error::InvalidConfig(_))
+        ));
+    }
+
+    #[test]
+    fn master_key_refused_at_construction() {
+        assert!(matches!(
+            config().master_key_base64("c2hvcnQ="),
+            Err(Error::InvalidMasterKey(_))
+        ));
+        assert!(matches!(
+            config().master_key_bytes(&[1; 16]),
+            Err(Error::InvalidMasterKey(_))
+        ));
+        assert!(config().master_key_bytes(&[1; 32]).is_ok());
+    }
+
+    #[test]
+    fn event_data_follows_the_node_sdk() {
+        let client = Client::new(config().master_key_bytes(&[7; 32]).unwrap()).unwrap();
+        assert_eq!(client.event_data("c", &serde_json::json!("as is")).unwrap(), "as is");
+        assert_eq!(
+            client.event_data("c", &serde_json::json!({"a": 1})).unwrap(),
+            r#"{"a":1}"#
+        );
+        let sealed = client
+            .event_data("private-encrypted-c", &serde_json::json!("quoted"))
+            .unwrap();
+        assert_eq!(
+            client.decrypt("private-encrypted-c", &sealed).unwrap(),
+            serde_json::json!("quoted")
+        );
+        let plain = Client::new(config()).unwrap();
+        assert!(matches!(
+            plain.event_data("private-encrypted-c", &1),
+            Err(Error::EncryptionKeyMissing(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn refusals_before_any_request() {
+        // Port 9 (discard) is never contacted: every call below fails validation first.
+        let client = Client::new(
+            config()
+                .base_url("http://127.0.0.1:9")
+                .master_key_bytes(&[7; 32])
+                .unwrap(),
+        )
+        .unwrap();
+        let none = TriggerParams::default();
+        let v = serde_json::json!({});
+        assert!(matches!(
+            client.trigger(&["private-encrypted-a", "b"], "e", &v, &none).await,
+            Err(Error::EncryptedMultiChannel(_))
+        ));
+        assert!(matches!(
+            client.trigger(&[], "e", &v, &none).await,
+            Err(Error::ChannelCount(0))
+        ));
+        let many: Vec<String> = (0..101).map(|i| format!("c{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(matches!(
+            client.trigger(&many, "e", &v, &none).await,
+            Err(Error::ChannelCount(101))
+        ));
+        assert!(matches!(
+            client.trigger(&["a b"], "e", &v, &none).await,
+            Err(Error::InvalidChannel(_))
+        ));
+        assert!(matches!(
+            client.trigger(&["a"], &"e".repeat(201), &v, &none).await,
+            Err(Error::InvalidEventName(_))
+        ));
+        let bad_socket = TriggerParams {
+            socket_id: Some("x".into()),
+            info: None,
+        };
+        assert!(matches!(
+            client.trigger(&["a"], "e", &v, &bad_socket).await,
+            Err(Error::InvalidSocketId(_))
+        ));
+        assert!(matches!(
+            client.send_to_user("", "e", &v).await,
+            Err(Error::InvalidUser(_))
+        ));
+        assert!(matches!(
+            client.terminate_user_connections("").await,
+            Err(Error::InvalidUser(_))
+        ));
+    }
 }

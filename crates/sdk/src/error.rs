@@ -8,6 +8,9 @@ pub enum Error {
     /// contains the key.
     #[error("invalid encryption master key: {0}")]
     InvalidMasterKey(String),
+    /// Empty app id, key or secret.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
     /// The base URL of the HTTP API cannot be used.
     #[error("invalid base URL {url:?}: {reason}")]
     InvalidUrl {
@@ -42,8 +45,9 @@ pub enum Error {
     /// Data that cannot be serialised as JSON, or a response body that is not the expected JSON.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
-    /// An encrypted payload that cannot be opened (malformed, wrong key or tampered).
-    #[error("cannot decrypt: {0}")]
+    /// An encrypted payload that cannot be opened (malformed, wrong key or tampered), or a
+    /// payload that cannot be sealed.
+    #[error("encryption: {0}")]
     Decrypt(String),
     /// The API answered with a status other than 2xx.
     #[error("HTTP API answered {status}: {body}")]
