@@ -33,3 +33,10 @@ fn main() -> Result<(), ferrocast_sdk::Error> {
     println!("private-encrypted-vault: {}", encrypted.to_json());
     Ok(())
 }
+
+#[test]
+fn runs() {
+    if let Err(e) = main() {
+        panic!("example failed: {e}");
+    }
+}

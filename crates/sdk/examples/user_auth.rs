@@ -20,3 +20,10 @@ fn main() -> Result<(), ferrocast_sdk::Error> {
     println!("{}", answer.to_json());
     Ok(())
 }
+
+#[test]
+fn runs() {
+    if let Err(e) = main() {
+        panic!("example failed: {e}");
+    }
+}

@@ -40,3 +40,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     Ok(())
 }
+
+#[test]
+fn runs() {
+    if let Err(e) = main() {
+        panic!("example failed: {e}");
+    }
+}

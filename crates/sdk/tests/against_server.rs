@@ -457,8 +457,53 @@ fn sdk_against_a_real_ferrocast() {
         }
     }
     assert!(closed, "terminated user's socket stayed open");
+    // ---- The publishing examples, run against this node --------------------------------------
+    let port = node.port.to_string();
+    let trigger = run_example("trigger", &port);
+    assert!(trigger.contains("triggered order-shipped"), "{trigger}");
+    assert!(trigger.contains("status Some(400)"), "{trigger}");
+    let encrypted = run_example("encrypted_trigger", &port);
+    assert!(
+        encrypted.contains("triggered deposit on private-encrypted-vault"),
+        "{encrypted}"
+    );
+    assert!(encrypted.contains("refused as expected"), "{encrypted}");
+
     // Others are untouched: p1 still gets events.
     rt.block_on(client.trigger(&[presence], "after", &json!({"n": 2}), &none))
         .expect("trigger after terminate");
     p1.expect_text(|f| f["event"] == "after");
+}
+
+/// Runs a compiled example (built by `cargo test`, which builds every example, into
+/// target/<profile>/examples) against the node on `port`; returns its stdout.
+fn run_example(name: &str, port: &str) -> String {
+    let exe = std::env::current_exe().expect("current exe");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join(name))
+        .expect("target dir");
+    assert!(
+        path.exists(),
+        "example {name} not built at {}: run `cargo test -p ferrocast-sdk` (which builds the examples) or \
+         `cargo build -p ferrocast-sdk --examples`",
+        path.display()
+    );
+    let out = Command::new(&path)
+        .env("FERROCAST_URL", format!("http://127.0.0.1:{port}"))
+        .env("FERROCAST_APP_ID", APP_ID)
+        .env("FERROCAST_KEY", KEY)
+        .env("FERROCAST_SECRET", SECRET)
+        .env("FERROCAST_ENCRYPTION_MASTER_KEY", MASTER)
+        .output()
+        .expect("run example");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "example {name} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
