@@ -9,6 +9,7 @@
 mod common;
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -36,16 +37,19 @@ struct Captured {
 
 /// A local HTTP server that records every request and answers `answer` (keep-alive, like the
 /// broker).
-async fn capture_server(answer: &'static str) -> (String, Arc<Mutex<Vec<Captured>>>) {
+async fn capture_server(answer: &'static str) -> (String, Arc<Mutex<Vec<Captured>>>, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let log = Arc::new(Mutex::new(Vec::new()));
     let log2 = log.clone();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let connections2 = connections.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
+            connections2.fetch_add(1, Ordering::SeqCst);
             let log = log2.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -87,7 +91,7 @@ async fn capture_server(answer: &'static str) -> (String, Arc<Mutex<Vec<Captured
             });
         }
     });
-    (format!("http://{addr}"), log)
+    (format!("http://{addr}"), log, connections)
 }
 
 fn client(base_url: &str) -> Client {
@@ -106,7 +110,7 @@ fn str_of(v: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_sdk_is_byte_identical_to_the_official_node_sdk() {
-    let (base, log) = capture_server("{}").await;
+    let (base, log, connections) = capture_server("{}").await;
     let client = client(&base);
 
     // ---- Channel authorization --------------------------------------------------------------
@@ -245,6 +249,8 @@ async fn rust_sdk_is_byte_identical_to_the_official_node_sdk() {
 
     let captured = log.lock().unwrap().clone();
     assert_eq!(captured.len(), 10, "requests captured: {captured:#?}");
+    // One kept-alive connection served them all (the no-key client's refusal sent nothing).
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "connections were not reused");
 
     let mut query_cases = Vec::new();
     let mut rust_queries = Vec::new();
