@@ -11,28 +11,16 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
 import { pingRedis, redisCommand, redisServerPath, startRedis } from './redis.mjs';
+import { freePort } from './server.mjs';
 import { sleep } from './util.mjs';
 
 export const MASTER_NAME = 'ferrocast';
 const READY_TIMEOUT_MS = 20_000;
 const LOG_LIMIT = 32 * 1024;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 class SentinelProcess {
   constructor(port, dir) {
