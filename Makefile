@@ -136,7 +136,8 @@ test-deploy: build
 
 ## Container image of one node (needs a Docker engine with BuildKit). See docker-compose.yml.
 docker:
-	docker build -f deploy/Dockerfile -t ferrocast:local .
+	docker build -f deploy/Dockerfile -t ferrocast:local \
+		--build-arg FERROCAST_BUILD_COMMIT=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) .
 
 ## ---- Helm chart (helm/ferrocast) and Grafana dashboard (deploy/grafana-dashboard.json) ----
 

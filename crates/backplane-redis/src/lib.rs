@@ -143,6 +143,12 @@ pub struct RedisBackplane {
 }
 
 impl RedisBackplane {
+    /// Check `options` as [`start`](Self::start) does (URLs, Sentinel list, TLS certificates)
+    /// without connecting: what `ferrocast check-config` runs.
+    pub fn check(options: &RedisOptions) -> Result<(), RedisSetupError> {
+        target::Target::new(&options.url, options.sentinel.as_ref(), &options.tls).map(drop)
+    }
+
     /// Create the backplane and start its supervisor and heartbeat tasks. Returns at once; the
     /// link comes up when Redis is reachable.
     pub fn start(options: RedisOptions) -> Result<Arc<Self>, RedisSetupError> {

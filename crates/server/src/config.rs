@@ -10,6 +10,8 @@ use ferrocast_broker::AppConfig;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::logging::{self, LogConfig};
+
 /// Prefix of environment overrides; only `FERROCAST_<SECTION>__<KEY>` names are read, so other
 /// `FERROCAST_*` variables (e.g. a test harness's) do not count as unknown keys.
 const ENV_PREFIX: &str = "FERROCAST_";
@@ -201,6 +203,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub backplane: BackplaneConfig,
     pub webhooks: WebhooksConfig,
+    pub log: LogConfig,
     pub apps: Vec<AppConfig>,
 }
 
@@ -252,6 +255,7 @@ pub fn load(file: Option<&str>, env: impl IntoIterator<Item = (String, String)>)
     let raw = builder.build().map_err(|e| ConfigError(e.to_string()))?;
     let mut config: Config = raw.try_deserialize().map_err(|e| ConfigError(e.to_string()))?;
     resolve_secret_env(&mut config.apps, &env)?;
+    resolve_log_filter(&mut config.log, &env)?;
     validate(&config)?;
     Ok(config)
 }
@@ -289,6 +293,25 @@ fn resolve_secret_env(apps: &mut [AppConfig], env: &[(String, String)]) -> Resul
         app.secret = value.to_owned();
     }
     Ok(())
+}
+
+/// `FERROCAST_LOG` replaces `[log] filter` (set but empty counts as unset, as Compose passes an
+/// unset `${VAR:-}`); either must be a filter that shows something.
+fn resolve_log_filter(log: &mut LogConfig, env: &[(String, String)]) -> Result<(), ConfigError> {
+    let from_env = env
+        .iter()
+        .rev()
+        .find(|(k, v)| k == logging::FILTER_ENV && !v.is_empty());
+    let key = match from_env {
+        Some((name, value)) => {
+            log.filter = value.clone();
+            name.as_str()
+        }
+        None => "log.filter",
+    };
+    logging::parse_filter(&log.filter)
+        .map(drop)
+        .map_err(|e| ConfigError::key(key, e))
 }
 
 fn toml_of_demo() -> String {
@@ -660,6 +683,29 @@ mod tests {
         assert_eq!(c.server.port, 6001);
         assert_eq!(c.server.metrics_port, 9601);
         assert_eq!(c.backplane.driver, "memory");
+    }
+
+    #[test]
+    fn log_filter_from_file_then_ferrocast_log_and_checked() {
+        use crate::logging::LogFormat;
+        let f = write(&format!("[log]\nformat = \"json\"\nfilter = \"warn\"\n{APP}"));
+        let var = |v: &str| [("FERROCAST_LOG".to_string(), v.to_string())];
+        let c = load(Some(f.as_str()), []).unwrap();
+        assert_eq!((c.log.format, c.log.filter.as_str()), (LogFormat::Json, "warn"));
+        let c = load(Some(f.as_str()), var("debug,hyper=info")).unwrap();
+        assert_eq!(c.log.filter, "debug,hyper=info", "FERROCAST_LOG replaces [log] filter");
+        assert_eq!(
+            load(Some(f.as_str()), var("")).unwrap().log.filter,
+            "warn",
+            "empty counts as unset"
+        );
+        let e = load(Some(f.as_str()), var("verbose")).unwrap_err().to_string();
+        assert!(e.starts_with("FERROCAST_LOG: "), "{e}");
+        let g = write(&format!("[log]\nfilter = \"loud\"\n{APP}"));
+        let e = load(Some(g.as_str()), []).unwrap_err().to_string();
+        assert!(e.starts_with("log.filter: "), "{e}");
+        let env = [("FERROCAST_LOG__FORMAT".to_string(), "text".to_string())];
+        assert_eq!(load(Some(f.as_str()), env).unwrap().log.format, LogFormat::Text);
     }
 
     #[test]

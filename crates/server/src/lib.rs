@@ -9,6 +9,7 @@
 //! - [`rest`]: the Pusher HTTP API.
 //! - [`api_error`]: the one mapping from REST failures to HTTP responses.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`logging`]: the log format and filter.
 //! - [`webhooks`]: webhook delivery: queues per app endpoint, signing, retries.
 //! - [`lifecycle`]: readiness and draining.
 //! - [`state`]: what requests and connections share.
@@ -20,6 +21,7 @@ pub mod api_error;
 pub mod config;
 pub mod http;
 pub mod lifecycle;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod rest;
@@ -27,3 +29,9 @@ pub mod run;
 pub mod state;
 pub mod webhooks;
 pub mod websocket;
+
+/// The version of this build (`Cargo.toml`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit this build was made from (12 hex digits), or `unknown` (see `build.rs`).
+pub const COMMIT: &str = env!("FERROCAST_COMMIT");

@@ -107,6 +107,20 @@ fn gauge(registry: &Families, name: &str, help: &str, labels: &[&str]) -> IntGau
     register(registry, g)
 }
 
+/// `ferrocast_build_info{version,commit} 1`: joined on other series, it tells which build each
+/// node runs during a rolling upgrade.
+fn build_info(registry: &Families) -> IntGauge {
+    let info = gauge(
+        registry,
+        "build_info",
+        "Always 1; the labels are the version and git commit of the running binary (ferrocast --version)",
+        &["version", "commit"],
+    )
+    .with_label_values(&[crate::VERSION, crate::COMMIT]);
+    info.set(1);
+    info
+}
+
 /// Webhook request buckets from 5 ms up to the longest request timeout (60 s).
 const WEBHOOK_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -146,6 +160,8 @@ pub struct Metrics {
     cache_replays: IntCounterVec,
     subscription_count_updates: IntCounterVec,
     registration_repairs: IntCounter,
+    /// Always 1; its labels say which build runs (`ferrocast --version`).
+    _build_info: IntGauge,
     subscriptions: IntGaugeVec,
     channels: IntGaugeVec,
     presence_members: IntGaugeVec,
@@ -589,6 +605,7 @@ impl Metrics {
                 &[],
             )
             .with_label_values(&[] as &[&str]),
+            _build_info: build_info(r),
             subscriptions: gauge(r, "subscriptions", "Channel subscriptions of sockets on this node", app),
             channels: gauge(r, "occupied_channels", "Channels with at least one subscriber on this node", app),
             presence_members: gauge(r, "presence_members", "Distinct presence members per channel with a socket on this node, summed", app),

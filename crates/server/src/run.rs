@@ -46,6 +46,7 @@ impl StartError {
                 | StartError::Redis(
                     ferrocast_backplane_redis::RedisSetupError::Tls(_)
                         | ferrocast_backplane_redis::RedisSetupError::BadSentinel(_)
+                        | ferrocast_backplane_redis::RedisSetupError::BadUrl(_)
                 )
         )
     }
@@ -107,6 +108,36 @@ fn redis_tls(backplane: &config::BackplaneConfig) -> Result<RedisTls, StartError
     })
 }
 
+/// The backplane settings of `[backplane]`, its TLS files read.
+fn redis_options(backplane: &config::BackplaneConfig, node_id: String) -> Result<RedisOptions, StartError> {
+    Ok(RedisOptions {
+        url: backplane.url.clone(),
+        sentinel: (!backplane.sentinels.is_empty()).then(|| SentinelOptions {
+            urls: backplane.sentinels.clone(),
+            master: backplane.sentinel_master.clone(),
+        }),
+        tls: redis_tls(backplane)?,
+        prefix: backplane.prefix.clone(),
+        node_id,
+        node_ttl: Duration::from_secs(backplane.node_ttl_s),
+        replay_log: ReplayLog {
+            max_len: backplane.replay_log_max_len,
+            ttl: Duration::from_secs(backplane.replay_log_ttl_s),
+        },
+    })
+}
+
+/// Everything [`start`] would refuse as a configuration error, without binding a port or
+/// connecting to Redis: the files the config names (TLS certificates and keys, CA bundles) are
+/// read and parsed, the Redis and Sentinel URLs checked. For `ferrocast check-config`.
+pub fn check(config: &Config) -> Result<(), StartError> {
+    crate::net::Edge::check(&config.server)?;
+    if config.backplane.driver == "redis" {
+        RedisBackplane::check(&redis_options(&config.backplane, config::node_id(&config.server))?)?;
+    }
+    Ok(())
+}
+
 /// Bind both listeners and build the shared state.
 pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, TcpListener), StartError> {
     // Every series of the configured apps exists from here on, at zero.
@@ -120,21 +151,7 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
     let (backplane, cluster, link): (Arc<dyn Backplane>, Arc<dyn ClusterState>, ClusterLink) =
         match config.backplane.driver.as_str() {
             "redis" => {
-                let redis = RedisBackplane::start(RedisOptions {
-                    url: config.backplane.url.clone(),
-                    sentinel: (!config.backplane.sentinels.is_empty()).then(|| SentinelOptions {
-                        urls: config.backplane.sentinels.clone(),
-                        master: config.backplane.sentinel_master.clone(),
-                    }),
-                    tls: redis_tls(&config.backplane)?,
-                    prefix: config.backplane.prefix.clone(),
-                    node_id: node_id.clone(),
-                    node_ttl: Duration::from_secs(config.backplane.node_ttl_s),
-                    replay_log: ReplayLog {
-                        max_len: config.backplane.replay_log_max_len,
-                        ttl: Duration::from_secs(config.backplane.replay_log_ttl_s),
-                    },
-                })?;
+                let redis = RedisBackplane::start(redis_options(&config.backplane, node_id.clone())?)?;
                 (redis.clone(), redis.clone(), ClusterLink::Redis(redis))
             }
             _ => {

@@ -65,6 +65,15 @@ pub enum EdgeError {
 const MIN_CLIENT_CONNECTIONS: u64 = 16;
 
 impl Edge {
+    /// Load the configured TLS certificate and key, as [`Edge::new`] does, and nothing else:
+    /// what `ferrocast check-config` runs.
+    pub fn check(server: &ServerConfig) -> Result<(), EdgeError> {
+        if let (Some(cert), Some(key)) = (&server.tls_cert, &server.tls_key) {
+            Tls::load(cert, key)?;
+        }
+        Ok(())
+    }
+
     pub fn new(server: &ServerConfig, metrics: &Metrics) -> Result<Self, EdgeError> {
         let nofile = raise_nofile_limit();
         let reserved = server.reserved_file_descriptors;
