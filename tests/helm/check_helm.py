@@ -493,6 +493,8 @@ BAD_VALUES = [
     ({"revisionHistoryLimit": -1}, "revisionHistoryLimit"),
     ({"metricsService": {"type": "LoadBalancer"}}, "type"),
     ({"config": {"backplane": {"replay_log_max_len": -1}}}, "replay_log_max_len"),
+    ({"config": {"log": {"format": "xml"}}}, "format"),
+    ({"config": {"log": {"filter": ""}}}, "filter"),
     # Two sources of one secret: the schema's oneOf names the app.
     ({"config": {"apps": [{"id": "a", "key": "k", "secret": "s",
                            "existingSecret": {"name": "n", "key": "k"}}]}}, "/config/apps/0"),
@@ -994,6 +996,7 @@ NEW_KEYS = [
     "serviceMonitor.metricRelabelings", "prometheusRule.runbookBaseUrl", "prometheusRule.rules.rest5xx",
     "tests.enabled", "networkPolicy.enabled", "networkPolicy.metricsFrom", "networkPolicy.egress.redis",
     "networkPolicy.egress.webhooks", "httpRoute.parentRefs", "httpRoute.timeouts", "grafanaDashboard.enabled",
+    "config.log.format",
 ]
 
 
@@ -1133,8 +1136,8 @@ def test_schema_accepts_every_key_of_docs_configuration():
     owns and says so), and the schema has none the server does not know."""
     schema = json.loads((CHART / "values.schema.json").read_text())
     config = schema["properties"]["config"]["properties"]
-    owned = {"server": {"host", "port", "metrics_port", "node_id"}, "backplane": {"url"}, "webhooks": set()}
-    for section in ("server", "backplane", "webhooks"):
+    owned = {"server": {"host", "port", "metrics_port", "node_id"}, "backplane": {"url"}, "webhooks": set(), "log": set()}
+    for section in ("server", "backplane", "webhooks", "log"):
         documented = doc_keys(f"[{section}]")
         accepted = set(config[section]["properties"])
         check(documented - owned[section] == accepted,
@@ -1152,10 +1155,12 @@ def test_schema_accepts_every_key_of_docs_configuration():
     hook = set(schema["definitions"]["webhook"]["properties"])
     check(documented == hook and "webhooks" in app, f"[[apps.webhooks]] keys: documented {documented}, schema {hook}")
     # And they really pass the schema and reach the file.
-    values = {"config": {"server": {"worker_threads": 3}, "backplane": {"replay_log_max_len": 0, "replay_log_ttl_s": 5}}}
+    values = {"config": {"server": {"worker_threads": 3}, "backplane": {"replay_log_max_len": 0, "replay_log_ttl_s": 5},
+                         "log": {"format": "json", "filter": "info,audit=warn"}}}
     toml = tomllib.loads(rendered_toml(values))
     check(toml["server"]["worker_threads"] == 3 and toml["backplane"]["replay_log_max_len"] == 0
           and toml["backplane"]["replay_log_ttl_s"] == 5, f"rendered: {toml['server']} {toml['backplane']}")
+    check(toml["log"] == {"format": "json", "filter": "info,audit=warn"}, f"rendered [log]: {toml.get('log')}")
 
 
 def test_app_secret_sources():

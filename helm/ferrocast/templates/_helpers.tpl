@@ -347,6 +347,13 @@ url = {{ toJson $url }}
 {{- range $k := keys .Values.config.webhooks | sortAlpha }}
 {{ $k }} = {{ include "ferrocast.tomlValue" (get $.Values.config.webhooks $k) }}
 {{- end }}
+{{- with .Values.config.log }}
+
+[log]
+{{- range $k := keys . | sortAlpha }}
+{{ $k }} = {{ include "ferrocast.tomlValue" (get $.Values.config.log $k) }}
+{{- end }}
+{{- end }}
 {{- range $i, $app := .Values.config.apps }}
 
 [[apps]]
