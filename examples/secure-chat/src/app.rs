@@ -23,7 +23,7 @@ const ROOMS: &[(&str, &[&str])] = &[("private-encrypted-room-1", &["alice", "bob
 /// The room the page joins.
 const DEFAULT_ROOM: &str = "private-encrypted-room-1";
 
-/// Requests bodies are tiny: a name, a socket id and a channel, or one chat line.
+/// Request bodies are tiny: a name, a socket id and a channel, or one chat line.
 const MAX_BODY: usize = 8 * 1024;
 const MAX_TEXT_CHARS: usize = 500;
 const COOKIE_NAME: &str = "secure_chat_session";
@@ -42,7 +42,8 @@ type Res = Response<Full<Bytes>>;
 /// The app's state: the SDK client, the sessions, and what the page needs to connect.
 pub struct App {
     sdk: Client,
-    /// Session token (random, in a cookie) → user name. In memory: a restart logs everyone out.
+    /// Session token (random, in a cookie) → user name. In memory and never expired (a toy): a
+    /// restart logs everyone out.
     sessions: Mutex<HashMap<String, String>>,
     /// What the page reads from `/config.json`; the secret and master key stay here.
     page_config: String,
