@@ -7,8 +7,9 @@ CONFORMANCE := tests/conformance
 BIN := target/release/ferrocast
 
 .PHONY: build run test test-deps redis-deps npm-deps test-rust test-conformance test-hostile lint fmt clean
+.PHONY: example test-example example-deps chromium-deps
 
-## Release build of the `ferrocast` binary.
+## Release build of the workspace: the `ferrocast` binary (and the load tester, the example app).
 build:
 	$(CARGO) build --release --locked
 
@@ -16,9 +17,9 @@ build:
 run: build
 	./$(BIN)
 
-## Install what the tests need when missing: redis-server and promtool (apt), the pinned npm clients
-## and cargo-fuzz.
-test-deps: fuzz-deps redis-deps npm-deps
+## Install what the tests need when missing: redis-server, promtool and chromium (apt), the pinned
+## npm clients (tests/conformance, examples/secure-chat) and cargo-fuzz.
+test-deps: fuzz-deps redis-deps npm-deps chromium-deps example-deps
 	@if ! command -v promtool >/dev/null 2>&1; then \
 		echo "installing promtool (Debian package prometheus)"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -46,7 +47,7 @@ npm-deps:
 	fi
 
 ## Every test: the Rust workspace, then the conformance suite against the release binary.
-test: test-deps test-rust fuzz-smoke test-conformance test-hostile soak-smoke loadtest-smoke test-deploy test-helm
+test: test-deps test-rust fuzz-smoke test-conformance test-hostile soak-smoke loadtest-smoke test-deploy test-helm test-example
 
 ## The Rust workspace's tests. The SDK's (crates/sdk/tests) need the release binary (a REST and
 ## encrypted-channel test against a real node) and the pinned npm packages (cross-checks against
@@ -103,7 +104,7 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(CONFORMANCE)/node_modules
+	rm -rf $(CONFORMANCE)/node_modules $(EXAMPLE)/node_modules
 
 ## ---- Deployment: deploy/ (image, node config, HAProxy) and docker-compose.yml ----
 
@@ -235,3 +236,57 @@ fuzz-smoke: fuzz-build
 		(cd fuzz && $(CARGO_FUZZ) run $(FUZZ_FLAGS) $$target "$$work/$$target" corpus/$$target -- \
 			-max_total_time=$(FUZZ_SMOKE_SECONDS) $(LIBFUZZER_FLAGS)) || exit 1; \
 	done
+
+## ---- Example: end-to-end encrypted chat (examples/secure-chat, see its README.md) ----
+
+EXAMPLE := examples/secure-chat
+EXAMPLE_BIN := target/release/secure-chat
+## Ports of `make example`: the page, and the broker's client/REST and metrics ports.
+EXAMPLE_PORT ?= 3000
+EXAMPLE_BROKER_PORT ?= 6001
+EXAMPLE_METRICS_PORT ?= 9601
+
+## Debian's chromium (apt) when missing, for the example's browser test (driven by playwright-core
+## from npm; never `npx playwright install`).
+chromium-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "installing chromium"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
+	@command -v chromium >/dev/null || { echo "chromium is required but could not be installed" >&2; exit 1; }
+
+## The example's pinned npm packages (pusher-js for the page; playwright-core and ws for its test),
+## npm ci when missing or stale.
+example-deps:
+	@command -v node >/dev/null || { echo "node is required (Node.js 20+)" >&2; exit 1; }
+	@if [ ! -d $(EXAMPLE)/node_modules ] || [ $(EXAMPLE)/package-lock.json -nt $(EXAMPLE)/node_modules/.package-lock.json ]; then \
+		echo "installing the secure-chat example's packages (npm ci)"; \
+		(cd $(EXAMPLE) && npm ci --no-audit --no-fund --loglevel=error); \
+	fi
+
+## Start a broker (demo app) and the secure-chat app with a fresh master key, for a person to try;
+## Ctrl-C stops both.
+## (`build` builds the whole workspace, the example included: one feature set, no rebuild.)
+example: build example-deps
+	@command -v openssl >/dev/null || { echo "openssl is required (apt-get install openssl)" >&2; exit 1; }
+	@fc=""; sc=""; \
+	trap 'kill $$sc $$fc 2>/dev/null || true; wait 2>/dev/null || true' EXIT; trap 'exit 130' INT TERM; \
+	FERROCAST_SERVER__PORT=$(EXAMPLE_BROKER_PORT) FERROCAST_SERVER__METRICS_PORT=$(EXAMPLE_METRICS_PORT) ./$(BIN) & fc=$$!; \
+	for _ in $$(seq 100); do \
+		kill -0 $$fc 2>/dev/null || { echo "ferrocast did not start (port $(EXAMPLE_BROKER_PORT) or $(EXAMPLE_METRICS_PORT) taken? set EXAMPLE_BROKER_PORT / EXAMPLE_METRICS_PORT)" >&2; exit 1; }; \
+		(exec 3<>/dev/tcp/127.0.0.1/$(EXAMPLE_BROKER_PORT)) 2>/dev/null && break; \
+		sleep 0.1; \
+	done; \
+	SECURE_CHAT_MASTER_KEY="$$(openssl rand -base64 32)" SECURE_CHAT_LISTEN=127.0.0.1:$(EXAMPLE_PORT) \
+		SECURE_CHAT_BROKER_URL=http://127.0.0.1:$(EXAMPLE_BROKER_PORT) ./$(EXAMPLE_BIN) & sc=$$!; \
+	sleep 0.5; kill -0 $$sc 2>/dev/null || exit 1; \
+	echo; \
+	echo "Open http://127.0.0.1:$(EXAMPLE_PORT) in two browser windows (one private), log in as alice and bob,"; \
+	echo "and chat; log in as carol to be refused (403). Ctrl-C stops the broker and the app."; \
+	wait $$sc
+
+## The example's end-to-end test: the release broker and app, two headless Chromium pages, and a
+## raw WebSocket listener that must see only ciphertext. Screenshot: target/artifacts/secure-chat.png.
+test-example: build example-deps
+	cd $(EXAMPLE) && FERROCAST_BIN=$(CURDIR)/$(BIN) SECURE_CHAT_BIN=$(CURDIR)/$(EXAMPLE_BIN) npm test
