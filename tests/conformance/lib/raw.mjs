@@ -137,7 +137,14 @@ export class RawClient {
         fn(value);
       };
       const check = () => {
-        const frame = this.find(predicate, since);
+        let frame;
+        try {
+          frame = this.find(predicate, since);
+        } catch (err) {
+          // A throwing predicate (an assertion in it) fails this wait; it must not stay
+          // registered and throw again on every later frame.
+          return done(reject, err);
+        }
         if (frame) return done(resolve, frame);
         if (this.closeInfo) {
           return done(
@@ -170,7 +177,16 @@ export class RawClient {
     return new Promise((resolve, reject) => {
       let timer;
       const check = () => {
-        if (predicate()) {
+        let holds;
+        try {
+          holds = predicate();
+        } catch (err) {
+          clearTimeout(timer);
+          this._waiters.delete(check);
+          reject(err);
+          return;
+        }
+        if (holds) {
           clearTimeout(timer);
           this._waiters.delete(check);
           resolve();
