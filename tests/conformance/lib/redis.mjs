@@ -268,7 +268,7 @@ export async function startRedis({ port, args } = {}) {
  * One RESP2 reply parsed from `buf` at `at`: {value, next} (next = offset after it), or undefined
  * while incomplete. Errors become `{error: message}` values.
  */
-function parseReply(buf, at = 0) {
+export function parseReply(buf, at = 0) {
   const nl = buf.indexOf('\r\n', at);
   if (nl < 0) return undefined;
   const head = buf.subarray(at, nl).toString('utf8');
