@@ -13,6 +13,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { MASTER_KEY_BASE64, connectPusher, sdkGetJSON, serverSdk } from './lib/clients.mjs';
+import { makePki } from './lib/pki.mjs';
 import { connectRaw, presenceSubscribeData } from './lib/raw.mjs';
 import { REPO_ROOT, binaryPath, freePort, makeApp, spawnFerrocast, useServer, waitForExit } from './lib/server.mjs';
 import { rawSignedIn } from './lib/users.mjs';
@@ -395,6 +396,34 @@ describe('the HTTP API commands against a running node', () => {
     await sleep(200);
     assert.equal(other.closeInfo, undefined, 'another user is untouched');
     await other.ping();
+  });
+});
+
+describe('the HTTP API commands over https://', () => {
+  test('a node with server.tls_cert: trusted through SSL_CERT_FILE, refused without it', async (t) => {
+    const pki = await makePki();
+    t.after(() => rm(pki.dir, { recursive: true, force: true }));
+    const app = makeApp();
+    const lines = await serverLines();
+    const port = Number(lines.match(/\nport = (\d+)/)[1]);
+    const file = await writeConfig(
+      'tls.toml',
+      `${lines}tls_cert = ${JSON.stringify(pki.server.cert)}\ntls_key = ${JSON.stringify(pki.server.key)}\n${appBlock(app)}`,
+    );
+    const proc = spawnFerrocast(['--config', file]);
+    t.after(() => proc.child.kill('SIGKILL'));
+    await waitFor(async () => proc.state.stdout.includes('ferrocast listening on wss://'), 10_000, { message: 'TLS node up' });
+    const api = ['--url', `https://localhost:${port}`, '--app-id', app.id, '--key', app.key, '--secret', app.secret];
+    const trusted = { SSL_CERT_FILE: pki.ca.cert };
+    const trigger = await cli(['trigger', ...api, '-c', 'tls-channel', '-e', 'e', '-d', '{}', '--info', 'subscription_count'], { env: trusted });
+    assert.equal(trigger.code, 1, `subscription_count is off for this app: the 400 proves the signed request arrived over TLS\n${trigger.text}`);
+    assert.match(trigger.stderr, /400/, trigger.text);
+    const listed = await cli(['channels', ...api], { env: trusted });
+    assert.equal(listed.code, 0, listed.text);
+    assert.deepEqual(JSON.parse(listed.stdout), { channels: {} });
+    const untrusted = await cli(['channels', ...api]);
+    assert.equal(untrusted.code, 1, `the test CA is not in the system store\n${untrusted.text}`);
+    assert.match(untrusted.stderr, /certificate|UnknownIssuer/i, untrusted.text);
   });
 });
 

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -70,7 +71,7 @@ impl Config {
         }
     }
 
-    /// The broker's HTTP API base, `http://host[:port]` (no path).
+    /// The broker's HTTP API base, `http://host[:port]` or `https://host[:port]` (no path).
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = url.into();
         self
@@ -248,7 +249,7 @@ pub struct Client {
     master_key: Option<MasterKey>,
     scheme_authority: String,
     timeout: Duration,
-    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+    http: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -263,20 +264,20 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Builds a client. Fails on a base URL that is not `http://host[:port]` (HTTPS is not
-    /// supported by this SDK: put the broker's API behind a local TLS terminator or a private
-    /// network). Does not connect: connections are opened on first use and kept alive.
+    /// Builds a client. Fails on a base URL that is not `http://host[:port]` or
+    /// `https://host[:port]`. HTTPS trusts the system's certificate store (`SSL_CERT_FILE`
+    /// replaces it, e.g. for a private CA), or the Mozilla roots when the system has none. Does
+    /// not connect: connections are opened on first use and kept alive.
     pub fn new(config: Config) -> Result<Self> {
         let bad = |reason: &str| Error::InvalidUrl {
             url: config.base_url.clone(),
             reason: reason.to_owned(),
         };
         let uri: Uri = config.base_url.parse().map_err(|_| bad("not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(bad("https is not supported, use http://")),
-            _ => return Err(bad("the scheme must be http://")),
-        }
+        let scheme = match uri.scheme_str() {
+            Some(scheme @ ("http" | "https")) => scheme.to_owned(),
+            _ => return Err(bad("the scheme must be http:// or https://")),
+        };
         let authority = uri.authority().ok_or_else(|| bad("no host"))?;
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(bad("the base URL takes no path or query"));
@@ -286,11 +287,19 @@ impl Client {
                 "app id, key and secret must not be empty".to_owned(),
             ));
         }
+        let roots = hyper_rustls::HttpsConnectorBuilder::new();
+        let connector = match roots.with_native_roots() {
+            Ok(builder) => builder,
+            Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
+        }
+        .https_or_http()
+        .enable_http1()
+        .build();
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build_http();
+            .build(connector);
         Ok(Client {
-            scheme_authority: format!("http://{authority}"),
+            scheme_authority: format!("{scheme}://{authority}"),
             app_id: config.app_id,
             key: config.key,
             secret: config.secret,
@@ -691,9 +700,10 @@ mod tests {
     fn base_urls() {
         assert!(Client::new(config()).is_ok());
         assert!(Client::new(config().base_url("http://localhost:6001/")).is_ok());
+        assert!(Client::new(config().base_url("https://pusher.example.com")).is_ok());
         for bad in [
-            "https://example.com",
             "ftp://x",
+            "https://h:443/apps",
             "127.0.0.1:6001",
             "http://h/apps",
             "not a url",

@@ -84,7 +84,8 @@ pub enum LogFormatArg {
 /// Where the HTTP API is and which app to act for.
 #[derive(Debug, Args)]
 pub struct ApiArgs {
-    /// Base URL of any node's HTTP API (http://; put TLS in front of the SDK's plain HTTP).
+    /// Base URL of any node's HTTP API: http:// or https:// (trusting the system store, or the
+    /// CA bundle in SSL_CERT_FILE).
     #[arg(long, env = "FERROCAST_URL", default_value = "http://127.0.0.1:6001")]
     pub url: String,
     /// The app id.
