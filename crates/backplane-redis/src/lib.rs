@@ -163,7 +163,7 @@ impl RedisBackplane {
             .map_err(|e| RedisSetupError::BadUrl(e.to_string()))?;
         let (commands, command_rx) = mpsc::unbounded_channel();
         let backplane = Arc::new(Self {
-            keys: keys::Keys::new(&options.prefix, &options.node_id),
+            keys: keys::Keys::new(&options.prefix, &options.node_id, 1),
             options,
             pool,
             target,

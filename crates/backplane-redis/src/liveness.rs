@@ -26,22 +26,13 @@ use crate::RedisBackplane;
 
 /// Refresh the heartbeat; true if this node is registered.
 pub(crate) async fn beat(backplane: &RedisBackplane) -> Result<bool, BackplaneError> {
-    let args = [
-        backplane.keys.prefix().to_owned(),
-        backplane.keys.node().to_owned(),
+    let keys = vec![backplane.keys.heartbeat(backplane.node_id()), backplane.keys.nodes()];
+    let args = vec![
+        backplane.node_id().to_owned(),
         backplane.options.node_ttl.as_millis().to_string(),
     ];
-    let script = &backplane.scripts.heartbeat;
-    let registered = backplane
-        .with_conn(|mut conn| async move {
-            let mut invocation = script.prepare_invoke();
-            for arg in &args {
-                invocation.arg(arg);
-            }
-            invocation.invoke_async::<i64>(&mut conn).await
-        })
-        .await?;
-    Ok(registered == 1)
+    let registered = backplane.eval(&backplane.scripts.heartbeat, keys, args).await?;
+    Ok(crate::cluster_state::int(&registered) == Some(1))
 }
 
 /// Heartbeat and reaper loop, for as long as the process runs.
@@ -104,17 +95,15 @@ async fn reap_dead(backplane: &RedisBackplane) -> Result<(), BackplaneError> {
 /// Remove this node from the cluster (after draining) and announce the members that vanished.
 pub async fn deregister(backplane: &RedisBackplane) -> Result<(), BackplaneError> {
     let node = backplane.node_id().to_owned();
-    let args = vec![backplane.keys.prefix().to_owned(), node.clone()];
+    let mut args = backplane.registry_args(&node);
+    args.push(node.clone());
     drop_and_announce(backplane, &backplane.scripts.deregister, &node, args).await
 }
 
 /// Reap `dead`, inheriting its pending leaves if this node wins.
 async fn reap(backplane: &RedisBackplane, dead: &str) -> Result<(), BackplaneError> {
-    let args = vec![
-        backplane.keys.prefix().to_owned(),
-        dead.to_owned(),
-        backplane.node_id().to_owned(),
-    ];
+    let mut args = backplane.registry_args(dead);
+    args.extend([dead.to_owned(), backplane.node_id().to_owned()]);
     drop_and_announce(backplane, &backplane.scripts.reap, dead, args).await
 }
 

@@ -84,7 +84,7 @@ impl Backplane for RedisBackplane {
         if *self.link.borrow() == Link::Down {
             return Err(BackplaneError::LinkDown);
         }
-        let name = self.keys.event_channel(app_id, channel);
+        let name = self.keys.channel(app_id, channel).events();
         let mut ready = match self.interest.entry(name.clone()) {
             Entry::Occupied(mut e) => {
                 e.get_mut().refs += 1;
@@ -111,7 +111,7 @@ impl Backplane for RedisBackplane {
     }
 
     async fn unsubscribe(&self, app_id: &str, channel: &str) -> Result<(), BackplaneError> {
-        let name = self.keys.event_channel(app_id, channel);
+        let name = self.keys.channel(app_id, channel).events();
         if let Entry::Occupied(mut e) = self.interest.entry(name.clone()) {
             e.get_mut().refs = e.get().refs.saturating_sub(1);
             if e.get().refs == 0 {
@@ -150,26 +150,26 @@ impl RedisBackplane {
         cache_ttl: Option<Duration>,
     ) -> Result<(), BackplaneError> {
         let log = self.options.replay_log;
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(3 + 6 * messages.len());
+        let mut keys: Vec<String> = Vec::with_capacity(4 * messages.len());
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(3 + 2 * messages.len());
         args.push(log.max_len.to_string().into_bytes());
         args.push(millis(log.ttl).to_string().into_bytes());
         args.push(millis(cache_ttl.unwrap_or_default()).to_string().into_bytes());
         for message in messages {
-            args.push(self.keys.log(&message.app_id, &message.channel).into_bytes());
-            args.push(self.keys.log_counter(&message.app_id, &message.channel).into_bytes());
-            args.push(self.keys.event_channel(&message.app_id, &message.channel).into_bytes());
+            let c = self.keys.channel(&message.app_id, &message.channel);
+            keys.extend([c.log(), c.log_counter(), c.events(), c.cache()]);
             args.push(envelope::encode(message));
             match message.cache_entry().filter(|_| cache_ttl.is_some()) {
-                Some((event, data)) => {
-                    args.push(self.keys.cache(&message.app_id, &message.channel).into_bytes());
-                    args.push(crate::cluster_state::encode_cached(event, data));
-                }
-                None => args.extend([Vec::new(), Vec::new()]),
+                Some((event, data)) => args.push(crate::cluster_state::encode_cached(event, data)),
+                None => args.push(Vec::new()),
             }
         }
         let script = &self.scripts.publish;
         self.with_conn(|mut conn| async move {
             let mut invocation = script.prepare_invoke();
+            for key in &keys {
+                invocation.key(key);
+            }
             for arg in &args {
                 invocation.arg(arg);
             }
@@ -186,7 +186,7 @@ impl RedisBackplane {
             for message in messages {
                 if let Some((event, data)) = message.cache_entry() {
                     pipe.cmd("SET")
-                        .arg(self.keys.cache(&message.app_id, &message.channel))
+                        .arg(self.keys.channel(&message.app_id, &message.channel).cache())
                         .arg(crate::cluster_state::encode_cached(event, data))
                         .arg("PX")
                         .arg(millis(ttl))
@@ -196,7 +196,7 @@ impl RedisBackplane {
         }
         for message in messages {
             pipe.cmd("PUBLISH")
-                .arg(self.keys.event_channel(&message.app_id, &message.channel))
+                .arg(self.keys.channel(&message.app_id, &message.channel).events())
                 .arg(envelope::encode(message))
                 .ignore();
         }

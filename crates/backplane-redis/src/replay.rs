@@ -297,7 +297,7 @@ async fn store_was_reset(backplane: &RedisBackplane) -> Result<bool, BackplaneEr
     if known.is_empty() {
         return Ok(false);
     }
-    let key = backplane.keys.epoch();
+    let key = backplane.keys.bucket(crate::keys::Bucket(0)).epoch();
     let current: Option<String> = backplane
         .with_conn(|mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await })
         .await?;
@@ -315,16 +315,17 @@ async fn read_logs(
     chunk: &[(String, LogPosition)],
     page: u64,
 ) -> Result<Vec<LogPage>, BackplaneError> {
+    let mut keys = Vec::with_capacity(chunk.len());
     let mut args = vec![page.to_string()];
     for (name, from) in chunk {
         let log = backplane
             .keys
             .log_of_event_channel(name)
             .ok_or_else(|| BackplaneError::malformed("replay channel name"))?;
-        args.push(log);
+        keys.push(log);
         args.push(from.id.to_string());
     }
-    let reply = backplane.eval(&backplane.scripts.replay, args).await?;
+    let reply = backplane.eval(&backplane.scripts.replay, keys, args).await?;
     let bad = || BackplaneError::malformed("replay");
     let Value::Array(per_channel) = reply else {
         return Err(bad());

@@ -88,7 +88,7 @@ impl WebhookQueue for RedisBackplane {
             job.lane,
             &[&job.cap.to_string(), job.event_json, &job.created_ms.to_string()],
         );
-        let reply = self.eval(&self.scripts.wh_enqueue, args).await?;
+        let reply = self.eval(&self.scripts.wh_enqueue, Vec::new(), args).await?;
         match int(&reply) {
             Some(1) => Ok(Enqueued::Queued),
             Some(0) => Ok(Enqueued::Full),
@@ -101,7 +101,7 @@ impl WebhookQueue for RedisBackplane {
             request.lane,
             &[request.node, &millis(request.lease), &request.max.max(1).to_string()],
         );
-        let reply = self.eval(&self.scripts.wh_claim, args).await?;
+        let reply = self.eval(&self.scripts.wh_claim, Vec::new(), args).await?;
         let bad = || malformed("webhook claim");
         match array(&reply).ok_or_else(bad)? {
             [owner] if int(owner) == Some(0) => Ok(Claim::NotOwner),
@@ -123,13 +123,17 @@ impl WebhookQueue for RedisBackplane {
 
     async fn renew(&self, lane: &LaneId, node: &str, lease: Duration) -> Result<bool, BackplaneError> {
         let reply = self
-            .eval(&self.scripts.wh_lease, self.lane_args(lane, &[node, &millis(lease)]))
+            .eval(
+                &self.scripts.wh_lease,
+                Vec::new(),
+                self.lane_args(lane, &[node, &millis(lease)]),
+            )
             .await?;
         Ok(int(&reply) == Some(1))
     }
 
     async fn release(&self, lane: &LaneId, node: &str) -> Result<(), BackplaneError> {
-        self.eval(&self.scripts.wh_lease, self.lane_args(lane, &[node, ""]))
+        self.eval(&self.scripts.wh_lease, Vec::new(), self.lane_args(lane, &[node, ""]))
             .await
             .map(drop)
     }
@@ -140,7 +144,7 @@ impl WebhookQueue for RedisBackplane {
         }
         let mut args = self.lane_args(lane, &[]);
         args.extend(ids.iter().cloned());
-        self.eval(&self.scripts.wh_ack, args).await.map(drop)
+        self.eval(&self.scripts.wh_ack, Vec::new(), args).await.map(drop)
     }
 
     async fn dead_letter(&self, request: DeadLetterRequest<'_>) -> Result<(), BackplaneError> {
@@ -156,7 +160,7 @@ impl WebhookQueue for RedisBackplane {
             args.push(job.id.clone());
             args.push(job.key.clone());
         }
-        self.eval(&self.scripts.wh_dead, args).await.map(drop)
+        self.eval(&self.scripts.wh_dead, Vec::new(), args).await.map(drop)
     }
 
     async fn dead_letters(&self, app_id: &str, max: usize) -> Result<Vec<DeadLetter>, BackplaneError> {
@@ -191,7 +195,7 @@ impl WebhookQueue for RedisBackplane {
             request.max.max(1).to_string(),
         ];
         args.extend(request.ids.iter().cloned());
-        let reply = self.eval(&self.scripts.wh_replay, args).await?;
+        let reply = self.eval(&self.scripts.wh_replay, Vec::new(), args).await?;
         match array(&reply).ok_or_else(|| malformed("webhook replay"))? {
             [replayed, refused] => Ok(Replayed {
                 replayed: int(replayed).unwrap_or(0).max(0) as usize,
@@ -203,7 +207,7 @@ impl WebhookQueue for RedisBackplane {
 
     async fn stats(&self, app_id: &str) -> Result<QueueStats, BackplaneError> {
         let args = vec![self.keys.prefix().to_owned(), app_id.to_owned()];
-        let reply = self.eval(&self.scripts.wh_stats, args).await?;
+        let reply = self.eval(&self.scripts.wh_stats, Vec::new(), args).await?;
         let bad = || malformed("webhook stats");
         match array(&reply).ok_or_else(bad)? {
             [depth, oldest, dead] => Ok(QueueStats {

@@ -703,10 +703,18 @@ async fn apps_without_webhooks_leave_no_pending_leaves_behind() {
         None
     );
     let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
-    let vac: Vec<String> = redis::cmd("KEYS").arg("t:vac:*").query_async(&mut conn).await.unwrap();
-    let gone: Vec<String> = redis::cmd("KEYS").arg("t:gone:*").query_async(&mut conn).await.unwrap();
+    let vac: Vec<String> = redis::cmd("KEYS")
+        .arg("{t:0}:vac:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let gone: Vec<String> = redis::cmd("KEYS")
+        .arg("{t:0}:gone:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let owed: Vec<String> = redis::cmd("KEYS")
-        .arg("t:node:*:leaves")
+        .arg("{t:0}:node:*:leaves")
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -835,7 +843,7 @@ async fn a_dead_nodes_pending_leaves_go_to_its_reaper() {
     }
     let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
     let owed: Vec<String> = redis::cmd("ZRANGE")
-        .arg("t:node:node-a:leaves")
+        .arg("{t:0}:node:node-a:leaves")
         .arg(0)
         .arg(-1)
         .query_async(&mut conn)
@@ -856,7 +864,7 @@ async fn a_dead_nodes_pending_leaves_go_to_its_reaper() {
         "once, whoever asks"
     );
     let left: Vec<String> = redis::cmd("KEYS")
-        .arg("t:node:*:leaves")
+        .arg("{t:0}:node:*:leaves")
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -898,7 +906,7 @@ async fn a_node_that_deregisters_with_unsettled_leaves_is_reaped_for_them() {
     c.deregister().await.unwrap();
     let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
     let nodes: Vec<String> = redis::cmd("SMEMBERS")
-        .arg("t:nodes")
+        .arg("{t}:nodes")
         .query_async(&mut conn)
         .await
         .unwrap();

@@ -26,7 +26,7 @@ fn decode_cached(bytes: &[u8]) -> Result<(String, String), BackplaneError> {
 impl EventCache for RedisBackplane {
     /// `GET` and `PTTL` in one MULTI, so the TTL is that of the value read.
     async fn cached(&self, app_id: &str, channel: &str) -> Result<Option<CachedEvent>, BackplaneError> {
-        let key = self.keys.cache(app_id, channel);
+        let key = self.keys.channel(app_id, channel).cache();
         let reply = self
             .with_conn(|mut conn| async move {
                 redis::pipe()
@@ -59,7 +59,7 @@ impl EventCache for RedisBackplane {
     }
 
     async fn claim_miss_report(&self, app_id: &str, channel: &str, hold: Duration) -> Result<bool, BackplaneError> {
-        let key = self.keys.cache_miss(app_id, channel);
+        let key = self.keys.channel(app_id, channel).cache_miss();
         let hold_ms = hold.as_millis().clamp(1, u64::MAX as u128) as u64;
         let reply = self
             .with_conn(|mut conn| async move {

@@ -20,7 +20,8 @@ impl CountUpdates for RedisBackplane {
         let reply = self
             .eval(
                 &self.scripts.count_changed,
-                self.args(&[app_id, channel, &millis(hold)]),
+                vec![self.keys.channel(app_id, channel).count_claim()],
+                vec![millis(hold)],
             )
             .await?;
         int(&reply)
@@ -35,7 +36,14 @@ impl CountUpdates for RedisBackplane {
         hold: Duration,
     ) -> Result<Option<u64>, BackplaneError> {
         let reply = self
-            .eval(&self.scripts.count_due, self.args(&[app_id, channel, &millis(hold)]))
+            .eval(
+                &self.scripts.count_due,
+                {
+                    let c = self.keys.channel(app_id, channel);
+                    vec![c.count_claim(), c.shared.channel_index(app_id)]
+                },
+                vec![channel.to_owned(), millis(hold)],
+            )
             .await?;
         match array(&reply).ok_or_else(|| malformed("count due"))? {
             [] => Ok(None),

@@ -6,6 +6,7 @@ use ferrocast_broker::{BackplaneError, InheritedLeave, LeaveToken, PendingLeaves
 use tracing::warn;
 
 use super::{int, malformed};
+use crate::keys::NodeRecord;
 use crate::RedisBackplane;
 
 #[async_trait]
@@ -17,9 +18,15 @@ impl PendingLeaves for RedisBackplane {
         user_id: Option<&str>,
         token: &LeaveToken,
     ) -> Result<bool, BackplaneError> {
-        let mut args = self.args(&[app_id, channel, &token.0]);
+        let mut args = vec![app_id.to_owned(), channel.to_owned(), token.0.clone()];
         args.extend(user_id.map(str::to_owned));
-        let reply = self.eval(&self.scripts.confirm_leave, args).await?;
+        let c = self.keys.channel(app_id, channel);
+        let pending = match user_id {
+            Some(user) => c.departure(user),
+            None => c.vacancy(),
+        };
+        let keys = vec![c.shared.node_record(self.keys.node(), NodeRecord::Leaves), pending];
+        let reply = self.eval(&self.scripts.confirm_leave, keys, args).await?;
         Ok(int(&reply).ok_or_else(|| malformed("confirm leave"))? == 1)
     }
 }

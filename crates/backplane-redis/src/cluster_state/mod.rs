@@ -86,9 +86,18 @@ impl RedisBackplane {
         format!("{}:{n}", self.keys.node())
     }
 
-    pub(crate) async fn eval(&self, script: &redis::Script, args: Vec<String>) -> Result<Value, BackplaneError> {
+    /// Run `script` with `keys` in `KEYS[]` and `args` in `ARGV[]`.
+    pub(crate) async fn eval(
+        &self,
+        script: &redis::Script,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<Value, BackplaneError> {
         self.with_conn(|mut conn| async move {
             let mut invocation = script.prepare_invoke();
+            for key in &keys {
+                invocation.key(key);
+            }
             for arg in &args {
                 invocation.arg(arg);
             }
@@ -97,10 +106,17 @@ impl RedisBackplane {
         .await
     }
 
-    /// `prefix, node, extra...` as script arguments.
+    /// `node, extra...` as script arguments.
     pub(crate) fn args(&self, extra: &[&str]) -> Vec<String> {
-        let mut args = vec![self.keys.prefix().to_owned(), self.keys.node().to_owned()];
+        let mut args = vec![self.keys.node().to_owned()];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         args
+    }
+
+    /// The arguments the scripts that remove or rebuild a node's registrations start with: the
+    /// hash tag of the (one) bucket, the registered nodes' key, `node`'s heartbeat key.
+    pub(crate) fn registry_args(&self, node: &str) -> Vec<String> {
+        let bucket = self.keys.bucket(crate::keys::Bucket(0));
+        vec![bucket.tag().to_owned(), self.keys.nodes(), self.keys.heartbeat(node)]
     }
 }

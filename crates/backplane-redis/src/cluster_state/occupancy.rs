@@ -5,12 +5,29 @@ use async_trait::async_trait;
 use ferrocast_broker::{BackplaneError, ChannelCounts, ChannelOccupancy, LeavePolicy, LeaveToken};
 
 use super::{array, int, malformed, pending_leave, string};
+use crate::keys::{ChannelKeys, NodeRecord};
 use crate::RedisBackplane;
+
+impl RedisBackplane {
+    /// A channel's subscriptions per node, the node's record of its channels, the app's channel
+    /// index and the channel's pending vacancy: the keys of `lua/sub_add.lua`.
+    fn subscription_keys(&self, app_id: &str, c: &ChannelKeys) -> Vec<String> {
+        vec![
+            c.subscriptions(),
+            c.shared.node_record(self.keys.node(), NodeRecord::Channels),
+            c.shared.channel_index(app_id),
+            c.vacancy(),
+        ]
+    }
+}
 
 #[async_trait]
 impl ChannelOccupancy for RedisBackplane {
     async fn subscription_added(&self, app_id: &str, channel: &str) -> Result<bool, BackplaneError> {
-        let reply = self.eval(&self.scripts.sub_add, self.args(&[app_id, channel])).await?;
+        let keys = self.subscription_keys(app_id, &self.keys.channel(app_id, channel));
+        let reply = self
+            .eval(&self.scripts.sub_add, keys, self.args(&[app_id, channel]))
+            .await?;
         match array(&reply).ok_or_else(|| malformed("subscription add"))? {
             [_count, occupied] => Ok(int(occupied) == Some(1)),
             _ => Err(malformed("subscription add")),
@@ -24,37 +41,67 @@ impl ChannelOccupancy for RedisBackplane {
         policy: LeavePolicy,
     ) -> Result<Option<LeaveToken>, BackplaneError> {
         let token = self.leave_token(policy);
+        let c = self.keys.channel(app_id, channel);
+        let mut keys = self.subscription_keys(app_id, &c);
+        keys.push(c.shared.node_record(self.keys.node(), NodeRecord::Leaves));
         let reply = self
-            .eval(&self.scripts.sub_remove, self.args(&[app_id, channel, &token]))
+            .eval(&self.scripts.sub_remove, keys, self.args(&[app_id, channel, &token]))
             .await?;
         pending_leave(&reply, "subscription remove")
     }
 
+    /// Gathered from every bucket's index (one script each), then one `HLEN` of the members per
+    /// presence channel, pipelined.
     async fn channels(&self, app_id: &str, prefix: &str) -> Result<Vec<(String, ChannelCounts)>, BackplaneError> {
-        let args = vec![self.keys.prefix().to_owned(), app_id.to_owned(), prefix.to_owned()];
-        let reply = self.eval(&self.scripts.channels, args).await?;
-        let items = array(&reply).ok_or_else(|| malformed("channels"))?;
-        let mut out = items
-            .chunks(3)
-            .map(|row| match row {
-                [name, subs, users] => Some((
-                    string(name)?,
-                    ChannelCounts {
-                        subscriptions: int(subs)?.max(0) as u64,
-                        users: int(users)?.max(0) as u64,
-                    },
-                )),
-                _ => None,
-            })
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| malformed("channels"))?;
+        let mut out = Vec::new();
+        for bucket in self.keys.all_buckets() {
+            let keys = vec![self.keys.bucket(bucket).channel_index(app_id)];
+            let reply = self.eval(&self.scripts.channels, keys, vec![prefix.to_owned()]).await?;
+            let items = array(&reply).ok_or_else(|| malformed("channels"))?;
+            for row in items.chunks(2) {
+                let [name, subs] = row else {
+                    return Err(malformed("channels"));
+                };
+                let (Some(name), Some(subs)) = (string(name), int(subs)) else {
+                    return Err(malformed("channels"));
+                };
+                let counts = ChannelCounts {
+                    subscriptions: subs.max(0) as u64,
+                    users: 0,
+                };
+                out.push((name, counts));
+            }
+        }
+        let presence: Vec<usize> = (0..out.len()).filter(|&i| out[i].0.starts_with("presence-")).collect();
+        if !presence.is_empty() {
+            let members: Vec<String> = presence
+                .iter()
+                .map(|&i| self.keys.channel(app_id, &out[i].0).members())
+                .collect();
+            let users: Vec<i64> = self
+                .with_conn(|mut conn| async move {
+                    let mut pipe = redis::pipe();
+                    for key in &members {
+                        pipe.hlen(key);
+                    }
+                    pipe.query_async(&mut conn).await
+                })
+                .await?;
+            if users.len() != presence.len() {
+                return Err(malformed("channels"));
+            }
+            for (&i, n) in presence.iter().zip(users) {
+                out[i].1.users = n.max(0) as u64;
+            }
+        }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
     async fn channel(&self, app_id: &str, channel: &str) -> Result<ChannelCounts, BackplaneError> {
-        let args = vec![self.keys.prefix().to_owned(), app_id.to_owned(), channel.to_owned()];
-        let reply = self.eval(&self.scripts.channel, args).await?;
+        let c = self.keys.channel(app_id, channel);
+        let keys = vec![c.shared.channel_index(app_id), c.members()];
+        let reply = self.eval(&self.scripts.channel, keys, vec![channel.to_owned()]).await?;
         match array(&reply).ok_or_else(|| malformed("channel"))? {
             [subs, users] => Ok(ChannelCounts {
                 subscriptions: int(subs).ok_or_else(|| malformed("channel"))?.max(0) as u64,

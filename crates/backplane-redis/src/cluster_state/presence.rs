@@ -10,6 +10,7 @@ use ferrocast_broker::{
 };
 
 use super::{array, int, malformed, pairs, string};
+use crate::keys::NodeRecord;
 use crate::RedisBackplane;
 
 fn seq(v: &redis::Value, what: &str) -> Result<u64, BackplaneError> {
@@ -28,7 +29,18 @@ impl PresenceRoster for RedisBackplane {
     ) -> Result<PresenceJoin, BackplaneError> {
         let max = req.max_members.to_string();
         let args = self.args(&[app_id, channel, req.socket_id, req.user_id, req.user_info, &max]);
-        let reply = self.eval(&self.scripts.presence_join, args).await?;
+        let c = self.keys.channel(app_id, channel);
+        let node = self.keys.node();
+        let keys = vec![
+            c.members(),
+            c.departure(req.user_id),
+            c.node_sockets(node),
+            c.member_sockets(),
+            c.member_sockets_per_node(),
+            c.shared.node_record(node, NodeRecord::Presence),
+            c.presence_seq(),
+        ];
+        let reply = self.eval(&self.scripts.presence_join, keys, args).await?;
         let what = "presence join";
         let items = array(&reply).ok_or_else(|| malformed(what))?;
         match items {
@@ -51,7 +63,19 @@ impl PresenceRoster for RedisBackplane {
     ) -> Result<PresenceLeave, BackplaneError> {
         let token = self.leave_token(req.policy);
         let args = self.args(&[app_id, channel, req.socket_id, req.user_id, &token]);
-        let reply = self.eval(&self.scripts.presence_leave, args).await?;
+        let c = self.keys.channel(app_id, channel);
+        let node = self.keys.node();
+        let keys = vec![
+            c.members(),
+            c.member_sockets(),
+            c.member_sockets_per_node(),
+            c.node_sockets(node),
+            c.shared.node_record(node, NodeRecord::Presence),
+            c.presence_seq(),
+            c.departure(req.user_id),
+            c.shared.node_record(node, NodeRecord::Leaves),
+        ];
+        let reply = self.eval(&self.scripts.presence_leave, keys, args).await?;
         let what = "presence leave";
         match array(&reply).ok_or_else(|| malformed(what))? {
             [left] if int(left) == Some(0) => Ok(PresenceLeave::Stayed),
@@ -68,8 +92,13 @@ impl PresenceRoster for RedisBackplane {
     }
 
     async fn presence_roster(&self, app_id: &str, channel: &str) -> Result<Roster, BackplaneError> {
+        let c = self.keys.channel(app_id, channel);
         let reply = self
-            .eval(&self.scripts.presence_roster, self.args(&[app_id, channel]))
+            .eval(
+                &self.scripts.presence_roster,
+                vec![c.members(), c.presence_seq()],
+                Vec::new(),
+            )
             .await?;
         let what = "presence roster";
         match array(&reply).ok_or_else(|| malformed(what))? {

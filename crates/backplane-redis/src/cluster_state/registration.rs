@@ -12,7 +12,8 @@ impl NodeRegistration for RedisBackplane {
         let ttl_ms = self.options.node_ttl.as_millis().to_string();
         let known = self.epoch.lock().map(|e| e.clone()).unwrap_or_default();
         let proposal = format!("{}-{:016x}", self.keys.node(), crate::pubsub::rand_nonce());
-        let mut args = self.args(&[&ttl_ms, &known, &proposal]);
+        let mut args = self.registry_args(self.keys.node());
+        args.extend([self.keys.node().to_owned(), ttl_ms, known, proposal]);
         args.push(snapshot.connections.len().to_string());
         for (app, count) in &snapshot.connections {
             args.extend([app.clone(), count.to_string()]);
@@ -36,7 +37,7 @@ impl NodeRegistration for RedisBackplane {
         for (app, user, count) in &snapshot.users {
             args.extend([app.clone(), user.clone(), count.to_string()]);
         }
-        let reply = self.eval(&self.scripts.resync, args).await?;
+        let reply = self.eval(&self.scripts.resync, Vec::new(), args).await?;
         let parts = array(&reply).ok_or_else(|| malformed("resync"))?;
         let (Some(added), Some(removed), Some(epoch), Some(reset), Some(online), Some(offline)) = (
             parts.first().and_then(rows),

@@ -6,7 +6,20 @@ use ferrocast_broker::{BackplaneError, UserDirectory, UserSocket, UserStatus, Us
 use redis::Value;
 
 use super::{array, int, malformed};
+use crate::keys::NodeRecord;
 use crate::RedisBackplane;
+
+impl RedisBackplane {
+    /// The keys of `lua/user_in.lua` and `lua/user_out.lua` (the user's bucket).
+    fn user_keys(&self, socket: &UserSocket<'_>) -> Vec<String> {
+        let bucket = self.keys.bucket(self.keys.user_bucket(socket.app_id, socket.user_id));
+        vec![
+            bucket.users_per_node(socket.app_id),
+            bucket.node_record(self.keys.node(), NodeRecord::Users),
+            bucket.users_total(socket.app_id),
+        ]
+    }
+}
 
 fn transition(reply: &Value, what: &str) -> Result<UserTransition, BackplaneError> {
     match int(reply).ok_or_else(|| malformed(what))? {
@@ -19,27 +32,33 @@ fn transition(reply: &Value, what: &str) -> Result<UserTransition, BackplaneErro
 impl UserDirectory for RedisBackplane {
     async fn user_signed_in(&self, socket: UserSocket<'_>) -> Result<UserTransition, BackplaneError> {
         let args = self.args(&[socket.app_id, socket.user_id]);
-        transition(&self.eval(&self.scripts.user_in, args).await?, "user sign-in")
+        let keys = self.user_keys(&socket);
+        transition(&self.eval(&self.scripts.user_in, keys, args).await?, "user sign-in")
     }
 
     async fn user_signed_out(&self, socket: UserSocket<'_>) -> Result<UserTransition, BackplaneError> {
         let args = self.args(&[socket.app_id, socket.user_id]);
-        transition(&self.eval(&self.scripts.user_out, args).await?, "user sign-out")
+        let keys = self.user_keys(&socket);
+        transition(&self.eval(&self.scripts.user_out, keys, args).await?, "user sign-out")
     }
 
     async fn user_status(&self, app_id: &str, user_ids: &[String]) -> Result<UserStatus, BackplaneError> {
         if user_ids.is_empty() {
             return Ok(UserStatus::default());
         }
-        let key = format!("{}:ut:{}", self.keys.prefix(), app_id);
+        // One HGET per user (each in its bucket), pipelined: one round trip.
+        let keys: Vec<String> = user_ids
+            .iter()
+            .map(|u| self.keys.bucket(self.keys.user_bucket(app_id, u)).users_total(app_id))
+            .collect();
         let ids = user_ids.to_vec();
         let reply = self
             .with_conn(|mut conn| async move {
-                redis::cmd("HMGET")
-                    .arg(key)
-                    .arg(ids)
-                    .query_async::<Value>(&mut conn)
-                    .await
+                let mut pipe = redis::pipe();
+                for (key, id) in keys.iter().zip(&ids) {
+                    pipe.hget(key, id);
+                }
+                pipe.query_async::<Value>(&mut conn).await
             })
             .await?;
         let counts = array(&reply).ok_or_else(|| malformed("user status"))?;

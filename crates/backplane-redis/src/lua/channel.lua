@@ -1,4 +1,4 @@
--- ARGV: prefix, app, channel. Returns {subscriptions, users}.
-local P, a, c = ARGV[1], ARGV[2], ARGV[3]
-local t = tonumber(redis.call('HGET', P .. ':chans:' .. a, c) or '0')
-return {t, redis.call('HLEN', P .. ':pm:' .. a .. ':' .. c)}
+-- KEYS: the app's channel index, the channel's members. ARGV: channel.
+-- Returns {subscriptions, users}.
+local t = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+return {t, redis.call('HLEN', KEYS[2])}

@@ -1,11 +1,12 @@
--- ARGV: prefix, node, app, max (0 = unlimited). 1 if counted, 0 if over the quota.
-local P, n, a, max = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local key = P .. ':conns:' .. a
+-- KEYS: the app's connection counts (HASH node -> open connections), the node's record of the
+-- apps it holds connections of (both in the app's bucket).
+-- ARGV: node, app, max (0 = unlimited). Returns 1 if counted, 0 if over the quota.
+local n, a, max = ARGV[1], ARGV[2], tonumber(ARGV[3])
 if max > 0 then
   local total = 0
-  for _, v in ipairs(redis.call('HVALS', key)) do total = total + tonumber(v) end
+  for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
   if total >= max then return 0 end
 end
-redis.call('HINCRBY', key, n, 1)
-redis.call('SADD', P .. ':node:' .. n .. ':apps', a)
+redis.call('HINCRBY', KEYS[1], n, 1)
+redis.call('SADD', KEYS[2], a)
 return 1

@@ -1,5 +1,3 @@
--- ARGV: prefix, node, app.
-local P, n, a = ARGV[1], ARGV[2], ARGV[3]
-local key = P .. ':conns:' .. a
-if redis.call('HINCRBY', key, n, -1) <= 0 then redis.call('HDEL', key, n) end
+-- KEYS: the app's connection counts. ARGV: node.
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 1

@@ -1,12 +1,12 @@
--- ARGV: entries per log at most, then pairs: a replay log key and the last id its reader
--- delivered. Returns, per pair, {entries after that id (as XRANGE gives them), the id of the
+-- KEYS: replay logs. ARGV: entries per log at most, then per log the last id its reader
+-- delivered. Returns, per log, {entries after that id (as XRANGE gives them), the id of the
 -- first entry the log still keeps, or '0-0' if it never trimmed any}. Trimming drops the oldest
 -- entries, so a reader whose id is below that first kept entry may have missed trimmed ones.
 -- A missing log has neither.
 local count = ARGV[1]
 local out = {}
-for i = 2, #ARGV, 2 do
-  local key, after = ARGV[i], ARGV[i + 1]
+for i, key in ipairs(KEYS) do
+  local after = ARGV[i + 1]
   if redis.call('EXISTS', key) == 0 then
     out[#out + 1] = {{}, '0-0'}
   else
