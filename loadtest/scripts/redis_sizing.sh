@@ -258,7 +258,7 @@ publish log1 "$E1" 10
 publish log2 "$E2" 10
 webhooks wh1 "$W1"
 webhooks wh2 "$W2"
-stream_bytes logkeys 'sz:log:*sz-log*'
+stream_bytes logkeys '{sz:*}:log:*sz-log*'
 stream_bytes whkeys 'sz:whq:*'
 
 python3 - "$RESULTS" <<'PY'
