@@ -46,7 +46,7 @@ async fn joined(node: &Arc<Node>) {
 }
 
 async fn connect(node: &Node) -> (Session, ConnectionOutbox) {
-    let app = node.apps().by_id("app").cloned().unwrap();
+    let app = node.apps().by_id("app").unwrap();
     node.connect(app).await.unwrap()
 }
 
@@ -108,7 +108,7 @@ async fn a_publish_reaches_subscribers_but_not_the_excluded_socket() {
     node.handle(&mut b, public_subscribe("news")).await;
     assert_eq!(events(&frames(&mut out_a)), ["pusher_internal:subscription_succeeded"]);
     frames(&mut out_b);
-    let app = node.apps().by_id("app").cloned().unwrap();
+    let app = node.apps().by_id("app").unwrap();
     let publish = PublishRequest {
         channels: vec!["news".into()],
         event: "story".into(),
@@ -167,7 +167,7 @@ async fn presence_members_are_announced_once_per_user_and_never_to_the_actor() {
     assert_eq!(events(&removed), ["pusher_internal:member_removed"]);
     assert_eq!(removed[0]["data"]["user_id"], "u");
     let users = node
-        .users(&node.apps().by_id("app").cloned().unwrap(), "presence-room")
+        .users(&node.apps().by_id("app").unwrap(), "presence-room")
         .await
         .unwrap();
     assert_eq!(users, ["obs"]);
