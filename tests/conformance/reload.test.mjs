@@ -17,7 +17,9 @@ import { channelAuth, connectRaw, isPusherError } from './lib/raw.mjs';
 import { signedFetch } from './lib/rest.mjs';
 import { makeApp, makeNode, renderConfig, startSuite, trackFailures } from './lib/server.mjs';
 import { eventually, parseMetrics, sleep, uid, waitFor } from './lib/util.mjs';
+import { useWebhookReceiver } from './lib/webhooks.mjs';
 
+const recv = useWebhookReceiver();
 const state = trackFailures();
 
 /** Every cluster a test started, stopped (and its logs kept on failure) when the test ends. */
@@ -278,5 +280,32 @@ describe('apps reload without a restart', () => {
     const last = parseMetrics(gauge).find((s) => s.name === 'ferrocast_config_last_reload_success_timestamp_seconds');
     assert.ok(last && Math.abs(last.value - Date.now() / 1000) < 30, `last success gauge ${last?.value}`);
     assertNoSecrets(c, [app.secret, leaked]);
+  });
+
+  test('changed webhooks and a new secret apply to the next event', async (t) => {
+    const app = makeApp();
+    app.webhooks = [{ url: recv.url(`/before-${app.id}`), events: ['channel_occupied'] }];
+    recv.addApp(app);
+    const c = await cluster(t, [app]);
+    const first = `first-${uid()}`;
+    const a = await connectRaw(t, c.client, app);
+    await a.subscribeOk(first);
+    const before = await recv.waitEvent('channel_occupied', { path: `/before-${app.id}`, channel: first });
+    assert.equal(before.request.valid, true, before.request.validationError);
+
+    const rotated = { ...app, secret: `rotated-${uid()}`, webhooks: [{ url: recv.url(`/after-${app.id}`) }] };
+    recv.addApp(rotated); // requests with this key are now checked against the new secret
+    const okBefore = await counts(c.nodes, 'ok');
+    await rewrite(c, [rotated]);
+    await reloaded(c.nodes, okBefore);
+    assert.match(output(c), /app reloaded.*(webhooks|secret)/);
+
+    const second = `second-${uid()}`;
+    await a.subscribeOk(second);
+    const after = await recv.waitEvent('channel_occupied', { path: `/after-${app.id}`, channel: second });
+    assert.equal(after.request.valid, true, `signed with the new secret: ${after.request.validationError}`);
+    await sleep(300);
+    assert.equal(recv.events({ path: `/before-${app.id}`, channel: second }).length, 0, 'the old URL gets no new event');
+    assertNoSecrets(c, [app.secret, rotated.secret]);
   });
 });

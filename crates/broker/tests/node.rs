@@ -237,3 +237,79 @@ async fn a_bad_signature_refuses_the_subscription_and_the_socket_carries_on() {
     node.handle(&mut a, ClientMessage::Ping).await;
     assert_eq!(events(&frames(&mut out_a)), ["pusher:pong"]);
 }
+
+fn config(id: &str, key: &str, secret: &str) -> AppConfig {
+    AppConfig {
+        id: id.into(),
+        key: key.into(),
+        secret: secret.into(),
+        ..AppConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn applying_apps_closes_removed_and_disabled_apps_and_keeps_the_others() {
+    let node = Node::new(
+        AppRegistry::new([
+            config("keep", "k1", "s1"),
+            config("off", "k2", "s2"),
+            config("gone", "k3", "s3"),
+        ]),
+        Arc::new(MemoryBackplane::new()),
+        Arc::new(MemoryClusterState::new()),
+        NodeOptions::new(64, 7),
+    );
+    let open = |id: &'static str| {
+        let node = node.clone();
+        async move { node.connect(node.apps().by_id(id).unwrap()).await.unwrap() }
+    };
+    let (keep, mut keep_out) = open("keep").await;
+    let (off, mut off_out) = open("off").await;
+    let (gone, mut gone_out) = open("gone").await;
+    let gone_app = gone.app.clone();
+
+    let mut disabled = config("off", "k2", "s2");
+    disabled.enabled = false;
+    let mut rotated = config("keep", "k1", "s1-new");
+    rotated.max_connections = 1;
+    let changes = node.apply_apps(vec![rotated, disabled, config("new", "k4", "s4")]);
+    let described: Vec<(String, String)> = changes.iter().map(|c| (c.id.clone(), c.describe())).collect();
+    assert_eq!(
+        described,
+        [
+            ("gone".to_owned(), "removed".to_owned()),
+            ("keep".to_owned(), "secret,limits".to_owned()),
+            ("new".to_owned(), "added".to_owned()),
+            ("off".to_owned(), "disabled".to_owned()),
+        ]
+    );
+    // Closed with the codes of the protocol, after a pusher:error with the same code.
+    assert_eq!(off.conn.close_code(), Some(4003));
+    assert_eq!(gone.conn.close_code(), Some(4001));
+    assert_eq!(keep.conn.close_code(), None);
+    assert_eq!(frames(&mut off_out)[0]["data"]["code"], 4003);
+    assert_eq!(frames(&mut gone_out)[0]["data"]["code"], 4001);
+    assert!(frames(&mut keep_out).is_empty());
+    // The kept app's session sees the new configuration; its open socket stays even though
+    // it is now at the new max_connections.
+    assert_eq!(keep.app.config().secret, "s1-new");
+    assert_eq!(keep.app.config().max_connections, 1);
+
+    // New connections: the disabled app is refused, the removed one too (even through an Arc
+    // taken before the reload), the new app is usable at once.
+    let refused = node.connect(node.apps().by_id("off").unwrap()).await.err().unwrap();
+    assert!(matches!(refused, ferrocast_broker::ConnectError::AppDisabled));
+    let refused = node.connect(gone_app).await.err().unwrap();
+    assert!(matches!(refused, ferrocast_broker::ConnectError::AppRemoved));
+    assert!(node.apps().by_key("k3").is_none());
+    let (fresh, _fresh_out) = node.connect(node.apps().by_key("k4").unwrap()).await.unwrap();
+    assert_eq!(fresh.app.id(), "new");
+    // Over the lowered max_connections: the next connection of the kept app is refused.
+    let over = node.connect(node.apps().by_id("keep").unwrap()).await.err().unwrap();
+    assert!(matches!(over, ferrocast_broker::ConnectError::OverQuota));
+
+    for session in [keep, off, gone, fresh] {
+        node.disconnect(session).await;
+    }
+    assert_eq!(node.apps().by_id("keep").unwrap().open_sockets(), 0);
+}
