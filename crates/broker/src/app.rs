@@ -28,7 +28,8 @@ impl WebhookConfig {
 }
 
 /// One `[[apps]]` entry: every key of the config contract, with Pusher's published defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// Its `Debug` output shows whether a secret is set, never the secret.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AppConfig {
     pub id: String,
@@ -75,6 +76,55 @@ pub struct AppConfig {
     /// Empty = any origin.
     pub allowed_origins: Vec<String>,
     pub webhooks: Vec<WebhookConfig>,
+}
+
+impl std::fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |secret: Option<&str>| match secret {
+            Some(s) if !s.is_empty() => "<redacted>",
+            Some(_) => "<empty>",
+            None => "<none>",
+        };
+        f.debug_struct("AppConfig")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("secret", &redacted(Some(&self.secret)))
+            .field("secret_env", &self.secret_env)
+            .field("previous_secret", &redacted(self.previous_secret.as_deref()))
+            .field("previous_secret_expires_at", &self.previous_secret_expires_at)
+            .field("enabled", &self.enabled)
+            .field("enable_client_messages", &self.enable_client_messages)
+            .field("enable_user_authentication", &self.enable_user_authentication)
+            .field("enable_subscription_count", &self.enable_subscription_count)
+            .field("enable_webhook_batching", &self.enable_webhook_batching)
+            .field("user_authentication_timeout_s", &self.user_authentication_timeout_s)
+            .field("max_connections", &self.max_connections)
+            .field("max_client_events_per_second", &self.max_client_events_per_second)
+            .field("max_backend_events_per_second", &self.max_backend_events_per_second)
+            .field("max_read_requests_per_second", &self.max_read_requests_per_second)
+            .field(
+                "max_presence_members_per_channel",
+                &self.max_presence_members_per_channel,
+            )
+            .field("max_presence_member_size_kb", &self.max_presence_member_size_kb)
+            .field("max_channel_name_length", &self.max_channel_name_length)
+            .field("max_event_channels_at_once", &self.max_event_channels_at_once)
+            .field("max_event_name_length", &self.max_event_name_length)
+            .field("max_event_payload_kb", &self.max_event_payload_kb)
+            .field("max_event_batch_size", &self.max_event_batch_size)
+            .field(
+                "max_subscriptions_per_connection",
+                &self.max_subscriptions_per_connection,
+            )
+            .field(
+                "max_subscription_requests_per_second",
+                &self.max_subscription_requests_per_second,
+            )
+            .field("cache_ttl_s", &self.cache_ttl_s)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("webhooks", &self.webhooks)
+            .finish()
+    }
 }
 
 impl Default for AppConfig {
@@ -557,6 +607,18 @@ mod tests {
             kinds(&changes, "a"),
             [AppChangeKind::Enabled, AppChangeKind::PreviousSecretChanged]
         );
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let mut c = app("a", "ka", "very-secret");
+        c.previous_secret = Some("older-secret".into());
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains("very-secret") && !text.contains("older-secret"),
+            "{text}"
+        );
+        assert!(text.contains("ka") && text.contains("<redacted>"), "{text}");
     }
 
     #[test]

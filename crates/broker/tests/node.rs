@@ -313,3 +313,74 @@ async fn applying_apps_closes_removed_and_disabled_apps_and_keeps_the_others() {
     }
     assert_eq!(node.apps().by_id("keep").unwrap().open_sockets(), 0);
 }
+
+#[tokio::test]
+async fn sign_in_and_channel_auth_accept_the_previous_secret_until_it_expires() {
+    let mut rotated = config("app", "key", "new-secret");
+    rotated.previous_secret = Some("old-secret".into());
+    rotated.previous_secret_expires_at = Some(ferrocast_broker::unix_seconds() + 3600);
+    let node = Node::new(
+        AppRegistry::new([rotated.clone()]),
+        Arc::new(MemoryBackplane::new()),
+        Arc::new(MemoryClusterState::new()),
+        NodeOptions::new(64, 7),
+    );
+    joined(&node).await;
+    let (mut session, mut outbox) = connect(&node).await;
+    let signin = |session: &Session, secret: &str| {
+        let user_data = r#"{"id":"u1"}"#.to_owned();
+        let signed = signature::user_string_to_sign(session.socket_id(), &user_data);
+        ClientMessage::Signin {
+            auth: format!("key:{}", signature::sign(secret, &signed)),
+            user_data,
+        }
+    };
+    let private = |session: &Session, secret: &str, channel: &str| {
+        let signed = signature::channel_string_to_sign(session.socket_id(), channel, None);
+        ClientMessage::Subscribe(Subscribe {
+            channel: channel.into(),
+            auth: Some(format!("key:{}", signature::sign(secret, &signed))),
+            channel_data: None,
+        })
+    };
+    let message = signin(&session, "old-secret");
+    node.handle(&mut session, message).await;
+    let message = private(&session, "old-secret", "private-a");
+    node.handle(&mut session, message).await;
+    let message = private(&session, "new-secret", "private-b");
+    node.handle(&mut session, message).await;
+    let seen = events(&frames(&mut outbox));
+    assert!(seen.contains(&"pusher:signin_success".to_owned()), "{seen:?}");
+    assert_eq!(
+        seen.iter()
+            .filter(|e| *e == "pusher_internal:subscription_succeeded")
+            .count(),
+        2,
+        "{seen:?}"
+    );
+
+    // Expired: only the new secret.
+    rotated.previous_secret_expires_at = Some(ferrocast_broker::unix_seconds().saturating_sub(1));
+    node.apply_apps(vec![rotated]);
+    let message = private(&session, "old-secret", "private-c");
+    node.handle(&mut session, message).await;
+    let message = private(&session, "new-secret", "private-d");
+    node.handle(&mut session, message).await;
+    let seen = frames(&mut outbox);
+    let result = |channel: &str| {
+        seen.iter()
+            .find(|f| f["channel"] == channel)
+            .map(|f| f["event"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        result("private-c").as_deref(),
+        Some("pusher:subscription_error"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        result("private-d").as_deref(),
+        Some("pusher_internal:subscription_succeeded"),
+        "{seen:?}"
+    );
+    node.disconnect(session).await;
+}
