@@ -487,8 +487,8 @@ impl AppRegistry {
     /// Swap in a new list of apps (ids and keys unique, as validated by the caller) and return
     /// what changed, with the apps that were removed (marked so, not yet closed). Apps whose id
     /// stays keep their runtime state (connection counts, open sockets); their configuration is
-    /// replaced. Reloads are serialized by the caller holding `&self` in one task at a time;
-    /// a concurrent one is still safe (the last write wins).
+    /// replaced. Calls must not overlap (the server's reloader holds a lock around each): two
+    /// at once could leave a mix of both lists.
     pub fn replace(&self, apps: Vec<AppConfig>) -> (Vec<AppChange>, Vec<Arc<App>>) {
         let old = self.snapshot();
         let old_configs: Vec<Arc<AppConfig>> = old.iter().map(|a| a.config()).collect();

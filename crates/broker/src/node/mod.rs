@@ -304,8 +304,8 @@ impl Node {
         format!("{}.{}", self.options.socket_id_prefix, n).into()
     }
 
-    /// Admit a new socket for `app`: refuses disabled apps and apps over `max_connections`
-    /// (cluster-wide). The caller sends `connection_established` and runs the socket.
+    /// Admit a new socket for `app`: refuses disabled apps, apps a reload removed and apps over
+    /// `max_connections` (cluster-wide). The caller sends `connection_established` and runs the socket.
     pub async fn connect(&self, app: Arc<App>) -> Result<(Session, ConnectionOutbox), ConnectError> {
         refused(&app)?;
         let _gate = self.gate.enter(app.id()).await;
@@ -326,8 +326,8 @@ impl Node {
         );
         app.track(&conn);
         // A reload that disabled or removed the app since the check above closed the sockets it
-        // saw; this one was not among them, so it is refused here (and released by the caller's
-        // `disconnect`, like any session).
+        // saw; this one may not have been among them, so it is checked again now that it is
+        // tracked, and refused (its slot given back) if so.
         let session = Session::new(app, conn);
         if let Err(e) = refused(&session.app) {
             session.app.untrack(&session.conn);
@@ -350,7 +350,8 @@ impl Node {
     /// the sockets of removed apps are closed with 4001, those of disabled apps with 4003; a
     /// new app is usable at once; new secrets and limits apply to the next action of every
     /// socket (open sockets over a lower `max_connections` stay). Returns what changed, per
-    /// app, sorted by id; nothing in it is a secret.
+    /// app, sorted by id; nothing in it is a secret. Calls must not overlap (an app source
+    /// applies one list at a time).
     pub fn apply_apps(&self, apps: Vec<AppConfig>) -> Vec<AppChange> {
         let (changes, removed) = self.apps.replace(apps);
         for app in &removed {
