@@ -38,6 +38,9 @@ impl BackplaneError {
 pub enum ConnectError {
     #[error("app is disabled")]
     AppDisabled,
+    /// A reload removed the app while the socket was being admitted.
+    #[error("no app with this key")]
+    AppRemoved,
     #[error("app is over its connection quota")]
     OverQuota,
     #[error(transparent)]

@@ -46,9 +46,9 @@ pub struct Session {
 
 impl Session {
     pub(crate) fn new(app: Arc<App>, conn: ConnectionHandle) -> Self {
-        let client_events = WindowLimiter::new(app.config.max_client_events_per_second);
-        let burst = u32::try_from(app.config.max_subscriptions_per_connection).unwrap_or(u32::MAX);
-        let subscribe_requests = TokenBucket::new(app.config.max_subscription_requests_per_second, burst);
+        let client_events = WindowLimiter::new(app.config().max_client_events_per_second);
+        let burst = u32::try_from(app.config().max_subscriptions_per_connection).unwrap_or(u32::MAX);
+        let subscribe_requests = TokenBucket::new(app.config().max_subscription_requests_per_second, burst);
         Self {
             app,
             conn,

@@ -46,7 +46,7 @@ async fn joined(node: &Arc<Node>) {
 }
 
 async fn connect(node: &Node) -> (Session, ConnectionOutbox) {
-    let app = node.apps().by_id("app").cloned().unwrap();
+    let app = node.apps().by_id("app").unwrap();
     node.connect(app).await.unwrap()
 }
 
@@ -108,7 +108,7 @@ async fn a_publish_reaches_subscribers_but_not_the_excluded_socket() {
     node.handle(&mut b, public_subscribe("news")).await;
     assert_eq!(events(&frames(&mut out_a)), ["pusher_internal:subscription_succeeded"]);
     frames(&mut out_b);
-    let app = node.apps().by_id("app").cloned().unwrap();
+    let app = node.apps().by_id("app").unwrap();
     let publish = PublishRequest {
         channels: vec!["news".into()],
         event: "story".into(),
@@ -167,7 +167,7 @@ async fn presence_members_are_announced_once_per_user_and_never_to_the_actor() {
     assert_eq!(events(&removed), ["pusher_internal:member_removed"]);
     assert_eq!(removed[0]["data"]["user_id"], "u");
     let users = node
-        .users(&node.apps().by_id("app").cloned().unwrap(), "presence-room")
+        .users(&node.apps().by_id("app").unwrap(), "presence-room")
         .await
         .unwrap();
     assert_eq!(users, ["obs"]);
@@ -236,4 +236,151 @@ async fn a_bad_signature_refuses_the_subscription_and_the_socket_carries_on() {
     assert!(node.local_stats().is_empty(), "nothing was registered");
     node.handle(&mut a, ClientMessage::Ping).await;
     assert_eq!(events(&frames(&mut out_a)), ["pusher:pong"]);
+}
+
+fn config(id: &str, key: &str, secret: &str) -> AppConfig {
+    AppConfig {
+        id: id.into(),
+        key: key.into(),
+        secret: secret.into(),
+        ..AppConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn applying_apps_closes_removed_and_disabled_apps_and_keeps_the_others() {
+    let node = Node::new(
+        AppRegistry::new([
+            config("keep", "k1", "s1"),
+            config("off", "k2", "s2"),
+            config("gone", "k3", "s3"),
+        ]),
+        Arc::new(MemoryBackplane::new()),
+        Arc::new(MemoryClusterState::new()),
+        NodeOptions::new(64, 7),
+    );
+    let open = |id: &'static str| {
+        let node = node.clone();
+        async move { node.connect(node.apps().by_id(id).unwrap()).await.unwrap() }
+    };
+    let (keep, mut keep_out) = open("keep").await;
+    let (off, mut off_out) = open("off").await;
+    let (gone, mut gone_out) = open("gone").await;
+    let gone_app = gone.app.clone();
+
+    let mut disabled = config("off", "k2", "s2");
+    disabled.enabled = false;
+    let mut rotated = config("keep", "k1", "s1-new");
+    rotated.max_connections = 1;
+    let changes = node.apply_apps(vec![rotated, disabled, config("new", "k4", "s4")]);
+    let described: Vec<(String, String)> = changes.iter().map(|c| (c.id.clone(), c.describe())).collect();
+    assert_eq!(
+        described,
+        [
+            ("gone".to_owned(), "removed".to_owned()),
+            ("keep".to_owned(), "secret,limits".to_owned()),
+            ("new".to_owned(), "added".to_owned()),
+            ("off".to_owned(), "disabled".to_owned()),
+        ]
+    );
+    // Closed with the codes of the protocol, after a pusher:error with the same code.
+    assert_eq!(off.conn.close_code(), Some(4003));
+    assert_eq!(gone.conn.close_code(), Some(4001));
+    assert_eq!(keep.conn.close_code(), None);
+    assert_eq!(frames(&mut off_out)[0]["data"]["code"], 4003);
+    assert_eq!(frames(&mut gone_out)[0]["data"]["code"], 4001);
+    assert!(frames(&mut keep_out).is_empty());
+    // The kept app's session sees the new configuration; its open socket stays even though
+    // it is now at the new max_connections.
+    assert_eq!(keep.app.config().secret, "s1-new");
+    assert_eq!(keep.app.config().max_connections, 1);
+
+    // New connections: the disabled app is refused, the removed one too (even through an Arc
+    // taken before the reload), the new app is usable at once.
+    let refused = node.connect(node.apps().by_id("off").unwrap()).await.err().unwrap();
+    assert!(matches!(refused, ferrocast_broker::ConnectError::AppDisabled));
+    let refused = node.connect(gone_app).await.err().unwrap();
+    assert!(matches!(refused, ferrocast_broker::ConnectError::AppRemoved));
+    assert!(node.apps().by_key("k3").is_none());
+    let (fresh, _fresh_out) = node.connect(node.apps().by_key("k4").unwrap()).await.unwrap();
+    assert_eq!(fresh.app.id(), "new");
+    // Over the lowered max_connections: the next connection of the kept app is refused.
+    let over = node.connect(node.apps().by_id("keep").unwrap()).await.err().unwrap();
+    assert!(matches!(over, ferrocast_broker::ConnectError::OverQuota));
+
+    for session in [keep, off, gone, fresh] {
+        node.disconnect(session).await;
+    }
+    assert_eq!(node.apps().by_id("keep").unwrap().open_sockets(), 0);
+}
+
+#[tokio::test]
+async fn sign_in_and_channel_auth_accept_the_previous_secret_until_it_expires() {
+    let mut rotated = config("app", "key", "new-secret");
+    rotated.previous_secret = Some("old-secret".into());
+    rotated.previous_secret_expires_at = Some(ferrocast_broker::unix_seconds() + 3600);
+    let node = Node::new(
+        AppRegistry::new([rotated.clone()]),
+        Arc::new(MemoryBackplane::new()),
+        Arc::new(MemoryClusterState::new()),
+        NodeOptions::new(64, 7),
+    );
+    joined(&node).await;
+    let (mut session, mut outbox) = connect(&node).await;
+    let signin = |session: &Session, secret: &str| {
+        let user_data = r#"{"id":"u1"}"#.to_owned();
+        let signed = signature::user_string_to_sign(session.socket_id(), &user_data);
+        ClientMessage::Signin {
+            auth: format!("key:{}", signature::sign(secret, &signed)),
+            user_data,
+        }
+    };
+    let private = |session: &Session, secret: &str, channel: &str| {
+        let signed = signature::channel_string_to_sign(session.socket_id(), channel, None);
+        ClientMessage::Subscribe(Subscribe {
+            channel: channel.into(),
+            auth: Some(format!("key:{}", signature::sign(secret, &signed))),
+            channel_data: None,
+        })
+    };
+    let message = signin(&session, "old-secret");
+    node.handle(&mut session, message).await;
+    let message = private(&session, "old-secret", "private-a");
+    node.handle(&mut session, message).await;
+    let message = private(&session, "new-secret", "private-b");
+    node.handle(&mut session, message).await;
+    let seen = events(&frames(&mut outbox));
+    assert!(seen.contains(&"pusher:signin_success".to_owned()), "{seen:?}");
+    assert_eq!(
+        seen.iter()
+            .filter(|e| *e == "pusher_internal:subscription_succeeded")
+            .count(),
+        2,
+        "{seen:?}"
+    );
+
+    // Expired: only the new secret.
+    rotated.previous_secret_expires_at = Some(ferrocast_broker::unix_seconds().saturating_sub(1));
+    node.apply_apps(vec![rotated]);
+    let message = private(&session, "old-secret", "private-c");
+    node.handle(&mut session, message).await;
+    let message = private(&session, "new-secret", "private-d");
+    node.handle(&mut session, message).await;
+    let seen = frames(&mut outbox);
+    let result = |channel: &str| {
+        seen.iter()
+            .find(|f| f["channel"] == channel)
+            .map(|f| f["event"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        result("private-c").as_deref(),
+        Some("pusher:subscription_error"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        result("private-d").as_deref(),
+        Some("pusher_internal:subscription_succeeded"),
+        "{seen:?}"
+    );
+    node.disconnect(session).await;
 }

@@ -156,7 +156,7 @@ async fn unlimited_budgets_never_ask_the_cluster_state() {
         cluster.clone(),
         NodeOptions::new(64, 7),
     );
-    let free = node.apps().by_id("free").cloned().unwrap();
+    let free = node.apps().by_id("free").unwrap();
     for kind in [RateKind::BackendEvents, RateKind::ReadRequests] {
         for _ in 0..100 {
             assert!(node.take_rate(&free, kind, 1_000).await.unwrap().allowed);
@@ -168,7 +168,7 @@ async fn unlimited_budgets_never_ask_the_cluster_state() {
         "no round trip for unlimited budgets"
     );
 
-    let limited = node.apps().by_id("limited").cloned().unwrap();
+    let limited = node.apps().by_id("limited").unwrap();
     assert!(
         node.take_rate(&limited, RateKind::ReadRequests, 1)
             .await

@@ -73,7 +73,7 @@ fn hooked_node() -> (Arc<Recorder>, Arc<Node>) {
 }
 
 async fn connect(node: &Node, app_id: &str) -> (Session, ConnectionOutbox) {
-    let app = node.apps().by_id(app_id).cloned().unwrap();
+    let app = node.apps().by_id(app_id).unwrap();
     node.connect(app).await.unwrap()
 }
 
@@ -81,7 +81,7 @@ fn subscribe(session: &Session, channel: &str, user: Option<&str>) -> ClientMess
     let channel_data = user.map(|u| format!(r#"{{"user_id":"{u}"}}"#));
     let auth = (channel.starts_with("private-") || channel.starts_with("presence-")).then(|| {
         let signed = signature::channel_string_to_sign(session.socket_id(), channel, channel_data.as_deref());
-        format!("{}:{}", session.app.config.key, signature::sign("secret", &signed))
+        format!("{}:{}", session.app.config().key, signature::sign("secret", &signed))
     });
     ClientMessage::Subscribe(Subscribe {
         channel: channel.into(),

@@ -252,12 +252,39 @@ pub fn load(file: Option<&str>, env: impl IntoIterator<Item = (String, String)>)
             .separator("__")
             .try_parsing(true),
     );
-    let raw = builder.build().map_err(|e| ConfigError(e.to_string()))?;
-    let mut config: Config = raw.try_deserialize().map_err(|e| ConfigError(e.to_string()))?;
+    let raw = builder.build().map_err(|e| ConfigError(redact(&e.to_string())))?;
+    let mut config: Config = raw.try_deserialize().map_err(|e| ConfigError(redact(&e.to_string())))?;
     resolve_secret_env(&mut config.apps, &env)?;
     resolve_log_filter(&mut config.log, &env)?;
     validate(&config)?;
     Ok(config)
+}
+
+/// A parse or type error without what could be a secret, on one line: the TOML parser quotes
+/// the offending source line (which may be `secret = "..."`), and a type error quotes the value.
+fn redact(message: &str) -> String {
+    let snippet = |line: &str| {
+        let t = line.trim_start().trim_start_matches(|c: char| c.is_ascii_digit());
+        t.trim_start().starts_with('|')
+    };
+    let mut text = message
+        .lines()
+        .filter(|l| !snippet(l) && !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(start) = text.find("invalid type: ") {
+        let from = start + "invalid type: ".len();
+        if let Some(len) = text[from..].find(", expected") {
+            let kind = text[from..from + len]
+                .split_whitespace()
+                .next()
+                .unwrap_or("value")
+                .to_owned();
+            text.replace_range(from..from + len, &kind);
+        }
+    }
+    text
 }
 
 /// Set the `secret` of every app with `secret_env` from that environment variable. The two
@@ -580,6 +607,38 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
                 "must differ from the app's key (the key is public: anyone could sign with it)",
             ));
         }
+        match (&app.previous_secret, app.previous_secret_expires_at) {
+            (Some(previous), Some(_)) => {
+                if previous.trim().is_empty() {
+                    return Err(ConfigError::key(&at("previous_secret"), "must not be blank"));
+                }
+                if *previous == app.secret {
+                    return Err(ConfigError::key(
+                        &at("previous_secret"),
+                        "must differ from secret (it is the secret before a rotation)",
+                    ));
+                }
+                if *previous == app.key {
+                    return Err(ConfigError::key(
+                        &at("previous_secret"),
+                        "must differ from the app's key",
+                    ));
+                }
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::key(
+                    &at("previous_secret_expires_at"),
+                    "is required with previous_secret (Unix seconds when the previous secret stops being accepted)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::key(
+                    &at("previous_secret_expires_at"),
+                    "is set without previous_secret",
+                ))
+            }
+            (None, None) => {}
+        }
         if !app.id.chars().all(is_name_char) {
             return Err(ConfigError::key(
                 &at("id"),
@@ -833,6 +892,62 @@ mod tests {
         let f = write("[[apps]]\nid = \"1\"\nkey = \"same\"\nsecret = \"same\"\n");
         let e = load(Some(f.as_str()), []).unwrap_err().to_string();
         assert!(e.contains("apps[0].secret") && e.contains("key"), "{e}");
+    }
+
+    #[test]
+    fn parse_and_type_errors_never_quote_a_value() {
+        let f = write("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"hidden-value\n");
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(
+            e.contains("line 4") && !e.contains("hidden-value") && !e.contains('\n'),
+            "{e}"
+        );
+        let f = write("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = [\"a-secret\"]\n");
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(e.contains("secret") && !e.contains("a-secret"), "{e}");
+        let f = write("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\nmax_connections = \"x\"\n");
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(
+            e.contains("max_connections") && e.contains("invalid type: string"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn previous_secrets_are_checked() {
+        let ok = write(&format!(
+            "{APP}previous_secret = \"old\"\nprevious_secret_expires_at = 1900000000\n"
+        ));
+        let c = load(Some(ok.as_str()), []).unwrap();
+        assert_eq!(c.apps[0].previous_secret.as_deref(), Some("old"));
+        assert_eq!(c.apps[0].previous_secret_expires_at, Some(1_900_000_000));
+        for (extra, key, needle) in [
+            (
+                "previous_secret = \"s\"\nprevious_secret_expires_at = 1\n",
+                "apps[0].previous_secret:",
+                "differ from secret",
+            ),
+            (
+                "previous_secret = \"old\"\n",
+                "apps[0].previous_secret_expires_at:",
+                "required",
+            ),
+            (
+                "previous_secret_expires_at = 1\n",
+                "apps[0].previous_secret_expires_at:",
+                "without",
+            ),
+            (
+                "previous_secret = \" \"\nprevious_secret_expires_at = 1\n",
+                "apps[0].previous_secret:",
+                "blank",
+            ),
+        ] {
+            let f = write(&format!("{APP}{extra}"));
+            let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+            assert!(e.starts_with(key) && e.contains(needle), "{extra}: {e}");
+            assert!(!e.contains("\"s\""), "{e}");
+        }
     }
 
     #[test]

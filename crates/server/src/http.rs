@@ -366,7 +366,7 @@ async fn api_call(
     channel: Option<String>,
     peer: SocketAddr,
 ) -> Result<serde_json::Value, ApiError> {
-    let Some(app) = state.node.apps().by_id(app_id).cloned() else {
+    let Some(app) = state.node.apps().by_id(app_id) else {
         return Err(ApiError::NotFound(format!("no app with id {app_id:?}")));
     };
     let (parts, body) = req.into_parts();
@@ -458,7 +458,7 @@ fn refresh_cluster_metrics(state: &ServerState) {
     use crate::metrics::ClusterMetrics;
     use std::sync::atomic::Ordering::Relaxed;
     let local = state.node.local_stats();
-    for app in state.node.apps().iter() {
+    for app in state.node.apps().snapshot().iter() {
         let stats = local.get(app.id()).copied().unwrap_or_default();
         state
             .metrics

@@ -24,6 +24,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod reload;
 pub mod rest;
 pub mod run;
 pub mod state;

@@ -185,6 +185,11 @@ pub struct EdgeMetrics {
     pub open_tcp: IntGauge,
     pub tls_reload_ok: IntCounter,
     pub tls_reload_error: IntCounter,
+    /// Reloads of the config file's `[[apps]]` (SIGHUP or file change).
+    pub config_reload_ok: IntCounter,
+    pub config_reload_refused: IntCounter,
+    /// Unix seconds of the last configuration loaded and applied (the start, then each reload).
+    pub config_last_success: IntGauge,
 }
 
 impl EdgeMetrics {
@@ -207,8 +212,25 @@ impl EdgeMetrics {
             "TLS certificate reloads (SIGHUP or file change), by result: ok, or error (the certificate in use is kept)",
             &["result"],
         );
+        let config_reloads = counter(
+            r,
+            "config_reloads_total",
+            "Reloads of the config file's apps (SIGHUP or file change), by result: ok, or refused (the file does not load or validate; the running apps are kept)",
+            &["result"],
+        );
         let one = |c: &IntCounterVec, l: &str| c.with_label_values(&[l]);
+        let config_last_success = gauge(
+            r,
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last configuration loaded and applied: the start, then each successful reload",
+            &[],
+        )
+        .with_label_values(&[] as &[&str]);
+        config_last_success.set(ferrocast_broker::unix_seconds() as i64);
         Self {
+            config_reload_ok: one(&config_reloads, "ok"),
+            config_reload_refused: one(&config_reloads, "refused"),
+            config_last_success,
             header_timeouts: one(&timeouts, "header"),
             body_timeouts: one(&timeouts, "body"),
             keep_alive_timeouts: one(&timeouts, "keep_alive"),
@@ -758,6 +780,7 @@ mod tests {
             "ferrocast_open_tcp_connections 0",
             "ferrocast_accept_errors_total 0",
             "ferrocast_tls_reloads_total{result=\"ok\"} 0",
+            "ferrocast_config_reloads_total{result=\"refused\"} 0",
             "ferrocast_connections{app_id=\"app-1\"} 1",
             "ferrocast_ws_messages_out_total{app_id=\"app-1\"} 3",
             "ferrocast_connections_closed_total{app_id=\"app-1\",code=\"4100\"} 1",

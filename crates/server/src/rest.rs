@@ -115,7 +115,7 @@ pub fn route(path: &str) -> Option<(String, Route, Option<String>)> {
 
 /// Largest REST body accepted before reading further (413 beyond).
 pub fn max_body_bytes(app: &App) -> usize {
-    let c = &app.config;
+    let c = app.config();
     let per_event =
         c.max_payload_bytes().saturating_mul(2) + c.max_event_channels_at_once * (c.max_channel_name_length + 4) + 4096;
     per_event.saturating_mul(c.max_event_batch_size.max(1)).max(64 * 1024)
@@ -141,14 +141,15 @@ pub fn authorize(
         )));
     }
     let params = rest::parse_query(req.query);
-    let c = &app.config;
+    let c = app.config();
     let signed = SignedRequest {
         method: req.method.as_str(),
         path: req.path,
         params: &params,
         body: req.body,
     };
-    if let Err(e) = rest::verify_request(&signed, &c.key, &c.secret, unix_now()) {
+    let now = unix_now();
+    if let Err(e) = c.verify_signed(now, |secret| rest::verify_request(&signed, &c.key, secret, now)) {
         let reason = match e {
             RestAuthError::BadTimestamp => AuthDenial::RestTimestamp,
             _ => AuthDenial::RestSignature,
@@ -156,7 +157,7 @@ pub fn authorize(
         audit_denied(app, req, reason, observer);
         return Err(ApiError::Unauthorized(e.to_string()));
     }
-    if !c.enabled {
+    if app.is_refused() {
         audit_denied(app, req, AuthDenial::AppDisabled, observer);
         return Err(ApiError::Forbidden("app is disabled".into()));
     }
@@ -217,7 +218,7 @@ fn validate_event(
     socket_id: Option<String>,
     info: Option<String>,
 ) -> Result<Event, ApiError> {
-    let c = &app.config;
+    let c = app.config();
     channel::validate_event_name(&name, c.max_event_name_length).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if data.len() > c.max_payload_bytes() {
         return Err(ApiError::over_limit(
@@ -294,7 +295,7 @@ fn parse_info(info: Option<&str>) -> Result<Vec<String>, ApiError> {
 /// `subscription_count` is a per-app feature (reference §3.7): asking an app without it is a
 /// client error naming the setting, not a silent 0.
 fn subscription_count_enabled(app: &App) -> Result<(), ApiError> {
-    if app.config.enable_subscription_count {
+    if app.config().enable_subscription_count {
         return Ok(());
     }
     Err(ApiError::BadRequest(
@@ -309,7 +310,7 @@ async fn take_budget(state: &ServerState, app: &App, kind: RateKind, units: usiz
     if decision.allowed {
         return Ok(());
     }
-    let c = &app.config;
+    let c = app.config();
     let (limit, message) = match kind {
         RateKind::BackendEvents => (
             Limit::BackendEventRate,
@@ -368,7 +369,7 @@ async fn trigger(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, 
 
 async fn batch(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, ApiError> {
     let req: BatchRequest = parse_json(body)?;
-    let max = app.config.max_event_batch_size;
+    let max = app.config().max_event_batch_size;
     if req.batch.is_empty() {
         return Err(ApiError::BadRequest("'batch' must contain at least one event".into()));
     }
@@ -440,7 +441,7 @@ async fn list_channels(state: &ServerState, app: &App, prefix: &str, info: Optio
 }
 
 fn channel_name(app: &App, name: &str) -> Result<ChannelKind, ApiError> {
-    match channel::validate_channel_name(name, app.config.max_channel_name_length) {
+    match channel::validate_channel_name(name, app.config().max_channel_name_length) {
         Ok(ChannelKind::ServerToUser) => Err(ApiError::BadRequest(
             "#server-to-user- channels have no channel info".into(),
         )),

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::config::{self, Config};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, MetricsObserver};
+use crate::reload::{ConfigSource, Reloader};
 use crate::state::ServerState;
 use crate::webhooks::{Dispatcher, QueueMode};
 
@@ -139,7 +140,13 @@ pub fn check(config: &Config) -> Result<(), StartError> {
 }
 
 /// Bind both listeners and build the shared state.
-pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, TcpListener), StartError> {
+/// `source` and `as_loaded` (the configuration as `config::load` returned it, before command-line
+/// overrides) are what apps reloads start from.
+pub async fn start(
+    config: Config,
+    source: ConfigSource,
+    as_loaded: Config,
+) -> Result<(Arc<ServerState>, TcpListener, TcpListener), StartError> {
     // Every series of the configured apps exists from here on, at zero.
     let metrics = Arc::new(Metrics::for_apps(config.apps.iter().map(|app| app.id.as_str())));
     // Before anything opens descriptors or binds: a bad certificate must stop the start.
@@ -188,6 +195,7 @@ pub async fn start(config: Config) -> Result<(Arc<ServerState>, TcpListener, Tcp
     let state = Arc::new(ServerState {
         node,
         config,
+        reloader: Reloader::new(source, as_loaded),
         metrics,
         lifecycle: Lifecycle::new(),
         link,
@@ -206,6 +214,7 @@ pub async fn run(state: Arc<ServerState>, listener: TcpListener, metrics_listene
     let server = tokio::spawn(crate::http::serve(state.clone(), listener));
     let metrics = tokio::spawn(crate::http::serve_metrics(state.clone(), metrics_listener));
     let edge = tokio::spawn(maintain_edge(state.clone(), signals.hangup));
+    let reload = tokio::spawn(Reloader::watch(state.clone()));
     wait_for_signal(signals.terminate).await;
     info!("shutting down: draining connections");
     state.lifecycle.begin_shutdown();
@@ -229,6 +238,7 @@ pub async fn run(state: Arc<ServerState>, listener: TcpListener, metrics_listene
     state.webhooks.shutdown(flush).await;
     metrics.abort();
     edge.abort();
+    reload.abort();
     link.abort();
     info!("shutdown complete");
 }
@@ -255,8 +265,9 @@ async fn settle_subscription_counts(state: &ServerState) {
 }
 
 /// Background upkeep of the listeners: drop idle per-IP entries, reload the TLS certificate
-/// when its files change or on SIGHUP. SIGHUP is handled even without TLS: its default action
-/// would terminate the node.
+/// when its files change or on SIGHUP. SIGHUP also reloads the apps of the config file (see
+/// [`crate::reload`]); it is handled even without TLS: its default action would terminate the
+/// node.
 async fn maintain_edge(state: Arc<ServerState>, hangup: Option<SignalStream>) {
     let sweeper = {
         let limits = state.edge.ip_limits.clone();
@@ -324,6 +335,7 @@ async fn on_sighup(state: &ServerState, hangup: Option<SignalStream>) {
                 Some(tls) => tls.reload("SIGHUP", &state.metrics.edge),
                 None => info!("SIGHUP: no TLS certificate to reload"),
             }
+            state.reloader.reload(state, "SIGHUP");
         }
     }
     #[cfg(not(unix))]

@@ -214,6 +214,8 @@ export class ServerNode {
     this.env = env ?? {};
     this.dir = undefined;
     this.configPath = undefined;
+    /** Optional `async (node, text) => path`: see start(). */
+    this.writeConfig = undefined;
     this.proc = undefined;
   }
 
@@ -265,8 +267,14 @@ export class ServerNode {
     }
     for (let attempt = 1; ; attempt += 1) {
       if (!this.dir) this.dir = await mkdtemp(path.join(os.tmpdir(), 'ferrocast-conformance-'));
-      this.configPath = path.join(this.dir, `${this.name}.toml`);
-      await writeFile(this.configPath, renderConfig(this.config));
+      if (this.writeConfig) {
+        // A test's own layout of the config file (e.g. a Kubernetes-style symlinked mount):
+        // `writeConfig(node, text)` writes it under node.dir and returns the path to run with.
+        this.configPath = await this.writeConfig(this, renderConfig(this.config));
+      } else {
+        this.configPath = path.join(this.dir, `${this.name}.toml`);
+        await writeFile(this.configPath, renderConfig(this.config));
+      }
       this.proc = spawnFerrocast(['--config', this.configPath], { env: this.env });
       try {
         await (ready ? this.waitReady() : this.waitReady(READY_TIMEOUT_MS, '/healthz'));

@@ -16,7 +16,7 @@ use crate::session::Session;
 
 impl Node {
     pub(super) async fn client_event(&self, session: &mut Session, event: ClientEvent) {
-        let config = &session.app.config;
+        let config = session.app.config();
         if !config.enable_client_messages {
             return session.send_error(None, "client events are not enabled for this app");
         }

@@ -283,7 +283,7 @@ impl Node {
     /// Everything this node holds locally.
     pub fn snapshot(&self) -> NodeSnapshot {
         let mut snapshot = NodeSnapshot::default();
-        for app in self.apps.iter() {
+        for app in self.apps.snapshot().iter() {
             let open = app.local_connections.load(Ordering::Acquire);
             if open > 0 {
                 snapshot.connections.push((app.id().to_owned(), open));

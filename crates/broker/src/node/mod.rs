@@ -25,7 +25,7 @@ use ferrocast_protocol::inbound::ClientMessage;
 use ferrocast_protocol::outbound;
 use tracing::warn;
 
-use crate::app::{App, AppRegistry};
+use crate::app::{App, AppChange, AppChangeKind, AppConfig, AppRegistry};
 use crate::backplane::{Backplane, ChannelMessage, DeliverySink, Payload};
 use crate::backplane::{MEMBER_ADDED, MEMBER_REMOVED, SUBSCRIPTION_COUNT};
 use crate::cluster::{ChannelCounts, ClusterState, Dropped, RateDecision, RateKind};
@@ -212,6 +212,17 @@ impl DeliverySink for LocalFanOut {
     }
 }
 
+/// Why a socket of `app` may not connect now.
+fn refused(app: &App) -> Result<(), ConnectError> {
+    if app.is_removed() {
+        return Err(ConnectError::AppRemoved);
+    }
+    if !app.config().enabled {
+        return Err(ConnectError::AppDisabled);
+    }
+    Ok(())
+}
+
 /// Local counts of one app, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LocalStats {
@@ -293,16 +304,14 @@ impl Node {
         format!("{}.{}", self.options.socket_id_prefix, n).into()
     }
 
-    /// Admit a new socket for `app`: refuses disabled apps and apps over `max_connections`
-    /// (cluster-wide). The caller sends `connection_established` and runs the socket.
+    /// Admit a new socket for `app`: refuses disabled apps, apps a reload removed and apps over
+    /// `max_connections` (cluster-wide). The caller sends `connection_established` and runs the socket.
     pub async fn connect(&self, app: Arc<App>) -> Result<(Session, ConnectionOutbox), ConnectError> {
-        if !app.config.enabled {
-            return Err(ConnectError::AppDisabled);
-        }
+        refused(&app)?;
         let _gate = self.gate.enter(app.id()).await;
         let admitted = self
             .cluster
-            .connection_opened(app.id(), app.config.max_connections)
+            .connection_opened(app.id(), app.config().max_connections)
             .await
             .inspect_err(|_| self.cluster_write_failed())?;
         if !admitted {
@@ -315,7 +324,48 @@ impl Node {
             self.options.queue_capacity,
             self.options.queue_bytes,
         );
-        Ok((Session::new(app, conn), outbox))
+        app.track(&conn);
+        // A reload that disabled or removed the app since the check above closed the sockets it
+        // saw; this one may not have been among them, so it is checked again now that it is
+        // tracked, and refused (its slot given back) if so.
+        let session = Session::new(app, conn);
+        if let Err(e) = refused(&session.app) {
+            session.app.untrack(&session.conn);
+            self.release_slot(&session.app).await;
+            return Err(e);
+        }
+        Ok((session, outbox))
+    }
+
+    /// Give back the connection slot of a socket that was admitted and then refused.
+    async fn release_slot(&self, app: &App) {
+        app.local_connections.fetch_sub(1, Ordering::AcqRel);
+        if let Err(e) = self.cluster.connection_closed(app.id()).await {
+            warn!(error = %e, app_id = app.id(), "could not release connection slot; resyncing");
+            self.cluster_write_failed();
+        }
+    }
+
+    /// Replace the apps with `apps` (validated: unique ids and keys) and act on what changed:
+    /// the sockets of removed apps are closed with 4001, those of disabled apps with 4003; a
+    /// new app is usable at once; new secrets and limits apply to the next action of every
+    /// socket (open sockets over a lower `max_connections` stay). Returns what changed, per
+    /// app, sorted by id; nothing in it is a secret. Calls must not overlap (an app source
+    /// applies one list at a time).
+    pub fn apply_apps(&self, apps: Vec<AppConfig>) -> Vec<AppChange> {
+        let (changes, removed) = self.apps.replace(apps);
+        for app in &removed {
+            app.close_sockets(
+                ferrocast_protocol::codes::close::UNKNOWN_APP,
+                "app removed from the configuration",
+            );
+        }
+        for change in changes.iter().filter(|c| c.has(AppChangeKind::Disabled)) {
+            if let Some(app) = self.apps.by_id(&change.id) {
+                app.close_sockets(ferrocast_protocol::codes::close::APP_DISABLED, "app is disabled");
+            }
+        }
+        changes
     }
 
     /// Forget a socket: leaves every channel (announcing presence departures) and releases its
@@ -327,12 +377,9 @@ impl Node {
         }
         self.sign_out(&mut session).await;
         let app = &session.app;
+        app.untrack(&session.conn);
         let _gate = self.gate.enter(app.id()).await;
-        app.local_connections.fetch_sub(1, Ordering::AcqRel);
-        if let Err(e) = self.cluster.connection_closed(app.id()).await {
-            warn!(error = %e, app_id = app.id(), "could not release connection slot; resyncing");
-            self.cluster_write_failed();
-        }
+        self.release_slot(app).await;
     }
 
     /// Act on one parsed client frame.
@@ -386,7 +433,10 @@ impl Node {
         }
         match messages.len() {
             0 => Ok(()),
-            _ if caches => Ok(self.backplane.publish_cached(messages, app.config.cache_ttl()).await?),
+            _ if caches => Ok(self
+                .backplane
+                .publish_cached(messages, app.config().cache_ttl())
+                .await?),
             1 => Ok(self.backplane.publish(messages.remove(0)).await?),
             _ => Ok(self.backplane.publish_many(messages).await?),
         }
@@ -422,9 +472,10 @@ impl Node {
     /// Take `units` from one of the app's cluster-wide REST budgets. An unlimited budget (0) is
     /// allowed without asking the cluster state, so unlimited apps cost no round trip.
     pub async fn take_rate(&self, app: &App, kind: RateKind, units: u64) -> Result<RateDecision, BackplaneError> {
+        let config = app.config();
         let per_second = match kind {
-            RateKind::BackendEvents => app.config.max_backend_events_per_second,
-            RateKind::ReadRequests => app.config.max_read_requests_per_second,
+            RateKind::BackendEvents => config.max_backend_events_per_second,
+            RateKind::ReadRequests => config.max_read_requests_per_second,
         };
         if per_second == 0 {
             return Ok(RateDecision {

@@ -71,7 +71,7 @@ impl Node {
             self.options.observer.limit_rejected(session.app.id(), limit);
             return;
         }
-        let config = &session.app.config;
+        let config = session.app.config();
         let kind = match channel::validate_channel_name(&req.channel, config.max_channel_name_length) {
             Ok(ChannelKind::ServerToUser) => return self.subscribe_server_to_user(session, &req.channel),
             Ok(kind) => kind,
@@ -167,7 +167,7 @@ impl Node {
         if session.subscribe_requests.try_take(now_ms) {
             return Ok(());
         }
-        let rate = session.app.config.max_subscription_requests_per_second;
+        let rate = session.app.config().max_subscription_requests_per_second;
         let msg = format!("over {rate} subscribe requests per second (max_subscription_requests_per_second)");
         session.send_subscription_error(channel, SubscriptionErrorKind::RateLimited, &msg);
         Err(Limit::SubscriptionRate)
@@ -204,7 +204,7 @@ impl Node {
                 presence: None,
             });
         };
-        let max = session.app.config.max_presence_members_per_channel;
+        let max = session.app.config().max_presence_members_per_channel;
         let joined = self
             .cluster
             .presence_join(
@@ -394,14 +394,17 @@ fn authorize(session: &Session, req: &Subscribe, kind: ChannelKind) -> Result<Op
     if !kind.requires_auth() {
         return Ok(None);
     }
-    let config = &session.app.config;
+    let config = session.app.config();
     let channel_data = match (kind, req.channel_data.as_deref()) {
         (ChannelKind::Presence, Some(data)) => Some(data),
         // Reference §6.1: a signed-in socket may omit channel_data; its signed-in id and
         // user_info (already size-checked at sign-in) are the member, `auth` signs `socket:channel`.
         (ChannelKind::Presence, None) if session.user.is_some() => {
             let signed = signature::channel_string_to_sign(session.socket_id(), &req.channel, None);
-            signature::verify_auth(&config.key, &config.secret, &signed, req.auth.as_deref())
+            config
+                .verify_signed(crate::clock::unix_seconds(), |secret| {
+                    signature::verify_auth(&config.key, secret, &signed, req.auth.as_deref())
+                })
                 .map_err(|e| (SubscriptionErrorKind::Auth, e.to_string()))?;
             return Ok(session.user.as_ref().map(|u| presence::Member {
                 user_id: u.id.clone(),
@@ -417,7 +420,10 @@ fn authorize(session: &Session, req: &Subscribe, kind: ChannelKind) -> Result<Op
         _ => None,
     };
     let signed = signature::channel_string_to_sign(session.socket_id(), &req.channel, channel_data);
-    signature::verify_auth(&config.key, &config.secret, &signed, req.auth.as_deref())
+    config
+        .verify_signed(crate::clock::unix_seconds(), |secret| {
+            signature::verify_auth(&config.key, secret, &signed, req.auth.as_deref())
+        })
         .map_err(|e| (SubscriptionErrorKind::Auth, e.to_string()))?;
     let Some(data) = channel_data else {
         return Ok(None);

@@ -126,7 +126,7 @@ impl Node {
         let enabled = self
             .apps
             .by_id(&key.app_id)
-            .is_some_and(|app| app.config.enable_subscription_count);
+            .is_some_and(|app| app.config().enable_subscription_count);
         if !counted(enabled, &key.channel) {
             return;
         }

@@ -86,15 +86,14 @@ impl Node {
     /// `signin_success`, then the watchlist status, then `pusher:error` 4302 when the watchlist
     /// was cut to 100 ids. Any refusal is a `pusher:error` with a null code; the socket stays.
     pub(super) async fn signin(&self, session: &mut Session, auth: &str, user_data: &str) {
-        let config = &session.app.config;
-        let verified = user::verify_signin(
-            &config.key,
-            &config.secret,
-            session.socket_id(),
-            auth,
-            user_data,
-            config.max_member_bytes(),
-        );
+        let config = session.app.config();
+        let signed = ferrocast_protocol::signature::user_string_to_sign(session.socket_id(), user_data);
+        let verified = config
+            .verify_signed(crate::clock::unix_seconds(), |secret| {
+                ferrocast_protocol::signature::verify_auth(&config.key, secret, &signed, Some(auth))
+            })
+            .map_err(SigninError::from)
+            .and_then(|()| user::parse_user_data(user_data, config.max_member_bytes()).map_err(SigninError::from));
         let data = match verified {
             Ok(data) => data,
             Err(e) => {

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use ferrocast_server::logging::{self, LogFormat};
+use ferrocast_server::reload::ConfigSource;
 use ferrocast_server::{config, run};
 use tracing::{error, info, warn};
 
@@ -11,10 +12,15 @@ use super::{fail, EXIT_USAGE};
 
 pub fn run(args: ServeArgs) -> ExitCode {
     let file = args.config.as_deref();
-    let mut config = match config::load(file, std::env::vars()) {
+    let source = ConfigSource {
+        file: file.map(str::to_owned),
+        env: std::env::vars().collect(),
+    };
+    let mut config = match config::load(file, source.env.iter().cloned()) {
         Ok(config) => config,
         Err(e) => return fail(EXIT_USAGE, format_args!("invalid configuration: {e}")),
     };
+    let as_loaded = config.clone();
     if let Some(format) = args.log_format {
         config.log.format = match format {
             LogFormatArg::Text => LogFormat::Text,
@@ -43,11 +49,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(1, format_args!("cannot start the async runtime: {e}")),
     };
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, source, as_loaded))
 }
 
-async fn serve(config: config::Config) -> ExitCode {
-    let (state, listener, metrics_listener) = match run::start(config).await {
+async fn serve(config: config::Config, source: ConfigSource, as_loaded: config::Config) -> ExitCode {
+    let (state, listener, metrics_listener) = match run::start(config, source, as_loaded).await {
         Ok(started) => started,
         Err(e) if e.is_config() => {
             error!("{e}");

@@ -45,12 +45,13 @@ impl Dispatcher {
     /// The app's oldest `max` dead letters.
     pub async fn dead_letters(&self, app_id: &str, max: usize) -> Result<Vec<DeadLetterView>, BackplaneError> {
         let letters = self.shared.queue.dead_letters(app_id, max.clamp(1, MAX_PAGE)).await?;
+        let hooks = self.hooks();
         let url = |endpoint: &str| {
-            self.apps.get(app_id).and_then(|app| {
+            hooks.get(app_id).and_then(|app| {
                 app.endpoints
                     .iter()
-                    .find(|e| e.id == endpoint)
-                    .map(|e| e.config.url.clone())
+                    .find(|e| e.endpoint.id == endpoint)
+                    .map(|e| e.endpoint.url.clone())
             })
         };
         Ok(letters
@@ -102,17 +103,18 @@ impl Dispatcher {
 pub(super) async fn refresh_metrics(dispatcher: Arc<Dispatcher>) {
     let mut every = tokio::time::interval(REFRESH_EVERY);
     // Apps whose stats could not be read: logged once per outage, not every refresh.
-    let mut failing: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut failing: std::collections::HashSet<String> = std::collections::HashSet::new();
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = dispatcher.upkeep.cancelled() => return,
         }
-        for (app_id, app) in &dispatcher.apps {
+        let hooks = dispatcher.hooks();
+        for (app_id, app) in hooks.iter() {
             match dispatcher.shared.queue.stats(app_id).await {
                 Ok(stats) => {
-                    failing.remove(app_id.as_str());
+                    failing.remove(app_id);
                     let m = &app.metrics;
                     m.queue_depth.set(stats.depth as i64);
                     m.dead_letter_depth.set(stats.dead_letters as i64);
@@ -122,7 +124,7 @@ pub(super) async fn refresh_metrics(dispatcher: Arc<Dispatcher>) {
                     m.oldest_age.set((age_ms / 1000) as i64);
                 }
                 Err(e) => {
-                    if failing.insert(app_id.as_str()) {
+                    if failing.insert(app_id.clone()) {
                         warn!(app_id, error = %e, "reading the webhook queue stats failed; the queue gauges keep their last value");
                     }
                 }

@@ -26,9 +26,9 @@ const POLL: Duration = Duration::from_millis(200);
 pub(super) struct Lane {
     id: LaneId,
     url: String,
-    key: String,
-    secret: String,
-    batch: usize,
+    /// The app's configuration now: a reload's new key, secret and batching apply to the next
+    /// request.
+    app: super::AppCell,
     shared: Arc<Shared>,
     metrics: AppWebhookMetrics,
 }
@@ -51,17 +51,24 @@ enum Outcome {
 }
 
 impl Lane {
-    pub(super) fn new(app: &AppConfig, id: LaneId, url: &str, shared: Arc<Shared>, metrics: AppWebhookMetrics) -> Self {
-        let batch = batch_size(app, &shared.settings);
+    pub(super) fn new(
+        app: super::AppCell,
+        id: LaneId,
+        url: &str,
+        shared: Arc<Shared>,
+        metrics: AppWebhookMetrics,
+    ) -> Self {
         Self {
             id,
             url: url.to_owned(),
-            key: app.key.clone(),
-            secret: app.secret.clone(),
-            batch,
+            app,
             shared,
             metrics,
         }
+    }
+
+    fn app(&self) -> Arc<AppConfig> {
+        self.app.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn closing(&self) -> bool {
@@ -81,7 +88,7 @@ impl Lane {
                 .claim(ClaimRequest {
                     lane: &self.id,
                     node: &self.shared.mode.node_id,
-                    max: self.batch,
+                    max: batch_size(&self.app(), &self.shared.settings),
                     lease: self.shared.mode.lease,
                 })
                 .await;
@@ -167,7 +174,8 @@ impl Lane {
     async fn deliver(&self, jobs: Vec<QueuedJob>) -> Outcome {
         let body = request::body(&jobs);
         let key = request::idempotency_key(&jobs);
-        let signature = webhook::sign(&self.secret, &body);
+        let app = self.app();
+        let signature = webhook::sign(&app.secret, &body);
         let settings = &self.shared.settings;
         let from_ms = jobs.iter().map(|j| j.retry_from_ms).min().unwrap_or_else(unix_millis);
         let expires_ms = from_ms.saturating_add(settings.retry_window_s.saturating_mul(1000));
@@ -175,7 +183,7 @@ impl Lane {
         let mut backoff = base;
         let mut attempt = 1u32;
         loop {
-            let why = match self.attempt(&body, &signature, &key).await {
+            let why = match self.attempt(&app.key, &body, &signature, &key).await {
                 Attempt::Delivered => {
                     self.delivered(&jobs);
                     self.ack(&jobs).await;
@@ -258,14 +266,14 @@ impl Lane {
         Outcome::Done
     }
 
-    async fn attempt(&self, body: &str, signature: &str, key: &str) -> Attempt {
+    async fn attempt(&self, app_key: &str, body: &str, signature: &str, key: &str) -> Attempt {
         let started = Instant::now();
         let mut request = self
             .shared
             .client
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, webhook::CONTENT_TYPE)
-            .header(webhook::KEY_HEADER, &self.key)
+            .header(webhook::KEY_HEADER, app_key)
             .header(webhook::SIGNATURE_HEADER, signature)
             .header(IDEMPOTENCY_HEADER, key)
             .body(body.to_owned());

@@ -22,7 +22,7 @@ mod request;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use ferrocast_broker::{AppConfig, LaneId, WebhookQueue, WebhookSink};
@@ -94,12 +94,23 @@ impl Shared {
     }
 }
 
-/// One configured webhook URL of an app.
+/// An app's configuration as its lanes read it, replaced by [`Dispatcher::reconfigure`].
+pub(crate) type AppCell = Arc<RwLock<Arc<AppConfig>>>;
+
+/// One webhook URL of an app: its lanes, started once and kept for the process's life (a
+/// reload that drops the URL stops routing events to it; what is queued is still delivered, and
+/// a reload that brings it back reuses these lanes, so a lane never has two consumers here).
 struct Endpoint {
-    config: ferrocast_broker::WebhookConfig,
+    url: String,
     /// Stable id of the URL (every node computes the same one).
     id: String,
     lanes: Vec<LaneHandle>,
+}
+
+/// One configured `[[apps.webhooks]]` entry: which events go to which endpoint.
+struct Route {
+    config: ferrocast_broker::WebhookConfig,
+    endpoint: Arc<Endpoint>,
 }
 
 /// The node's side of one lane: where events go in and how its consumer is woken.
@@ -110,13 +121,17 @@ struct LaneHandle {
 
 /// The webhooks of one app.
 struct AppHooks {
-    endpoints: Vec<Endpoint>,
+    endpoints: Vec<Route>,
     metrics: AppWebhookMetrics,
 }
 
-/// Delivers every app's webhooks. Built once at startup; `emit` never blocks or locks.
+/// Delivers every app's webhooks. Built at startup, reconfigured when the apps are reloaded;
+/// `emit` never blocks (it holds a read lock only to clone an `Arc`).
 pub struct Dispatcher {
-    apps: HashMap<String, AppHooks>,
+    apps: RwLock<Arc<HashMap<String, Arc<AppHooks>>>>,
+    /// Every endpoint started, by (app id, endpoint id), and each app's configuration cell.
+    started: Mutex<Started>,
+    metrics: Arc<Metrics>,
     shared: Arc<Shared>,
     tasks: TaskTracker,
     upkeep: CancellationToken,
@@ -139,7 +154,7 @@ impl Dispatcher {
     pub fn start(
         apps: &[AppConfig],
         settings: &WebhooksConfig,
-        metrics: &Metrics,
+        metrics: &Arc<Metrics>,
         queue: Arc<dyn WebhookQueue>,
         mode: QueueMode,
     ) -> Result<Arc<Self>, ClientError> {
@@ -159,74 +174,129 @@ impl Dispatcher {
             request_duration: metrics.webhooks.request_duration.clone(),
         });
         let tasks = TaskTracker::new();
-        let per_lane = shared.lane_waiting();
-        let mut hooks = HashMap::new();
-        for app in apps.iter().filter(|a| !a.webhooks.is_empty()) {
-            let app_metrics = metrics.webhooks.app(&app.id);
-            let endpoints = app
-                .webhooks
-                .iter()
-                .map(|config| {
-                    let id = endpoint_id(&config.url);
-                    let lanes = (0..LANES)
-                        .map(|n| {
-                            let lane_id = LaneId {
-                                app_id: app.id.clone(),
-                                endpoint: id.clone(),
-                                lane: n as u16,
-                            };
-                            let (tx, rx) = mpsc::channel(per_lane);
-                            let wake = Arc::new(Notify::new());
-                            let intake_done = CancellationToken::new();
-                            let intake = intake::Intake {
-                                cap: shared.lane_cap(lane::batch_size(app, &shared.settings)),
-                                lane: lane_id.clone(),
-                                shared: shared.clone(),
-                                metrics: app_metrics.clone(),
-                                wake: wake.clone(),
-                                done: intake_done.clone(),
-                            };
-                            tasks.spawn(intake.run(rx));
-                            let lane = lane::Lane::new(app, lane_id, &config.url, shared.clone(), app_metrics.clone());
-                            tasks.spawn(lane.run(wake.clone(), intake_done));
-                            LaneHandle { intake: tx, wake }
-                        })
-                        .collect();
-                    Endpoint {
-                        config: config.clone(),
-                        id,
-                        lanes,
-                    }
-                })
-                .collect();
-            hooks.insert(
-                app.id.clone(),
-                AppHooks {
-                    endpoints,
-                    metrics: app_metrics,
-                },
-            );
-        }
         tasks.close();
         let upkeep = CancellationToken::new();
         let dispatcher = Arc::new(Self {
-            apps: hooks,
+            apps: RwLock::default(),
+            started: Mutex::default(),
+            metrics: metrics.clone(),
             shared,
             tasks,
             upkeep,
             closed: AtomicBool::new(false),
         });
-        if !dispatcher.apps.is_empty() {
-            tokio::spawn(admin::refresh_metrics(dispatcher.clone()));
-        }
+        dispatcher.reconfigure(apps);
+        tokio::spawn(admin::refresh_metrics(dispatcher.clone()));
         Ok(dispatcher)
+    }
+
+    /// The apps with webhooks now.
+    fn hooks(&self) -> Arc<HashMap<String, Arc<AppHooks>>> {
+        self.apps.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Take a new app list: the next event of each app goes to its new `webhooks`, signed with
+    /// its current secret and key, batched per its current `enable_webhook_batching`. Lanes of
+    /// URLs not seen before start here (inside the runtime).
+    pub fn reconfigure(&self, apps: &[AppConfig]) {
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        let mut hooks = HashMap::new();
+        for app in apps {
+            let cell = match started.cells.get(&app.id) {
+                Some(cell) => {
+                    *cell.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(app.clone());
+                    cell.clone()
+                }
+                None => {
+                    let cell: AppCell = Arc::new(RwLock::new(Arc::new(app.clone())));
+                    started.cells.insert(app.id.clone(), cell.clone());
+                    cell
+                }
+            };
+            if app.webhooks.is_empty() {
+                continue;
+            }
+            let app_metrics = self.metrics.webhooks.app(&app.id);
+            let endpoints = app
+                .webhooks
+                .iter()
+                .map(|config| {
+                    let id = endpoint_id(&config.url);
+                    let endpoint = started
+                        .endpoints
+                        .entry((app.id.clone(), id.clone()))
+                        .or_insert_with(|| Arc::new(self.start_endpoint(app, &cell, &config.url, id, &app_metrics)))
+                        .clone();
+                    Route {
+                        config: config.clone(),
+                        endpoint,
+                    }
+                })
+                .collect();
+            hooks.insert(
+                app.id.clone(),
+                Arc::new(AppHooks {
+                    endpoints,
+                    metrics: app_metrics,
+                }),
+            );
+        }
+        *self.apps.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(hooks);
+    }
+
+    /// Start the lanes of one endpoint.
+    fn start_endpoint(
+        &self,
+        app: &AppConfig,
+        cell: &AppCell,
+        url: &str,
+        id: String,
+        app_metrics: &AppWebhookMetrics,
+    ) -> Endpoint {
+        let shared = &self.shared;
+        let lanes = (0..LANES)
+            .map(|n| {
+                let lane_id = LaneId {
+                    app_id: app.id.clone(),
+                    endpoint: id.clone(),
+                    lane: n as u16,
+                };
+                let (tx, rx) = mpsc::channel(shared.lane_waiting());
+                let wake = Arc::new(Notify::new());
+                let intake_done = CancellationToken::new();
+                let intake = intake::Intake {
+                    cap: shared.lane_cap(lane::batch_size(app, &shared.settings)),
+                    lane: lane_id.clone(),
+                    shared: shared.clone(),
+                    metrics: app_metrics.clone(),
+                    wake: wake.clone(),
+                    done: intake_done.clone(),
+                };
+                self.tasks.spawn(intake.run(rx));
+                let lane = lane::Lane::new(cell.clone(), lane_id, url, shared.clone(), app_metrics.clone());
+                self.tasks.spawn(lane.run(wake.clone(), intake_done));
+                LaneHandle { intake: tx, wake }
+            })
+            .collect();
+        Endpoint {
+            url: url.to_owned(),
+            id,
+            lanes,
+        }
     }
 
     /// Stop taking events and deliver what is queued for at most `flush`. In process, what is
     /// still queued then is counted as failed (`shutdown`) and logged; with a shared queue it
     /// stays there and the lanes' leases are released, so another node continues at once.
     pub async fn shutdown(&self, flush: Duration) {
-        if self.apps.is_empty() {
+        if self
+            .started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .endpoints
+            .is_empty()
+        {
+            self.upkeep.cancel();
             return;
         }
         self.closed.store(true, Ordering::Release);
@@ -246,13 +316,20 @@ impl Dispatcher {
 
     /// Wake every lane of `app_id` (after a replay put jobs back).
     fn wake(&self, app_id: &str) {
-        if let Some(app) = self.apps.get(app_id) {
+        if let Some(app) = self.hooks().get(app_id) {
             app.endpoints
                 .iter()
-                .flat_map(|e| &e.lanes)
+                .flat_map(|e| &e.endpoint.lanes)
                 .for_each(|l| l.wake.notify_one());
         }
     }
+}
+
+/// What [`Dispatcher::reconfigure`] started so far.
+#[derive(Default)]
+struct Started {
+    endpoints: HashMap<(String, String), Arc<Endpoint>>,
+    cells: HashMap<String, AppCell>,
 }
 
 fn lane_of(channel: &str) -> usize {
@@ -261,11 +338,12 @@ fn lane_of(channel: &str) -> usize {
 
 impl WebhookSink for Dispatcher {
     fn enabled(&self, app_id: &str) -> bool {
-        self.apps.contains_key(app_id)
+        self.hooks().contains_key(app_id)
     }
 
     fn emit(&self, app_id: &str, event: WebhookEvent, created_ms: u64) {
-        let Some(app) = self.apps.get(app_id) else {
+        let hooks = self.hooks();
+        let Some(app) = hooks.get(app_id) else {
             return;
         };
         let name = event.name();
@@ -274,14 +352,14 @@ impl WebhookSink for Dispatcher {
             return app.metrics.failed("shutdown", 1);
         }
         let lane = lane_of(event.channel());
-        let wanted: Vec<&Endpoint> = app.endpoints.iter().filter(|e| e.config.wants(name)).collect();
+        let wanted: Vec<&Route> = app.endpoints.iter().filter(|e| e.config.wants(name)).collect();
         if wanted.is_empty() {
             return;
         }
         // Serializing plain strings and integers cannot fail.
         let event_json = serde_json::to_string(&event).unwrap_or_default();
         for endpoint in wanted {
-            let Some(handle) = endpoint.lanes.get(lane) else {
+            let Some(handle) = endpoint.endpoint.lanes.get(lane) else {
                 continue;
             };
             let job = Job {
@@ -297,7 +375,7 @@ impl WebhookSink for Dispatcher {
     }
 
     fn lost(&self, app_id: &str, _event: &'static str, reason: &'static str) {
-        if let Some(app) = self.apps.get(app_id) {
+        if let Some(app) = self.hooks().get(app_id) {
             app.metrics.failed(reason, 1);
         }
     }

@@ -115,11 +115,11 @@ async fn admit(
             return Err((close::UNSUPPORTED_PROTOCOL, message));
         }
     }
-    let Some(app) = state.node.apps().by_key(&req.app_key).cloned() else {
+    let Some(app) = state.node.apps().by_key(&req.app_key) else {
         audit_denied(state, req, AuthDenial::UnknownAppKey, None);
         return Err((close::UNKNOWN_APP, "no app with this key".into()));
     };
-    if !app.config.origin_allowed(req.origin.as_deref()) {
+    if !app.config().origin_allowed(req.origin.as_deref()) {
         audit_denied(state, req, AuthDenial::OriginNotAllowed, Some(app.id()));
         return Err((close::UNAUTHORIZED, "origin not allowed for this app".into()));
     }
@@ -131,6 +131,7 @@ async fn admit(
             audit_denied(state, req, AuthDenial::AppDisabled, Some(&app_id));
             Err((close::APP_DISABLED, "app is disabled".into()))
         }
+        Err(ConnectError::AppRemoved) => Err((close::UNKNOWN_APP, "no app with this key".into())),
         Err(ConnectError::OverQuota) => Err((close::OVER_CONNECTION_QUOTA, "app is over its connection quota".into())),
         Err(ConnectError::Backplane(e)) => {
             tracing::warn!(error = %e, "connection refused: cluster state unavailable");

@@ -29,7 +29,7 @@ const MIN_FRAME_BYTES: usize = 64 * 1024;
 
 /// Largest frame (or reassembled message) this app's connections may send.
 pub(super) fn max_frame_bytes(session: &Session) -> usize {
-    let c = &session.app.config;
+    let c = session.app.config();
     MIN_FRAME_BYTES.max(c.max_payload_bytes().max(c.max_member_bytes()).saturating_mul(4) + 4096)
 }
 
@@ -122,7 +122,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
 /// When a socket of an app with `enable_user_authentication` ("authorized connections") must
 /// have signed in: `user_authentication_timeout_s` after it was admitted. `None` for other apps.
 fn signin_deadline(session: &Session) -> Option<Instant> {
-    let c = &session.app.config;
+    let c = session.app.config();
     c.enable_user_authentication
         .then(|| Instant::now() + Duration::from_secs(c.user_authentication_timeout_s))
 }
@@ -139,7 +139,7 @@ async fn expired(timer: &mut Option<Pin<Box<Sleep>>>) {
 /// then stays offline rather than reconnecting in a loop). Subscribing to a private channel
 /// does not count as signing in.
 fn close_unsigned(session: &Session) {
-    let timeout = session.app.config.user_authentication_timeout_s;
+    let timeout = session.app.config().user_authentication_timeout_s;
     let message = format!("not signed in within {timeout} s: this app only accepts signed-in connections");
     session.send_error(Some(close::UNAUTHORIZED), &message);
     session.conn.close(close::UNAUTHORIZED);
