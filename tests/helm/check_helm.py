@@ -494,6 +494,7 @@ BAD_VALUES = [
     ({"metricsService": {"type": "LoadBalancer"}}, "type"),
     ({"config": {"backplane": {"replay_log_max_len": -1}}}, "replay_log_max_len"),
     ({"config": {"log": {"format": "xml"}}}, "format"),
+    ({"appReload": "sometimes"}, "appReload"),
     ({"config": {"log": {"filter": ""}}}, "filter"),
     # Two sources of one secret: the schema's oneOf names the app.
     ({"config": {"apps": [{"id": "a", "key": "k", "secret": "s",
@@ -748,7 +749,16 @@ def test_config_checksum_rolls_pods_on_config_change():
     base = copy.deepcopy(RICH_VALUES)
     changed = copy.deepcopy(RICH_VALUES)
     changed["config"]["apps"][1]["secret"] = "rotated"
-    check(checksum(base) != checksum(changed), "changing an app secret must change the pods' checksum/config")
+    check(checksum(base) == checksum(changed),
+          "appReload: live (the default): an app change is reloaded by the running nodes, not rolled")
+    check(rendered_toml(changed) != rendered_toml(base) and "rotated" in rendered_toml(changed),
+          "the app change still reaches the mounted file the nodes reload")
+    restart = lambda v: dict(copy.deepcopy(v), appReload="restart")
+    check(checksum(restart(base)) != checksum(restart(changed)),
+          "appReload: restart: changing an app secret must change the pods' checksum/config")
+    settings = copy.deepcopy(RICH_VALUES)
+    settings["config"]["server"]["activity_timeout_s"] = 61
+    check(checksum(base) != checksum(settings), "a settings change rolls the pods in either mode")
     scaled = copy.deepcopy(RICH_VALUES)
     scaled["podAnnotations"] = {"example.com/owner": "team"}
     check(checksum(base) == checksum(scaled), "the checksum must depend on the config only")
@@ -996,7 +1006,7 @@ NEW_KEYS = [
     "serviceMonitor.metricRelabelings", "prometheusRule.runbookBaseUrl", "prometheusRule.rules.rest5xx",
     "tests.enabled", "networkPolicy.enabled", "networkPolicy.metricsFrom", "networkPolicy.egress.redis",
     "networkPolicy.egress.webhooks", "httpRoute.parentRefs", "httpRoute.timeouts", "grafanaDashboard.enabled",
-    "config.log.format",
+    "config.log.format", "appReload",
 ]
 
 

@@ -310,7 +310,7 @@ booleans and arrays of those.
 {{/*
 The node configuration (ferrocast.toml) rendered from values.
 */}}
-{{- define "ferrocast.toml" -}}
+{{- define "ferrocast.tomlSettings" -}}
 # Ferrocast node configuration, rendered by the {{ include "ferrocast.chart" . }} Helm chart for
 # release {{ .Release.Name }}. Keys: docs/configuration.md. The pod's environment overrides
 # server.host, server.port, server.metrics_port, server.node_id (the pod name),
@@ -354,6 +354,12 @@ url = {{ toJson $url }}
 {{ $k }} = {{ include "ferrocast.tomlValue" (get $.Values.config.log $k) }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+The [[apps]] of ferrocast.toml: the part a running node reloads by itself (appReload: live).
+*/}}
+{{- define "ferrocast.tomlApps" -}}
 {{- range $i, $app := .Values.config.apps }}
 
 [[apps]]
@@ -373,6 +379,14 @@ secret_env = {{ include "ferrocast.appSecretEnv" $i | toJson }}
 {{- end }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+The node configuration (ferrocast.toml): the settings, then the apps.
+*/}}
+{{- define "ferrocast.toml" -}}
+{{ include "ferrocast.tomlSettings" . }}
+{{- include "ferrocast.tomlApps" . }}
 {{ end }}
 
 {{/* An IntOrString value: a number as an integer, a percentage as a quoted string. */}}
