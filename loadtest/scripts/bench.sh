@@ -126,6 +126,30 @@ bench_latency_cluster() {
     lt_stop "$redis_pid"
 }
 
+# Chat-like (issue 16): many channels with one subscriber each, every event its own REST call.
+# The cost that matters is server CPU per event (server_cpu_us_per_event, Redis included when it
+# is listed), at max rate and, for latency, at a fixed 4,000 events/s.
+bench_chat() {
+    start_node chat-single 4096
+    run_lt chat_single_max fanout --url "ws://127.0.0.1:$PORT" --rest "http://127.0.0.1:$PORT" \
+        --server-pid "$PID" --subscribers 4000 --channels 4000 --inflight 32 --duration "$DURATION"
+    lt_stop "$PID"
+    local redis_port redis_pid port_a pid_a
+    redis_port=$(lt_free_port)
+    lt_start_redis "$redis_port"
+    redis_pid=$LT_LAST_PID
+    start_node chat-a 4096 "redis://127.0.0.1:$redis_port"
+    port_a=$PORT pid_a=$PID
+    start_node chat-b 4096 "redis://127.0.0.1:$redis_port"
+    run_lt chat_redis_max fanout --url "ws://127.0.0.1:$port_a" --rest "http://127.0.0.1:$PORT" \
+        --server-pid "$pid_a,$PID" --subscribers 4000 --channels 4000 --inflight 32 --duration "$DURATION"
+    run_lt chat_redis_4000 fanout --url "ws://127.0.0.1:$port_a" --rest "http://127.0.0.1:$PORT" \
+        --server-pid "$pid_a,$PID" --subscribers 4000 --channels 4000 --inflight 32 --rate 4000 --duration "$DURATION"
+    lt_stop "$pid_a"
+    lt_stop "$PID"
+    lt_stop "$redis_pid"
+}
+
 bench_idle() {
     start_node idle 4096
     run_lt idle_10k idle --url "ws://127.0.0.1:$PORT" --server-pid "$PID" \
@@ -152,6 +176,7 @@ bench_churn() {
 measure bench_fanout
 measure bench_latency_single
 measure bench_latency_cluster
+measure bench_chat
 measure bench_idle
 measure bench_connect
 measure bench_churn

@@ -33,6 +33,7 @@ run() {
 }
 
 run "fanout (events)" fanout --subscribers 20 --channels 2 --messages 200 --rate 2000
+run "chat-like (many channels, one subscriber each)" fanout --subscribers 200 --channels 200 --messages 1000 --inflight 8
 run "fanout (batch_events, max rate)" fanout --subscribers 20 --channels 2 --messages 200 --batch 10 --inflight 4
 run "idle" idle --connections 100 --channels 4 --duration 1s
 run "idle (presence members)" idle --connections 100 --channels 4 --presence --duration 1s

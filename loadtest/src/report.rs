@@ -135,6 +135,8 @@ pub struct CpuWindow {
 
 /// The result of a [`CpuWindow`].
 pub struct CpuUsage {
+    /// How long the window lasted.
+    pub wall: Duration,
     pub tester_pct: f64,
     pub lag_p99: Duration,
     pub lag_max: Duration,
@@ -181,6 +183,7 @@ impl CpuWindow {
             .zip(sys::listen_overflows())
             .map(|(before, after)| after.saturating_sub(before));
         CpuUsage {
+            wall,
             machine_pct,
             listen_overflows,
             tester_pct,
@@ -219,6 +222,16 @@ impl CpuUsage {
             "other_processes_pct_of_one_core": self.other_pct().map(round1),
             "listen_overflows": self.listen_overflows,
         })
+    }
+
+    /// Server CPU time (all listed processes, Redis included if listed) per unit of work, in µs:
+    /// the cost of one event whatever the rate, comparable across machines' core counts.
+    pub fn server_cpu_us_per(&self, units: u64) -> Option<f64> {
+        if units == 0 || self.servers.is_empty() {
+            return None;
+        }
+        let pct: Option<f64> = self.servers.iter().map(|(_, cpu, _)| *cpu).sum();
+        pct.map(|p| p / 100.0 * self.wall.as_secs_f64() * 1e6 / units as f64)
     }
 
     pub fn servers_json(&self) -> Value {

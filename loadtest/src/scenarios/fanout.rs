@@ -469,6 +469,9 @@ pub async fn run(ctx: Rc<Ctx>, args: FanoutArgs, cluster: bool) -> Result<crate:
     report.set("close_codes", shared.closes.json());
     report.set("tester", usage.tester_json());
     report.set("servers", usage.servers_json());
+    // Over the CPU window (publish and drain), per event accepted.
+    let cpu_per_event = usage.server_cpu_us_per(events_ok);
+    report.set("server_cpu_us_per_event", cpu_per_event.map(round3));
     report.set("machine", usage.machine_json());
 
     let mode = if rate > 0.0 {
@@ -514,6 +517,12 @@ pub async fn run(ctx: Rc<Ctx>, args: FanoutArgs, cluster: bool) -> Result<crate:
     report.line(format!(
         "delivered: {received} of {expected} expected (ratio {ratio:.6}) = {delivered_per_s:.0} messages/s"
     ));
+    if let Some(us) = cpu_per_event {
+        report.line(format!(
+            "server CPU per event: {us:.1} µs (all server processes listed, over publish and drain) = {:.0} events per server core-second",
+            1e6 / us.max(f64::MIN_POSITIVE)
+        ));
+    }
     report.line(format!("end-to-end latency: {}", latency_line(&latency)));
     report.line(format!(
         "  of each event's first delivery: {}",
