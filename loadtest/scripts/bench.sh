@@ -111,43 +111,47 @@ bench_latency_single() {
     lt_stop "$PID"
 }
 
-bench_latency_cluster() {
-    local redis_port redis_pid port_a pid_a
+# start_pair NAME: a throw-away redis-server and two nodes on it (NAME-a, NAME-b); sets
+# REDIS_PID, A_PORT, A_PID, B_PORT and B_PID. stop_pair stops all three.
+start_pair() {
+    local redis_port
     redis_port=$(lt_free_port)
     lt_start_redis "$redis_port"
-    redis_pid=$LT_LAST_PID
-    start_node cluster-a 4096 "redis://127.0.0.1:$redis_port"
-    port_a=$PORT pid_a=$PID
-    start_node cluster-b 4096 "redis://127.0.0.1:$redis_port"
-    run_lt latency_cluster cluster --url "ws://127.0.0.1:$port_a" --rest "http://127.0.0.1:$PORT" \
-        --server-pid "$pid_a,$PID,$redis_pid" --subscribers 200 --channels 1 --rate 200 --duration "$DURATION"
-    lt_stop "$pid_a"
-    lt_stop "$PID"
-    lt_stop "$redis_pid"
+    REDIS_PID=$LT_LAST_PID
+    start_node "$1-a" 4096 "redis://127.0.0.1:$redis_port"
+    A_PORT=$PORT A_PID=$PID
+    start_node "$1-b" 4096 "redis://127.0.0.1:$redis_port"
+    B_PORT=$PORT B_PID=$PID
+}
+
+stop_pair() {
+    lt_stop "$A_PID"
+    lt_stop "$B_PID"
+    lt_stop "$REDIS_PID"
+}
+
+bench_latency_cluster() {
+    start_pair cluster
+    run_lt latency_cluster cluster --url "ws://127.0.0.1:$A_PORT" --rest "http://127.0.0.1:$B_PORT" \
+        --server-pid "$A_PID,$B_PID,$REDIS_PID" --subscribers 200 --channels 1 --rate 200 --duration "$DURATION"
+    stop_pair
 }
 
 # Chat-like (issue 16): many channels with one subscriber each, every event its own REST call.
-# The cost that matters is server CPU per event (server_cpu_us_per_event, Redis included when it
-# is listed), at max rate and, for latency, at a fixed 4,000 events/s.
+# The cost that matters is the nodes' CPU per event (server_cpu_us_per_event: the listed
+# processes, here the nodes and not Redis), at max rate and, for latency, at 4,000 events/s.
 bench_chat() {
     start_node chat-single 4096
     run_lt chat_single_max fanout --url "ws://127.0.0.1:$PORT" --rest "http://127.0.0.1:$PORT" \
         --server-pid "$PID" --subscribers 4000 --channels 4000 --inflight 32 --duration "$DURATION"
     lt_stop "$PID"
-    local redis_port redis_pid port_a pid_a
-    redis_port=$(lt_free_port)
-    lt_start_redis "$redis_port"
-    redis_pid=$LT_LAST_PID
-    start_node chat-a 4096 "redis://127.0.0.1:$redis_port"
-    port_a=$PORT pid_a=$PID
-    start_node chat-b 4096 "redis://127.0.0.1:$redis_port"
-    run_lt chat_redis_max fanout --url "ws://127.0.0.1:$port_a" --rest "http://127.0.0.1:$PORT" \
-        --server-pid "$pid_a,$PID" --subscribers 4000 --channels 4000 --inflight 32 --duration "$DURATION"
-    run_lt chat_redis_4000 fanout --url "ws://127.0.0.1:$port_a" --rest "http://127.0.0.1:$PORT" \
-        --server-pid "$pid_a,$PID" --subscribers 4000 --channels 4000 --inflight 32 --rate 4000 --duration "$DURATION"
-    lt_stop "$pid_a"
-    lt_stop "$PID"
-    lt_stop "$redis_pid"
+    start_pair chat
+    local nodes=(--url "ws://127.0.0.1:$A_PORT" --rest "http://127.0.0.1:$B_PORT" --server-pid "$A_PID,$B_PID")
+    run_lt chat_redis_max fanout "${nodes[@]}" \
+        --subscribers 4000 --channels 4000 --inflight 32 --duration "$DURATION"
+    run_lt chat_redis_4000 fanout "${nodes[@]}" \
+        --subscribers 4000 --channels 4000 --inflight 32 --rate 4000 --duration "$DURATION"
+    stop_pair
 }
 
 bench_idle() {

@@ -6,34 +6,22 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import { MASTER_KEY_BASE64, connectPusher, sdkGetJSON, serverSdk } from './lib/clients.mjs';
 import { makePki } from './lib/pki.mjs';
 import { connectRaw, presenceSubscribeData } from './lib/raw.mjs';
-import { REPO_ROOT, binaryPath, freePort, makeApp, spawnFerrocast, useServer, waitForExit } from './lib/server.mjs';
+import { REPO_ROOT, binaryPath, freePort, makeApp, spawnFerrocast, useConfigDir, useServer, waitForExit } from './lib/server.mjs';
 import { rawSignedIn } from './lib/users.mjs';
 import { parseMetrics, sleep, uid, waitFor } from './lib/util.mjs';
 
 const ESC = '\u001b[';
 
-let dir;
-before(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'ferrocast-cli-test-'));
-});
-after(async () => {
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
-
-async function writeConfig(name, text) {
-  const file = path.join(dir, name);
-  await writeFile(file, text);
-  return file;
-}
+const configs = useConfigDir('cli');
+const writeConfig = (name, text) => configs.write(name, text);
 
 /**
  * Runs the binary to completion with only `env`'s FERROCAST_* variables (see spawnFerrocast),
@@ -195,7 +183,7 @@ describe('check-config', () => {
   }
 
   test('a file that does not exist: exit 2', async () => {
-    const r = await cli(['check-config', path.join(dir, 'missing.toml')]);
+    const r = await cli(['check-config', path.join(configs.dir, 'missing.toml')]);
     assert.equal(r.code, 2, r.text);
     assert.match(r.stderr, /no such file/, r.text);
   });

@@ -1,27 +1,13 @@
 // Configuration file validation and environment overrides.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import { connectRaw } from './lib/raw.mjs';
-import { ServerNode, freePort, makeApp, spawnFerrocast, startServer, waitForExit } from './lib/server.mjs';
+import { ServerNode, freePort, makeApp, spawnFerrocast, startServer, useConfigDir, waitForExit } from './lib/server.mjs';
 
-let dir;
-before(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'ferrocast-config-test-'));
-});
-after(async () => {
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
-
-async function writeConfig(name, text) {
-  const file = path.join(dir, name);
-  await writeFile(file, text);
-  return file;
-}
+const configs = useConfigDir('config');
+const writeConfig = (name, text) => configs.write(name, text);
 
 async function baseServerLines() {
   return [`host = "127.0.0.1"`, `port = ${await freePort()}`, `metrics_port = ${await freePort()}`];

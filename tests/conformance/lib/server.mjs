@@ -488,6 +488,32 @@ export function startSuite(opts) {
   return startCluster(suiteNodeCount(), opts);
 }
 
+/**
+ * A temp dir for the config files of the enclosing file or describe (created in `before`,
+ * removed in `after`): `const configs = useConfigDir('cli'); await configs.write('a.toml', text)`
+ * returns the file's path.
+ */
+export function useConfigDir(name) {
+  let dir;
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), `ferrocast-${name}-test-`));
+  });
+  after(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+  return {
+    get dir() {
+      if (!dir) throw new Error('config dir not created yet (used outside a test?)');
+      return dir;
+    },
+    async write(file, text) {
+      const full = path.join(dir, file);
+      await writeFile(full, text);
+      return full;
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // node:test integration
 
