@@ -9,6 +9,17 @@ BIN := target/release/ferrocast
 .PHONY: build run test test-deps redis-deps npm-deps test-rust test-conformance test-hostile lint fmt clean
 .PHONY: example test-example example-deps chromium-deps
 
+## $(call need,COMMAND,PACKAGE[,WHY]): install the Debian PACKAGE (apt, sudo unless root) when
+## COMMAND is missing, then fail loudly if it still is: no test skips for a missing tool.
+define need
+	@if ! command -v $(1) >/dev/null 2>&1; then \
+		echo "installing $(2)$(if $(3), ($(3)))"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $(2) >/dev/null; \
+	fi
+	@command -v $(1) >/dev/null || { echo "$(1) is required but could not be installed (Debian package $(2))" >&2; exit 1; }
+endef
+
 ## Release build of the workspace: the `ferrocast` binary (and the load tester, the example app).
 build:
 	$(CARGO) build --release --locked
@@ -20,23 +31,14 @@ run: build
 ## Install what the tests need when missing: redis-server, promtool and chromium (apt), the pinned
 ## npm clients (tests/conformance, examples/secure-chat) and cargo-fuzz.
 test-deps: fuzz-deps redis-deps npm-deps chromium-deps example-deps
-	@if ! command -v promtool >/dev/null 2>&1; then \
-		echo "installing promtool (Debian package prometheus)"; \
-		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
-	fi
-	@command -v promtool >/dev/null || { echo "promtool is required but could not be installed" >&2; exit 1; }
+	$(call need,promtool,prometheus,for promtool)
 
-## redis-server (apt) when missing, and openssl (the TLS tests make their CA with it). Debian's
-## redis-server has TLS and Sentinel (`redis-server --sentinel`) built in.
+## redis-server and redis-cli (apt) when missing, and openssl (the TLS tests make their CA with
+## it). Debian's redis-server has TLS, Sentinel (`redis-server --sentinel`) and Cluster built in.
 redis-deps:
-	@if ! command -v redis-server >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then \
-		echo "installing redis-server and openssl"; \
-		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server openssl >/dev/null; \
-	fi
-	@command -v redis-server >/dev/null || { echo "redis-server is required but could not be installed" >&2; exit 1; }
-	@command -v openssl >/dev/null || { echo "openssl is required but could not be installed" >&2; exit 1; }
+	$(call need,redis-server,redis-server)
+	$(call need,redis-cli,redis-tools,the Redis Cluster tests create their cluster with it)
+	$(call need,openssl,openssl)
 
 ## Node.js check and the pinned npm clients of tests/conformance (npm ci) when missing or stale.
 npm-deps:
@@ -120,12 +122,7 @@ DEPLOY_VENV := $(DEPLOY_TESTS)/.venv
 ## deploy/ferrocast.toml against the release binary. Installs haproxy (apt) and the pinned
 ## Python tools (tests/deploy/.venv) when missing.
 test-deploy: build
-	@if ! command -v haproxy >/dev/null 2>&1; then \
-		echo "installing haproxy"; \
-		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq haproxy >/dev/null; \
-	fi
-	@command -v haproxy >/dev/null || { echo "haproxy is required but could not be installed" >&2; exit 1; }
+	$(call need,haproxy,haproxy)
 	@if [ ! -x $(DEPLOY_VENV)/bin/pip ]; then \
 		echo "creating $(DEPLOY_VENV)"; \
 		rm -rf $(DEPLOY_VENV); \
@@ -154,12 +151,7 @@ HELM_VENV := $(HELM_TESTS)/.venv
 ## metrics the binary exposes. Installs the pinned Python tools (tests/helm/.venv) and busybox
 ## (apt) when missing.
 test-helm: build
-	@if ! command -v busybox >/dev/null 2>&1; then \
-		echo "installing busybox (the helm test pod's tools)"; \
-		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq busybox >/dev/null; \
-	fi
-	@command -v busybox >/dev/null || { echo "busybox is required but could not be installed" >&2; exit 1; }
+	$(call need,busybox,busybox,the helm test pod's tools)
 	@if [ ! -x $(HELM_VENV)/bin/pip ]; then \
 		echo "creating $(HELM_VENV)"; \
 		rm -rf $(HELM_VENV); \
@@ -249,12 +241,7 @@ EXAMPLE_METRICS_PORT ?= 9601
 ## Debian's chromium (apt) when missing, for the example's browser test (driven by playwright-core
 ## from npm; never `npx playwright install`).
 chromium-deps:
-	@if ! command -v chromium >/dev/null 2>&1; then \
-		echo "installing chromium"; \
-		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
-	fi
-	@command -v chromium >/dev/null || { echo "chromium is required but could not be installed" >&2; exit 1; }
+	$(call need,chromium,chromium)
 
 ## The example's pinned npm packages (pusher-js for the page; playwright-core and ws for its test),
 ## npm ci when missing or stale.
