@@ -47,10 +47,6 @@ impl Keys {
         }
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     pub fn node(&self) -> &str {
         &self.node
     }
@@ -58,6 +54,11 @@ impl Keys {
     /// Every bucket, in order.
     pub fn all_buckets(&self) -> impl Iterator<Item = Bucket> {
         (0..self.buckets).map(Bucket)
+    }
+
+    /// How many buckets the keyspace has.
+    pub fn bucket_count(&self) -> u32 {
+        self.buckets
     }
 
     fn bucket_of(&self, parts: &[&str]) -> Bucket {
@@ -77,6 +78,23 @@ impl Keys {
     /// The bucket of a signed-in user of an app.
     pub fn user_bucket(&self, app_id: &str, user_id: &str) -> Bucket {
         self.bucket_of(&[app_id, user_id])
+    }
+
+    /// The bucket of one webhook lane of an app's endpoint: lanes spread over buckets, so one
+    /// app's webhooks do not pin one shard.
+    pub fn lane_bucket(&self, app_id: &str, endpoint: &str, lane: u16) -> Bucket {
+        self.bucket_of(&[app_id, endpoint, &lane.to_string()])
+    }
+
+    /// The keys of one webhook lane (in its bucket).
+    pub fn webhook_lane(&self, app_id: &str, endpoint: &str, lane: u16) -> LaneKeys {
+        let shared = self.bucket(self.lane_bucket(app_id, endpoint, lane));
+        LaneKeys {
+            stream: format!("{}:whq:{app_id}:{endpoint}:{lane}", shared.tag),
+            lease: format!("{}:whl:{app_id}:{endpoint}:{lane}", shared.tag),
+            member: format!("{endpoint}:{lane}"),
+            shared,
+        }
     }
 
     /// The names of one bucket's shared keys.
@@ -107,6 +125,16 @@ impl Keys {
         Some(format!("{{{}:{bucket}}}:log:{rest}", self.prefix))
     }
 
+    /// The bucket of a channel's pub/sub channel (from [`ChannelKeys::events`]).
+    pub fn bucket_of_event_channel(&self, name: &str) -> Option<Bucket> {
+        let rest = name
+            .strip_prefix('{')?
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(':')?;
+        let (bucket, _) = rest.split_once("}:ev:")?;
+        bucket.parse().ok().map(Bucket)
+    }
+
     /// The pub/sub channel of the node's readiness probe.
     pub fn probe_channel(&self) -> String {
         format!("{{{}}}:probe:{}", self.prefix, self.node)
@@ -115,6 +143,17 @@ impl Keys {
     /// The set of registered nodes (same slot as the heartbeats: the reap decision reads both).
     pub fn nodes(&self) -> String {
         format!("{{{}}}:nodes", self.prefix)
+    }
+
+    /// HASH node → its incarnation (see `lua/register.lua`).
+    pub fn incarnations(&self) -> String {
+        format!("{{{}}}:inc", self.prefix)
+    }
+
+    /// ZSET "node\nincarnation" → when its reap was decided (ms): reaps under way, which any
+    /// node finishes if the reaper dies half-way.
+    pub fn reaping(&self) -> String {
+        format!("{{{}}}:reaping", self.prefix)
     }
 
     /// A node's heartbeat key.
@@ -135,11 +174,6 @@ pub struct BucketKeys {
 }
 
 impl BucketKeys {
-    /// The hash tag, `{P:b}`: the scripts that rebuild a node's registrations name keys from it.
-    pub fn tag(&self) -> &str {
-        &self.tag
-    }
-
     /// Names the current incarnation of this bucket's state (see `lua/resync.lua`).
     pub fn epoch(&self) -> String {
         format!("{}:epoch", self.tag)
@@ -165,11 +199,39 @@ impl BucketKeys {
         format!("{}:uc:{app_id}", self.tag)
     }
 
-    /// SET of what `node` holds in this bucket, by kind: `apps`, `chans`, `pres`, `users`; and
-    /// ZSET `leaves`, the pending leaves it must confirm.
+    /// SET "endpoint:lane" of the app's webhook lanes in this bucket that were ever queued to.
+    pub fn webhook_lanes(&self, app_id: &str) -> String {
+        format!("{}:whlanes:{app_id}", self.tag)
+    }
+
+    /// STREAM of the dead letters of the app's webhook lanes in this bucket.
+    pub fn dead_letters(&self, app_id: &str) -> String {
+        format!("{}:whd:{app_id}", self.tag)
+    }
+
+    /// The stream of the app's lane `member` ("endpoint:lane", from [`Self::webhook_lanes`]).
+    pub fn lane_stream(&self, app_id: &str, member: &str) -> String {
+        format!("{}:whq:{app_id}:{member}", self.tag)
+    }
+
+    /// SET of what `node` holds in this bucket, by kind: `apps`, `chans`, `pres`, `users`; ZSET
+    /// `leaves`, the pending leaves it must confirm; STR `inc`, its incarnation.
     pub fn node_record(&self, node: &str, kind: NodeRecord) -> String {
         format!("{}:node:{node}:{}", self.tag, kind.name())
     }
+}
+
+/// The keys of one webhook lane (layout in `lua/wh_common.lua`).
+#[derive(Debug, Clone)]
+pub struct LaneKeys {
+    /// STREAM of the lane's jobs.
+    pub stream: String,
+    /// STR: the node holding the lane's lease.
+    pub lease: String,
+    /// The lane's member in its bucket's set of the app's lanes: `endpoint:lane`.
+    pub member: String,
+    /// The keys of the lane's bucket.
+    pub shared: BucketKeys,
 }
 
 /// The records a node keeps per bucket (see `lua/common.lua` for their members).
@@ -180,6 +242,8 @@ pub enum NodeRecord {
     Presence,
     Users,
     Leaves,
+    /// STR: the incarnation the node last resynced the bucket under.
+    Incarnation,
 }
 
 impl NodeRecord {
@@ -190,6 +254,7 @@ impl NodeRecord {
             NodeRecord::Presence => "pres",
             NodeRecord::Users => "users",
             NodeRecord::Leaves => "leaves",
+            NodeRecord::Incarnation => "inc",
         }
     }
 }
@@ -348,6 +413,18 @@ mod tests {
             slot(&app.node_record("node-b", NodeRecord::Apps))
         );
         assert_eq!(slot(&k.nodes()), slot(&k.heartbeat("node-z")));
+        assert_eq!(slot(&k.nodes()), slot(&k.incarnations()));
+        let lane = k.webhook_lane("app", "e1", 3);
+        let b = &lane.shared;
+        for key in [
+            &lane.lease,
+            &b.webhook_lanes("app"),
+            &b.dead_letters("app"),
+            &b.lane_stream("app", &lane.member),
+        ] {
+            assert_eq!(slot(key), slot(&lane.stream), "{key}");
+        }
+        assert_eq!(slot(&k.nodes()), slot(&k.reaping()));
     }
 
     #[test]
@@ -366,6 +443,8 @@ mod tests {
         assert_eq!(k.log_of_event_channel(&c.events()), Some(c.log()));
         assert_eq!(k.log_of_event_channel("{other:0}:ev:1:a"), None);
         assert_eq!(k.log_of_event_channel("{fc}:probe:node-a"), None);
+        assert_eq!(k.bucket_of_event_channel(&c.events()), Some(Bucket(0)));
+        assert_eq!(k.bucket_of_event_channel("{fc}:probe:node-a"), None);
     }
 
     #[test]

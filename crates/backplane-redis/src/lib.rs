@@ -77,6 +77,9 @@ pub struct RedisOptions {
     pub node_ttl: Duration,
     /// How each channel's replay log is bounded (see [`ReplayLog`]).
     pub replay_log: ReplayLog,
+    /// Buckets of the keyspace (`docs/design/redis-cluster.md`): 1 for one Redis. Part of the
+    /// cluster's identity, like the prefix: every node must use the same number.
+    pub buckets: u32,
 }
 
 /// Counters of the backplane, read by the server's metrics.
@@ -126,7 +129,10 @@ pub struct RedisBackplane {
     pub(crate) keys: keys::Keys,
     pub(crate) pool: pool::Pool,
     pub(crate) target: Arc<target::Target>,
-    pub(crate) scripts: scripts::Scripts,
+    /// The scripts as plain Lua (Redis 6) and declared with `#!lua` (Redis 7 and later; see
+    /// [`scripts::Scripts`]), and which of them the connected Redis takes.
+    scripts: [scripts::Scripts; 2],
+    pub(crate) declared_scripts: std::sync::atomic::AtomicBool,
     pub(crate) sink: OnceLock<Arc<dyn DeliverySink>>,
     /// Told, for each message received from Redis, how long after its publish it arrived.
     pub(crate) lag_observer: OnceLock<LagObserver>,
@@ -136,8 +142,8 @@ pub struct RedisBackplane {
     pub(crate) generation: AtomicU64,
     /// Counter of the tokens of pending leaves (see `lua/sub_remove.lua`).
     pub(crate) leave_tokens: AtomicU64,
-    /// The cluster-state epoch this node last registered under (see `lua/resync.lua`).
-    pub(crate) epoch: std::sync::Mutex<String>,
+    /// The epoch of each bucket this node last resynced under (see `lua/bucket_resync.lua`).
+    pub(crate) epoch: std::sync::Mutex<Vec<String>>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub stats: RedisStats,
 }
@@ -163,11 +169,13 @@ impl RedisBackplane {
             .map_err(|e| RedisSetupError::BadUrl(e.to_string()))?;
         let (commands, command_rx) = mpsc::unbounded_channel();
         let backplane = Arc::new(Self {
-            keys: keys::Keys::new(&options.prefix, &options.node_id, 1),
+            keys: keys::Keys::new(&options.prefix, &options.node_id, options.buckets),
+            epoch: std::sync::Mutex::new(vec![String::new(); options.buckets.max(1) as usize]),
             options,
             pool,
             target,
-            scripts: scripts::Scripts::new(),
+            scripts: [scripts::Scripts::new(false), scripts::Scripts::new(true)],
+            declared_scripts: std::sync::atomic::AtomicBool::new(false),
             sink: OnceLock::new(),
             lag_observer: OnceLock::new(),
             interest: DashMap::new(),
@@ -176,7 +184,6 @@ impl RedisBackplane {
             generation: AtomicU64::new(0),
             // Random start: a restarted node with the same id mints no token of its past.
             leave_tokens: AtomicU64::new(pubsub::rand_nonce() >> 8),
-            epoch: std::sync::Mutex::new(String::new()),
             tasks: std::sync::Mutex::new(Vec::new()),
             stats: RedisStats::default(),
         });
@@ -208,6 +215,12 @@ impl RedisBackplane {
     /// ignored.
     pub fn set_lag_observer(&self, observer: LagObserver) {
         let _ = self.lag_observer.set(observer);
+    }
+
+    /// The scripts in the form the connected Redis takes.
+    pub(crate) fn scripts(&self) -> &scripts::Scripts {
+        let declared = self.declared_scripts.load(std::sync::atomic::Ordering::Relaxed);
+        &self.scripts[usize::from(declared)]
     }
 
     /// This node's id.

@@ -128,20 +128,41 @@ impl Backplane for RedisBackplane {
 }
 
 impl RedisBackplane {
-    /// Publish `messages` in order in one round trip: through the replay-log script (one
-    /// atomic step), or, with the logs off, a pipeline of PUBLISH (a MULTI when caching).
+    /// Publish `messages` in order, one round trip per bucket they reach: through the
+    /// replay-log script (one atomic step), or, with the logs off, a pipeline of PUBLISH (a
+    /// MULTI when caching).
     async fn send(&self, messages: Vec<ChannelMessage>, cache_ttl: Option<Duration>) -> Result<(), BackplaneError> {
         let count = messages.len() as u64;
         if count == 0 {
             return Ok(());
         }
-        if self.options.replay_log.enabled() {
-            self.send_logged(&messages, cache_ttl).await?;
-        } else {
-            self.send_plain(&messages, cache_ttl).await?;
+        for group in self.by_bucket(messages) {
+            if self.options.replay_log.enabled() {
+                self.send_logged(&group, cache_ttl).await?;
+            } else {
+                self.send_plain(&group, cache_ttl).await?;
+            }
         }
         self.stats.published.fetch_add(count, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// `messages` split by bucket, each in its order: one script (or transaction) reaches one
+    /// bucket's keys, so one slot of a Redis Cluster. The order per channel holds, since a
+    /// channel is in one bucket; with one bucket (one Redis) the whole batch stays one step.
+    fn by_bucket(&self, messages: Vec<ChannelMessage>) -> Vec<Vec<ChannelMessage>> {
+        if self.keys.bucket_count() == 1 {
+            return vec![messages];
+        }
+        let mut groups: Vec<(crate::keys::Bucket, Vec<ChannelMessage>)> = Vec::new();
+        for message in messages {
+            let bucket = self.keys.channel_bucket(&message.app_id, &message.channel);
+            match groups.iter_mut().find(|(b, _)| *b == bucket) {
+                Some((_, group)) => group.push(message),
+                None => groups.push((bucket, vec![message])),
+            }
+        }
+        groups.into_iter().map(|(_, group)| group).collect()
     }
 
     async fn send_logged(
@@ -164,7 +185,7 @@ impl RedisBackplane {
                 None => args.push(Vec::new()),
             }
         }
-        let script = &self.scripts.publish;
+        let script = &self.scripts().publish;
         self.with_conn(|mut conn| async move {
             let mut invocation = script.prepare_invoke();
             for key in &keys {
@@ -241,6 +262,21 @@ pub async fn supervise(backplane: Arc<RedisBackplane>, mut commands: mpsc::Unbou
     }
 }
 
+/// Declare the scripts with `#!lua` on Redis 7 and later (see [`crate::scripts::Scripts`]),
+/// as the server just connected to reports its version.
+async fn detect_script_form(backplane: &RedisBackplane) -> Result<(), BackplaneError> {
+    let info: String = backplane
+        .with_conn(|mut conn| async move { redis::cmd("INFO").arg("server").query_async(&mut conn).await })
+        .await?;
+    let major = info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))
+        .and_then(|version| version.split('.').next()?.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    backplane.declared_scripts.store(major >= 7, Ordering::Relaxed);
+    Ok(())
+}
+
 /// Connect, re-subscribe every interest channel, deliver what the replay logs hold beyond
 /// what was delivered, register the heartbeat and prove a publish comes back.
 async fn connect(backplane: &RedisBackplane, positions: &mut Positions) -> Result<(PubSubSink, PubSubStream), String> {
@@ -251,6 +287,7 @@ async fn connect(backplane: &RedisBackplane, positions: &mut Positions) -> Resul
     .map_err(|_| "connect timed out".to_string())?
     .map_err(|e| e.to_string())?;
     let (mut sink, mut stream) = pubsub.split();
+    detect_script_form(backplane).await.map_err(|e| e.to_string())?;
     let probe_channel = backplane.keys.probe_channel();
     sink.subscribe(&probe_channel).await.map_err(|e| e.to_string())?;
     let names: Vec<String> = backplane.interest.iter().map(|e| e.key().clone()).collect();

@@ -209,27 +209,37 @@ pub async fn catch_up(
     let wanted: std::collections::HashSet<&str> = channels.iter().map(String::as_str).collect();
     positions.last.retain(|name, _| wanted.contains(name.as_str()));
     positions.set_clock(redis_time_ms(backplane).await?);
+    let reset_buckets = buckets_reset(backplane).await?;
     let mut outcome = CatchUp {
-        reset: store_was_reset(backplane).await?,
+        reset: !reset_buckets.is_empty(),
         ..CatchUp::default()
     };
     let mut due: Vec<(String, LogPosition)> = Vec::new();
     for name in channels {
+        let reset = backplane
+            .keys
+            .bucket_of_event_channel(name)
+            .is_some_and(|b| reset_buckets.contains(&b));
         match positions.position(name) {
-            Some(_) if outcome.reset => due.push((name.clone(), LogPosition::default())),
+            Some(_) if reset => {
+                positions.last.insert(name.clone(), LogPosition::default());
+                due.push((name.clone(), LogPosition::default()));
+            }
             Some(from) => due.push((name.clone(), from)),
             None => positions.mark(name),
-        }
-    }
-    if outcome.reset {
-        for (name, _) in &due {
-            positions.last.insert(name.clone(), LogPosition::default());
         }
     }
     let page = backplane.options.replay_log.max_len.max(1);
     while !due.is_empty() {
         let mut more = Vec::new();
-        for chunk in due.chunks(CHANNELS_PER_CALL) {
+        // One script reads the logs of one bucket (one slot) at a time.
+        due.sort_by_key(|(name, _)| backplane.keys.bucket_of_event_channel(name));
+        let chunks = due
+            .chunk_by(|(a, _), (b, _)| {
+                backplane.keys.bucket_of_event_channel(a) == backplane.keys.bucket_of_event_channel(b)
+            })
+            .flat_map(|bucket| bucket.chunks(CHANNELS_PER_CALL));
+        for chunk in chunks {
             let replies = read_logs(backplane, chunk, page).await?;
             for ((name, from), (entries, first_kept)) in chunk.iter().zip(replies) {
                 if first_kept > from.id {
@@ -284,24 +294,41 @@ fn lost_to_trimming(from: LogPosition, first_kept_number: Option<u64>) -> u64 {
 }
 
 /// Redis' clock in milliseconds (`TIME`): log ids are minted from it.
-async fn redis_time_ms(backplane: &RedisBackplane) -> Result<u64, BackplaneError> {
+pub(crate) async fn redis_time_ms(backplane: &RedisBackplane) -> Result<u64, BackplaneError> {
     let (secs, micros): (u64, u64) = backplane
         .with_conn(|mut conn| async move { redis::cmd("TIME").query_async(&mut conn).await })
         .await?;
     Ok(secs.saturating_mul(1000).saturating_add(micros / 1000))
 }
 
-/// Whether Redis holds another cluster epoch than the one this node last registered under.
-async fn store_was_reset(backplane: &RedisBackplane) -> Result<bool, BackplaneError> {
-    let known = backplane.epoch.lock().map(|e| e.clone()).unwrap_or_default();
+/// The buckets whose epoch differs from the one this node last resynced under: Redis lost
+/// their data, logs included, so positions in them mean nothing.
+async fn buckets_reset(backplane: &RedisBackplane) -> Result<Vec<crate::keys::Bucket>, BackplaneError> {
+    let known: Vec<(crate::keys::Bucket, String)> = backplane
+        .keys
+        .all_buckets()
+        .map(|b| (b, backplane.known_epoch(b)))
+        .filter(|(_, epoch)| !epoch.is_empty())
+        .collect();
     if known.is_empty() {
-        return Ok(false);
+        return Ok(Vec::new());
     }
-    let key = backplane.keys.bucket(crate::keys::Bucket(0)).epoch();
-    let current: Option<String> = backplane
-        .with_conn(|mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await })
+    let names: Vec<String> = known.iter().map(|(b, _)| backplane.keys.bucket(*b).epoch()).collect();
+    let current: Vec<Option<String>> = backplane
+        .with_conn(|mut conn| async move {
+            let mut pipe = redis::pipe();
+            for name in &names {
+                pipe.cmd("GET").arg(name);
+            }
+            pipe.query_async(&mut conn).await
+        })
         .await?;
-    Ok(current.as_deref() != Some(known.as_str()))
+    Ok(known
+        .into_iter()
+        .zip(current)
+        .filter(|((_, known), current)| current.as_deref() != Some(known.as_str()))
+        .map(|((b, _), _)| b)
+        .collect())
 }
 
 type LogPage = (Vec<(LogPosition, Vec<u8>)>, LogId);
@@ -325,7 +352,7 @@ async fn read_logs(
         keys.push(log);
         args.push(from.id.to_string());
     }
-    let reply = backplane.eval(&backplane.scripts.replay, keys, args).await?;
+    let reply = backplane.eval(&backplane.scripts().replay, keys, args).await?;
     let bad = || BackplaneError::malformed("replay");
     let Value::Array(per_channel) = reply else {
         return Err(bad());

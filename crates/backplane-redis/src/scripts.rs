@@ -11,6 +11,18 @@ macro_rules! with_common {
     };
 }
 
+macro_rules! with_node_records {
+    ($file:literal) => {
+        concat!(
+            include_str!("lua/common.lua"),
+            "\n",
+            include_str!("lua/node_records.lua"),
+            "\n",
+            include_str!($file)
+        )
+    };
+}
+
 macro_rules! with_webhook_common {
     ($file:literal) => {
         concat!(include_str!("lua/wh_common.lua"), "\n", include_str!($file))
@@ -18,6 +30,11 @@ macro_rules! with_webhook_common {
 }
 
 /// Every script, loaded once (redis-rs retries with EVAL when Redis lost its script cache).
+///
+/// On Redis 7 and later each script starts with `#!lua`: a script so declared is refused, as a
+/// whole and before it runs, if it reaches a key of another slot than its `KEYS[]` (Redis 7.0
+/// checks that only for scripts with a shebang, or in a real multi-node cluster), and if it
+/// would write while Redis is out of memory. Redis 6 does not know the shebang.
 pub struct Scripts {
     pub connect: Script,
     pub disconnect: Script,
@@ -32,9 +49,12 @@ pub struct Scripts {
     pub channels: Script,
     pub channel: Script,
     pub heartbeat: Script,
+    pub register: Script,
+    pub reap_claim: Script,
+    pub deregister: Script,
     pub reap: Script,
     pub resync: Script,
-    pub deregister: Script,
+    pub bucket_deregister: Script,
     pub rate: Script,
     pub user_in: Script,
     pub user_out: Script,
@@ -46,46 +66,52 @@ pub struct Scripts {
     pub wh_ack: Script,
     pub wh_dead: Script,
     pub wh_replay: Script,
-    pub wh_stats: Script,
 }
 
 impl Scripts {
-    pub fn new() -> Self {
+    /// `declared`: start each script with `#!lua` (Redis 7 and later).
+    pub fn new(declared: bool) -> Self {
+        let lua = |source: &str| match declared {
+            true => Script::new(&format!("#!lua\n{source}")),
+            false => Script::new(source),
+        };
         Self {
-            connect: Script::new(include_str!("lua/connect.lua")),
-            disconnect: Script::new(include_str!("lua/disconnect.lua")),
-            sub_add: Script::new(include_str!("lua/sub_add.lua")),
-            sub_remove: Script::new(with_common!("lua/sub_remove.lua")),
-            count_changed: Script::new(include_str!("lua/count_changed.lua")),
-            count_due: Script::new(include_str!("lua/count_due.lua")),
-            presence_join: Script::new(with_common!("lua/presence_join.lua")),
-            presence_leave: Script::new(with_common!("lua/presence_leave.lua")),
-            presence_roster: Script::new(with_common!("lua/presence_roster.lua")),
-            confirm_leave: Script::new(with_common!("lua/confirm_leave.lua")),
-            channels: Script::new(include_str!("lua/channels.lua")),
-            channel: Script::new(include_str!("lua/channel.lua")),
-            heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
-            reap: Script::new(with_common!("lua/reap.lua")),
-            resync: Script::new(with_common!("lua/resync.lua")),
-            deregister: Script::new(with_common!("lua/deregister.lua")),
-            rate: Script::new(include_str!("lua/rate.lua")),
-            user_in: Script::new(include_str!("lua/user_in.lua")),
-            user_out: Script::new(include_str!("lua/user_out.lua")),
-            publish: Script::new(include_str!("lua/publish.lua")),
-            replay: Script::new(include_str!("lua/replay.lua")),
-            wh_enqueue: Script::new(with_webhook_common!("lua/wh_enqueue.lua")),
-            wh_claim: Script::new(with_webhook_common!("lua/wh_claim.lua")),
-            wh_lease: Script::new(include_str!("lua/wh_lease.lua")),
-            wh_ack: Script::new(with_webhook_common!("lua/wh_ack.lua")),
-            wh_dead: Script::new(with_webhook_common!("lua/wh_dead.lua")),
-            wh_replay: Script::new(with_webhook_common!("lua/wh_replay.lua")),
-            wh_stats: Script::new(with_webhook_common!("lua/wh_stats.lua")),
+            connect: lua(include_str!("lua/connect.lua")),
+            disconnect: lua(include_str!("lua/disconnect.lua")),
+            sub_add: lua(include_str!("lua/sub_add.lua")),
+            sub_remove: lua(with_common!("lua/sub_remove.lua")),
+            count_changed: lua(include_str!("lua/count_changed.lua")),
+            count_due: lua(include_str!("lua/count_due.lua")),
+            presence_join: lua(with_common!("lua/presence_join.lua")),
+            presence_leave: lua(with_common!("lua/presence_leave.lua")),
+            presence_roster: lua(with_common!("lua/presence_roster.lua")),
+            confirm_leave: lua(with_common!("lua/confirm_leave.lua")),
+            channels: lua(include_str!("lua/channels.lua")),
+            channel: lua(include_str!("lua/channel.lua")),
+            heartbeat: lua(include_str!("lua/heartbeat.lua")),
+            register: lua(include_str!("lua/register.lua")),
+            reap_claim: lua(include_str!("lua/reap_claim.lua")),
+            deregister: lua(include_str!("lua/deregister.lua")),
+            reap: lua(with_node_records!("lua/bucket_reap.lua")),
+            resync: lua(with_node_records!("lua/bucket_resync.lua")),
+            bucket_deregister: lua(with_node_records!("lua/bucket_deregister.lua")),
+            rate: lua(include_str!("lua/rate.lua")),
+            user_in: lua(include_str!("lua/user_in.lua")),
+            user_out: lua(include_str!("lua/user_out.lua")),
+            publish: lua(include_str!("lua/publish.lua")),
+            replay: lua(include_str!("lua/replay.lua")),
+            wh_enqueue: lua(with_webhook_common!("lua/wh_enqueue.lua")),
+            wh_claim: lua(with_webhook_common!("lua/wh_claim.lua")),
+            wh_lease: lua(include_str!("lua/wh_lease.lua")),
+            wh_ack: lua(with_webhook_common!("lua/wh_ack.lua")),
+            wh_dead: lua(with_webhook_common!("lua/wh_dead.lua")),
+            wh_replay: lua(with_webhook_common!("lua/wh_replay.lua")),
         }
     }
 }
 
 impl Default for Scripts {
     fn default() -> Self {
-        Self::new()
+        Self::new(false)
     }
 }

@@ -20,20 +20,88 @@ use ferrocast_broker::{
 use redis::Value;
 
 use crate::cluster_state::{array, int, malformed, string};
+use crate::keys::{Bucket, LaneKeys};
 use crate::RedisBackplane;
 
 impl RedisBackplane {
-    /// `prefix, app, endpoint, lane, extra...` as script arguments.
-    fn lane_args(&self, lane: &LaneId, extra: &[&str]) -> Vec<String> {
-        let mut args = vec![
-            self.keys.prefix().to_owned(),
-            lane.app_id.clone(),
-            lane.endpoint.clone(),
-            lane.lane.to_string(),
-        ];
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        args
+    fn lane_keys(&self, lane: &LaneId) -> LaneKeys {
+        self.keys.webhook_lane(&lane.app_id, &lane.endpoint, lane.lane)
     }
+
+    /// A dead letter's id as the API shows it: the stream id, after its bucket when there are
+    /// several (ids are unique per bucket's stream only).
+    fn letter_id(&self, bucket: Bucket, id: String) -> String {
+        match self.keys.bucket_count() {
+            1 => id,
+            _ => format!("{}:{id}", bucket.0),
+        }
+    }
+
+    /// The bucket and stream id a dead letter's API id names (`None`: not one of ours).
+    fn parse_letter_id(&self, id: &str) -> Option<(Bucket, String)> {
+        match id.split_once(':') {
+            Some((bucket, id)) => {
+                let bucket: u32 = bucket.parse().ok()?;
+                (bucket < self.keys.bucket_count()).then(|| (Bucket(bucket), id.to_owned()))
+            }
+            None => (self.keys.bucket_count() == 1).then(|| (Bucket(0), id.to_owned())),
+        }
+    }
+
+    /// The dead letters of `app_id`: the oldest `max` of every bucket (one pipelined round
+    /// trip), or those named by `ids`, each with its bucket, oldest first.
+    async fn read_dead_letters(
+        &self,
+        app_id: &str,
+        ids: &[String],
+        max: usize,
+    ) -> Result<Vec<(Bucket, DeadLetter)>, BackplaneError> {
+        let mut reads: Vec<(Bucket, String, String, String)> = Vec::new();
+        if ids.is_empty() {
+            for bucket in self.keys.all_buckets() {
+                reads.push((bucket, "-".into(), "+".into(), max.max(1).to_string()));
+            }
+        } else {
+            for id in ids {
+                if let Some((bucket, id)) = self.parse_letter_id(id) {
+                    reads.push((bucket, id.clone(), id, "1".into()));
+                }
+            }
+        }
+        let keys: Vec<String> = reads
+            .iter()
+            .map(|(b, ..)| self.keys.bucket(*b).dead_letters(app_id))
+            .collect();
+        let ranges: Vec<(String, String, String)> = reads
+            .iter()
+            .map(|(_, a, b, c)| (a.clone(), b.clone(), c.clone()))
+            .collect();
+        let replies: Vec<Value> = self
+            .with_conn(|mut conn| async move {
+                let mut pipe = redis::pipe();
+                for (key, (from, to, count)) in keys.iter().zip(&ranges) {
+                    pipe.cmd("XRANGE").arg(key).arg(from).arg(to).arg("COUNT").arg(count);
+                }
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        let bad = || malformed("webhook dead letters");
+        let mut letters = Vec::new();
+        for ((bucket, ..), reply) in reads.iter().zip(&replies) {
+            for entry in array(reply).ok_or_else(bad)? {
+                letters.push((*bucket, dead_letter(entry).ok_or_else(bad)?));
+            }
+        }
+        letters.sort_by_key(|(_, letter)| stream_order(&letter.id));
+        letters.truncate(max.max(1).max(ids.len()));
+        Ok(letters)
+    }
+}
+
+/// A stream id's order (`ms-seq`): ids of different streams compare by time.
+fn stream_order(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(u64::MAX), seq.parse().unwrap_or(u64::MAX))
 }
 
 fn millis(d: Duration) -> String {
@@ -84,11 +152,15 @@ fn dead_letter(entry: &Value) -> Option<DeadLetter> {
 #[async_trait]
 impl WebhookQueue for RedisBackplane {
     async fn enqueue(&self, job: NewJob<'_>) -> Result<Enqueued, BackplaneError> {
-        let args = self.lane_args(
-            job.lane,
-            &[&job.cap.to_string(), job.event_json, &job.created_ms.to_string()],
-        );
-        let reply = self.eval(&self.scripts.wh_enqueue, Vec::new(), args).await?;
+        let lane = self.lane_keys(job.lane);
+        let keys = vec![lane.stream, lane.shared.webhook_lanes(&job.lane.app_id)];
+        let args = vec![
+            lane.member,
+            job.cap.to_string(),
+            job.event_json.to_owned(),
+            job.created_ms.to_string(),
+        ];
+        let reply = self.eval(&self.scripts().wh_enqueue, keys, args).await?;
         match int(&reply) {
             Some(1) => Ok(Enqueued::Queued),
             Some(0) => Ok(Enqueued::Full),
@@ -97,11 +169,15 @@ impl WebhookQueue for RedisBackplane {
     }
 
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, BackplaneError> {
-        let args = self.lane_args(
-            request.lane,
-            &[request.node, &millis(request.lease), &request.max.max(1).to_string()],
-        );
-        let reply = self.eval(&self.scripts.wh_claim, Vec::new(), args).await?;
+        let lane = self.lane_keys(request.lane);
+        let args = vec![
+            request.node.to_owned(),
+            millis(request.lease),
+            request.max.max(1).to_string(),
+        ];
+        let reply = self
+            .eval(&self.scripts().wh_claim, vec![lane.stream, lane.lease], args)
+            .await?;
         let bad = || malformed("webhook claim");
         match array(&reply).ok_or_else(bad)? {
             [owner] if int(owner) == Some(0) => Ok(Claim::NotOwner),
@@ -122,100 +198,143 @@ impl WebhookQueue for RedisBackplane {
     }
 
     async fn renew(&self, lane: &LaneId, node: &str, lease: Duration) -> Result<bool, BackplaneError> {
-        let reply = self
-            .eval(
-                &self.scripts.wh_lease,
-                Vec::new(),
-                self.lane_args(lane, &[node, &millis(lease)]),
-            )
-            .await?;
+        let keys = vec![self.lane_keys(lane).lease];
+        let args = vec![node.to_owned(), millis(lease)];
+        let reply = self.eval(&self.scripts().wh_lease, keys, args).await?;
         Ok(int(&reply) == Some(1))
     }
 
     async fn release(&self, lane: &LaneId, node: &str) -> Result<(), BackplaneError> {
-        self.eval(&self.scripts.wh_lease, Vec::new(), self.lane_args(lane, &[node, ""]))
-            .await
-            .map(drop)
+        let keys = vec![self.lane_keys(lane).lease];
+        let args = vec![node.to_owned(), String::new()];
+        self.eval(&self.scripts().wh_lease, keys, args).await.map(drop)
     }
 
     async fn ack(&self, lane: &LaneId, ids: &[String]) -> Result<(), BackplaneError> {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut args = self.lane_args(lane, &[]);
-        args.extend(ids.iter().cloned());
-        self.eval(&self.scripts.wh_ack, Vec::new(), args).await.map(drop)
+        let keys = vec![self.lane_keys(lane).stream];
+        self.eval(&self.scripts().wh_ack, keys, ids.to_vec()).await.map(drop)
     }
 
     async fn dead_letter(&self, request: DeadLetterRequest<'_>) -> Result<(), BackplaneError> {
-        let mut args = self.lane_args(
-            request.lane,
-            &[
-                request.reason,
-                &request.failed_ms.to_string(),
-                &request.cap.max(1).to_string(),
-            ],
-        );
+        let lane = self.lane_keys(request.lane);
+        let keys = vec![lane.stream, lane.shared.dead_letters(&request.lane.app_id)];
+        let mut args = vec![
+            request.lane.endpoint.clone(),
+            request.lane.lane.to_string(),
+            request.reason.to_owned(),
+            request.failed_ms.to_string(),
+            request.cap.max(1).to_string(),
+        ];
         for job in request.jobs {
             args.push(job.id.clone());
             args.push(job.key.clone());
         }
-        self.eval(&self.scripts.wh_dead, Vec::new(), args).await.map(drop)
+        self.eval(&self.scripts().wh_dead, keys, args).await.map(drop)
     }
 
     async fn dead_letters(&self, app_id: &str, max: usize) -> Result<Vec<DeadLetter>, BackplaneError> {
-        let key = format!("{}:whd:{app_id}", self.keys.prefix());
-        let reply = self
+        let letters = self.read_dead_letters(app_id, &[], max).await?;
+        Ok(letters
+            .into_iter()
+            .map(|(bucket, mut letter)| {
+                letter.id = self.letter_id(bucket, std::mem::take(&mut letter.id));
+                letter
+            })
+            .collect())
+    }
+
+    /// The letters are read first (to name their lanes' keys), then put back bucket by bucket;
+    /// the script skips a letter that another replay took meanwhile.
+    async fn replay(&self, request: ReplayRequest<'_>) -> Result<Replayed, BackplaneError> {
+        let letters = self.read_dead_letters(request.app_id, request.ids, request.max).await?;
+        let mut done = Replayed::default();
+        for bucket in self.keys.all_buckets() {
+            let b = self.keys.bucket(bucket);
+            let mut keys = vec![b.dead_letters(request.app_id), b.webhook_lanes(request.app_id)];
+            let mut args = vec![request.cap.to_string(), request.now_ms.to_string()];
+            for (_, letter) in letters.iter().filter(|(lb, _)| *lb == bucket) {
+                let lane = self.keys.webhook_lane(request.app_id, &letter.endpoint, letter.lane);
+                keys.push(lane.stream);
+                args.extend([
+                    letter.id.clone(),
+                    lane.member,
+                    letter.endpoint.clone(),
+                    letter.lane.to_string(),
+                ]);
+            }
+            if keys.len() == 2 {
+                continue;
+            }
+            let reply = self.eval(&self.scripts().wh_replay, keys, args).await?;
+            match array(&reply).ok_or_else(|| malformed("webhook replay"))? {
+                [replayed, refused] => {
+                    done.replayed += int(replayed).unwrap_or(0).max(0) as usize;
+                    done.refused += int(refused).unwrap_or(0).max(0) as usize;
+                }
+                _ => return Err(malformed("webhook replay")),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Read without a script (a snapshot, not a decision): each bucket's lanes of the app, then
+    /// every lane's length and oldest entry and each bucket's dead letters, pipelined.
+    async fn stats(&self, app_id: &str) -> Result<QueueStats, BackplaneError> {
+        let sets: Vec<String> = self
+            .keys
+            .all_buckets()
+            .map(|b| self.keys.bucket(b).webhook_lanes(app_id))
+            .collect();
+        let members: Vec<Vec<String>> = self
             .with_conn(|mut conn| async move {
-                redis::cmd("XRANGE")
-                    .arg(key)
-                    .arg("-")
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(max.max(1))
-                    .query_async::<Value>(&mut conn)
-                    .await
+                let mut pipe = redis::pipe();
+                for set in &sets {
+                    pipe.cmd("SMEMBERS").arg(set);
+                }
+                pipe.query_async(&mut conn).await
             })
             .await?;
-        let bad = || malformed("webhook dead letters");
-        array(&reply)
-            .ok_or_else(bad)?
-            .iter()
-            .map(dead_letter)
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(bad)
-    }
-
-    async fn replay(&self, request: ReplayRequest<'_>) -> Result<Replayed, BackplaneError> {
-        let mut args = vec![
-            self.keys.prefix().to_owned(),
-            request.app_id.to_owned(),
-            request.cap.to_string(),
-            request.now_ms.to_string(),
-            request.max.max(1).to_string(),
-        ];
-        args.extend(request.ids.iter().cloned());
-        let reply = self.eval(&self.scripts.wh_replay, Vec::new(), args).await?;
-        match array(&reply).ok_or_else(|| malformed("webhook replay"))? {
-            [replayed, refused] => Ok(Replayed {
-                replayed: int(replayed).unwrap_or(0).max(0) as usize,
-                refused: int(refused).unwrap_or(0).max(0) as usize,
-            }),
-            _ => Err(malformed("webhook replay")),
+        let mut streams = Vec::new();
+        let mut dead = Vec::new();
+        for (bucket, lanes) in self.keys.all_buckets().zip(&members) {
+            let b = self.keys.bucket(bucket);
+            streams.extend(lanes.iter().map(|member| b.lane_stream(app_id, member)));
+            dead.push(b.dead_letters(app_id));
         }
-    }
-
-    async fn stats(&self, app_id: &str) -> Result<QueueStats, BackplaneError> {
-        let args = vec![self.keys.prefix().to_owned(), app_id.to_owned()];
-        let reply = self.eval(&self.scripts.wh_stats, Vec::new(), args).await?;
+        let lane_count = streams.len();
+        let replies: Vec<Value> = self
+            .with_conn(|mut conn| async move {
+                let mut pipe = redis::pipe();
+                for stream in &streams {
+                    pipe.cmd("XLEN").arg(stream);
+                    pipe.cmd("XRANGE").arg(stream).arg("-").arg("+").arg("COUNT").arg(1);
+                }
+                for key in &dead {
+                    pipe.cmd("XLEN").arg(key);
+                }
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
         let bad = || malformed("webhook stats");
-        match array(&reply).ok_or_else(bad)? {
-            [depth, oldest, dead] => Ok(QueueStats {
-                depth: int(depth).ok_or_else(bad)?.max(0) as u64,
-                oldest_created_ms: int(oldest).and_then(|o| u64::try_from(o).ok()),
-                dead_letters: int(dead).ok_or_else(bad)?.max(0) as u64,
-            }),
-            _ => Err(bad()),
+        let (lanes, dead) = replies.split_at(2 * lane_count);
+        let mut stats = QueueStats::default();
+        for pair in lanes.chunks(2) {
+            let [len, first] = pair else { return Err(bad()) };
+            stats.depth += int(len).ok_or_else(bad)?.max(0) as u64;
+            let oldest = array(first)
+                .and_then(|entries| entries.first())
+                .and_then(array)
+                .and_then(|entry| number(array(entry.get(1)?)?, "ms"));
+            if let Some(ms) = oldest {
+                stats.oldest_created_ms = Some(stats.oldest_created_ms.map_or(ms, |o| o.min(ms)));
+            }
         }
+        for len in dead {
+            stats.dead_letters += int(len).ok_or_else(bad)?.max(0) as u64;
+        }
+        Ok(stats)
     }
 }

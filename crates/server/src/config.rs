@@ -23,6 +23,9 @@ const MIN_QUEUED_BYTES: usize = 64 * 1024;
 /// Longest `apps.cache_ttl_s`: the reference's "up to 30 minutes" (§11).
 const MAX_CACHE_TTL_S: u64 = 1800;
 
+/// Most `backplane.buckets`: Redis Cluster's hash slots.
+const MAX_BUCKETS: u32 = 16384;
+
 /// Webhook event types a `[[apps.webhooks]]` entry may name.
 const WEBHOOK_EVENTS: &[&str] = &[
     "channel_occupied",
@@ -136,6 +139,10 @@ pub struct BackplaneConfig {
     /// How long a replay log keeps messages (and an idle one lives): the longest Redis outage
     /// or reconnect a node can bridge without loss.
     pub replay_log_ttl_s: u64,
+    /// Buckets the keyspace is divided into (docs/design/redis-cluster.md): each bucket's keys
+    /// share one hash slot, so one Redis Cluster shard. 1 for one Redis. Every node of a
+    /// cluster must use the same value; changing it needs a full restart.
+    pub buckets: u32,
 }
 
 impl Default for BackplaneConfig {
@@ -152,6 +159,7 @@ impl Default for BackplaneConfig {
             node_ttl_s: 15,
             replay_log_max_len: 2000,
             replay_log_ttl_s: 30,
+            buckets: 1,
         }
     }
 }
@@ -514,6 +522,9 @@ fn validate_redis(backplane: &BackplaneConfig) -> Result<(), ConfigError> {
             "backplane.prefix",
             "must be non-empty: letters, digits, '_', '-', '.'",
         ));
+    }
+    if !(1..=MAX_BUCKETS).contains(&backplane.buckets) {
+        return Err(ConfigError::key("backplane.buckets", "must be 1 to 16384"));
     }
     if backplane.node_ttl_s < 2 {
         return Err(ConfigError::key("backplane.node_ttl_s", "must be at least 2"));

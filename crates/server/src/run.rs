@@ -125,6 +125,7 @@ fn redis_options(backplane: &config::BackplaneConfig, node_id: String) -> Result
             max_len: backplane.replay_log_max_len,
             ttl: Duration::from_secs(backplane.replay_log_ttl_s),
         },
+        buckets: backplane.buckets,
     })
 }
 

@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { after, afterEach, before } from 'node:test';
 
 import { startRedis } from './redis.mjs';
+import { startSingleNodeCluster } from './redis-cluster.mjs';
 import { sleep } from './util.mjs';
 
 export const CONFORMANCE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -426,7 +427,9 @@ export async function startCluster(n, { apps, server = {}, backplane, webhooks, 
   let redis;
   if (effectiveBackplane.driver === 'redis') {
     if (effectiveBackplane.url === undefined) {
-      redis = await startRedis();
+      // FERROCAST_CONFORMANCE_REDIS=one-node-cluster: one cluster-enabled redis-server owning
+      // every slot, where a script reaching another slot than its KEYS fails (CROSSSLOT).
+      redis = process.env.FERROCAST_CONFORMANCE_REDIS === 'one-node-cluster' ? await startSingleNodeCluster() : await startRedis();
       effectiveBackplane.url = redis.url;
     } else if (effectiveBackplane.prefix === undefined) {
       clusterCounter += 1;

@@ -16,14 +16,14 @@ impl ConnectionQuota for RedisBackplane {
             bucket.node_record(self.keys.node(), NodeRecord::Apps),
         ];
         let reply = self
-            .eval(&self.scripts.connect, keys, self.args(&[app_id, &max.to_string()]))
+            .eval(&self.scripts().connect, keys, self.args(&[app_id, &max.to_string()]))
             .await?;
         Ok(int(&reply).ok_or_else(|| malformed("connect"))? == 1)
     }
 
     async fn connection_closed(&self, app_id: &str) -> Result<(), BackplaneError> {
         let keys = vec![self.keys.bucket(self.keys.app_bucket(app_id)).connections(app_id)];
-        self.eval(&self.scripts.disconnect, keys, self.args(&[]))
+        self.eval(&self.scripts().disconnect, keys, self.args(&[]))
             .await
             .map(|_| ())
     }

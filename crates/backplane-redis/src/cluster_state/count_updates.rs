@@ -19,7 +19,7 @@ impl CountUpdates for RedisBackplane {
     async fn count_changed(&self, app_id: &str, channel: &str, hold: Duration) -> Result<bool, BackplaneError> {
         let reply = self
             .eval(
-                &self.scripts.count_changed,
+                &self.scripts().count_changed,
                 vec![self.keys.channel(app_id, channel).count_claim()],
                 vec![millis(hold)],
             )
@@ -37,7 +37,7 @@ impl CountUpdates for RedisBackplane {
     ) -> Result<Option<u64>, BackplaneError> {
         let reply = self
             .eval(
-                &self.scripts.count_due,
+                &self.scripts().count_due,
                 {
                     let c = self.keys.channel(app_id, channel);
                     vec![c.count_claim(), c.shared.channel_index(app_id)]

@@ -26,7 +26,7 @@ impl PendingLeaves for RedisBackplane {
             None => c.vacancy(),
         };
         let keys = vec![c.shared.node_record(self.keys.node(), NodeRecord::Leaves), pending];
-        let reply = self.eval(&self.scripts.confirm_leave, keys, args).await?;
+        let reply = self.eval(&self.scripts().confirm_leave, keys, args).await?;
         Ok(int(&reply).ok_or_else(|| malformed("confirm leave"))? == 1)
     }
 }

@@ -7,6 +7,7 @@ mod cache;
 mod connections;
 mod count_updates;
 mod leaves;
+mod node_records;
 mod occupancy;
 mod presence;
 mod rates;
@@ -20,6 +21,7 @@ use crate::RedisBackplane;
 
 pub(crate) use cache::encode_cached;
 pub(crate) use leaves::standing_leaves;
+pub(crate) use node_records::{BucketRun, Invocation};
 
 pub(crate) fn malformed(what: &str) -> BackplaneError {
     BackplaneError::malformed(what)
@@ -111,12 +113,5 @@ impl RedisBackplane {
         let mut args = vec![self.keys.node().to_owned()];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         args
-    }
-
-    /// The arguments the scripts that remove or rebuild a node's registrations start with: the
-    /// hash tag of the (one) bucket, the registered nodes' key, `node`'s heartbeat key.
-    pub(crate) fn registry_args(&self, node: &str) -> Vec<String> {
-        let bucket = self.keys.bucket(crate::keys::Bucket(0));
-        vec![bucket.tag().to_owned(), self.keys.nodes(), self.keys.heartbeat(node)]
     }
 }

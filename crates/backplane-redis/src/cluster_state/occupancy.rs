@@ -26,7 +26,7 @@ impl ChannelOccupancy for RedisBackplane {
     async fn subscription_added(&self, app_id: &str, channel: &str) -> Result<bool, BackplaneError> {
         let keys = self.subscription_keys(app_id, &self.keys.channel(app_id, channel));
         let reply = self
-            .eval(&self.scripts.sub_add, keys, self.args(&[app_id, channel]))
+            .eval(&self.scripts().sub_add, keys, self.args(&[app_id, channel]))
             .await?;
         match array(&reply).ok_or_else(|| malformed("subscription add"))? {
             [_count, occupied] => Ok(int(occupied) == Some(1)),
@@ -45,7 +45,7 @@ impl ChannelOccupancy for RedisBackplane {
         let mut keys = self.subscription_keys(app_id, &c);
         keys.push(c.shared.node_record(self.keys.node(), NodeRecord::Leaves));
         let reply = self
-            .eval(&self.scripts.sub_remove, keys, self.args(&[app_id, channel, &token]))
+            .eval(&self.scripts().sub_remove, keys, self.args(&[app_id, channel, &token]))
             .await?;
         pending_leave(&reply, "subscription remove")
     }
@@ -56,7 +56,9 @@ impl ChannelOccupancy for RedisBackplane {
         let mut out = Vec::new();
         for bucket in self.keys.all_buckets() {
             let keys = vec![self.keys.bucket(bucket).channel_index(app_id)];
-            let reply = self.eval(&self.scripts.channels, keys, vec![prefix.to_owned()]).await?;
+            let reply = self
+                .eval(&self.scripts().channels, keys, vec![prefix.to_owned()])
+                .await?;
             let items = array(&reply).ok_or_else(|| malformed("channels"))?;
             for row in items.chunks(2) {
                 let [name, subs] = row else {
@@ -101,7 +103,9 @@ impl ChannelOccupancy for RedisBackplane {
     async fn channel(&self, app_id: &str, channel: &str) -> Result<ChannelCounts, BackplaneError> {
         let c = self.keys.channel(app_id, channel);
         let keys = vec![c.shared.channel_index(app_id), c.members()];
-        let reply = self.eval(&self.scripts.channel, keys, vec![channel.to_owned()]).await?;
+        let reply = self
+            .eval(&self.scripts().channel, keys, vec![channel.to_owned()])
+            .await?;
         match array(&reply).ok_or_else(|| malformed("channel"))? {
             [subs, users] => Ok(ChannelCounts {
                 subscriptions: int(subs).ok_or_else(|| malformed("channel"))?.max(0) as u64,

@@ -40,7 +40,7 @@ impl PresenceRoster for RedisBackplane {
             c.shared.node_record(node, NodeRecord::Presence),
             c.presence_seq(),
         ];
-        let reply = self.eval(&self.scripts.presence_join, keys, args).await?;
+        let reply = self.eval(&self.scripts().presence_join, keys, args).await?;
         let what = "presence join";
         let items = array(&reply).ok_or_else(|| malformed(what))?;
         match items {
@@ -75,7 +75,7 @@ impl PresenceRoster for RedisBackplane {
             c.departure(req.user_id),
             c.shared.node_record(node, NodeRecord::Leaves),
         ];
-        let reply = self.eval(&self.scripts.presence_leave, keys, args).await?;
+        let reply = self.eval(&self.scripts().presence_leave, keys, args).await?;
         let what = "presence leave";
         match array(&reply).ok_or_else(|| malformed(what))? {
             [left] if int(left) == Some(0) => Ok(PresenceLeave::Stayed),
@@ -95,7 +95,7 @@ impl PresenceRoster for RedisBackplane {
         let c = self.keys.channel(app_id, channel);
         let reply = self
             .eval(
-                &self.scripts.presence_roster,
+                &self.scripts().presence_roster,
                 vec![c.members(), c.presence_seq()],
                 Vec::new(),
             )

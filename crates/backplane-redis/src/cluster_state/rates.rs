@@ -20,7 +20,7 @@ impl RateBudgets for RedisBackplane {
     ) -> Result<RateDecision, BackplaneError> {
         // One round trip of `lua/rate.lua`.
         let key = self.keys.rate(app_id, kind.label());
-        let script = &self.scripts.rate;
+        let script = &self.scripts().rate;
         let reply = self
             .with_conn(|mut conn| async move {
                 script

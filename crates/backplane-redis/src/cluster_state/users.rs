@@ -33,13 +33,13 @@ impl UserDirectory for RedisBackplane {
     async fn user_signed_in(&self, socket: UserSocket<'_>) -> Result<UserTransition, BackplaneError> {
         let args = self.args(&[socket.app_id, socket.user_id]);
         let keys = self.user_keys(&socket);
-        transition(&self.eval(&self.scripts.user_in, keys, args).await?, "user sign-in")
+        transition(&self.eval(&self.scripts().user_in, keys, args).await?, "user sign-in")
     }
 
     async fn user_signed_out(&self, socket: UserSocket<'_>) -> Result<UserTransition, BackplaneError> {
         let args = self.args(&[socket.app_id, socket.user_id]);
         let keys = self.user_keys(&socket);
-        transition(&self.eval(&self.scripts.user_out, keys, args).await?, "user sign-out")
+        transition(&self.eval(&self.scripts().user_out, keys, args).await?, "user sign-out")
     }
 
     async fn user_status(&self, app_id: &str, user_ids: &[String]) -> Result<UserStatus, BackplaneError> {

@@ -1,11 +1,10 @@
--- ARGV: the bucket's tag T, the registered nodes' key, the node's heartbeat key, the node's id.
--- A draining node removes itself: returns what vanished, as reap.lua (with no leaves: it
--- confirmed its own before). Pending leaves it could not settle in time stand over: it then
--- stays registered without a heartbeat, so a peer reaps it once it is gone and inherits them.
-local T, nodes, hb, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-redis.call('DEL', hb)
-if redis.call('EXISTS', T .. ':node:' .. n .. ':leaves') == 0 then
-  redis.call('SREM', nodes, n)
+-- KEYS: the registered nodes, the node's heartbeat, the incarnations. ARGV: node id, 1 if
+-- pending leaves stand over in some bucket. A draining node, after dropping its buckets,
+-- removes its heartbeat; it leaves the registry only if no pending leave stands over, else a
+-- peer reaps it once the heartbeat is gone and inherits the leaves.
+redis.call('DEL', KEYS[2])
+if ARGV[2] == '0' then
+  redis.call('SREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[3], ARGV[1])
 end
-local removed, vacated = drop_node(T, n)
-return {removed, vacated, drop_node_users(T, n), {}}
+return 1

@@ -1,4 +1,4 @@
--- ARGV: prefix, app, endpoint, lane, node, lease ms, max.
+-- KEYS: the lane's stream, its lease. ARGV: node, lease ms, max.
 -- Takes or renews the lane's lease for `node`; if another node holds it returns {0}.
 -- On taking the lease, every entry still pending in the group (claimed by a previous holder,
 -- alive or dead, and never acknowledged) is moved to `node` with XAUTOCLAIM. Then returns the
@@ -7,8 +7,8 @@
 -- Since a holder claims its next batch only after acknowledging (or dead-lettering) the last,
 -- the pending entries are exactly the batch in flight, so order is kept across takeovers.
 -- Returns {1, took_over (0/1), {{id, {field, value, ...}}, ...}}.
-local P, a, e, l, node, lease, max = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local lease_key = P .. ':whl:' .. a .. ':' .. e .. ':' .. l
+local node, lease, max = ARGV[1], ARGV[2], ARGV[3]
+local lease_key = KEYS[2]
 local owner = redis.call('GET', lease_key)
 local took = false
 if not owner then
@@ -19,7 +19,7 @@ elseif owner == node then
 else
   return {0}
 end
-local key = lane_key(P, a, e, l)
+local key = KEYS[1]
 if redis.call('EXISTS', key) == 0 then
   return {1, 0, {}}
 end

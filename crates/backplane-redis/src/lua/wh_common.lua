@@ -1,23 +1,21 @@
--- Shared by the webhook queue scripts. Key layout (P = prefix, a = app, e = endpoint hash,
--- l = lane):
---   P:whq:a:e:l     STREAM  the lane's jobs (fields ev, ms, from, ik?), consumer group "fc";
+-- Shared by the webhook queue scripts. Key layout (T = the hash tag of the lane's bucket,
+-- {P:b}, b from the app, endpoint and lane, so one app's lanes spread over the buckets;
+-- a = app, e = endpoint hash, l = lane). The names are made in src/keys.rs and passed in KEYS.
+--   T:whq:a:e:l     STREAM  the lane's jobs (fields ev, ms, from, ik?), consumer group "fc";
 --                           an entry is deleted when acknowledged, so XLEN is the undelivered count
---   P:whl:a:e:l     STR     the lane's lease: the node consuming it (SET NX PX, renewed)
---   P:whlanes:a     SET     "e:l" of every lane the app ever queued to (stats, replay)
---   P:whd:a         STREAM  the app's dead letters (fields ep, ln, ev, ms, ik, why, at), capped
+--   T:whl:a:e:l     STR     the lane's lease: the node consuming it (SET NX PX, renewed)
+--   T:whlanes:a     SET     "e:l" of every lane of the bucket the app ever queued to (stats)
+--   T:whd:a         STREAM  dead letters of the app's lanes in the bucket (fields ep, ln, ev, ms,
+--                           ik, why, at), capped
 local GROUP = 'fc'
 
-local function lane_key(P, a, e, l)
-  return P .. ':whq:' .. a .. ':' .. e .. ':' .. l
-end
-
--- Create the stream and its group (reading from the start) the first time a lane is used.
-local function ensure_lane(P, a, e, l)
-  local key = lane_key(P, a, e, l)
+-- Create the lane's stream and its group (reading from the start) the first time it is used,
+-- and list it in its bucket's set of the app's lanes.
+local function ensure_lane(key, lanes, member)
   if redis.call('EXISTS', key) == 0 then
     redis.call('XGROUP', 'CREATE', key, GROUP, '0', 'MKSTREAM')
   end
-  redis.call('SADD', P .. ':whlanes:' .. a, e .. ':' .. l)
+  redis.call('SADD', lanes, member)
   return key
 end
 

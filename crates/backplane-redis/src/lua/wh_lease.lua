@@ -1,14 +1,13 @@
--- ARGV: prefix, app, endpoint, lane, node, lease ms ('' to release).
+-- KEYS: the lane's lease. ARGV: node, lease ms ('' to release).
 -- Renews (or, with an empty lease, releases) the lane's lease if `node` holds it.
 -- Returns 1 if `node` held it, else 0.
-local P, a, e, l, node, lease = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local lease_key = P .. ':whl:' .. a .. ':' .. e .. ':' .. l
-if redis.call('GET', lease_key) ~= node then
+local node, lease = ARGV[1], ARGV[2]
+if redis.call('GET', KEYS[1]) ~= node then
   return 0
 end
 if lease == '' then
-  redis.call('DEL', lease_key)
+  redis.call('DEL', KEYS[1])
 else
-  redis.call('PEXPIRE', lease_key, lease)
+  redis.call('PEXPIRE', KEYS[1], lease)
 end
 return 1

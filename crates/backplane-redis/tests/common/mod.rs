@@ -10,10 +10,19 @@ use std::time::{Duration, Instant};
 use ferrocast_backplane_redis::{RedisBackplane, RedisOptions};
 use ferrocast_broker::{ChannelMessage, DeliverySink, Dropped, Link, Payload};
 
+/// A real `redis-server`. With `FERROCAST_TEST_REDIS=one-node-cluster` it runs with
+/// `--cluster-enabled yes` and owns every hash slot, and the backplanes use 16 buckets: a script
+/// that reaches a key of another bucket than its `KEYS[]` is refused there (`#!lua` scripts on
+/// Redis 7), so every test also proves the key layout is cluster-safe.
 pub struct Redis {
     pub port: u16,
     child: Option<Child>,
+    cluster: bool,
+    dir: Option<std::path::PathBuf>,
 }
+
+/// Buckets the backplanes use against a one-node cluster.
+const CLUSTER_BUCKETS: u32 = 16;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -25,17 +34,49 @@ fn free_port() -> u16 {
 impl Redis {
     /// Start redis-server, or fail loudly: these tests never skip.
     pub fn start() -> Self {
+        let cluster = match std::env::var("FERROCAST_TEST_REDIS").as_deref() {
+            Ok("one-node-cluster") => true,
+            Ok("") | Err(_) => false,
+            Ok(other) => panic!("FERROCAST_TEST_REDIS={other}: expected one-node-cluster or nothing"),
+        };
         let mut redis = Redis {
             port: free_port(),
             child: None,
+            cluster,
+            dir: None,
         };
         redis.spawn();
         redis
     }
 
     fn spawn(&mut self) {
+        let mut args: Vec<String> = [
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .map(String::from)
+        .to_vec();
+        if self.cluster {
+            // A restart is a fresh server: a new cluster config, so it owns no slot until told.
+            let dir = std::env::temp_dir().join(format!("fc-redis-cluster-{}-{}", self.port, std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("temp dir for the cluster config");
+            args.extend([
+                "--cluster-enabled".into(),
+                "yes".into(),
+                "--dir".into(),
+                dir.display().to_string(),
+            ]);
+            self.dir = Some(dir);
+        }
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -49,6 +90,41 @@ impl Redis {
                 self.port
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.cluster {
+            self.own_every_slot();
+        }
+    }
+
+    /// Give the one-node cluster every slot and wait until it serves them.
+    fn own_every_slot(&self) {
+        let mut conn = self.client().get_connection().expect("connect to the cluster node");
+        let _: () = redis::cmd("CLUSTER")
+            .arg("ADDSLOTSRANGE")
+            .arg(0)
+            .arg(16383)
+            .query(&mut conn)
+            .expect("CLUSTER ADDSLOTSRANGE");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query(&mut conn)
+                .expect("CLUSTER INFO");
+            if info.contains("cluster_state:ok") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the one-node cluster did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Buckets the backplanes use on this server.
+    pub fn buckets(&self) -> u32 {
+        if self.cluster {
+            CLUSTER_BUCKETS
+        } else {
+            1
         }
     }
 
@@ -78,6 +154,9 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -125,6 +204,7 @@ pub fn backplane_with(
         node_id: node.into(),
         node_ttl: ttl,
         replay_log: Default::default(),
+        buckets: redis.buckets(),
     };
     adjust(&mut options);
     let b = RedisBackplane::start(options).expect("backplane");

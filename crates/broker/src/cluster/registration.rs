@@ -54,17 +54,20 @@ pub struct ResyncOutcome {
     /// the node gave up waiting for it, or one its previous process left when it restarted.
     /// The node confirms them when their delay ends (duplicates of its own confirm once).
     pub leaves: Vec<InheritedLeave>,
-    /// The state store lost its data since this node last registered: other nodes may not have
-    /// re-registered yet.
+    /// The state store lost its data (all of it, or a part: one shard of a Redis Cluster) since
+    /// this node last registered: other nodes may not have re-registered yet. The lists above
+    /// hold only real changes: where the data was lost, every member, channel and user
+    /// re-registered would look new, and the store leaves those out (watchers and webhooks were
+    /// told before the loss; sockets' rosters predate it).
     pub store_was_reset: bool,
 }
 
 /// Replaces everything registered for one node.
 #[async_trait]
 pub trait NodeRegistration: Send + Sync {
-    /// Replace everything registered for this node with `snapshot`, atomically, and report
-    /// which presence members appeared or vanished cluster-wide as a result (after the store
-    /// lost its data, every member re-registered appears added; nodes drop announcements that
-    /// tell their sockets nothing new).
+    /// Replace everything registered for this node with `snapshot` (atomically per part of the
+    /// store: one Redis, or one bucket of a Redis Cluster) and report which presence members
+    /// appeared or vanished cluster-wide as a result (nodes drop announcements that tell their
+    /// sockets nothing new).
     async fn resync(&self, snapshot: &NodeSnapshot) -> Result<ResyncOutcome, BackplaneError>;
 }

@@ -129,20 +129,14 @@ impl Node {
             let snapshot = self.snapshot();
             self.cluster.resync(&snapshot).await?
         };
-        // After the store lost its data every member looks added: not news for webhooks, nor for
-        // sockets (their rosters predate the reset; a member_added would carry a new sequence
-        // and pass every filter). What really changed is found by the reconciliation that
-        // follows, once the other nodes re-registered.
-        let report = !outcome.store_was_reset;
-        if report {
-            for (app_id, channel) in outcome.channels_occupied {
-                self.report(&app_id, WebhookEvent::ChannelOccupied { channel });
-            }
+        // After the store lost its data every member, channel and user re-registered would look
+        // new: the store leaves those out (see `ResyncOutcome::store_was_reset`), so what is
+        // listed is news. What really changed where the data was lost is found by the
+        // reconciliation that follows, once the other nodes re-registered.
+        for (app_id, channel) in outcome.channels_occupied {
+            self.report(&app_id, WebhookEvent::ChannelOccupied { channel });
         }
         for (app_id, channel, user_id, user_info, seq) in outcome.added {
-            if !report {
-                continue;
-            }
             let payload = Payload::MemberAdded {
                 user_id: user_id.clone(),
                 user_info,
@@ -169,14 +163,10 @@ impl Node {
             };
             self.publish_internal(ChannelMessage::new(&app_id, &channel, payload))
                 .await;
-            if report {
-                self.report(&app_id, WebhookEvent::MemberRemoved { channel, user_id });
-            }
+            self.report(&app_id, WebhookEvent::MemberRemoved { channel, user_id });
         }
-        if report {
-            for (app_id, channel) in outcome.channels_vacated {
-                self.report(&app_id, WebhookEvent::ChannelVacated { channel });
-            }
+        for (app_id, channel) in outcome.channels_vacated {
+            self.report(&app_id, WebhookEvent::ChannelVacated { channel });
         }
         webhooks::inherit_leaves(
             &self.leaves,
@@ -185,11 +175,7 @@ impl Node {
             self.options.leave_delay,
             &outcome.leaves,
         );
-        // After the store lost its data every signed-in user re-registered looks online again:
-        // watchers were told so before the outage (see docs/architecture.md).
-        if !outcome.store_was_reset {
-            self.announce_users(&outcome.users_online, &outcome.users_offline).await;
-        }
+        self.announce_users(&outcome.users_online, &outcome.users_offline).await;
         Ok((pending, outcome.store_was_reset))
     }
 

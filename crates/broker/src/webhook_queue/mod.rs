@@ -147,7 +147,9 @@ pub struct QueueStats {
     pub dead_letters: u64,
 }
 
-/// The webhook job queue of the cluster. Every method is one round trip to the store.
+/// The webhook job queue of the cluster. Every method on one lane is one atomic step and one round
+/// trip to the store; the per-app reads (dead letters, replay, stats) gather from every part of a
+/// sharded store.
 #[async_trait]
 pub trait WebhookQueue: Send + Sync {
     async fn enqueue(&self, job: NewJob<'_>) -> Result<Enqueued, BackplaneError>;
