@@ -32,7 +32,9 @@
 
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod cluster_state;
+mod conn;
 pub mod envelope;
 mod keys;
 mod liveness;
@@ -40,6 +42,7 @@ mod pool;
 mod pubsub;
 mod replay;
 mod scripts;
+mod sharded;
 mod target;
 mod webhook_queue;
 
@@ -57,7 +60,7 @@ pub use replay::ReplayLog;
 pub use target::{RedisTls, SentinelOptions};
 
 /// How long one Redis command may take before it counts as failed.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Settings of the Redis backplane.
 #[derive(Debug, Clone)]
@@ -80,6 +83,9 @@ pub struct RedisOptions {
     /// Buckets of the keyspace (`docs/design/redis-cluster.md`): 1 for one Redis. Part of the
     /// cluster's identity, like the prefix: every node must use the same number.
     pub buckets: u32,
+    /// Seed nodes of a Redis Cluster (`redis://` or `rediss://`); empty for one Redis
+    /// ([`url`](Self::url), or [`sentinel`](Self::sentinel)).
+    pub cluster_urls: Vec<String>,
 }
 
 /// Counters of the backplane, read by the server's metrics.
@@ -103,6 +109,8 @@ pub struct RedisStats {
     pub replay_trimmed: AtomicU64,
     /// Live messages dropped because the replay had already delivered them.
     pub duplicates_dropped: AtomicU64,
+    /// Channels subscribed again because their slot moved to another shard (Redis Cluster).
+    pub resubscribed: AtomicU64,
     /// Round trip of the last ping on the pub/sub connection, in microseconds.
     pub ping_rtt_us: AtomicU64,
 }
@@ -127,11 +135,12 @@ pub enum RedisSetupError {
 pub struct RedisBackplane {
     pub(crate) options: RedisOptions,
     pub(crate) keys: keys::Keys,
-    pub(crate) pool: pool::Pool,
-    pub(crate) target: Arc<target::Target>,
-    /// The scripts as plain Lua (Redis 6) and declared with `#!lua` (Redis 7 and later; see
-    /// [`scripts::Scripts`]), and which of them the connected Redis takes.
-    scripts: [scripts::Scripts; 2],
+    pub(crate) commands_to: conn::Commands,
+    /// One Redis (`None` with a Redis Cluster, whose transport is in `commands_to`).
+    pub(crate) target: Option<Arc<target::Target>>,
+    /// The scripts in each [`scripts::ScriptForm`], and (one Redis) whether the connected one
+    /// takes them declared.
+    scripts: [scripts::Scripts; 3],
     pub(crate) declared_scripts: std::sync::atomic::AtomicBool,
     pub(crate) sink: OnceLock<Arc<dyn DeliverySink>>,
     /// Told, for each message received from Redis, how long after its publish it arrived.
@@ -152,29 +161,46 @@ impl RedisBackplane {
     /// Check `options` as [`start`](Self::start) does (URLs, Sentinel list, TLS certificates)
     /// without connecting: what `ferrocast check-config` runs.
     pub fn check(options: &RedisOptions) -> Result<(), RedisSetupError> {
-        target::Target::new(&options.url, options.sentinel.as_ref(), &options.tls).map(drop)
+        match options.cluster_urls.is_empty() {
+            true => target::Target::new(&options.url, options.sentinel.as_ref(), &options.tls).map(drop),
+            false => cluster::ClusterTarget::new(&options.cluster_urls, &options.tls).map(drop),
+        }
     }
 
     /// Create the backplane and start its supervisor and heartbeat tasks. Returns at once; the
     /// link comes up when Redis is reachable.
     pub fn start(options: RedisOptions) -> Result<Arc<Self>, RedisSetupError> {
-        let target = Arc::new(target::Target::new(
-            &options.url,
-            options.sentinel.as_ref(),
-            &options.tls,
-        )?);
-        let pool = pool::Pool::builder(pool::Manager::new(target.clone()))
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|e| RedisSetupError::BadUrl(e.to_string()))?;
+        let (commands_to, target) = match options.cluster_urls.is_empty() {
+            true => {
+                let target = Arc::new(target::Target::new(
+                    &options.url,
+                    options.sentinel.as_ref(),
+                    &options.tls,
+                )?);
+                let pool = pool::Pool::builder(pool::Manager::new(target.clone()))
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| RedisSetupError::BadUrl(e.to_string()))?;
+                (conn::Commands::Single(pool), Some(target))
+            }
+            false => {
+                let target = cluster::ClusterTarget::new(&options.cluster_urls, &options.tls)?;
+                let conn = tokio::sync::Mutex::new(None);
+                (conn::Commands::Cluster { target, conn }, None)
+            }
+        };
         let (commands, command_rx) = mpsc::unbounded_channel();
         let backplane = Arc::new(Self {
             keys: keys::Keys::new(&options.prefix, &options.node_id, options.buckets),
             epoch: std::sync::Mutex::new(vec![String::new(); options.buckets.max(1) as usize]),
             options,
-            pool,
+            commands_to,
             target,
-            scripts: [scripts::Scripts::new(false), scripts::Scripts::new(true)],
+            scripts: [
+                scripts::Scripts::new(scripts::ScriptForm::Plain),
+                scripts::Scripts::new(scripts::ScriptForm::Declared),
+                scripts::Scripts::new(scripts::ScriptForm::Sharded),
+            ],
             declared_scripts: std::sync::atomic::AtomicBool::new(false),
             sink: OnceLock::new(),
             lag_observer: OnceLock::new(),
@@ -219,8 +245,20 @@ impl RedisBackplane {
 
     /// The scripts in the form the connected Redis takes.
     pub(crate) fn scripts(&self) -> &scripts::Scripts {
+        if self.commands_to.is_cluster() {
+            return &self.scripts[2];
+        }
         let declared = self.declared_scripts.load(std::sync::atomic::Ordering::Relaxed);
         &self.scripts[usize::from(declared)]
+    }
+
+    /// The publish command: `SPUBLISH` (sharded) on a Redis Cluster, else `PUBLISH`.
+    pub(crate) fn publish_command(&self) -> &'static str {
+        if self.commands_to.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
     }
 
     /// This node's id.
@@ -231,12 +269,12 @@ impl RedisBackplane {
     /// Run one Redis operation on a pooled connection, failing after [`COMMAND_TIMEOUT`].
     pub(crate) async fn with_conn<T, F, Fut>(&self, op: F) -> Result<T, BackplaneError>
     where
-        F: FnOnce(pool::Connection) -> Fut,
+        F: FnOnce(conn::Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let attempt = async {
-            let conn = self.pool.get().await.map_err(BackplaneError::store)?;
-            op(conn.into()).await.map_err(|e| {
+            let conn = self.commands_to.get().await?;
+            op(conn).await.map_err(|e| {
                 if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
                     self.primary_demoted();
                 }
@@ -257,7 +295,7 @@ impl RedisBackplane {
     /// primary failed over and it came back demoted). Drop the idle connections to it and
     /// reconnect pub/sub, which finds the new primary and makes the node resync.
     fn primary_demoted(&self) {
-        self.pool.retain(|_, _| false);
+        self.commands_to.drop_idle();
         let _ = self.commands.send(pubsub::Command::Reconnect);
         tracing::warn!("redis answered READONLY: reconnecting to the current primary");
     }

@@ -48,7 +48,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Interest {
     refs: usize,
     /// True once Redis acknowledged the SUBSCRIBE on the current connection.
-    ready: watch::Sender<bool>,
+    pub(crate) ready: watch::Sender<bool>,
 }
 
 /// Work for the supervisor's pub/sub connection.
@@ -216,7 +216,7 @@ impl RedisBackplane {
             }
         }
         for message in messages {
-            pipe.cmd("PUBLISH")
+            pipe.cmd(self.publish_command())
                 .arg(self.keys.channel(&message.app_id, &message.channel).events())
                 .arg(envelope::encode(message))
                 .ignore();
@@ -236,30 +236,51 @@ pub async fn supervise(backplane: Arc<RedisBackplane>, mut commands: mpsc::Unbou
     let mut delay = MIN_RETRY;
     let mut positions = Positions::default();
     loop {
-        match connect(&backplane, &mut positions).await {
-            Ok((sink, stream)) => {
+        let connected = match backplane.commands_to.is_cluster() {
+            false => connect(&backplane, &mut positions).await.map(Subscriber::One),
+            true => crate::sharded::connect(&backplane, &mut positions)
+                .await
+                .map(Subscriber::Sharded),
+        };
+        match connected {
+            Ok(subscriber) => {
                 delay = MIN_RETRY;
                 let generation = backplane.generation.fetch_add(1, Ordering::AcqRel) + 1;
                 backplane.link.send_replace(Link::Up { generation });
                 info!(generation, "redis backplane link up");
-                let reason = serve(&backplane, &mut positions, sink, stream, &mut commands).await;
+                let reason = match subscriber {
+                    Subscriber::One((sink, stream)) => {
+                        serve(&backplane, &mut positions, sink, stream, &mut commands).await
+                    }
+                    Subscriber::Sharded(shards) => {
+                        crate::sharded::serve(&backplane, &mut positions, shards, &mut commands).await
+                    }
+                };
                 backplane.link.send_replace(Link::Down);
                 for entry in backplane.interest.iter() {
                     entry.ready.send_replace(false);
                 }
                 backplane.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                backplane.commands_to.reset().await;
                 warn!(reason, "redis backplane link down; reconnecting");
                 // A link that keeps dropping right after connecting cannot spin faster than this.
                 tokio::time::sleep(MIN_RETRY).await;
             }
             Err(e) => {
                 backplane.stats.errors.fetch_add(1, Ordering::Relaxed);
+                backplane.commands_to.reset().await;
                 warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "redis backplane unavailable");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(MAX_RETRY);
             }
         }
     }
+}
+
+/// The pub/sub connection of one Redis, or the sharded subscriber of a Redis Cluster.
+enum Subscriber {
+    One((PubSubSink, PubSubStream)),
+    Sharded(crate::sharded::Shards),
 }
 
 /// Declare the scripts with `#!lua` on Redis 7 and later (see [`crate::scripts::Scripts`]),
@@ -280,12 +301,13 @@ async fn detect_script_form(backplane: &RedisBackplane) -> Result<(), BackplaneE
 /// Connect, re-subscribe every interest channel, deliver what the replay logs hold beyond
 /// what was delivered, register the heartbeat and prove a publish comes back.
 async fn connect(backplane: &RedisBackplane, positions: &mut Positions) -> Result<(PubSubSink, PubSubStream), String> {
-    let pubsub = tokio::time::timeout(PROBE_TIMEOUT, async {
-        backplane.target.client().await?.get_async_pubsub().await
-    })
-    .await
-    .map_err(|_| "connect timed out".to_string())?
-    .map_err(|e| e.to_string())?;
+    let Some(target) = &backplane.target else {
+        return Err("no single Redis to connect to".into());
+    };
+    let pubsub = tokio::time::timeout(PROBE_TIMEOUT, async { target.client().await?.get_async_pubsub().await })
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
     let (mut sink, mut stream) = pubsub.split();
     detect_script_form(backplane).await.map_err(|e| e.to_string())?;
     let probe_channel = backplane.keys.probe_channel();
@@ -438,7 +460,7 @@ async fn apply(
 }
 
 /// Hand one received message to the local fan-out, unless the replay already delivered it.
-fn deliver(backplane: &RedisBackplane, positions: &mut Positions, channel: &str, payload: &[u8]) {
+pub(crate) fn deliver(backplane: &RedisBackplane, positions: &mut Positions, channel: &str, payload: &[u8]) {
     let (position, envelope) = replay::split(payload);
     if let Some(position) = position {
         if !positions.accept(channel, position) {

@@ -208,6 +208,16 @@ pub async fn catch_up(
 ) -> Result<CatchUp, BackplaneError> {
     let wanted: std::collections::HashSet<&str> = channels.iter().map(String::as_str).collect();
     positions.last.retain(|name, _| wanted.contains(name.as_str()));
+    catch_up_channels(backplane, positions, channels).await
+}
+
+/// As [`catch_up`], for some of the channels (one whose slot moved to another shard of a Redis
+/// Cluster): the positions of the others stay.
+pub async fn catch_up_channels(
+    backplane: &RedisBackplane,
+    positions: &mut Positions,
+    channels: &[String],
+) -> Result<CatchUp, BackplaneError> {
     positions.set_clock(redis_time_ms(backplane).await?);
     let reset_buckets = buckets_reset(backplane).await?;
     let mut outcome = CatchUp {
@@ -314,15 +324,20 @@ async fn buckets_reset(backplane: &RedisBackplane) -> Result<Vec<crate::keys::Bu
         return Ok(Vec::new());
     }
     let names: Vec<String> = known.iter().map(|(b, _)| backplane.keys.bucket(*b).epoch()).collect();
-    let current: Vec<Option<String>> = backplane
-        .with_conn(|mut conn| async move {
-            let mut pipe = redis::pipe();
-            for name in &names {
-                pipe.cmd("GET").arg(name);
-            }
-            pipe.query_async(&mut conn).await
+    let commands = names
+        .iter()
+        .map(|name| {
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(name);
+            cmd
         })
-        .await?;
+        .collect();
+    let current: Vec<Option<String>> = backplane
+        .query_all(commands)
+        .await?
+        .into_iter()
+        .map(|v| redis::from_redis_value(v).map_err(|_| BackplaneError::malformed("epoch")))
+        .collect::<Result<_, _>>()?;
     Ok(known
         .into_iter()
         .zip(current)

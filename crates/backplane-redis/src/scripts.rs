@@ -68,12 +68,24 @@ pub struct Scripts {
     pub wh_replay: Script,
 }
 
+/// How the scripts are written for the Redis they run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptForm {
+    /// Redis 6: plain Lua.
+    Plain,
+    /// Redis 7 and later: declared with `#!lua`.
+    Declared,
+    /// A Redis Cluster (7 and later): declared, and publishing with `SPUBLISH`, so a message
+    /// goes only to the shard that owns its channel's slot.
+    Sharded,
+}
+
 impl Scripts {
-    /// `declared`: start each script with `#!lua` (Redis 7 and later).
-    pub fn new(declared: bool) -> Self {
-        let lua = |source: &str| match declared {
-            true => Script::new(&format!("#!lua\n{source}")),
-            false => Script::new(source),
+    pub fn new(form: ScriptForm) -> Self {
+        let lua = |source: &str| match form {
+            ScriptForm::Plain => Script::new(source),
+            ScriptForm::Declared => Script::new(&format!("#!lua\n{source}")),
+            ScriptForm::Sharded => Script::new(&format!("#!lua\n{}", source.replace("'PUBLISH'", "'SPUBLISH'"))),
         };
         Self {
             connect: lua(include_str!("lua/connect.lua")),
@@ -112,6 +124,6 @@ impl Scripts {
 
 impl Default for Scripts {
     fn default() -> Self {
-        Self::new(false)
+        Self::new(ScriptForm::Plain)
     }
 }

@@ -40,7 +40,7 @@ impl RedisTls {
 
     /// The certificates for the redis client, `None` when the defaults (system store, no
     /// client certificate) apply.
-    fn certificates(&self) -> Result<Option<TlsCertificates>, RedisSetupError> {
+    pub(crate) fn certificates(&self) -> Result<Option<TlsCertificates>, RedisSetupError> {
         if self.is_default() {
             return Ok(None);
         }

@@ -68,23 +68,19 @@ impl RedisBackplane {
                 }
             }
         }
-        let keys: Vec<String> = reads
+        let commands = reads
             .iter()
-            .map(|(b, ..)| self.keys.bucket(*b).dead_letters(app_id))
-            .collect();
-        let ranges: Vec<(String, String, String)> = reads
-            .iter()
-            .map(|(_, a, b, c)| (a.clone(), b.clone(), c.clone()))
-            .collect();
-        let replies: Vec<Value> = self
-            .with_conn(|mut conn| async move {
-                let mut pipe = redis::pipe();
-                for (key, (from, to, count)) in keys.iter().zip(&ranges) {
-                    pipe.cmd("XRANGE").arg(key).arg(from).arg(to).arg("COUNT").arg(count);
-                }
-                pipe.query_async(&mut conn).await
+            .map(|(bucket, from, to, count)| {
+                let mut cmd = redis::cmd("XRANGE");
+                cmd.arg(self.keys.bucket(*bucket).dead_letters(app_id))
+                    .arg(from)
+                    .arg(to)
+                    .arg("COUNT")
+                    .arg(count);
+                cmd
             })
-            .await?;
+            .collect();
+        let replies = self.query_all(commands).await?;
         let bad = || malformed("webhook dead letters");
         let mut letters = Vec::new();
         for ((bucket, ..), reply) in reads.iter().zip(&replies) {
@@ -281,22 +277,27 @@ impl WebhookQueue for RedisBackplane {
     }
 
     /// Read without a script (a snapshot, not a decision): each bucket's lanes of the app, then
-    /// every lane's length and oldest entry and each bucket's dead letters, pipelined.
+    /// every lane's length and oldest entry and each bucket's dead letters, one round trip each.
     async fn stats(&self, app_id: &str) -> Result<QueueStats, BackplaneError> {
         let sets: Vec<String> = self
             .keys
             .all_buckets()
             .map(|b| self.keys.bucket(b).webhook_lanes(app_id))
             .collect();
-        let members: Vec<Vec<String>> = self
-            .with_conn(|mut conn| async move {
-                let mut pipe = redis::pipe();
-                for set in &sets {
-                    pipe.cmd("SMEMBERS").arg(set);
-                }
-                pipe.query_async(&mut conn).await
+        let commands = sets
+            .iter()
+            .map(|set| {
+                let mut cmd = redis::cmd("SMEMBERS");
+                cmd.arg(set);
+                cmd
             })
-            .await?;
+            .collect();
+        let members: Vec<Vec<String>> = self
+            .query_all(commands)
+            .await?
+            .into_iter()
+            .map(|v| redis::from_redis_value(v).map_err(|_| malformed("webhook stats")))
+            .collect::<Result<_, _>>()?;
         let mut streams = Vec::new();
         let mut dead = Vec::new();
         for (bucket, lanes) in self.keys.all_buckets().zip(&members) {
@@ -305,19 +306,20 @@ impl WebhookQueue for RedisBackplane {
             dead.push(b.dead_letters(app_id));
         }
         let lane_count = streams.len();
-        let replies: Vec<Value> = self
-            .with_conn(|mut conn| async move {
-                let mut pipe = redis::pipe();
-                for stream in &streams {
-                    pipe.cmd("XLEN").arg(stream);
-                    pipe.cmd("XRANGE").arg(stream).arg("-").arg("+").arg("COUNT").arg(1);
-                }
-                for key in &dead {
-                    pipe.cmd("XLEN").arg(key);
-                }
-                pipe.query_async(&mut conn).await
-            })
-            .await?;
+        let mut commands = Vec::with_capacity(2 * lane_count + dead.len());
+        for stream in &streams {
+            let mut len = redis::cmd("XLEN");
+            len.arg(stream);
+            let mut first = redis::cmd("XRANGE");
+            first.arg(stream).arg("-").arg("+").arg("COUNT").arg(1);
+            commands.extend([len, first]);
+        }
+        for key in &dead {
+            let mut len = redis::cmd("XLEN");
+            len.arg(key);
+            commands.push(len);
+        }
+        let replies = self.query_all(commands).await?;
         let bad = || malformed("webhook stats");
         let (lanes, dead) = replies.split_at(2 * lane_count);
         let mut stats = QueueStats::default();

@@ -113,11 +113,15 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackplaneConfig {
-    /// `memory` (single node) or `redis` (cluster).
+    /// `memory` (single node), `redis` (cluster through one Redis) or `redis-cluster` (cluster
+    /// through a Redis Cluster, sharded pub/sub).
     pub driver: String,
     /// The Redis primary: `redis://` or `rediss://` (TLS). With `sentinels`, only its scheme,
     /// credentials and database are used.
     pub url: String,
+    /// `redis-cluster`: seed nodes of the Redis Cluster, `redis://host:port` or `rediss://`
+    /// (all of one scheme); the node finds the other shards from them.
+    pub urls: Vec<String>,
     /// `redis://host:port` (or `rediss://`) of Redis Sentinels that name the primary: the node
     /// asks them on every (re)connect, so it follows a failover.
     pub sentinels: Vec<String>,
@@ -140,9 +144,23 @@ pub struct BackplaneConfig {
     /// or reconnect a node can bridge without loss.
     pub replay_log_ttl_s: u64,
     /// Buckets the keyspace is divided into (docs/design/redis-cluster.md): each bucket's keys
-    /// share one hash slot, so one Redis Cluster shard. 1 for one Redis. Every node of a
-    /// cluster must use the same value; changing it needs a full restart.
-    pub buckets: u32,
+    /// share one hash slot, so one Redis Cluster shard. Default: 1 for `redis`, 256 for
+    /// `redis-cluster`. Every node of a cluster must use the same value; changing it needs a
+    /// full restart.
+    pub buckets: Option<u32>,
+}
+
+/// Buckets of `redis-cluster` by default: 256 spread evenly over up to ~30 shards.
+const CLUSTER_BUCKETS: u32 = 256;
+
+impl BackplaneConfig {
+    /// `buckets`, or the driver's default.
+    pub fn buckets(&self) -> u32 {
+        self.buckets.unwrap_or(match self.driver.as_str() {
+            "redis-cluster" => CLUSTER_BUCKETS,
+            _ => 1,
+        })
+    }
 }
 
 impl Default for BackplaneConfig {
@@ -150,6 +168,7 @@ impl Default for BackplaneConfig {
         Self {
             driver: "memory".into(),
             url: "redis://127.0.0.1:6379".into(),
+            urls: Vec::new(),
             sentinels: Vec::new(),
             sentinel_master: String::new(),
             tls_ca_file: String::new(),
@@ -159,7 +178,7 @@ impl Default for BackplaneConfig {
             node_ttl_s: 15,
             replay_log_max_len: 2000,
             replay_log_ttl_s: 30,
-            buckets: 1,
+            buckets: None,
         }
     }
 }
@@ -401,10 +420,11 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     match config.backplane.driver.as_str() {
         "memory" => {}
         "redis" => validate_redis(&config.backplane)?,
+        "redis-cluster" => validate_redis_cluster(&config.backplane)?,
         other => {
             return Err(ConfigError::key(
                 "backplane.driver",
-                format!("unknown driver {other:?}; expected \"memory\" or \"redis\""),
+                format!("unknown driver {other:?}; expected \"memory\", \"redis\" or \"redis-cluster\""),
             ))
         }
     }
@@ -490,6 +510,12 @@ fn validate_redis(backplane: &BackplaneConfig) -> Result<(), ConfigError> {
     if !(backplane.url.starts_with("redis://") || backplane.url.starts_with("rediss://")) {
         return Err(ConfigError::key("backplane.url", "must be a redis:// or rediss:// URL"));
     }
+    if !backplane.urls.is_empty() {
+        return Err(ConfigError::key(
+            "backplane.urls",
+            "is for driver = \"redis-cluster\"; one Redis takes backplane.url",
+        ));
+    }
     for (i, url) in backplane.sentinels.iter().enumerate() {
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err(ConfigError::key(
@@ -517,13 +543,61 @@ fn validate_redis(backplane: &BackplaneConfig) -> Result<(), ConfigError> {
             "must be a rediss:// URL when backplane.tls_ca_file or tls_cert_file is set",
         ));
     }
+    validate_redis_common(backplane)
+}
+
+/// `[backplane]` of the `redis-cluster` driver.
+fn validate_redis_cluster(backplane: &BackplaneConfig) -> Result<(), ConfigError> {
+    if backplane.urls.is_empty() {
+        return Err(ConfigError::key(
+            "backplane.urls",
+            "must list at least one seed node of the Redis Cluster",
+        ));
+    }
+    let secure = backplane.urls.iter().all(|url| url.starts_with("rediss://"));
+    for (i, url) in backplane.urls.iter().enumerate() {
+        let ok = match secure {
+            true => url.starts_with("rediss://"),
+            false => url.starts_with("redis://"),
+        };
+        if !ok {
+            return Err(ConfigError::key(
+                &format!("backplane.urls[{i}]"),
+                "must be a redis:// or rediss:// URL, all of one scheme",
+            ));
+        }
+    }
+    if !backplane.sentinels.is_empty() {
+        return Err(ConfigError::key(
+            "backplane.sentinels",
+            "is for one Redis: a Redis Cluster fails over by itself",
+        ));
+    }
+    if backplane.tls_cert_file.is_empty() != backplane.tls_key_file.is_empty() {
+        return Err(ConfigError::key(
+            "backplane.tls_key_file",
+            "must be set together with backplane.tls_cert_file",
+        ));
+    }
+    let tls_files = !(backplane.tls_ca_file.is_empty() && backplane.tls_cert_file.is_empty());
+    if tls_files && !secure {
+        return Err(ConfigError::key(
+            "backplane.urls",
+            "must be rediss:// URLs when backplane.tls_ca_file or tls_cert_file is set",
+        ));
+    }
+    validate_redis_common(backplane)
+}
+
+/// What both Redis drivers share.
+fn validate_redis_common(backplane: &BackplaneConfig) -> Result<(), ConfigError> {
     if backplane.prefix.is_empty() || !backplane.prefix.chars().all(is_name_char) {
         return Err(ConfigError::key(
             "backplane.prefix",
             "must be non-empty: letters, digits, '_', '-', '.'",
         ));
     }
-    if !(1..=MAX_BUCKETS).contains(&backplane.buckets) {
+    if !(1..=MAX_BUCKETS).contains(&backplane.buckets()) {
         return Err(ConfigError::key("backplane.buckets", "must be 1 to 16384"));
     }
     if backplane.node_ttl_s < 2 {
@@ -833,6 +907,33 @@ mod tests {
         let f = redis("sentinels = [\"redis://s1:26379\"]");
         let c = load(Some(f.as_str()), env).map_err(|e| e.to_string());
         assert_eq!(c.map(|c| c.backplane.sentinel_master).as_deref(), Ok("from-env"));
+    }
+
+    #[test]
+    fn redis_cluster_settings_are_checked() {
+        let cluster = |extra: &str| write(&format!("[backplane]\ndriver = \"redis-cluster\"\n{extra}\n{APP}"));
+        let load_with = |extra: &str| load(Some(cluster(extra).as_str()), []).map_err(|e| e.to_string());
+        let error = |extra: &str| load_with(extra).map(|_| ()).unwrap_err();
+        let seeds = "urls = [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379\"]";
+        let c = load_with(seeds).unwrap();
+        assert_eq!((c.backplane.urls.len(), c.backplane.buckets()), (2, 256), "256 buckets by default");
+        let c = load_with(&format!("{seeds}\nbuckets = 16")).unwrap();
+        assert_eq!(c.backplane.buckets(), 16);
+        assert!(error("").contains("backplane.urls"), "seeds are required");
+        assert!(error("urls = [\"redis://a:1\", \"rediss://b:1\"]").contains("backplane.urls[1]"));
+        assert!(error("urls = [\"http://a:1\"]").contains("backplane.urls[0]"));
+        assert!(error(&format!("{seeds}\ntls_ca_file = \"/ca.pem\"")).contains("backplane.urls"));
+        assert!(load_with("urls = [\"rediss://a:1\"]\ntls_ca_file = \"/ca.pem\"").is_ok());
+        let sentinels = format!("{seeds}\nsentinels = [\"redis://s:26379\"]\nsentinel_master = \"m\"");
+        assert!(error(&sentinels).contains("backplane.sentinels"));
+        assert!(error(&format!("{seeds}\nbuckets = 0")).contains("backplane.buckets"));
+        assert!(error(&format!("{seeds}\nbuckets = 16385")).contains("backplane.buckets"));
+        // One Redis takes `url`, never `urls`; its default is one bucket.
+        let one = |extra: &str| write(&format!("[backplane]\ndriver = \"redis\"\n{extra}\n{APP}"));
+        let e = load(Some(one(seeds).as_str()), []).map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("backplane.urls"), "{e}");
+        let c = load(Some(one("").as_str()), []).map_err(|e| e.to_string()).unwrap();
+        assert_eq!(c.backplane.buckets(), 1);
     }
 
     #[test]

@@ -478,6 +478,7 @@ fn refresh_cluster_metrics(state: &ServerState) {
         ClusterMetrics::sync(&m.replay_gaps, s.replay_gaps.load(Relaxed));
         ClusterMetrics::sync(&m.replay_trimmed, s.replay_trimmed.load(Relaxed));
         ClusterMetrics::sync(&m.duplicates_dropped, s.duplicates_dropped.load(Relaxed));
+        ClusterMetrics::sync(&m.resubscribed, s.resubscribed.load(Relaxed));
         m.last_replayed.set(s.last_replayed.load(Relaxed) as i64);
         m.rtt.set(s.ping_rtt_us.load(Relaxed) as f64 / 1e6);
     }

@@ -416,6 +416,7 @@ pub struct ClusterMetrics {
     pub replay_gaps: IntCounter,
     pub replay_trimmed: IntCounter,
     pub duplicates_dropped: IntCounter,
+    pub resubscribed: IntCounter,
 }
 
 impl ClusterMetrics {
@@ -481,6 +482,10 @@ impl ClusterMetrics {
             duplicates_dropped: one(
                 "backplane_duplicates_dropped_total",
                 "Live messages dropped because the replay after a reconnect had delivered them",
+            ),
+            resubscribed: one(
+                "backplane_resubscribed_total",
+                "Channels subscribed again on their new shard after their slot moved (Redis Cluster resharding or manual failover)",
             ),
         }
     }

@@ -125,7 +125,11 @@ fn redis_options(backplane: &config::BackplaneConfig, node_id: String) -> Result
             max_len: backplane.replay_log_max_len,
             ttl: Duration::from_secs(backplane.replay_log_ttl_s),
         },
-        buckets: backplane.buckets,
+        buckets: backplane.buckets(),
+        cluster_urls: match backplane.driver.as_str() {
+            "redis-cluster" => backplane.urls.clone(),
+            _ => Vec::new(),
+        },
     })
 }
 
@@ -134,7 +138,7 @@ fn redis_options(backplane: &config::BackplaneConfig, node_id: String) -> Result
 /// read and parsed, the Redis and Sentinel URLs checked. For `ferrocast check-config`.
 pub fn check(config: &Config) -> Result<(), StartError> {
     crate::net::Edge::check(&config.server)?;
-    if config.backplane.driver == "redis" {
+    if matches!(config.backplane.driver.as_str(), "redis" | "redis-cluster") {
         RedisBackplane::check(&redis_options(&config.backplane, config::node_id(&config.server))?)?;
     }
     Ok(())
@@ -158,7 +162,7 @@ pub async fn start(
     let node_id = config::node_id(&config.server);
     let (backplane, cluster, link): (Arc<dyn Backplane>, Arc<dyn ClusterState>, ClusterLink) =
         match config.backplane.driver.as_str() {
-            "redis" => {
+            "redis" | "redis-cluster" => {
                 let redis = RedisBackplane::start(redis_options(&config.backplane, node_id.clone())?)?;
                 (redis.clone(), redis.clone(), ClusterLink::Redis(redis))
             }

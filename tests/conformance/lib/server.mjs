@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { after, afterEach, before } from 'node:test';
 
 import { startRedis } from './redis.mjs';
-import { startSingleNodeCluster } from './redis-cluster.mjs';
+import { startRedisCluster, startSingleNodeCluster } from './redis-cluster.mjs';
 import { sleep } from './util.mjs';
 
 export const CONFORMANCE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -413,7 +413,9 @@ export async function startServer({ apps, server = {}, backplane, webhooks, env 
  * (`cluster.redis`, see lib/redis.mjs) and stopped in `stop()`. With an explicit `url` and no
  * `prefix`, the cluster gets a unique `prefix` so that clusters of files running in parallel
  * (whose node ids are all node-a, node-b, …) do not share state in that Redis. Other keys
- * (`node_ttl_s`, …) are passed through as given.
+ * (`node_ttl_s`, …) are passed through as given. For `{driver: 'redis-cluster'}` without `urls`
+ * a private Redis Cluster (lib/redis-cluster.mjs: 3 primaries, 1 replica each) is started the
+ * same way (`cluster.redis`, with its `failover`, `migrateSlot`, ...).
  */
 export async function startCluster(n, { apps, server = {}, backplane, webhooks, env, perNode = [] } = {}) {
   if (!Number.isInteger(n) || n < 1) throw new Error(`startCluster: invalid node count ${n}`);
@@ -424,7 +426,18 @@ export async function startCluster(n, { apps, server = {}, backplane, webhooks, 
         'Pass `backplane` or set FERROCAST_CONFORMANCE_BACKPLANE to a JSON object for the [backplane] table.',
     );
   }
+  // FERROCAST_CONFORMANCE_REDIS_DRIVER=redis-cluster: every private Redis becomes a private Redis
+  // Cluster, so the Redis tests run on the redis-cluster driver (`npm run test:redis-cluster`).
+  const privateRedis = effectiveBackplane.url === undefined && effectiveBackplane.sentinels === undefined;
+  if (process.env.FERROCAST_CONFORMANCE_REDIS_DRIVER === 'redis-cluster' && effectiveBackplane.driver === 'redis' && privateRedis) {
+    effectiveBackplane.driver = 'redis-cluster';
+  }
   let redis;
+  if (effectiveBackplane.driver === 'redis-cluster' && effectiveBackplane.urls === undefined) {
+    // A private Redis Cluster (3 primaries, 1 replica each) for this cluster of nodes.
+    redis = await startRedisCluster();
+    effectiveBackplane.urls = redis.seeds;
+  }
   if (effectiveBackplane.driver === 'redis') {
     if (effectiveBackplane.url === undefined) {
       // FERROCAST_CONFORMANCE_REDIS=one-node-cluster: one cluster-enabled redis-server owning

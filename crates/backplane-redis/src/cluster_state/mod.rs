@@ -108,6 +108,44 @@ impl RedisBackplane {
         .await
     }
 
+    /// Run `script` once per `(keys, args)`, concurrently (one bucket each: on a Redis Cluster
+    /// they go to their shards in parallel); replies in order.
+    pub(crate) async fn eval_many(
+        &self,
+        script: &redis::Script,
+        calls: Vec<(Vec<String>, Vec<String>)>,
+    ) -> Result<Vec<Value>, BackplaneError> {
+        futures_util::future::try_join_all(calls.into_iter().map(|(keys, args)| self.eval(script, keys, args))).await
+    }
+
+    /// Run independent commands in one round trip and return their replies in order: a
+    /// pipeline on one Redis; on a Redis Cluster, where a pipeline must stay in one slot, each
+    /// on its own over the multiplexed connection (which sends them without waiting).
+    pub(crate) async fn query_all(&self, commands: Vec<redis::Cmd>) -> Result<Vec<Value>, BackplaneError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_conn(|conn| async move {
+            match conn {
+                crate::conn::Conn::Cluster(conn) => {
+                    futures_util::future::try_join_all(commands.iter().map(|cmd| {
+                        let mut conn = conn.clone();
+                        async move { cmd.query_async::<Value>(&mut conn).await }
+                    }))
+                    .await
+                }
+                mut conn => {
+                    let mut pipe = redis::pipe();
+                    for cmd in commands {
+                        pipe.add_command(cmd);
+                    }
+                    pipe.query_async(&mut conn).await
+                }
+            }
+        })
+        .await
+    }
+
     /// `node, extra...` as script arguments.
     pub(crate) fn args(&self, extra: &[&str]) -> Vec<String> {
         let mut args = vec![self.keys.node().to_owned()];

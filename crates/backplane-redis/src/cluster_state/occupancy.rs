@@ -50,15 +50,21 @@ impl ChannelOccupancy for RedisBackplane {
         pending_leave(&reply, "subscription remove")
     }
 
-    /// Gathered from every bucket's index (one script each), then one `HLEN` of the members per
-    /// presence channel, pipelined.
+    /// Gathered from every bucket's index (one script each, concurrently), then one `HLEN` of
+    /// the members per presence channel, in one round trip.
     async fn channels(&self, app_id: &str, prefix: &str) -> Result<Vec<(String, ChannelCounts)>, BackplaneError> {
         let mut out = Vec::new();
-        for bucket in self.keys.all_buckets() {
-            let keys = vec![self.keys.bucket(bucket).channel_index(app_id)];
-            let reply = self
-                .eval(&self.scripts().channels, keys, vec![prefix.to_owned()])
-                .await?;
+        let calls = self
+            .keys
+            .all_buckets()
+            .map(|bucket| {
+                (
+                    vec![self.keys.bucket(bucket).channel_index(app_id)],
+                    vec![prefix.to_owned()],
+                )
+            })
+            .collect();
+        for reply in self.eval_many(&self.scripts().channels, calls).await? {
             let items = array(&reply).ok_or_else(|| malformed("channels"))?;
             for row in items.chunks(2) {
                 let [name, subs] = row else {
@@ -80,15 +86,20 @@ impl ChannelOccupancy for RedisBackplane {
                 .iter()
                 .map(|&i| self.keys.channel(app_id, &out[i].0).members())
                 .collect();
-            let users: Vec<i64> = self
-                .with_conn(|mut conn| async move {
-                    let mut pipe = redis::pipe();
-                    for key in &members {
-                        pipe.hlen(key);
-                    }
-                    pipe.query_async(&mut conn).await
+            let commands = members
+                .iter()
+                .map(|key| {
+                    let mut cmd = redis::cmd("HLEN");
+                    cmd.arg(key);
+                    cmd
                 })
-                .await?;
+                .collect();
+            let users: Vec<i64> = self
+                .query_all(commands)
+                .await?
+                .iter()
+                .map(|v| int(v).ok_or_else(|| malformed("channels")))
+                .collect::<Result<_, _>>()?;
             if users.len() != presence.len() {
                 return Err(malformed("channels"));
             }

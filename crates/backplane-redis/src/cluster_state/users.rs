@@ -46,21 +46,21 @@ impl UserDirectory for RedisBackplane {
         if user_ids.is_empty() {
             return Ok(UserStatus::default());
         }
-        // One HGET per user (each in its bucket), pipelined: one round trip.
+        // One HGET per user (each in its bucket), in one round trip.
         let keys: Vec<String> = user_ids
             .iter()
             .map(|u| self.keys.bucket(self.keys.user_bucket(app_id, u)).users_total(app_id))
             .collect();
-        let ids = user_ids.to_vec();
-        let reply = self
-            .with_conn(|mut conn| async move {
-                let mut pipe = redis::pipe();
-                for (key, id) in keys.iter().zip(&ids) {
-                    pipe.hget(key, id);
-                }
-                pipe.query_async::<Value>(&mut conn).await
+        let commands = keys
+            .iter()
+            .zip(user_ids)
+            .map(|(key, id)| {
+                let mut cmd = redis::cmd("HGET");
+                cmd.arg(key).arg(id);
+                cmd
             })
-            .await?;
+            .collect();
+        let reply = Value::Array(self.query_all(commands).await?);
         let counts = array(&reply).ok_or_else(|| malformed("user status"))?;
         if counts.len() != user_ids.len() {
             return Err(malformed("user status"));

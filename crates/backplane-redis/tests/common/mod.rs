@@ -205,6 +205,7 @@ pub fn backplane_with(
         node_ttl: ttl,
         replay_log: Default::default(),
         buckets: redis.buckets(),
+        cluster_urls: Vec::new(),
     };
     adjust(&mut options);
     let b = RedisBackplane::start(options).expect("backplane");
