@@ -51,8 +51,17 @@ lt_start_node() {
         echo 'max_connection_rate_per_ip = 0'
         echo '[backplane]'
         if [ -n "$redis" ]; then
-            echo 'driver = "redis"'
-            echo "url = \"$redis\""
+            case "$redis" in
+            # cluster=SEEDS: a Redis Cluster (SEEDS as a TOML list body, see lt_start_redis_cluster).
+            cluster=*)
+                echo 'driver = "redis-cluster"'
+                echo "urls = [${redis#cluster=}]"
+                ;;
+            *)
+                echo 'driver = "redis"'
+                echo "url = \"$redis\""
+                ;;
+            esac
             echo "prefix = \"lt-$$\""
             # Extra [backplane] lines, e.g. LT_BACKPLANE_EXTRA='replay_log_max_len = 0'.
             if [ -n "${LT_BACKPLANE_EXTRA:-}" ]; then echo "$LT_BACKPLANE_EXTRA"; fi
@@ -104,6 +113,46 @@ lt_start_redis() {
     done
     lt_log "redis-server did not start"
     return 1
+}
+
+# lt_start_redis_cluster N: N primaries (no replicas) formed into a Redis Cluster; sets
+# LT_CLUSTER_PIDS and LT_CLUSTER_SEEDS ('"redis://127.0.0.1:P1", ...', for lt_start_node's
+# cluster=SEEDS). The cluster bus listens on port + 10000, which must be free too.
+lt_start_redis_cluster() {
+    local n="$1" i port ports=() addrs=()
+    LT_CLUSTER_PIDS=()
+    LT_CLUSTER_SEEDS=
+    for i in $(seq 1 "$n"); do
+        port=$(lt_free_port)
+        while [ "$port" -gt 55000 ] || ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.close()" $((port + 10000)) 2>/dev/null; do
+            port=$(lt_free_port)
+        done
+        mkdir -p "$LT_TMP/cluster-$port"
+        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --cluster-enabled yes \
+            --cluster-node-timeout 1000 --dir "$LT_TMP/cluster-$port" --logfile "$LT_TMP/cluster-$port/redis.log" &
+        LT_PIDS+=("$!")
+        LT_CLUSTER_PIDS+=("$!")
+        ports+=("$port")
+        addrs+=("127.0.0.1:$port")
+    done
+    for port in "${ports[@]}"; do
+        for i in $(seq 1 100); do
+            redis-cli -p "$port" ping >/dev/null 2>&1 && break
+            sleep 0.05
+        done
+    done
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$LT_TMP/cluster-create.log" 2>&1 || {
+        lt_log "redis-cli --cluster create failed:"
+        cat "$LT_TMP/cluster-create.log" >&2
+        return 1
+    }
+    for port in "${ports[@]}"; do
+        for i in $(seq 1 200); do
+            redis-cli -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+            sleep 0.05
+        done
+        LT_CLUSTER_SEEDS="${LT_CLUSTER_SEEDS:+$LT_CLUSTER_SEEDS, }\"redis://127.0.0.1:$port\""
+    done
 }
 
 # Stop one process we started (SIGTERM, then SIGKILL after 5 s).
