@@ -270,6 +270,13 @@ def walkthrough_values() -> dict:
     return values
 
 
+# Three nodes on a Redis Cluster (the redis-cluster driver): seeds in config.backplane.urls.
+REDIS_CLUSTER_DRIVER_VALUES = {
+    "replicaCount": 3,
+    "config": {"backplane": {"driver": "redis-cluster", "buckets": 256,
+                             "urls": ["redis://rc-0.rc:6379", "redis://rc-1.rc:6379", "redis://rc-2.rc:6379"]}},
+}
+
 VALUE_SETS = {
     "default": lambda: {},
     "operations-walkthrough": walkthrough_values,
@@ -279,6 +286,7 @@ VALUE_SETS = {
     "production": production_values,
     "rich-config": lambda: copy.deepcopy(RICH_VALUES),
     "bundled-redis-cluster": lambda: copy.deepcopy(CLUSTER_VALUES),
+    "redis-cluster-driver": lambda: copy.deepcopy(REDIS_CLUSTER_DRIVER_VALUES),
 }
 
 
@@ -820,6 +828,23 @@ def test_memory_backplane_with_several_nodes_is_refused():
     toml = tomllib.loads(rendered_toml(ok))
     check(toml["backplane"] == {"driver": "redis", "url": "rediss://u:p@r.example:6380", "prefix": "ferrocast", "node_ttl_s": 15},
           f"backplane section is {toml['backplane']}")
+
+
+def test_redis_cluster_driver_renders_its_seeds_and_refuses_one_redis_settings():
+    toml = tomllib.loads(rendered_toml(copy.deepcopy(REDIS_CLUSTER_DRIVER_VALUES)))
+    check(toml["backplane"]["driver"] == "redis-cluster", f"backplane section is {toml['backplane']}")
+    check(toml["backplane"]["urls"] == REDIS_CLUSTER_DRIVER_VALUES["config"]["backplane"]["urls"], f"{toml['backplane']}")
+    check("url" not in toml["backplane"], "no single-Redis url with the redis-cluster driver")
+    no_seeds = {"replicaCount": 3, "config": {"backplane": {"driver": "redis-cluster"}}}
+    check("config.backplane.urls" in render_error(no_seeds), "a Redis Cluster without seeds must fail")
+    both = copy.deepcopy(REDIS_CLUSTER_DRIVER_VALUES)
+    both["redis"] = {"url": "redis://one:6379"}
+    check("are for one Redis" in render_error(both), "redis.url with redis-cluster must fail")
+    bundled = copy.deepcopy(REDIS_CLUSTER_DRIVER_VALUES)
+    bundled["redis"] = {"bundled": {"enabled": True}}
+    check("are for one Redis" in render_error(bundled), "redis.bundled with redis-cluster must fail")
+    env = {e["name"]: e.get("value") for e in deployment(copy.deepcopy(REDIS_CLUSTER_DRIVER_VALUES))["spec"]["template"]["spec"]["containers"][0]["env"]}
+    check(env.get("FERROCAST_BACKPLANE__DRIVER") == "redis-cluster" and "FERROCAST_BACKPLANE__URL" not in env, f"{env}")
 
 
 def test_other_refusals():
@@ -2067,7 +2092,7 @@ def test_tls_existing_secret_renders_mount_and_paths():
 
 
 @pytest.mark.parametrize("value_set", ["default", "webhook-scrape", "rich-config", "bundled-redis-cluster",
-                                       "edge-config", "ingress-proxy-hops", "proxy-protocol"])
+                                       "edge-config", "ingress-proxy-hops", "proxy-protocol", "redis-cluster-driver"])
 def test_rendered_config_runs_on_the_release_binary(value_set):
     if value_set == "default":
         run_rendered({})
@@ -2082,6 +2107,16 @@ def test_rendered_config_runs_on_the_release_binary(value_set):
         # must at least accept the file (it exits 2 on a bad [server] section).
         accepted_by_binary({"ingress": {"enabled": True},
                             "config": {"server": {"proxy_protocol": True, "shutdown_grace_s": 2}}})
+    elif value_set == "redis-cluster-driver":
+        # `check-config` runs every check of a start without connecting (no Redis Cluster here):
+        # the seeds, the driver and the buckets must pass the binary's validation.
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "ferrocast.toml"
+            config.write_text(rendered_toml(VALUE_SETS[value_set]()))
+            env = {k: v for k, v in os.environ.items() if not (k.startswith("FERROCAST_") and "__" in k)}
+            done = subprocess.run([str(binary()), "check-config", str(config)], env=env, cwd=REPO,
+                                  capture_output=True, text=True, timeout=30)
+            check(done.returncode == 0, f"check-config refused the redis-cluster config:\n{done.stdout}{done.stderr}")
     else:
         run_rendered(VALUE_SETS[value_set]())
 

@@ -195,8 +195,8 @@ template`, `helm install` and `helm upgrade` all stop with the message.
 */}}
 {{- define "ferrocast.validate" -}}
 {{- $driver := .Values.config.backplane.driver }}
-{{- if not (has $driver (list "memory" "redis")) }}
-{{- fail (printf "config.backplane.driver must be \"memory\" or \"redis\", not %q" $driver) }}
+{{- if not (has $driver (list "memory" "redis" "redis-cluster")) }}
+{{- fail (printf "config.backplane.driver must be \"memory\", \"redis\" or \"redis-cluster\", not %q" $driver) }}
 {{- end }}
 {{- if eq $driver "memory" }}
 {{- if gt (int64 .Values.replicaCount) 1 }}
@@ -207,6 +207,13 @@ template`, `helm install` and `helm upgrade` all stop with the message.
 {{- end }}
 {{- if .Values.redis.bundled.enabled }}
 {{- fail "redis.bundled.enabled is set but config.backplane.driver is \"memory\": set config.backplane.driver=redis to use it." }}
+{{- end }}
+{{- else if eq $driver "redis-cluster" }}
+{{- if or .Values.redis.bundled.enabled .Values.redis.url .Values.redis.urlSecret.name }}
+{{- fail "config.backplane.driver is \"redis-cluster\": its seed nodes are config.backplane.urls; redis.url, redis.urlSecret and redis.bundled are for one Redis" }}
+{{- end }}
+{{- if and (not .Values.existingSecret) (not .Values.config.backplane.urls) }}
+{{- fail "config.backplane.driver is \"redis-cluster\" but config.backplane.urls (the Redis Cluster's seed nodes) is empty" }}
 {{- end }}
 {{- else }}
 {{- if and .Values.redis.bundled.enabled .Values.redis.url }}
