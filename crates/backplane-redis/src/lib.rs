@@ -20,6 +20,7 @@
 //! Layout:
 //! - `target`: where Redis is (a URL, or the primary Sentinel names) and TLS to it.
 //! - `pool`: the pool of command connections to the current primary.
+//! - `shared`: the one multiplexed connection that carries every publish, pipelined.
 //! - [`keys`]: names of Redis keys and channels.
 //! - [`envelope`]: the versioned MessagePack message format.
 //! - [`scripts`]: the Lua scripts (sources in `src/lua/`).
@@ -40,6 +41,7 @@ mod pool;
 mod pubsub;
 mod replay;
 mod scripts;
+mod shared;
 mod target;
 mod webhook_queue;
 
@@ -125,6 +127,8 @@ pub struct RedisBackplane {
     pub(crate) options: RedisOptions,
     pub(crate) keys: keys::Keys,
     pub(crate) pool: pool::Pool,
+    /// The connection publishes share (see `shared`).
+    pub(crate) shared: shared::Shared,
     pub(crate) target: Arc<target::Target>,
     pub(crate) scripts: scripts::Scripts,
     pub(crate) sink: OnceLock<Arc<dyn DeliverySink>>,
@@ -166,6 +170,7 @@ impl RedisBackplane {
             keys: keys::Keys::new(&options.prefix, &options.node_id, 1),
             options,
             pool,
+            shared: shared::Shared::new(target.clone()),
             target,
             scripts: scripts::Scripts::new(),
             sink: OnceLock::new(),
@@ -240,11 +245,49 @@ impl RedisBackplane {
         result
     }
 
+    /// Run one Redis operation on the shared multiplexed connection (see `shared`), failing
+    /// after [`COMMAND_TIMEOUT`]. A failure that leaves the connection unusable drops it: the
+    /// next call connects again (to the primary the target names then).
+    pub(crate) async fn with_shared<T, F, Fut>(&self, op: F) -> Result<T, BackplaneError>
+    where
+        F: FnOnce(redis::aio::MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let mut used = None;
+        let attempt = async {
+            let (id, conn) = self.shared.get().await.map_err(BackplaneError::store)?;
+            used = Some(id);
+            op(conn).await.map_err(|e| {
+                if shared::needs_new_connection(&e) {
+                    self.shared.discard(id);
+                }
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+                    self.primary_demoted();
+                }
+                BackplaneError::store(e)
+            })
+        };
+        let result = match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
+            Ok(result) => result,
+            Err(_) => {
+                if let Some(id) = used {
+                    self.shared.discard(id);
+                }
+                Err(BackplaneError::Timeout(COMMAND_TIMEOUT))
+            }
+        };
+        if result.is_err() {
+            self.stats.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+
     /// A write was refused as READONLY: the server this node talks to is a replica now (its
     /// primary failed over and it came back demoted). Drop the idle connections to it and
     /// reconnect pub/sub, which finds the new primary and makes the node resync.
     fn primary_demoted(&self) {
         self.pool.retain(|_, _| false);
+        self.shared.discard_all();
         let _ = self.commands.send(pubsub::Command::Reconnect);
         tracing::warn!("redis answered READONLY: reconnecting to the current primary");
     }

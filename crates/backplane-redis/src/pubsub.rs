@@ -165,7 +165,7 @@ impl RedisBackplane {
             }
         }
         let script = &self.scripts.publish;
-        self.with_conn(|mut conn| async move {
+        self.with_shared(|mut conn| async move {
             let mut invocation = script.prepare_invoke();
             for key in &keys {
                 invocation.key(key);
@@ -200,7 +200,7 @@ impl RedisBackplane {
                 .arg(envelope::encode(message))
                 .ignore();
         }
-        self.with_conn(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+        self.with_shared(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
             .await
     }
 }
@@ -218,6 +218,9 @@ pub async fn supervise(backplane: Arc<RedisBackplane>, mut commands: mpsc::Unbou
         match connect(&backplane, &mut positions).await {
             Ok((sink, stream)) => {
                 delay = MIN_RETRY;
+                // Publishes made before this link may sit on a connection to a Redis that went
+                // away meanwhile: the next one connects afresh, as the pub/sub connection did.
+                backplane.shared.discard_all();
                 let generation = backplane.generation.fetch_add(1, Ordering::AcqRel) + 1;
                 backplane.link.send_replace(Link::Up { generation });
                 info!(generation, "redis backplane link up");
