@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashmap::mapref::entry::Entry;
 use ferrocast_broker::{Backplane, BackplaneError, ChannelMessage, DeliverySink, Link};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -40,6 +40,8 @@ const PING_INTERVAL: Duration = Duration::from_secs(1);
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// A reconnect asked for within this long after connecting is not repeated.
 const RECONNECT_DEBOUNCE: Duration = Duration::from_secs(2);
+/// At most this many received messages are delivered in one pass of the serve loop.
+const MAX_BURST: usize = 64;
 /// How long the readiness probe may take to come back.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -338,11 +340,19 @@ async fn serve(
     let connected = std::time::Instant::now();
     loop {
         tokio::select! {
-            msg = stream.next() => match msg {
-                Some(msg) if msg.get_channel_name() == probe_channel => {}
-                Some(msg) => deliver(backplane, positions, msg.get_channel_name(), msg.get_payload_bytes()),
-                None => return "pub/sub connection closed",
-            },
+            msg = stream.next() => {
+                let Some(msg) = msg else { return "pub/sub connection closed" };
+                receive(backplane, positions, &probe_channel, msg);
+                // Deliver what else has arrived before going back to the select: a burst of
+                // messages costs one pass through it (bounded, so commands and pings still run).
+                for _ in 1..MAX_BURST {
+                    match stream.next().now_or_never() {
+                        Some(Some(msg)) => receive(backplane, positions, &probe_channel, msg),
+                        Some(None) => return "pub/sub connection closed",
+                        None => break,
+                    }
+                }
+            }
             command = commands.recv() => {
                 let Some(command) = command else { return "backplane dropped" };
                 if matches!(command, Command::Reconnect) {
@@ -369,6 +379,13 @@ async fn serve(
                 }
             }
         }
+    }
+}
+
+/// One message from the pub/sub connection: our probe's are ignored, others delivered.
+fn receive(backplane: &RedisBackplane, positions: &mut Positions, probe_channel: &str, msg: redis::Msg) {
+    if msg.get_channel_name() != probe_channel {
+        deliver(backplane, positions, msg.get_channel_name(), msg.get_payload_bytes());
     }
 }
 
