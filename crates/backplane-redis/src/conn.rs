@@ -3,17 +3,19 @@
 //! one `ConnectionLike`, so every command and script is written once.
 
 use ferrocast_broker::BackplaneError;
-use redis::aio::ConnectionLike;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::cluster::ClusterTarget;
 use crate::pool;
+use crate::shared::Shared;
 
 /// Where commands go.
 pub(crate) enum Commands {
-    /// One Redis (direct or through Sentinel).
-    Single(pool::Pool),
+    /// One Redis (direct or through Sentinel): a pool for commands, one multiplexed connection
+    /// that every publish shares (see `shared`).
+    Single { pool: pool::Pool, shared: Shared },
     /// A Redis Cluster: one multiplexed connection, made on first use and kept (it reconnects
     /// to shards itself).
     Cluster {
@@ -25,13 +27,14 @@ pub(crate) enum Commands {
 /// A command connection.
 pub(crate) enum Conn {
     Pooled(pool::Connection),
+    Shared(MultiplexedConnection),
     Cluster(ClusterConnection),
 }
 
 impl Commands {
     pub(crate) async fn get(&self) -> Result<Conn, BackplaneError> {
         match self {
-            Self::Single(pool) => pool
+            Self::Single { pool, .. } => pool
                 .get()
                 .await
                 .map(|conn| Conn::Pooled(conn.into()))
@@ -63,8 +66,17 @@ impl Commands {
 
     /// Drop the idle connections to one Redis (its primary moved).
     pub(crate) fn drop_idle(&self) {
-        if let Self::Single(pool) = self {
+        if let Self::Single { pool, shared } = self {
             pool.retain(|_, _| false);
+            shared.discard_all();
+        }
+    }
+
+    /// Drop the shared publish connection of one Redis: the link came up again, and a
+    /// connection made before may point to a Redis that went away meanwhile.
+    pub(crate) fn discard_shared(&self) {
+        if let Self::Single { shared, .. } = self {
+            shared.discard_all();
         }
     }
 }
@@ -73,6 +85,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Pooled(conn) => conn.req_packed_command(cmd),
+            Self::Shared(conn) => conn.req_packed_command(cmd),
             Self::Cluster(conn) => conn.req_packed_command(cmd),
         }
     }
@@ -85,6 +98,7 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Pooled(conn) => conn.req_packed_commands(cmd, offset, count),
+            Self::Shared(conn) => conn.req_packed_commands(cmd, offset, count),
             Self::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
         }
     }
@@ -92,6 +106,7 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Self::Pooled(conn) => conn.get_db(),
+            Self::Shared(conn) => conn.get_db(),
             Self::Cluster(conn) => conn.get_db(),
         }
     }

@@ -1,4 +1,4 @@
-//! The Redis backplane: several Ferrocast nodes behave as one.
+//! The Redis backplane: several Ferrocast nodes behave as one, on one Redis or a Redis Cluster.
 //!
 //! [`RedisBackplane`] implements both traits of the node core: [`Backplane`] (channel messages
 //! over Redis pub/sub) and [`ClusterState`] (presence, subscription and connection counts in
@@ -6,11 +6,14 @@
 //!
 //! - Interest-based routing: a node subscribes to a Redis channel per (app, channel) only while
 //!   it has local subscribers; a publish is one script that appends the MessagePack envelope to
-//!   the channel's replay log and `PUBLISH`es it with its log id.
+//!   the channel's replay log and `PUBLISH`es it (`SPUBLISH` on a Redis Cluster) with its log id.
 //! - A subscription is acknowledged by Redis before the node reports it done, so nothing
 //!   published after a client saw `subscription_succeeded` is missed.
-//! - Each node refreshes a heartbeat key; a live node that finds a dead one reaps its
-//!   registrations in one script (exactly one reaper wins) and announces the members removed.
+//! - Every key carries its bucket's hash tag and every script gets its keys in `KEYS[]` and
+//!   stays in one bucket, so each atomic decision is in one slot of a Redis Cluster.
+//! - Each node refreshes a heartbeat key; a live node that finds a dead one wins its reap in the
+//!   node registry (exactly one reaper wins), drops its registrations bucket by bucket and
+//!   announces the members removed.
 //! - When Redis goes away the link goes down (the node reports not ready), the supervisor
 //!   reconnects with backoff, re-subscribes every interest channel, delivers from the replay
 //!   logs what it missed (dropping live duplicates after), proves a publish comes back,
@@ -18,13 +21,17 @@
 //!   its local state.
 //!
 //! Layout:
-//! - `target`: where Redis is (a URL, or the primary Sentinel names) and TLS to it.
-//! - `pool`: the pool of command connections to the current primary.
-//! - [`keys`]: names of Redis keys and channels.
+//! - `target`: where one Redis is (a URL, or the primary Sentinel names) and TLS to it.
+//! - `cluster`: where a Redis Cluster is (seeds, TLS) and its two connections.
+//! - `conn`: the command connection of either: `pool` (one Redis: pooled command connections)
+//!   and `shared` (one Redis: the multiplexed connection every publish shares, pipelined), or
+//!   the cluster connection.
+//! - [`keys`]: names of Redis keys and channels, by bucket.
 //! - [`envelope`]: the versioned MessagePack message format.
 //! - [`scripts`]: the Lua scripts (sources in `src/lua/`).
 //! - [`cluster_state`]: [`ClusterState`] on the scripts.
-//! - [`pubsub`]: interest reference counts and the pub/sub supervisor.
+//! - [`pubsub`]: interest reference counts and the pub/sub supervisor (one Redis).
+//! - `sharded`: sharded pub/sub on a Redis Cluster, following slot moves.
 //! - [`liveness`]: heartbeat and reaping of dead nodes.
 //! - [`replay`]: replay logs and positions: gap-free delivery across a reconnect.
 //! - `webhook_queue`: [`ferrocast_broker::WebhookQueue`] on Redis Streams (lanes, leases,
@@ -43,6 +50,7 @@ mod pubsub;
 mod replay;
 mod scripts;
 mod sharded;
+mod shared;
 mod target;
 mod webhook_queue;
 
@@ -181,7 +189,8 @@ impl RedisBackplane {
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()
                     .map_err(|e| RedisSetupError::BadUrl(e.to_string()))?;
-                (conn::Commands::Single(pool), Some(target))
+                let shared = shared::Shared::new(target.clone());
+                (conn::Commands::Single { pool, shared }, Some(target))
             }
             false => {
                 let target = cluster::ClusterTarget::new(&options.cluster_urls, &options.tls)?;
@@ -284,6 +293,47 @@ impl RedisBackplane {
         let result = match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
             Ok(result) => result,
             Err(_) => Err(BackplaneError::Timeout(COMMAND_TIMEOUT)),
+        };
+        if result.is_err() {
+            self.stats.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Run one Redis operation on the shared multiplexed connection (see `shared`), failing
+    /// after [`COMMAND_TIMEOUT`]. A failure that leaves the connection unusable drops it: the
+    /// next call connects again (to the primary the target names then). On a Redis Cluster the
+    /// cluster connection is multiplexed already: the operation runs there.
+    pub(crate) async fn with_shared<T, F, Fut>(&self, op: F) -> Result<T, BackplaneError>
+    where
+        F: FnOnce(conn::Conn) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let conn::Commands::Single { shared, .. } = &self.commands_to else {
+            return self.with_conn(op).await;
+        };
+        let mut used = None;
+        let attempt = async {
+            let (id, conn) = shared.get().await.map_err(BackplaneError::store)?;
+            used = Some(id);
+            op(conn::Conn::Shared(conn)).await.map_err(|e| {
+                if shared::needs_new_connection(&e) {
+                    shared.discard(id);
+                }
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+                    self.primary_demoted();
+                }
+                BackplaneError::store(e)
+            })
+        };
+        let result = match tokio::time::timeout(COMMAND_TIMEOUT, attempt).await {
+            Ok(result) => result,
+            Err(_) => {
+                if let Some(id) = used {
+                    shared.discard(id);
+                }
+                Err(BackplaneError::Timeout(COMMAND_TIMEOUT))
+            }
         };
         if result.is_err() {
             self.stats.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

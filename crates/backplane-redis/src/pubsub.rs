@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashmap::mapref::entry::Entry;
 use ferrocast_broker::{Backplane, BackplaneError, ChannelMessage, DeliverySink, Link};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -40,6 +40,8 @@ const PING_INTERVAL: Duration = Duration::from_secs(1);
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// A reconnect asked for within this long after connecting is not repeated.
 const RECONNECT_DEBOUNCE: Duration = Duration::from_secs(2);
+/// At most this many received messages are delivered in one pass of the serve loop.
+const MAX_BURST: usize = 64;
 /// How long the readiness probe may take to come back.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -186,7 +188,7 @@ impl RedisBackplane {
             }
         }
         let script = &self.scripts().publish;
-        self.with_conn(|mut conn| async move {
+        self.with_shared(|mut conn| async move {
             let mut invocation = script.prepare_invoke();
             for key in &keys {
                 invocation.key(key);
@@ -221,7 +223,7 @@ impl RedisBackplane {
                 .arg(envelope::encode(message))
                 .ignore();
         }
-        self.with_conn(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+        self.with_shared(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
             .await
     }
 }
@@ -245,6 +247,9 @@ pub async fn supervise(backplane: Arc<RedisBackplane>, mut commands: mpsc::Unbou
         match connected {
             Ok(subscriber) => {
                 delay = MIN_RETRY;
+                // Publishes made before this link may sit on a connection to a Redis that went
+                // away meanwhile: the next one connects afresh, as the pub/sub connection did.
+                backplane.commands_to.discard_shared();
                 let generation = backplane.generation.fetch_add(1, Ordering::AcqRel) + 1;
                 backplane.link.send_replace(Link::Up { generation });
                 info!(generation, "redis backplane link up");
@@ -394,11 +399,19 @@ async fn serve(
     let connected = std::time::Instant::now();
     loop {
         tokio::select! {
-            msg = stream.next() => match msg {
-                Some(msg) if msg.get_channel_name() == probe_channel => {}
-                Some(msg) => deliver(backplane, positions, msg.get_channel_name(), msg.get_payload_bytes()),
-                None => return "pub/sub connection closed",
-            },
+            msg = stream.next() => {
+                let Some(msg) = msg else { return "pub/sub connection closed" };
+                receive(backplane, positions, &probe_channel, msg);
+                // Deliver what else has arrived before going back to the select: a burst of
+                // messages costs one pass through it (bounded, so commands and pings still run).
+                for _ in 1..MAX_BURST {
+                    match stream.next().now_or_never() {
+                        Some(Some(msg)) => receive(backplane, positions, &probe_channel, msg),
+                        Some(None) => return "pub/sub connection closed",
+                        None => break,
+                    }
+                }
+            }
             command = commands.recv() => {
                 let Some(command) = command else { return "backplane dropped" };
                 if matches!(command, Command::Reconnect) {
@@ -425,6 +438,13 @@ async fn serve(
                 }
             }
         }
+    }
+}
+
+/// One message from the pub/sub connection: our probe's are ignored, others delivered.
+fn receive(backplane: &RedisBackplane, positions: &mut Positions, probe_channel: &str, msg: redis::Msg) {
+    if msg.get_channel_name() != probe_channel {
+        deliver(backplane, positions, msg.get_channel_name(), msg.get_payload_bytes());
     }
 }
 

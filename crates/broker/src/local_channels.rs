@@ -49,6 +49,48 @@ impl ChannelKey {
     }
 }
 
+/// A channel named by borrowed strings, to look one up without building a [`ChannelKey`] (two
+/// allocations per received message otherwise). Hashes and compares as [`ChannelKey`] does
+/// (its derived `Hash` hashes the two strings in order).
+pub trait ChannelKeyRef {
+    /// The app id and the channel name.
+    fn parts(&self) -> (&str, &str);
+}
+
+impl ChannelKeyRef for ChannelKey {
+    fn parts(&self) -> (&str, &str) {
+        (&self.app_id, &self.channel)
+    }
+}
+
+impl ChannelKeyRef for (&str, &str) {
+    fn parts(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn ChannelKeyRef + 'a> for ChannelKey {
+    fn borrow(&self) -> &(dyn ChannelKeyRef + 'a) {
+        self
+    }
+}
+
+impl std::hash::Hash for dyn ChannelKeyRef + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let (app_id, channel) = self.parts();
+        app_id.hash(state);
+        channel.hash(state);
+    }
+}
+
+impl PartialEq for dyn ChannelKeyRef + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn ChannelKeyRef + '_ {}
+
 /// A presence member as this node remembers it, for re-registration after an outage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalMember {
@@ -365,6 +407,24 @@ impl LocalChannels {
         self.channels.get(key).map(|c| c.value().clone())
     }
 
+    /// [`fan_out_published`](Self::fan_out_published) of a channel named by borrowed strings:
+    /// the receiving node's path, which looks the channel up once and allocates no key.
+    pub fn fan_out_published_to(
+        &self,
+        app_id: &str,
+        channel: &str,
+        exclude: Option<&str>,
+        published_at_us: u64,
+        build: impl FnOnce() -> Bytes,
+    ) -> usize {
+        let key: &dyn ChannelKeyRef = &(app_id, channel);
+        let Some(channel) = self.channels.get(key).map(|c| c.value().clone()) else {
+            return 0;
+        };
+        let frame = build();
+        self.send_all(&channel, &frame, exclude, NOT_A_MEMBER_EVENT, published_at_us)
+    }
+
     /// Per local presence channel whose sockets know members: who they may believe present.
     pub fn presence_beliefs(&self) -> Vec<(ChannelKey, Vec<String>)> {
         self.all()
@@ -465,6 +525,22 @@ mod tests {
         assert_eq!(got.as_ptr(), frame.as_ptr(), "recipients share one allocation");
         assert_eq!(idx.fan_out(&ChannelKey::new("a", "other"), &frame, None), 0);
         assert_eq!(idx.fan_out(&ChannelKey::new("b", "c"), &frame, None), 0);
+    }
+
+    #[test]
+    fn borrowed_lookup_finds_the_same_channels_as_keys() {
+        let idx = LocalChannels::new();
+        let key = ChannelKey::new("a", "c");
+        let (c1, mut o1) = conn("1.1");
+        idx.add(&key, &c1, None);
+        idx.activate(&key, "1.1", Vec::new(), 0, []);
+        let frame = Bytes::from_static(b"frame");
+        assert_eq!(idx.fan_out_published_to("a", "c", None, 0, || frame.clone()), 1);
+        assert_eq!(o1.frames.try_recv().unwrap().as_ptr(), frame.as_ptr());
+        assert_eq!(idx.fan_out_published_to("a", "c", Some("1.1"), 0, || frame.clone()), 0);
+        assert_eq!(idx.fan_out_published_to("a", "other", None, 0, || frame.clone()), 0);
+        assert_eq!(idx.fan_out_published_to("ac", "", None, 0, || frame.clone()), 0);
+        assert_eq!(idx.fan_out_published_to("", "ac", None, 0, || frame.clone()), 0);
     }
 
     #[test]

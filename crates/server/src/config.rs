@@ -916,7 +916,11 @@ mod tests {
         let error = |extra: &str| load_with(extra).map(|_| ()).unwrap_err();
         let seeds = "urls = [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379\"]";
         let c = load_with(seeds).unwrap();
-        assert_eq!((c.backplane.urls.len(), c.backplane.buckets()), (2, 256), "256 buckets by default");
+        assert_eq!(
+            (c.backplane.urls.len(), c.backplane.buckets()),
+            (2, 256),
+            "256 buckets by default"
+        );
         let c = load_with(&format!("{seeds}\nbuckets = 16")).unwrap();
         assert_eq!(c.backplane.buckets(), 16);
         assert!(error("").contains("backplane.urls"), "seeds are required");

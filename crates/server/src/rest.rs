@@ -324,14 +324,15 @@ async fn take_budget(state: &ServerState, app: &App, kind: RateKind, units: usiz
     Err(ApiError::rate_limited(limit, message, decision.resets_in))
 }
 
-async fn publish(state: &ServerState, app: &App, events: &[Event]) -> Result<(), ApiError> {
+/// Publish `events`, which move into the backplane messages (no copy of names or data).
+async fn publish(state: &ServerState, app: &App, events: Vec<Event>) -> Result<(), ApiError> {
     let requests = events
-        .iter()
+        .into_iter()
         .map(|event| PublishRequest {
-            channels: event.channels.clone(),
-            event: event.name.clone(),
-            data: event.data.clone(),
-            exclude_socket: event.socket_id.clone(),
+            channels: event.channels,
+            event: event.name,
+            data: event.data,
+            exclude_socket: event.socket_id,
         })
         .collect();
     state.node.publish(app, requests).await.map_err(|e| match e {
@@ -354,15 +355,20 @@ async fn trigger(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, 
         }
         (None, None) => return Err(ApiError::BadRequest("'channels' (or 'channel') is required".into())),
     };
-    let event = validate_event(app, req.name, req.data, channels, req.socket_id, req.info)?;
+    let mut event = validate_event(app, req.name, req.data, channels, req.socket_id, req.info)?;
     take_budget(state, app, RateKind::BackendEvents, event.channels.len()).await?;
-    publish(state, app, std::slice::from_ref(&event)).await?;
-    if event.info.is_empty() {
+    let info = std::mem::take(&mut event.info);
+    let asked = match info.is_empty() {
+        true => Vec::new(),
+        false => event.channels.clone(),
+    };
+    publish(state, app, vec![event]).await?;
+    if info.is_empty() {
         return Ok(json!({}));
     }
     let mut channels = Map::new();
-    for ch in &event.channels {
-        channels.insert(ch.clone(), counts_json(state, app, ch, &event.info).await?);
+    for ch in &asked {
+        channels.insert(ch.clone(), counts_json(state, app, ch, &info).await?);
     }
     Ok(json!({ "channels": channels }))
 }
@@ -379,21 +385,29 @@ async fn batch(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, Ap
             format!("at most {max} events per batch"),
         ));
     }
-    let events = req
+    let mut events = req
         .batch
         .into_iter()
         .map(|item| validate_event(app, item.name, item.data, vec![item.channel], item.socket_id, item.info))
         .collect::<Result<Vec<_>, _>>()?;
     take_budget(state, app, RateKind::BackendEvents, events.len()).await?;
-    publish(state, app, &events).await?;
-    if events.iter().all(|e| e.info.is_empty()) {
+    // What each event asked for (its first channel's counts), kept before the events move.
+    let asked: Vec<Option<(String, Vec<String>)>> = events
+        .iter_mut()
+        .map(|e| match (e.channels.first(), e.info.is_empty()) {
+            (Some(ch), false) => Some((ch.clone(), std::mem::take(&mut e.info))),
+            _ => None,
+        })
+        .collect();
+    publish(state, app, events).await?;
+    if asked.iter().all(Option::is_none) {
         return Ok(json!({}));
     }
-    let mut out = Vec::with_capacity(events.len());
-    for event in &events {
-        let value = match event.channels.first() {
-            Some(ch) if !event.info.is_empty() => counts_json(state, app, ch, &event.info).await?,
-            _ => json!({}),
+    let mut out = Vec::with_capacity(asked.len());
+    for asked in &asked {
+        let value = match asked {
+            Some((ch, info)) => counts_json(state, app, ch, info).await?,
+            None => json!({}),
         };
         out.push(value);
     }

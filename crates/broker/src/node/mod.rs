@@ -99,19 +99,37 @@ struct LocalFanOut {
     leave_delay: Duration,
 }
 
+impl LocalFanOut {
+    /// Report a message queued to `recipients` local sockets.
+    fn delivered(&self, m: &ChannelMessage, recipients: usize) {
+        if recipients > 0 {
+            let latency_s = unix_micros().saturating_sub(m.published_at_us) as f64 / 1e6;
+            self.observer
+                .delivered(&m.app_id, MessageKind::of(m.event_name()), recipients, latency_s);
+        }
+    }
+}
+
 impl DeliverySink for LocalFanOut {
     fn deliver(&self, m: &ChannelMessage) {
+        let exclude = m.exclude_socket.as_deref();
+        let at = m.published_at_us;
+        // Events, nearly every message, look their channel up without building a key.
+        if let Payload::Event { event, data, user_id } = &m.payload {
+            let recipients = self.local.fan_out_published_to(&m.app_id, &m.channel, exclude, at, || {
+                frame::text(&outbound::channel_event(event, &m.channel, data, user_id.as_deref()))
+            });
+            self.delivered(m, recipients);
+            return;
+        }
         let key = ChannelKey::new(&m.app_id, &m.channel);
         if let Payload::Terminate { .. } = m.payload {
             users::terminate_local(&self.local, &key);
             return;
         }
-        let exclude = m.exclude_socket.as_deref();
-        let at = m.published_at_us;
         let recipients = match &m.payload {
-            Payload::Event { event, data, user_id } => self.local.fan_out_published(&key, exclude, at, || {
-                frame::text(&outbound::channel_event(event, &m.channel, data, user_id.as_deref()))
-            }),
+            // Handled above.
+            Payload::Event { .. } => 0,
             Payload::MemberAdded {
                 user_id,
                 user_info,
@@ -150,11 +168,7 @@ impl DeliverySink for LocalFanOut {
             // Handled above: it closes sockets rather than sending a frame.
             Payload::Terminate { .. } => 0,
         };
-        if recipients > 0 {
-            let latency_s = unix_micros().saturating_sub(at) as f64 / 1e6;
-            self.observer
-                .delivered(&m.app_id, MessageKind::of(m.event_name()), recipients, latency_s);
-        }
+        self.delivered(m, recipients);
     }
 
     /// Announce the members that vanished with a dropped node (the node that dropped them is the
@@ -417,14 +431,20 @@ impl Node {
         }
         let mut messages = Vec::with_capacity(requests.iter().map(|r| r.channels.len()).sum());
         let mut caches = false;
-        for req in requests {
-            for channel in req.channels {
+        for mut req in requests {
+            let last = req.channels.len().saturating_sub(1);
+            for (i, channel) in req.channels.into_iter().enumerate() {
                 // The one channel-name check per publish: only publishes naming a cache channel
                 // take the caching path.
                 caches |= ferrocast_protocol::channel::is_cache(&channel);
+                // The last channel takes the strings, the others copies.
+                let (event, data) = match i == last {
+                    true => (std::mem::take(&mut req.event), std::mem::take(&mut req.data)),
+                    false => (req.event.clone(), req.data.clone()),
+                };
                 let payload = Payload::Event {
-                    event: req.event.clone(),
-                    data: req.data.clone(),
+                    event,
+                    data,
                     user_id: None,
                 };
                 messages
