@@ -1,0 +1,46 @@
+//! What can go wrong talking to PostgreSQL. Messages name the server (without its password),
+//! never a secret: `tokio_postgres` errors name options and SQL states, not values.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    /// The URL does not parse or asks for something this build cannot do.
+    #[error("{0}")]
+    Url(String),
+    /// Connecting or a query failed (server down, refused, SQL error).
+    #[error("PostgreSQL at {at}: {source}")]
+    Postgres {
+        at: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No connection could be had from the pool in time.
+    #[error("PostgreSQL at {at}: {message}")]
+    Pool { at: String, message: String },
+    /// A migration failed; the transaction was rolled back.
+    #[error("PostgreSQL at {at}: migration {version} ({name}) failed: {source}")]
+    Migration {
+        at: String,
+        version: i32,
+        name: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A row of `ferrocast_apps` is not a valid app.
+    #[error(transparent)]
+    Row(#[from] crate::row::RowError),
+    /// `ferrocast apps update|remove|...` named an app that does not exist.
+    #[error("no app with id {0:?}")]
+    NoSuchApp(String),
+    /// `ferrocast apps add` named an id or key already taken.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl RegistryError {
+    /// Whether the server could not be reached or used (as opposed to a refused change).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Postgres { .. } | Self::Pool { .. })
+    }
+}
