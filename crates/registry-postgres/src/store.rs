@@ -172,9 +172,11 @@ impl Store {
                 };
                 RegistryError::Conflict(what)
             }
-            Some(code) if *code == SqlState::CHECK_VIOLATION => {
-                let constraint = e.as_db_error().and_then(|d| d.constraint()).unwrap_or("a check");
-                RegistryError::Conflict(format!("refused by the table's constraint {constraint}"))
+            // Any other integrity violation (class 23): the server's message only. Its DETAIL
+            // ("Failing row contains (...)") would quote the row, secret included.
+            Some(code) if code.code().starts_with("23") => {
+                let message = e.as_db_error().map_or("refused by the database", |d| d.message());
+                RegistryError::Conflict(format!("refused by the database: {message}"))
             }
             _ => self.pg(e),
         }

@@ -220,7 +220,7 @@ impl RegistryMetrics {
             ),
             notifications: plain_counter(
                 "registry_notifications_total",
-                "Change notifications received from PostgreSQL (LISTEN ferrocast_apps)",
+                "Change notifications received from PostgreSQL (LISTEN on the apps table's channel)",
             ),
             last_reload: plain_gauge(
                 "registry_last_reload_timestamp_seconds",

@@ -237,6 +237,104 @@ fn apply_fields(row: &mut AppRow, fields: &AppFields, replace_credentials: bool)
 mod tests {
     use super::*;
 
+    fn fields() -> AppFields {
+        AppFields {
+            key: None,
+            secret: None,
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            max_connections: None,
+            max_client_events_per_second: None,
+            enable_client_messages: None,
+            enable_user_authentication: None,
+            set: Vec::new(),
+            webhooks: Vec::new(),
+            no_webhooks: false,
+        }
+    }
+
+    #[test]
+    fn options_set_columns_and_limits_and_are_checked_like_apps() {
+        let mut row = AppRow::new("1", "k", "s");
+        let given = AppFields {
+            secret: Some("s2".into()),
+            previous_secret: Some("s".into()),
+            previous_secret_expires_at: Some(1_900_000_000),
+            max_connections: Some(5),
+            enable_client_messages: Some(true),
+            set: vec![
+                "max_event_payload_kb=20".into(),
+                r#"allowed_origins=["https://a.example"]"#.into(),
+            ],
+            webhooks: vec!["https://hooks.example/p".into()],
+            ..fields()
+        };
+        assert!(apply_fields(&mut row, &given, true).is_ok());
+        let app = row.to_config().unwrap();
+        assert_eq!((app.secret.as_str(), app.previous_secret.as_deref()), ("s2", Some("s")));
+        assert_eq!((app.max_connections, app.max_event_payload_kb), (5, 20));
+        assert!(app.enable_client_messages);
+        assert_eq!(app.allowed_origins, ["https://a.example"]);
+        assert_eq!(app.webhooks[0].url, "https://hooks.example/p");
+
+        // On add, --key/--secret were used to build the row: not applied twice.
+        let mut added = AppRow::new("2", "k2", "s2");
+        assert!(apply_fields(
+            &mut added,
+            &AppFields {
+                key: Some("other".into()),
+                ..fields()
+            },
+            false
+        )
+        .is_ok());
+        assert_eq!(added.key, "k2");
+
+        for (bad, needle) in [
+            (
+                AppFields {
+                    set: vec!["max_event_payload_kb=0".into()],
+                    ..fields()
+                },
+                "app.max_event_payload_kb",
+            ),
+            (
+                AppFields {
+                    set: vec!["nonsense".into()],
+                    ..fields()
+                },
+                "KEY=VALUE",
+            ),
+            (
+                AppFields {
+                    set: vec!["secret=x".into()],
+                    ..fields()
+                },
+                "column",
+            ),
+            (
+                AppFields {
+                    secret: Some("k".into()),
+                    ..fields()
+                },
+                "app.secret",
+            ),
+            (
+                AppFields {
+                    webhooks: vec!["ftp://x".into()],
+                    ..fields()
+                },
+                "webhooks[0].url",
+            ),
+        ] {
+            let mut row = AppRow::new("1", "k", "s");
+            match apply_fields(&mut row, &bad, true) {
+                Err(Failure::Usage(message)) => assert!(message.contains(needle), "{needle}: {message}"),
+                _ => panic!("{needle}: accepted"),
+            }
+        }
+    }
+
     #[test]
     fn list_hides_secrets_unless_asked() {
         let mut row = AppRow::new("1", "k", "very-secret");
