@@ -16,8 +16,8 @@ import { connectPusher, serverSdk } from './lib/clients.mjs';
 import { postgresBinDir, startPostgres } from './lib/postgres.mjs';
 import { channelAuth, connectRaw } from './lib/raw.mjs';
 import { signedFetch } from './lib/rest.mjs';
-import { REPO_ROOT, binaryPath, startCluster, trackFailures } from './lib/server.mjs';
-import { eventually, parseMetrics, uid } from './lib/util.mjs';
+import { REPO_ROOT, binaryPath, makeNode, startCluster, trackFailures } from './lib/server.mjs';
+import { eventually, parseMetrics, sleep, uid } from './lib/util.mjs';
 
 /** A change must be seen on both nodes within this, counted from the command's exit. */
 const PROPAGATION_MS = 1000;
@@ -314,6 +314,36 @@ describe('postgres app registry on two nodes', { concurrency: false }, () => {
       for (const node of c.nodes) assert.equal(await restWith(node, later, later.secret), 200, `${node.name}: new app`);
     }, 5000);
     await usableOnBoth(t, later);
+  });
+
+  test('a node started while PostgreSQL is down is not ready until it has read its apps', async (t) => {
+    const app = await addApp();
+    await pg.stop();
+    const late = await makeNode(2, {
+      apps: [],
+      backplane: c.backplane,
+      registry: { driver: 'postgres' },
+      env: { FERROCAST_REGISTRY__URL: pg.url },
+    });
+    t.after(async () => {
+      if (state.failed) console.log(late.logs());
+      await late.stop();
+    });
+    await late.start({ ready: false });
+    await sleep(1500);
+    assert.equal(await late.probe('/readyz'), 503, 'ready without its apps');
+    assert.equal(await metric(late, 'ferrocast_registry_loaded'), 0);
+    assert.equal(await metric(late, 'ferrocast_registry_up'), 0);
+    await pg.start();
+    await late.waitReady(20_000);
+    assert.equal(await restWith(late, app, app.secret), 200, 'the app is served once loaded');
+    // The cluster's nodes came back too.
+    await eventually(async () => {
+      for (const node of c.nodes) assert.equal(await metric(node, 'ferrocast_registry_up'), 1, `${node.name}: registry back`);
+    }, 20_000);
+    const out = late.stdout + late.stderr;
+    assert.ok(!out.includes(pg.password), 'the database password appears in the late node log');
+    assert.match(out, /registry: PostgreSQL (still )?unavailable/);
   });
 
   test('no node printed the database password or an app secret', () => {

@@ -34,6 +34,14 @@ const live = new Set();
 process.once('exit', () => {
   for (const pg of live) pg.destroySync();
 });
+// pg_ctl starts a daemon that outlives this process: stop it on SIGINT/SIGTERM too, then die of
+// the same signal (the handler is gone once run).
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    for (const pg of live) pg.destroySync();
+    process.kill(process.pid, signal);
+  });
+}
 
 /** The directory of initdb/pg_ctl/psql: FERROCAST_PG_BIN, else the newest /usr/lib/postgresql/N/bin. */
 export function postgresBinDir() {
