@@ -11,8 +11,9 @@
 //!
 //! Each reload reads the whole table and hands it to the server's [`ApplyApps`], the same code
 //! path as a reload of the config file, which diffs it against what runs and acts on the
-//! changes only. Reading everything keeps one code path for every trigger and is cheap: a few
-//! hundred bytes per app, a few milliseconds for thousands of apps, and only on changes.
+//! changes only. Reading everything keeps one code path for every trigger and is cheap enough:
+//! measured from an SQL `UPDATE` to the new secret accepted, a median of 0.12 s with 5,000 apps
+//! (each with a webhook) on a shared 2-core machine, 15 ms with 10 (docs/configuration.md).
 //!
 //! When PostgreSQL is unreachable the apps already loaded keep being served; the outage shows in
 //! [`RegistryStats`] (the server's `ferrocast_registry_*` metrics) and in the log: one ERROR
