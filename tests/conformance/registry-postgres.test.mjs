@@ -309,6 +309,17 @@ describe('postgres app registry on two nodes', { concurrency: false }, () => {
     await eventually(async () => {
       for (const node of c.nodes) assert.equal(await metric(node, 'ferrocast_registry_up'), 1, `${node.name}: registry back`);
     }, 20_000);
+    // The LISTEN connections reconnected: a change to an app the nodes already know (no lookup
+    // on a miss, and the periodic reload is 30 s away) reaches both through a notification.
+    const notified = await Promise.all(c.nodes.map((n) => metric(n, 'ferrocast_registry_notifications_total')));
+    const rotated = newSecret();
+    await apps('update', '--id', app.id, '--secret', rotated);
+    await eventually(async () => {
+      for (const [i, node] of c.nodes.entries()) {
+        assert.equal(await restWith(node, app, rotated), 200, `${node.name}: rotated after the outage`);
+        assert.ok((await metric(node, 'ferrocast_registry_notifications_total')) > notified[i], `${node.name}: notified`);
+      }
+    }, 15_000);
     const later = await addApp();
     await eventually(async () => {
       for (const node of c.nodes) assert.equal(await restWith(node, later, later.secret), 200, `${node.name}: new app`);
