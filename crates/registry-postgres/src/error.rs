@@ -9,7 +9,7 @@ pub enum RegistryError {
     #[error("{0}")]
     Url(String),
     /// Connecting or a query failed (server down, refused, SQL error).
-    #[error("PostgreSQL at {at}: {source}")]
+    #[error("PostgreSQL at {at}: {}", describe(.source))]
     Postgres {
         at: String,
         #[source]
@@ -19,7 +19,7 @@ pub enum RegistryError {
     #[error("PostgreSQL at {at}: {message}")]
     Pool { at: String, message: String },
     /// A migration failed; the transaction was rolled back.
-    #[error("PostgreSQL at {at}: migration {version} ({name}) failed: {source}")]
+    #[error("PostgreSQL at {at}: migration {version} ({name}) failed: {}", describe(.source))]
     Migration {
         at: String,
         version: i32,
@@ -43,4 +43,24 @@ impl RegistryError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Postgres { .. } | Self::Pool { .. })
     }
+}
+
+/// A `tokio_postgres` error on one line: a server error as its SQL state and message (never its
+/// DETAIL, which can quote a row, secret included), any other with its causes ("error
+/// connecting to server: Connection refused").
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
