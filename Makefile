@@ -6,7 +6,7 @@ CARGO ?= cargo
 CONFORMANCE := tests/conformance
 BIN := target/release/ferrocast
 
-.PHONY: build run test test-deps redis-deps npm-deps test-rust test-conformance test-hostile lint fmt clean
+.PHONY: build run test test-deps redis-deps postgres-deps npm-deps test-rust test-conformance test-hostile lint fmt clean
 .PHONY: example test-example example-deps chromium-deps
 
 ## $(call need,COMMAND,PACKAGE[,WHY]): install the Debian PACKAGE (apt, sudo unless root) when
@@ -30,7 +30,7 @@ run: build
 
 ## Install what the tests need when missing: redis-server, promtool and chromium (apt), the pinned
 ## npm clients (tests/conformance, examples/secure-chat) and cargo-fuzz.
-test-deps: fuzz-deps redis-deps npm-deps chromium-deps example-deps
+test-deps: fuzz-deps redis-deps postgres-deps npm-deps chromium-deps example-deps
 	$(call need,promtool,prometheus,for promtool)
 
 ## redis-server and redis-cli (apt) when missing, and openssl (the TLS tests make their CA with
@@ -39,6 +39,18 @@ redis-deps:
 	$(call need,redis-server,redis-server)
 	$(call need,redis-cli,redis-tools,the Redis Cluster tests create their cluster with it)
 	$(call need,openssl,openssl)
+
+## PostgreSQL server binaries (apt package postgresql) for the postgres app registry tests
+## (tests/conformance/lib/postgres.mjs). Debian puts initdb and pg_ctl off PATH, in
+## /usr/lib/postgresql/<version>/bin, so this checks there rather than with $(call need,...).
+PG_INITDB = ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
+postgres-deps:
+	@if ! $(PG_INITDB); then \
+		echo "installing postgresql (the postgres app registry tests)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	fi
+	@$(PG_INITDB) || { echo "initdb is required in /usr/lib/postgresql/*/bin but could not be installed (Debian package postgresql)" >&2; exit 1; }
 
 ## Node.js check and the pinned npm clients of tests/conformance (npm ci) when missing or stale.
 npm-deps:

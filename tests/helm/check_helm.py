@@ -1220,6 +1220,48 @@ def test_app_secret_sources():
                       lifecycle={"preStopSleepSeconds": 0}))
 
 
+def test_postgres_registry_from_an_existing_secret():
+    """registry.driver=postgres: the URL comes from a Secret (never the config file), no
+    [[apps]] are rendered or required, and the node accepts the result (check-config)."""
+    values = {"registry": {"driver": "postgres", "existingSecret": {"name": "ferrocast-pg", "key": "dsn"},
+                           "refresh_s": 45, "migrate": False},
+              "config": {"apps": []}, "tests": {"enabled": True, "appKey": "pg-key"}}
+    c = container(values)
+    env = env_of(c)
+    check(env.get("FERROCAST_REGISTRY__URL", {}).get("valueFrom", {}).get("secretKeyRef")
+          == {"name": "ferrocast-pg", "key": "dsn"}, f"FERROCAST_REGISTRY__URL is {env.get('FERROCAST_REGISTRY__URL')}")
+    check(env["FERROCAST_REGISTRY__DRIVER"]["value"] == "postgres", f"env is {env}")
+    check(env["FERROCAST_REGISTRY__REFRESH_S"]["value"] == "45", f"env is {env}")
+    check(env["FERROCAST_REGISTRY__MIGRATE"]["value"] == "false", f"env is {env}")
+    toml_text = rendered_toml(values)
+    check("apps" not in tomllib.loads(toml_text), f"no [[apps]] with the postgres registry:\n{toml_text}")
+    check("postgres://" not in toml_text, "the PostgreSQL URL must not be in the config file")
+    check(not [n for n in env if n.startswith("FERROCAST_APP_SECRET_")], "no app secret variables")
+    docs = render(values)
+    test_pod = one(docs, "Pod")
+    check(env_of(test_pod["spec"]["containers"][0])["FERROCAST_APP_KEY"]["value"] == "pg-key",
+          "the helm test must use tests.appKey with the postgres registry")
+    check(not find(render(dict(values, tests={"enabled": True, "appKey": ""})), "Pod"),
+          "with the postgres registry and no tests.appKey there is no key to test with: no test pod")
+    # The default config.apps (the demo app) is ignored rather than refused.
+    check("apps" not in tomllib.loads(rendered_toml({"registry": values["registry"]})), "config.apps must be ignored")
+    message = render_error({"registry": {"driver": "postgres"}})
+    check("registry.existingSecret.name" in message, message)
+    render_error({"registry": {"driver": "mysql"}})  # the schema refuses any other driver
+    check("FERROCAST_REGISTRY__URL" not in env_of(container()), "the file registry sets no URL")
+    # The real binary takes the rendered file and the pod's environment.
+    pod_env = pod_environment(c, "ferrocast-0")
+    pod_env["FERROCAST_REGISTRY__URL"] = "postgres://ferro:pw-never-shown@db.example:5432/apps"
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "ferrocast.toml"
+        config.write_text(toml_text)
+        run = subprocess.run([str(binary()), "check-config", str(config)], capture_output=True, text=True,
+                             env={**{k: v for k, v in os.environ.items() if not k.startswith("FERROCAST_")}, **pod_env},
+                             timeout=30)
+    check(run.returncode == 0 and "apps from PostgreSQL" in run.stdout, f"check-config: {run.returncode} {run.stdout}{run.stderr}")
+    check("pw-never-shown" not in run.stdout + run.stderr, "check-config printed the password")
+
+
 def test_grafana_dashboard_config_map():
     check(CHART_DASHBOARD.read_bytes() == DASHBOARD.read_bytes(),
           "helm/ferrocast/dashboards/ferrocast.json differs from deploy/grafana-dashboard.json: copy it again "

@@ -13,6 +13,7 @@
 //!
 //! Layout:
 //! - `app`: app credentials, limits and the registry that finds an app by id or key.
+//! - `app_source`: [`AppSource`], the hook the node asks about an unknown key or id.
 //! - [`audit`]: the rate-limited audit log of denied authentication.
 //! - [`frame`]: pre-encoded WebSocket text frames, built once and shared by every recipient.
 //! - `gate`: the sharded resync gate that makes re-registration atomic without a global lock.
@@ -40,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod app_source;
 pub mod audit;
 mod backplane;
 mod clock;
@@ -61,7 +63,8 @@ mod shard;
 mod webhook;
 mod webhook_queue;
 
-pub use app::{App, AppConfig, AppRegistry, WebhookConfig};
+pub use app::{diff_apps, App, AppChange, AppChangeKind, AppConfig, AppRegistry, WebhookConfig};
+pub use app_source::{AppLookup, AppSource};
 pub use backplane::{
     Backplane, ChannelMessage, DeliverySink, Link, Payload, MEMBER_ADDED, MEMBER_REMOVED, SUBSCRIPTION_COUNT,
 };

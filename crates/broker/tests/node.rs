@@ -384,3 +384,65 @@ async fn sign_in_and_channel_auth_accept_the_previous_secret_until_it_expires() 
     );
     node.disconnect(session).await;
 }
+
+/// A source that knows one app more than the node, and applies it when asked about it.
+struct OneMoreApp {
+    node: std::sync::OnceLock<std::sync::Weak<Node>>,
+    app: AppConfig,
+    asked: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl ferrocast_broker::AppSource for OneMoreApp {
+    async fn on_miss(&self, lookup: ferrocast_broker::AppLookup<'_>) {
+        use ferrocast_broker::AppLookup;
+        let (asked, found) = match lookup {
+            AppLookup::Key(k) => (format!("key {k}"), k == self.app.key),
+            AppLookup::Id(i) => (format!("id {i}"), i == self.app.id),
+        };
+        self.asked.lock().unwrap().push(asked);
+        if let (true, Some(node)) = (found, self.node.get().and_then(|n| n.upgrade())) {
+            let mut apps: Vec<AppConfig> = node.apps().configs().iter().map(|c| (**c).clone()).collect();
+            apps.push(self.app.clone());
+            node.apply_apps(apps);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_key_or_id_is_asked_of_the_app_source_and_a_known_one_never() {
+    let node = node();
+    // Without a source, an unknown key is simply unknown.
+    assert!(node.app_by_key("later-key").await.is_none());
+    let source = Arc::new(OneMoreApp {
+        node: std::sync::OnceLock::new(),
+        app: config("later", "later-key", "later-secret"),
+        asked: std::sync::Mutex::new(Vec::new()),
+    });
+    let _ = source.node.set(Arc::downgrade(&node));
+    node.set_app_source(source.clone());
+
+    assert_eq!(
+        node.app_by_key("key").await.map(|a| a.id().to_owned()).as_deref(),
+        Some("app")
+    );
+    assert_eq!(
+        node.app_by_id("app").await.map(|a| a.id().to_owned()).as_deref(),
+        Some("app")
+    );
+    assert!(
+        source.asked.lock().unwrap().is_empty(),
+        "a known key or id never reaches the source"
+    );
+
+    assert!(node.app_by_key("nobody").await.is_none());
+    assert!(node.app_by_id("nobody").await.is_none());
+    let found = node.app_by_key("later-key").await.expect("applied by the source");
+    assert_eq!(found.id(), "later");
+    assert!(node.app_by_id("later").await.is_some());
+    assert_eq!(
+        *source.asked.lock().unwrap(),
+        ["key nobody", "id nobody", "key later-key"],
+        "asked once per miss; the app applied on the last miss is then known"
+    );
+}

@@ -223,6 +223,59 @@ impl Default for WebhooksConfig {
     }
 }
 
+/// `[registry]`: where the apps come from.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// `file` (the `[[apps]]` of this file, reloaded live) or `postgres` (the `ferrocast_apps`
+    /// table; `[[apps]]` must then be empty).
+    pub driver: String,
+    /// `postgres://user:password@host:5432/db` (`FERROCAST_REGISTRY__URL`); never logged with
+    /// its password.
+    pub url: String,
+    /// Every app is read again this often, the safety net for a lost notification (seconds).
+    pub refresh_s: u64,
+    /// Apply pending schema migrations at start (else run `ferrocast migrate` first).
+    pub migrate: bool,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            driver: "file".into(),
+            url: String::new(),
+            refresh_s: 30,
+            migrate: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = ferrocast_registry_postgres::PgUrl::parse(&self.url)
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| {
+                if self.url.is_empty() {
+                    String::new()
+                } else {
+                    "<unparsed>".into()
+                }
+            });
+        f.debug_struct("RegistryConfig")
+            .field("driver", &self.driver)
+            .field("url", &url)
+            .field("refresh_s", &self.refresh_s)
+            .field("migrate", &self.migrate)
+            .finish()
+    }
+}
+
+impl RegistryConfig {
+    pub fn is_postgres(&self) -> bool {
+        self.driver == "postgres"
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -230,6 +283,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub backplane: BackplaneConfig,
     pub webhooks: WebhooksConfig,
+    pub registry: RegistryConfig,
     pub log: LogConfig,
     pub apps: Vec<AppConfig>,
 }
@@ -267,10 +321,13 @@ pub fn load(file: Option<&str>, env: impl IntoIterator<Item = (String, String)>)
             }
             builder = builder.add_source(config::File::new(path, config::FileFormat::Toml));
         }
-        None => {
+        // The demo app, unless the environment selects the postgres registry (whose apps are
+        // in the database, and which refuses [[apps]]).
+        None if !env_selects_postgres(&env) => {
             let demo = toml_of_demo();
             builder = builder.add_source(config::File::from_str(&demo, config::FileFormat::Toml));
         }
+        None => {}
     }
     let overrides: config::Map<String, String> = env_overrides(env.iter().cloned());
     builder = builder.add_source(
@@ -368,6 +425,14 @@ fn resolve_log_filter(log: &mut LogConfig, env: &[(String, String)]) -> Result<(
         .map_err(|e| ConfigError::key(key, e))
 }
 
+/// Whether `FERROCAST_REGISTRY__DRIVER=postgres` is set.
+fn env_selects_postgres(env: &[(String, String)]) -> bool {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k.eq_ignore_ascii_case("FERROCAST_REGISTRY__DRIVER"))
+        .is_some_and(|(_, v)| v == "postgres")
+}
+
 fn toml_of_demo() -> String {
     let app = demo_app();
     format!(
@@ -429,10 +494,45 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         }
     }
     validate_webhooks(&config.webhooks)?;
+    validate_registry(&config.registry)?;
+    if config.registry.is_postgres() {
+        if !config.apps.is_empty() {
+            return Err(ConfigError::key(
+                "apps",
+                "must be empty with registry.driver = \"postgres\" (the apps are in PostgreSQL: ferrocast apps add)",
+            ));
+        }
+        return Ok(());
+    }
     if config.apps.is_empty() {
         return Err(ConfigError::key("apps", "at least one [[apps]] entry is required"));
     }
     validate_apps(&config.apps)
+}
+
+/// Shortest and longest `registry.refresh_s`.
+const REFRESH_S: (u64, u64) = (5, 3600);
+
+fn validate_registry(registry: &RegistryConfig) -> Result<(), ConfigError> {
+    match registry.driver.as_str() {
+        "file" => Ok(()),
+        "postgres" => {
+            ferrocast_registry_postgres::PgUrl::parse(&registry.url)
+                .map_err(|e| ConfigError::key("registry.url", e))?;
+            let (min, max) = REFRESH_S;
+            if !(min..=max).contains(&registry.refresh_s) {
+                return Err(ConfigError::key(
+                    "registry.refresh_s",
+                    format!("must be between {min} and {max}, is {}", registry.refresh_s),
+                ));
+            }
+            Ok(())
+        }
+        other => Err(ConfigError::key(
+            "registry.driver",
+            format!("unknown driver {other:?}; expected \"file\" or \"postgres\""),
+        )),
+    }
 }
 
 fn validate_edge(server: &ServerConfig) -> Result<(), ConfigError> {
@@ -673,6 +773,22 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
     let mut keys = HashMap::new();
     for (i, app) in apps.iter().enumerate() {
         let at = |field: &str| format!("apps[{i}].{field}");
+        validate_app(&format!("apps[{i}]"), app)?;
+        if !ids.insert(app.id.as_str()) {
+            return Err(ConfigError::key(&at("id"), format!("duplicate app id {:?}", app.id)));
+        }
+        if keys.insert(app.key.as_str(), i).is_some() {
+            return Err(ConfigError::key(&at("key"), format!("duplicate app key {:?}", app.key)));
+        }
+    }
+    Ok(())
+}
+
+/// Check one app's values (not its uniqueness among others); errors name `{prefix}.{field}`.
+/// Also what the postgres registry checks of every row before serving it.
+pub fn validate_app(prefix: &str, app: &AppConfig) -> Result<(), ConfigError> {
+    {
+        let at = |field: &str| format!("{prefix}.{field}");
         for (field, value) in [("id", &app.id), ("key", &app.key), ("secret", &app.secret)] {
             if value.is_empty() {
                 let problem = if field == "secret" {
@@ -732,12 +848,6 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
         }
         if app.key.contains(':') || app.key.contains('/') {
             return Err(ConfigError::key(&at("key"), "must not contain ':' or '/'"));
-        }
-        if !ids.insert(app.id.as_str()) {
-            return Err(ConfigError::key(&at("id"), format!("duplicate app id {:?}", app.id)));
-        }
-        if keys.insert(app.key.as_str(), i).is_some() {
-            return Err(ConfigError::key(&at("key"), format!("duplicate app key {:?}", app.key)));
         }
         if app.max_subscriptions_per_connection == 0 {
             return Err(ConfigError::key(
@@ -1207,6 +1317,70 @@ mod tests {
         let f = write("[[apps]]\nid = \"1\"\nkey = \"k\"\n");
         let e = load(Some(f.as_str()), []).unwrap_err().to_string();
         assert!(e.contains("apps[0].secret"), "{e}");
+    }
+
+    #[test]
+    fn the_postgres_registry_needs_a_url_and_no_apps() {
+        let pg = "[registry]\ndriver = \"postgres\"\nurl = \"postgres://ferro:pw-hidden@db:5432/apps\"\n";
+        let f = write(pg);
+        let c = load(Some(f.as_str()), []).unwrap();
+        assert!(c.registry.is_postgres() && c.apps.is_empty());
+        assert_eq!((c.registry.refresh_s, c.registry.migrate), (30, true));
+        assert!(!format!("{c:?}").contains("pw-hidden"), "Debug shows no password");
+        let f = write(&format!("{pg}{APP}"));
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(e.starts_with("apps: must be empty"), "{e}");
+        for (extra, key) in [
+            ("[registry]\ndriver = \"postgres\"\n", "registry.url"),
+            (
+                "[registry]\ndriver = \"postgres\"\nurl = \"mysql://u:pw-hidden@h/d\"\n",
+                "registry.url",
+            ),
+            (
+                "[registry]\ndriver = \"postgres\"\nurl = \"postgres://u:pw-hidden@h/d?sslmode=require\"\n",
+                "registry.url",
+            ),
+            (
+                "[registry]\ndriver = \"postgres\"\nurl = \"postgres://h/d\"\nrefresh_s = 1\n",
+                "registry.refresh_s",
+            ),
+            ("[registry]\ndriver = \"etcd\"\n", "registry.driver"),
+        ] {
+            let f = write(extra);
+            let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+            assert!(
+                e.starts_with(key) && !e.contains("pw-hidden") && !e.contains('\n'),
+                "{extra}: {e}"
+            );
+        }
+        // The URL from the environment; without --config no demo app is added.
+        let env = [
+            ("FERROCAST_REGISTRY__DRIVER".to_string(), "postgres".to_string()),
+            (
+                "FERROCAST_REGISTRY__URL".to_string(),
+                "postgres://u:p@h:5433/d".to_string(),
+            ),
+        ];
+        let c = load(None, env).unwrap();
+        assert!(c.registry.is_postgres() && c.apps.is_empty());
+        assert_eq!(c.registry.url, "postgres://u:p@h:5433/d");
+        // The file driver still needs apps, and ignores the url.
+        let f = write("[registry]\ndriver = \"file\"\n");
+        let e = load(Some(f.as_str()), []).unwrap_err().to_string();
+        assert!(e.starts_with("apps:"), "{e}");
+    }
+
+    #[test]
+    fn validate_app_names_the_prefix() {
+        let app = AppConfig {
+            id: "1".into(),
+            key: "k".into(),
+            secret: "s".into(),
+            max_event_payload_kb: 0,
+            ..AppConfig::default()
+        };
+        let e = validate_app("app \"1\"", &app).unwrap_err().to_string();
+        assert!(e.starts_with("app \"1\".max_event_payload_kb:"), "{e}");
     }
 
     #[test]

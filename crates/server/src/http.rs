@@ -259,10 +259,16 @@ fn close_after(response: &mut HttpResponse) {
         .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
 }
 
-/// 200 only while the node takes traffic: not draining, and joined to the cluster.
+/// 200 only while the node takes traffic: not draining, its apps loaded (the postgres registry
+/// read them once; it stays ready through a PostgreSQL outage), and joined to the cluster.
 fn readiness(state: &ServerState) -> HttpResponse {
     if !state.lifecycle.is_ready() {
         text(StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if !state.apps_loaded() {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "apps not loaded yet (registry unavailable)",
+        )
     } else if !state.node.is_ready() {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -366,7 +372,7 @@ async fn api_call(
     channel: Option<String>,
     peer: SocketAddr,
 ) -> Result<serde_json::Value, ApiError> {
-    let Some(app) = state.node.apps().by_id(app_id) else {
+    let Some(app) = state.node.app_by_id(app_id).await else {
         return Err(ApiError::NotFound(format!("no app with id {app_id:?}")));
     };
     let (parts, body) = req.into_parts();
@@ -463,6 +469,9 @@ fn refresh_cluster_metrics(state: &ServerState) {
         state
             .metrics
             .set_local(app.id(), stats.subscriptions, stats.channels, stats.presence_members);
+    }
+    if let Some(registry) = &state.registry {
+        state.metrics.registry.sync(registry.stats());
     }
     let m = &state.metrics.cluster;
     m.ready.set(i64::from(state.node.is_ready()));

@@ -1,6 +1,7 @@
 //! The `ferrocast` server: the edge of a node.
 //!
 //! Layout:
+//! - [`apps`]: the one code path every app source (config file, PostgreSQL) applies apps through.
 //! - [`config`]: configuration loading (embedded default, TOML, environment) and validation.
 //! - [`http`]: the listeners, routing, `/healthz`, `/readyz` and `/metrics`.
 //! - [`net`]: what a connection may hold before routing: deadlines, descriptor reserve,
@@ -18,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api_error;
+pub mod apps;
 pub mod config;
 pub mod http;
 pub mod lifecycle;

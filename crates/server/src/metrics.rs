@@ -138,7 +138,7 @@ fn histogram_with(registry: &Families, name: &str, help: &str, labels: &[&str], 
 
 /// Every metric of the node.
 pub struct Metrics {
-    registry: Registry,
+    prom: Registry,
     /// Every family registered here (not the process collector's), with its prefix.
     families: Vec<String>,
     connections: IntGaugeVec,
@@ -171,6 +171,89 @@ pub struct Metrics {
     pub cluster: ClusterMetrics,
     pub webhooks: WebhookMetrics,
     pub edge: EdgeMetrics,
+    pub registry: RegistryMetrics,
+}
+
+/// The app registry (`[registry]`), refreshed from the postgres registry's own counters at each
+/// scrape. With the `file` driver, `registry_up` and `registry_loaded` are 1 and the rest stay 0.
+pub struct RegistryMetrics {
+    pub up: IntGauge,
+    pub loaded: IntGauge,
+    pub apps: IntGauge,
+    pub errors: IntCounter,
+    pub reloads: IntCounter,
+    pub notifications: IntCounter,
+    pub last_reload: IntGauge,
+    lookups: IntCounterVec,
+}
+
+/// The `result` label of `ferrocast_registry_lookups_total`.
+pub const REGISTRY_LOOKUP_RESULTS: [&str; 5] = ["found", "not_found", "cached", "limited", "error"];
+
+impl RegistryMetrics {
+    fn new(r: &Families) -> Self {
+        let plain_gauge = |name: &str, help: &str| gauge(r, name, help, &[]).with_label_values(&[] as &[&str]);
+        let plain_counter = |name: &str, help: &str| counter(r, name, help, &[]).with_label_values(&[] as &[&str]);
+        let lookups = counter(
+            r,
+            "registry_lookups_total",
+            "Lookups in PostgreSQL of app keys and ids the node did not know, by result: found, not_found, cached (not found a moment ago), limited (over the lookup rate or concurrency), error",
+            &["result"],
+        );
+        for result in REGISTRY_LOOKUP_RESULTS {
+            lookups.with_label_values(&[result]);
+        }
+        Self {
+            up: plain_gauge(
+                "registry_up",
+                "1 while the app registry answers (postgres: the last query succeeded; file: always)",
+            ),
+            loaded: plain_gauge(
+                "registry_loaded",
+                "1 once the node has loaded its apps (postgres: the first full read; not ready before)",
+            ),
+            apps: plain_gauge("registry_apps", "Apps read from PostgreSQL by the last full read"),
+            errors: plain_counter(
+                "registry_errors_total",
+                "Failed PostgreSQL queries and connections of the app registry (the cached apps stay in use)",
+            ),
+            reloads: plain_counter(
+                "registry_reloads_total",
+                "Full reads of the apps table (start, notification, reconnect, periodic, lookup)",
+            ),
+            notifications: plain_counter(
+                "registry_notifications_total",
+                "Change notifications received from PostgreSQL (LISTEN on the apps table's channel)",
+            ),
+            last_reload: plain_gauge(
+                "registry_last_reload_timestamp_seconds",
+                "Unix time of the last successful full read of the apps table",
+            ),
+            lookups,
+        }
+    }
+
+    /// Copy the postgres registry's counters (see [`ClusterMetrics::sync`]).
+    pub fn sync(&self, stats: &ferrocast_registry_postgres::RegistryStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.up.set(i64::from(stats.up.load(Relaxed)));
+        self.loaded.set(i64::from(stats.loaded.load(Relaxed)));
+        self.apps.set(stats.apps.load(Relaxed) as i64);
+        self.last_reload.set(stats.last_reload_unix.load(Relaxed) as i64);
+        ClusterMetrics::sync(&self.errors, stats.errors.load(Relaxed));
+        ClusterMetrics::sync(&self.reloads, stats.reloads.load(Relaxed));
+        ClusterMetrics::sync(&self.notifications, stats.notifications.load(Relaxed));
+        let totals = [
+            stats.lookups_found.load(Relaxed),
+            stats.lookups_not_found.load(Relaxed),
+            stats.lookups_cached.load(Relaxed),
+            stats.lookups_limited.load(Relaxed),
+            stats.lookups_failed.load(Relaxed),
+        ];
+        for (result, total) in REGISTRY_LOOKUP_RESULTS.iter().zip(totals) {
+            ClusterMetrics::sync(&self.lookups.with_label_values(&[result]), total);
+        }
+    }
 }
 
 /// The listeners: deadlines hit, accept failures, refused connections, TLS reloads. Every
@@ -576,7 +659,7 @@ impl Metrics {
     }
 
     /// Create the series of one app at zero.
-    fn start_app(&self, app_id: &str) {
+    pub fn start_app(&self, app_id: &str) {
         let _handles = self.app(app_id);
         self.connections_closed.with_label_values(&[app_id, "other"]);
         for code in CLOSE_CODES {
@@ -649,7 +732,8 @@ impl Metrics {
             cluster: ClusterMetrics::new(r),
             webhooks: WebhookMetrics::new(r),
             edge: EdgeMetrics::new(r),
-            registry: r.registry.clone(),
+            registry: RegistryMetrics::new(r),
+            prom: r.registry.clone(),
             families: r.names.borrow().clone(),
         }
     }
@@ -657,7 +741,7 @@ impl Metrics {
     /// Families registered here that a scrape would leave out because they have no series yet.
     pub fn unexported_families(&self) -> Vec<String> {
         let exported: std::collections::HashSet<String> = self
-            .registry
+            .prom
             .gather()
             .iter()
             .map(|family| family.name().to_owned())
@@ -723,7 +807,7 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+        if let Err(e) = TextEncoder::new().encode(&self.prom.gather(), &mut buf) {
             tracing::warn!(error = %e, "metrics encoding failed");
         }
         String::from_utf8(buf).unwrap_or_default()

@@ -9,8 +9,9 @@
 //! A reload runs the full [`config::load`] again on the same file and environment. A file that
 //! does not load or validate is refused: one ERROR line naming the key (never a secret), the
 //! `ferrocast_config_reloads_total{result="refused"}` counter, and the running apps unchanged.
-//! Only `[[apps]]` applies live ([`ferrocast_broker::Node::apply_apps`] and the webhook
-//! dispatcher); a change to another section is logged as needing a restart.
+//! Only `[[apps]]` applies live (through [`crate::apps::apply`], the code path every app source
+//! takes); a change to another section is logged as needing a restart. With the `postgres`
+//! registry the file holds no apps: a reload only checks it.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -118,6 +119,7 @@ impl Reloader {
             ("backplane", running.backplane != config.backplane),
             ("webhooks", running.webhooks != config.webhooks),
             ("log", running.log != config.log),
+            ("registry", running.registry != config.registry),
         ]
         .into_iter()
         .filter_map(|(section, changed)| changed.then_some(section))
@@ -129,11 +131,16 @@ impl Reloader {
                 "configuration reload: these sections changed and apply only after a restart; only [[apps]] is applied now"
             );
         }
-        state.webhooks.reconfigure(&config.apps);
-        let changes = state.node.apply_apps(config.apps.clone());
-        for change in &changes {
-            info!(app_id = %change.id, changed = %change.describe(), "app reloaded");
+        if state.registry.is_some() || config.registry.is_postgres() {
+            // The apps are in PostgreSQL (and `[[apps]]` is empty): nothing of the file applies.
+            edge.config_reload_ok.inc();
+            info!(
+                why,
+                file, "configuration checked; the apps come from PostgreSQL ([registry])"
+            );
+            return Outcome::Applied;
         }
+        let changes = crate::apps::apply(state, config.apps.clone(), why);
         edge.config_reload_ok.inc();
         edge.config_last_success.set(ferrocast_broker::unix_seconds() as i64);
         info!(

@@ -29,6 +29,8 @@ pub enum StartError {
     Webhooks(#[from] crate::webhooks::ClientError),
     #[error(transparent)]
     Edge(#[from] crate::net::EdgeError),
+    #[error("registry.url: {0}")]
+    Registry(ferrocast_registry_postgres::RegistryError),
     #[error("{key}: cannot read {path}: {source}")]
     File {
         key: &'static str,
@@ -44,6 +46,7 @@ impl StartError {
             self,
             StartError::Edge(crate::net::EdgeError::Tls(_))
                 | StartError::File { .. }
+                | StartError::Registry(_)
                 | StartError::Redis(
                     ferrocast_backplane_redis::RedisSetupError::Tls(_)
                         | ferrocast_backplane_redis::RedisSetupError::BadSentinel(_)
@@ -196,7 +199,14 @@ pub async fn start(
         webhooks: webhooks.clone(),
         leave_delay: Duration::from_millis(config.webhooks.leave_delay_ms),
     };
+    let registry = postgres_registry(&config.registry)?;
     let node = Node::new(AppRegistry::new(config.apps.clone()), backplane, cluster, options);
+    if let Some(registry) = &registry {
+        node.set_app_source(registry.clone());
+    } else {
+        metrics.registry.up.set(1);
+        metrics.registry.loaded.set(1);
+    }
     let state = Arc::new(ServerState {
         node,
         config,
@@ -206,8 +216,29 @@ pub async fn start(
         link,
         webhooks,
         edge,
+        registry,
+        applying: std::sync::Mutex::new(()),
     });
     Ok((state, listener, metrics_listener))
+}
+
+/// The postgres registry of `[registry]`, not yet started (see [`run`]); `None` for `file`.
+fn postgres_registry(
+    registry: &config::RegistryConfig,
+) -> Result<Option<Arc<ferrocast_registry_postgres::PostgresRegistry>>, StartError> {
+    use ferrocast_registry_postgres::{PgUrl, PostgresRegistry, RegistryOptions};
+    if !registry.is_postgres() {
+        return Ok(None);
+    }
+    let url = PgUrl::parse(&registry.url).map_err(StartError::Registry)?;
+    let options = RegistryOptions {
+        refresh_every: Duration::from_secs(registry.refresh_s),
+        migrate: registry.migrate,
+    };
+    info!(url = %url, refresh_s = registry.refresh_s, "apps from PostgreSQL");
+    PostgresRegistry::new(&url, options)
+        .map(Some)
+        .map_err(StartError::Registry)
 }
 
 /// Serve until a termination signal, then drain for at most `shutdown_grace_s`.
@@ -220,6 +251,10 @@ pub async fn run(state: Arc<ServerState>, listener: TcpListener, metrics_listene
     let metrics = tokio::spawn(crate::http::serve_metrics(state.clone(), metrics_listener));
     let edge = tokio::spawn(maintain_edge(state.clone(), signals.hangup));
     let reload = tokio::spawn(Reloader::watch(state.clone()));
+    let registry = state
+        .registry
+        .clone()
+        .map(|registry| tokio::spawn(registry.run(crate::apps::postgres_applier(&state))));
     wait_for_signal(signals.terminate).await;
     info!("shutting down: draining connections");
     state.lifecycle.begin_shutdown();
@@ -244,6 +279,9 @@ pub async fn run(state: Arc<ServerState>, listener: TcpListener, metrics_listene
     metrics.abort();
     edge.abort();
     reload.abort();
+    if let Some(registry) = registry {
+        registry.abort();
+    }
     link.abort();
     info!("shutdown complete");
 }

@@ -24,4 +24,16 @@ pub struct ServerState {
     pub webhooks: Arc<Dispatcher>,
     /// The listeners' limits: deadlines, connection caps, TLS.
     pub edge: Edge,
+    /// The `postgres` app registry (`[registry] driver = "postgres"`); `None` with `file`.
+    pub registry: Option<Arc<ferrocast_registry_postgres::PostgresRegistry>>,
+    /// Held while a new list of apps is applied (see [`crate::apps::apply`]).
+    pub applying: std::sync::Mutex<()>,
+}
+
+impl ServerState {
+    /// Whether the node has its apps: always with the `file` source, after the first full read
+    /// with `postgres` (a node that never loaded them is not ready).
+    pub fn apps_loaded(&self) -> bool {
+        self.registry.as_ref().is_none_or(|r| r.is_loaded())
+    }
 }

@@ -123,12 +123,12 @@ ferrocast.io/service: metrics
 
 {{/*
 The app key the helm test connects with: tests.appKey, else the first enabled app of
-config.apps (none with existingSecret).
+config.apps (none with existingSecret or the postgres registry).
 */}}
 {{- define "ferrocast.testAppKey" -}}
 {{- if .Values.tests.appKey }}
 {{- .Values.tests.appKey }}
-{{- else if not .Values.existingSecret }}
+{{- else if and (not .Values.existingSecret) (ne .Values.registry.driver "postgres") }}
 {{- $key := "" }}
 {{- range .Values.config.apps }}
 {{- if and (not $key) (ne (toString .enabled) "false") }}{{ $key = toString .key }}{{ end }}
@@ -242,7 +242,12 @@ template`, `helm install` and `helm upgrade` all stop with the message.
 {{- if le $tgps $shutdown }}
 {{- fail (printf "terminationGracePeriodSeconds (%d) must exceed lifecycle.preStopSleepSeconds + config.server.shutdown_grace_s + ceil(config.webhooks.leave_delay_ms / 1000) + config.webhooks.flush_timeout_s (%d + %d + %d + %d = %d): Kubernetes would kill the node before its connections are drained and its webhooks sent. Leave it empty to derive it." $tgps (int64 .Values.lifecycle.preStopSleepSeconds) (int64 .Values.config.server.shutdown_grace_s) (int64 (include "ferrocast.leaveDelaySeconds" .)) (int64 .Values.config.webhooks.flush_timeout_s) $shutdown) }}
 {{- end }}
-{{- if not .Values.existingSecret }}
+{{- if eq .Values.registry.driver "postgres" }}
+{{- if not .Values.registry.existingSecret.name }}
+{{- fail "registry.driver is \"postgres\" but registry.existingSecret.name is empty: name the Secret holding the PostgreSQL URL (key registry.existingSecret.key)" }}
+{{- end }}
+{{- end }}
+{{- if and (not .Values.existingSecret) (ne .Values.registry.driver "postgres") }}
 {{- if not .Values.config.apps }}
 {{- fail "config.apps is empty: give at least one app (id, key, secret) or an existingSecret" }}
 {{- end }}
@@ -367,6 +372,10 @@ url = {{ toJson $url }}
 The [[apps]] of ferrocast.toml: the part a running node reloads by itself (appReload: live).
 */}}
 {{- define "ferrocast.tomlApps" -}}
+{{- if eq .Values.registry.driver "postgres" }}
+
+# No [[apps]]: they are in PostgreSQL ([registry], set from the pod's environment).
+{{- else }}
 {{- range $i, $app := .Values.config.apps }}
 
 [[apps]]
@@ -383,6 +392,7 @@ secret_env = {{ include "ferrocast.appSecretEnv" $i | toJson }}
 [[apps.webhooks]]
 {{- range $k := keys $hook | sortAlpha }}
 {{ $k }} = {{ include "ferrocast.tomlValue" (get $hook $k) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -110,12 +110,13 @@ function tomlTableBody(obj, skip = []) {
   return lines;
 }
 
-/** Renders the ferrocast TOML config ({server, backplane, webhooks, apps}). */
-export function renderConfig({ server = {}, backplane, webhooks, apps = [] }) {
+/** Renders the ferrocast TOML config ({server, backplane, webhooks, registry, apps}). */
+export function renderConfig({ server = {}, backplane, webhooks, registry, apps = [] }) {
   const out = [];
   out.push('[server]', ...tomlTableBody(server), '');
   if (backplane) out.push('[backplane]', ...tomlTableBody(backplane), '');
   if (webhooks) out.push('[webhooks]', ...tomlTableBody(webhooks), '');
+  if (registry) out.push('[registry]', ...tomlTableBody(registry), '');
   for (const app of apps) {
     if (app.id === undefined || app.key === undefined || app.secret === undefined) {
       throw new Error('every app needs id, key and secret');
@@ -376,7 +377,7 @@ const NODE_NAMES = 'abcdefghijklmnopqrstuvwxyz';
  * An unstarted ServerNode named `node-<letter>` (node_id too) for node `index`, with free ports.
  * Call `node.start()` yourself (e.g. `start({ready: false})` for a node that must stay unready).
  */
-export async function makeNode(index, { apps, server = {}, backplane, webhooks, env }) {
+export async function makeNode(index, { apps, server = {}, backplane, webhooks, registry, env }) {
   const name = `node-${NODE_NAMES[index] ?? index}`;
   const port = server.port ?? (await freePort());
   const metricsPort = server.metrics_port ?? (await freePort());
@@ -389,7 +390,7 @@ export async function makeNode(index, { apps, server = {}, backplane, webhooks, 
     port,
     metrics_port: metricsPort,
   };
-  const config = { server: serverSection, backplane: backplane ?? { driver: 'memory' }, webhooks, apps };
+  const config = { server: serverSection, backplane: backplane ?? { driver: 'memory' }, webhooks, registry, apps };
   const autoPorts = server.port === undefined && server.metrics_port === undefined;
   return new ServerNode({ name, config, host: '127.0.0.1', port, metricsPort, apps, env, autoPorts });
 }
@@ -402,7 +403,9 @@ export async function startServer({ apps, server = {}, backplane, webhooks, env 
 }
 
 /**
- * Starts `n` nodes that share `apps`, `backplane` and `webhooks` (the `[webhooks]` table). Returns
+ * Starts `n` nodes that share `apps`, `backplane`, `webhooks` (the `[webhooks]` table) and
+ * `registry` (the `[registry]` table; its `url` is better passed in `env` as
+ * FERROCAST_REGISTRY__URL, out of the config file and logs). Returns
  *   { nodes, client, rest, redis, stop(), logs() }
  * where `client` is the node WebSocket clients should use and `rest` the node REST calls
  * should use (node A and the last node respectively; identical for n = 1).
@@ -417,7 +420,7 @@ export async function startServer({ apps, server = {}, backplane, webhooks, env 
  * a private Redis Cluster (lib/redis-cluster.mjs: 3 primaries, 1 replica each) is started the
  * same way (`cluster.redis`, with its `failover`, `migrateSlot`, ...).
  */
-export async function startCluster(n, { apps, server = {}, backplane, webhooks, env, perNode = [] } = {}) {
+export async function startCluster(n, { apps, server = {}, backplane, webhooks, registry, env, perNode = [] } = {}) {
   if (!Number.isInteger(n) || n < 1) throw new Error(`startCluster: invalid node count ${n}`);
   const effectiveBackplane = { ...(backplane ?? envBackplane() ?? { driver: 'memory' }) };
   if (n > 1 && effectiveBackplane.driver === 'memory') {
@@ -452,7 +455,7 @@ export async function startCluster(n, { apps, server = {}, backplane, webhooks, 
   const nodes = [];
   for (let i = 0; i < n; i += 1) {
     nodes.push(
-      await makeNode(i, { apps, server: { ...server, ...(perNode[i] ?? {}) }, backplane: effectiveBackplane, webhooks, env }),
+      await makeNode(i, { apps, server: { ...server, ...(perNode[i] ?? {}) }, backplane: effectiveBackplane, webhooks, registry, env }),
     );
   }
   const cluster = {

@@ -26,6 +26,7 @@ use ferrocast_protocol::outbound;
 use tracing::warn;
 
 use crate::app::{App, AppChange, AppChangeKind, AppConfig, AppRegistry};
+use crate::app_source::{AppLookup, AppSource};
 use crate::backplane::{Backplane, ChannelMessage, DeliverySink, Payload};
 use crate::backplane::{MEMBER_ADDED, MEMBER_REMOVED, SUBSCRIPTION_COUNT};
 use crate::cluster::{ChannelCounts, ClusterState, Dropped, RateDecision, RateKind};
@@ -270,6 +271,9 @@ pub struct Node {
     leaves: Arc<webhooks::LeaveQueues>,
     /// Running `subscription_count` publishers (see [`subscription_count`]).
     count_publishers: Arc<subscription_count::Publishers>,
+    /// Asked about keys and ids the registry does not have (set once, by a source that keeps
+    /// its apps outside the node: see [`AppSource`]).
+    source: std::sync::OnceLock<Arc<dyn AppSource>>,
 }
 
 impl Node {
@@ -306,11 +310,37 @@ impl Node {
             repair: tokio::sync::Notify::new(),
             leaves,
             count_publishers: Arc::default(),
+            source: std::sync::OnceLock::new(),
         })
     }
 
     pub fn apps(&self) -> &AppRegistry {
         &self.apps
+    }
+
+    /// Consult `source` on every key or id the registry does not know; the first call wins
+    /// (a node has one app source for its life).
+    pub fn set_app_source(&self, source: Arc<dyn AppSource>) {
+        let _ = self.source.set(source);
+    }
+
+    /// The app with WebSocket key `key`: the registry's, or, when it has none, whatever the app
+    /// source (if any) found and applied. A known key never reaches the source.
+    pub async fn app_by_key(&self, key: &str) -> Option<Arc<App>> {
+        if let Some(app) = self.apps.by_key(key) {
+            return Some(app);
+        }
+        self.source.get()?.on_miss(AppLookup::Key(key)).await;
+        self.apps.by_key(key)
+    }
+
+    /// The app with id `id` (REST), like [`Node::app_by_key`].
+    pub async fn app_by_id(&self, id: &str) -> Option<Arc<App>> {
+        if let Some(app) = self.apps.by_id(id) {
+            return Some(app);
+        }
+        self.source.get()?.on_miss(AppLookup::Id(id)).await;
+        self.apps.by_id(id)
     }
 
     fn mint_socket_id(&self) -> Arc<str> {

@@ -18,6 +18,8 @@ Environment:
                                    Defaults of --url, --app-id, --key, --secret (trigger,
                                    channels, users, terminate); `ferrocast keygen` prints them
   FERROCAST_ENCRYPTION_MASTER_KEY  Base64 32-byte master key of `trigger --encrypted`
+  FERROCAST_REGISTRY__URL          PostgreSQL URL of the postgres app registry (serve, migrate,
+                                   apps): --url of `migrate` and `apps`
 
 Exit status: 0 success, 1 failure at run time, 2 usage or configuration error.";
 
@@ -61,6 +63,123 @@ pub enum Command {
     Users(UsersArgs),
     /// Close every connection of a signed-in user.
     Terminate(TerminateArgs),
+    /// Create or upgrade the schema of the postgres app registry (nodes also do it at start).
+    Migrate(DbArgs),
+    /// Manage the apps of the postgres app registry; every change reaches every node at once.
+    Apps {
+        #[command(subcommand)]
+        command: AppsCommand,
+    },
+}
+
+/// Where the postgres app registry is.
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// The registry's PostgreSQL URL, postgres://user:password@host:5432/db (prefer the
+    /// environment variable: arguments are visible in `ps`).
+    #[arg(long, env = "FERROCAST_REGISTRY__URL", hide_env_values = true)]
+    pub url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// Add an app; without --key or --secret they are generated (as `ferrocast keygen` does) and
+    /// printed.
+    Add(AppAddArgs),
+    /// Change an app: only the options given change.
+    Update(AppUpdateArgs),
+    /// Refuse the app's new connections and REST calls, and close its sockets (4003).
+    Disable(AppIdArgs),
+    /// Accept the app again.
+    Enable(AppIdArgs),
+    /// Delete the app: its sockets are closed (4001) and its REST calls refused.
+    Remove(AppIdArgs),
+    /// Print every app, one JSON object per line, without secrets unless --show-secrets.
+    List(AppListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AppIdArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The app id.
+    #[arg(long)]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AppAddArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The app id (default: 7 random digits).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Add it disabled.
+    #[arg(long)]
+    pub disabled: bool,
+    #[command(flatten)]
+    pub fields: AppFields,
+}
+
+#[derive(Debug, Args)]
+pub struct AppUpdateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The app id.
+    #[arg(long)]
+    pub id: String,
+    /// Stop accepting the previous secret now.
+    #[arg(long, conflicts_with_all = ["previous_secret", "previous_secret_expires_at"])]
+    pub clear_previous_secret: bool,
+    #[command(flatten)]
+    pub fields: AppFields,
+}
+
+/// What `apps add` and `apps update` may set.
+#[derive(Debug, Args)]
+pub struct AppFields {
+    /// The app key (public: it is in every WebSocket URL).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// The app secret (arguments are visible in `ps`: prefer generating it with `apps add`).
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// The secret before a rotation, still accepted until --previous-secret-expires-at.
+    #[arg(long, requires = "previous_secret_expires_at")]
+    pub previous_secret: Option<String>,
+    /// When the previous secret stops being accepted (Unix seconds).
+    #[arg(long, value_name = "UNIX")]
+    pub previous_secret_expires_at: Option<u64>,
+    /// Connections at once, cluster-wide (0 = unlimited).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<u64>,
+    /// client-* events per second per connection.
+    #[arg(long, value_name = "N")]
+    pub max_client_events_per_second: Option<u32>,
+    /// Accept client-* events.
+    #[arg(long, value_name = "BOOL")]
+    pub enable_client_messages: Option<bool>,
+    /// Require user authentication (pusher:signin).
+    #[arg(long, value_name = "BOOL")]
+    pub enable_user_authentication: Option<bool>,
+    /// Any other [[apps]] key, as KEY=VALUE (VALUE as JSON, else a string); repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Webhook URLs receiving every event (replace the app's webhooks); repeatable.
+    #[arg(long = "webhook", value_name = "URL")]
+    pub webhooks: Vec<String>,
+    /// Remove every webhook of the app.
+    #[arg(long, conflicts_with = "webhooks")]
+    pub no_webhooks: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AppListArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Print secret and previous_secret too.
+    #[arg(long)]
+    pub show_secrets: bool,
 }
 
 #[derive(Debug, Args)]

@@ -19,13 +19,14 @@ pub fn run(file: &str) -> ExitCode {
         eprintln!("ferrocast: warning: {file}: {warning}");
     }
     let server = &config.server;
+    let apps = if config.registry.is_postgres() {
+        "apps from PostgreSQL".to_owned()
+    } else {
+        format!("{} app(s)", config.apps.len())
+    };
     println!(
-        "{file}: valid: {} app(s), backplane {}, listening on {}:{} (metrics on port {})",
-        config.apps.len(),
-        config.backplane.driver,
-        server.host,
-        server.port,
-        server.metrics_port
+        "{file}: valid: {apps}, backplane {}, listening on {}:{} (metrics on port {})",
+        config.backplane.driver, server.host, server.port, server.metrics_port
     );
     ExitCode::SUCCESS
 }

@@ -10,11 +10,18 @@ use std::process::ExitCode;
 use base64::Engine;
 use rand::{Rng, RngCore};
 
-pub fn run(toml: bool) -> ExitCode {
+/// A fresh app id, key and secret (also what `ferrocast apps add` generates).
+pub fn credentials() -> (String, String, String) {
     let mut rng = rand::rng();
     let id = rng.random_range(1_000_000..10_000_000u32).to_string();
     let key = random_hex(&mut rng, 10);
     let secret = random_hex(&mut rng, 20);
+    (id, key, secret)
+}
+
+pub fn run(toml: bool) -> ExitCode {
+    let (id, key, secret) = credentials();
+    let mut rng = rand::rng();
     let mut master = [0u8; 32];
     rng.fill_bytes(&mut master);
     let master = base64::engine::general_purpose::STANDARD.encode(master);

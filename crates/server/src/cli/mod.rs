@@ -4,6 +4,7 @@ mod api;
 mod args;
 mod check;
 mod keygen;
+mod registry;
 mod serve;
 
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Channels(args)) => api::channels(args),
         Some(Command::Users(args)) => api::users(args),
         Some(Command::Terminate(args)) => api::terminate(args),
+        Some(Command::Migrate(db)) => registry::migrate(&db),
+        Some(Command::Apps { command }) => registry::apps(command),
     }
 }
 

@@ -35,7 +35,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         commit = ferrocast_server::COMMIT,
         "ferrocast"
     );
-    if file.is_none() {
+    if file.is_none() && !config.registry.is_postgres() {
         warn!("no --config given: running the demo app (id app-id, key app-key, secret app-secret); do not use these credentials in production");
     }
     for warning in config::warnings(&config, file.is_some()) {

@@ -115,7 +115,7 @@ async fn admit(
             return Err((close::UNSUPPORTED_PROTOCOL, message));
         }
     }
-    let Some(app) = state.node.apps().by_key(&req.app_key) else {
+    let Some(app) = state.node.app_by_key(&req.app_key).await else {
         audit_denied(state, req, AuthDenial::UnknownAppKey, None);
         return Err((close::UNKNOWN_APP, "no app with this key".into()));
     };
