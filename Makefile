@@ -75,7 +75,7 @@ test-conformance: build
 	cd $(CONFORMANCE) && FERROCAST_BIN=$(CURDIR)/$(BIN) npm test
 	@echo "conformance suite again on a two-node cluster through Redis (clients on node A, REST on node B)"
 	cd $(CONFORMANCE) && FERROCAST_BIN=$(CURDIR)/$(BIN) npm run test:cluster
-	@echo "the Redis tests again on the redis-cluster driver (each file its own 3-primary Redis Cluster with replicas)"
+	@echo "the Redis tests again on the redis-cluster driver (each file its own 3-primary Redis Cluster)"
 	cd $(CONFORMANCE) && FERROCAST_BIN=$(CURDIR)/$(BIN) npm run test:redis-cluster
 
 ## Hostile clients (tests/conformance/hostile): one attack per test against the release binary.

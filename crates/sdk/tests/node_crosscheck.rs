@@ -249,8 +249,17 @@ async fn rust_sdk_is_byte_identical_to_the_official_node_sdk() {
 
     let captured = log.lock().unwrap().clone();
     assert_eq!(captured.len(), 10, "requests captured: {captured:#?}");
-    // One kept-alive connection served them all (the no-key client's refusal sent nothing).
-    assert_eq!(connections.load(Ordering::SeqCst), 1, "connections were not reused");
+    // Kept-alive connections served them (the no-key client's refusal sent nothing). Not
+    // always one: hyper-util's pool takes a connection back on its own task after the response
+    // ends, so a request sent at once may find none idle yet and open a second one (seen in
+    // about a third of the runs on a loaded machine). Ten requests on at most three connections
+    // still fails a client that does not keep connections alive.
+    let opened = connections.load(Ordering::SeqCst);
+    assert!(
+        (1..=3).contains(&opened),
+        "connections were not reused: {opened} for {} requests",
+        captured.len()
+    );
 
     let mut query_cases = Vec::new();
     let mut rust_queries = Vec::new();

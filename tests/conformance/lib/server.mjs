@@ -417,8 +417,8 @@ export async function startServer({ apps, server = {}, backplane, webhooks, env 
  * `prefix`, the cluster gets a unique `prefix` so that clusters of files running in parallel
  * (whose node ids are all node-a, node-b, …) do not share state in that Redis. Other keys
  * (`node_ttl_s`, …) are passed through as given. For `{driver: 'redis-cluster'}` without `urls`
- * a private Redis Cluster (lib/redis-cluster.mjs: 3 primaries, 1 replica each) is started the
- * same way (`cluster.redis`, with its `failover`, `migrateSlot`, ...).
+ * a private Redis Cluster (lib/redis-cluster.mjs: 3 primaries, no replicas) is started the same
+ * way (`cluster.redis`, with its `migrateSlot`, ...).
  */
 export async function startCluster(n, { apps, server = {}, backplane, webhooks, registry, env, perNode = [] } = {}) {
   if (!Number.isInteger(n) || n < 1) throw new Error(`startCluster: invalid node count ${n}`);
@@ -437,8 +437,9 @@ export async function startCluster(n, { apps, server = {}, backplane, webhooks, 
   }
   let redis;
   if (effectiveBackplane.driver === 'redis-cluster' && effectiveBackplane.urls === undefined) {
-    // A private Redis Cluster (3 primaries, 1 replica each) for this cluster of nodes.
-    redis = await startRedisCluster();
+    // A private Redis Cluster of 3 primaries for this cluster of nodes (no replicas: the
+    // failover tests, redis-cluster.test.mjs, start their own with replicas).
+    redis = await startRedisCluster({ replicasPerPrimary: 0 });
     effectiveBackplane.urls = redis.seeds;
   }
   if (effectiveBackplane.driver === 'redis') {
