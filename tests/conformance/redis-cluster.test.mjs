@@ -15,12 +15,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { sdkResult, serverSdk } from './lib/clients.mjs';
+import { presenceUserIds, sdkResult, serverSdk } from './lib/clients.mjs';
 import { connectRaw, rawSubscribed, subscribeExtra } from './lib/raw.mjs';
 import { keySlot, startRedisCluster } from './lib/redis-cluster.mjs';
 import { redisCommand } from './lib/redis.mjs';
 import { makeApp, startCluster, trackFailures } from './lib/server.mjs';
-import { parseMetrics, sleep, uid } from './lib/util.mjs';
+import { metricSum, sleep, uid } from './lib/util.mjs';
 
 const failures = trackFailures();
 const PREFIX = 'fcrc';
@@ -84,19 +84,6 @@ async function bothReady(deadline) {
   return Date.now();
 }
 
-async function users(node, channel) {
-  const res = await sdkResult(() => serverSdk(node, app).get({ path: `/channels/${channel}/users` }));
-  assert.equal(res.status, 200, res.body);
-  return res.json.users.map((u) => u.id).sort();
-}
-
-async function metric(node, name) {
-  const res = await fetch(`${node.metricsUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
-  return parseMetrics(await res.text())
-    .filter((s) => s.name === name)
-    .reduce((sum, s) => sum + s.value, 0);
-}
-
 /** Channels whose buckets fall on every shard: at least `perShard` on each primary. */
 async function channelsOnEveryShard(prefix, perShard) {
   const primaries = await rc.primaries();
@@ -150,6 +137,24 @@ function receivedByChannel(sub, channels) {
   return byChannel;
 }
 
+/**
+ * After a load: wait until the subscriber has the last of `answered` (entries [n, answer] with
+ * a 200), then tally what every answer became: { accepted, lost, refused, got }.
+ */
+async function settle(sub, channels, answers, answered = [...answers].filter(([, a]) => a.status === 200)) {
+  const [lastN, lastAnswer] = answered[answered.length - 1];
+  await sub.waitFor((f) => f.event === 'numbered' && f.channel === lastAnswer.channel && f.data.n === lastN, {
+    timeout: 10_000,
+    what: `event ${lastN}`,
+  });
+  await sleep(300);
+  const got = receivedByChannel(sub, channels);
+  const accepted = [...answers].filter(([, a]) => a.status === 200);
+  const lost = accepted.filter(([n, a]) => !got.get(a.channel).has(n));
+  const refused = [...answers].filter(([, a]) => a.status !== 200).length;
+  return { accepted, lost, refused, got };
+}
+
 describe('the redis-cluster driver on a 3-primary Redis Cluster', () => {
   test('each channel is subscribed on the shard that owns its bucket, and events cross nodes', async (t) => {
     const [A] = cluster.nodes;
@@ -189,8 +194,8 @@ describe('the redis-cluster driver on a 3-primary Redis Cluster', () => {
     const pch = uid('presence-rc-');
     await rawSubscribed(t, A, app, pch, 'member-a');
     await rawSubscribed(t, B, app, pch, 'member-b');
-    assert.deepEqual(await users(A, pch), ['member-a', 'member-b']);
-    const reconnectsBefore = await metric(A, 'ferrocast_backplane_reconnects_total');
+    assert.deepEqual(await presenceUserIds(app, A, pch), ['member-a', 'member-b']);
+    const reconnectsBefore = await metricSum(A, 'ferrocast_backplane_reconnects_total');
 
     const load = steadyLoad(channels);
     await sleep(1500);
@@ -202,17 +207,8 @@ describe('the redis-cluster driver on a 3-primary Redis Cluster', () => {
 
     const afterRecovery = [...answers].filter(([, a]) => a.status === 200 && a.at > readyAgainAt);
     assert.ok(afterRecovery.length > 50, `events went through after the recovery: ${afterRecovery.length}`);
-    const [lastN, lastAnswer] = afterRecovery[afterRecovery.length - 1];
-    await sub.waitFor((f) => f.event === 'numbered' && f.channel === lastAnswer.channel && f.data.n === lastN, {
-      timeout: 10_000,
-      what: `event ${lastN}`,
-    });
-    await sleep(300);
-    const got = receivedByChannel(sub, channels);
+    const { accepted, lost, refused, got } = await settle(sub, channels, answers, afterRecovery);
     for (const [n, a] of afterRecovery) assert.ok(got.get(a.channel).has(n), `event ${n} on ${a.channel}, answered 200 after the recovery, was delivered`);
-    const accepted = [...answers].filter(([, a]) => a.status === 200);
-    const lost = accepted.filter(([n, a]) => !got.get(a.channel).has(n));
-    const refused = [...answers].filter(([, a]) => a.status !== 200).length;
     console.log(
       `# failover of ${victim} (replica ${promoted.port} promoted in ${promoted.ms} ms): ${answers.size} triggers over ` +
         `${channels.length} channels (${victimChannels.length} on the killed shard), ${accepted.length} answered 200, ` +
@@ -226,8 +222,8 @@ describe('the redis-cluster driver on a 3-primary Redis Cluster', () => {
     }
     for (const channel of channels) assert.equal(await shardSubscribers(channel), 1, `${channel}: subscribed again on its shard`);
 
-    assert.deepEqual(await users(A, pch), ['member-a', 'member-b']);
-    assert.deepEqual(await users(B, pch), ['member-a', 'member-b']);
+    assert.deepEqual(await presenceUserIds(app, A, pch), ['member-a', 'member-b']);
+    assert.deepEqual(await presenceUserIds(app, B, pch), ['member-a', 'member-b']);
     const watcher = await connectRaw(t, B, app);
     await watcher.subscribeOk(pch, subscribeExtra(app, watcher, pch, 'watcher-b'));
     await rawSubscribed(t, A, app, pch, 'late-a');
@@ -235,7 +231,7 @@ describe('the redis-cluster driver on a 3-primary Redis Cluster', () => {
       timeout: 5000,
       what: 'member_added for a join on A after the failover',
     });
-    assert.ok((await metric(A, 'ferrocast_backplane_reconnects_total')) > reconnectsBefore, 'A reconnected');
+    assert.ok((await metricSum(A, 'ferrocast_backplane_reconnects_total')) > reconnectsBefore, 'A reconnected');
   });
 
   test('a manual failover (CLUSTER FAILOVER) under load: nothing answered 200 is lost or doubled', async (t) => {
@@ -255,22 +251,13 @@ describe('the redis-cluster driver on a 3-primary Redis Cluster', () => {
     await sleep(2000);
     const answers = await load.stop();
 
-    const accepted = [...answers].filter(([, a]) => a.status === 200);
-    const [lastN, lastAnswer] = accepted[accepted.length - 1];
-    await sub.waitFor((f) => f.event === 'numbered' && f.channel === lastAnswer.channel && f.data.n === lastN, {
-      timeout: 10_000,
-      what: `event ${lastN}`,
-    });
-    await sleep(300);
-    const got = receivedByChannel(sub, channels);
-    const lost = accepted.filter(([n, a]) => !got.get(a.channel).has(n)).map(([n]) => n);
-    const refused = [...answers].filter(([, a]) => a.status !== 200).length;
+    const { accepted, lost, refused } = await settle(sub, channels, answers);
     console.log(
       `# manual failover of ${victim} to ${promoted.port} (${promoted.ms} ms): ${answers.size} triggers, ` +
         `${accepted.length} answered 200, ${refused} refused`,
     );
     // A manual failover waits for the replica to catch up before it takes over: nothing is lost.
-    assert.deepEqual(lost, [], 'every event answered 200 was delivered');
+    assert.deepEqual(lost.map(([n]) => n), [], 'every event answered 200 was delivered');
     for (const channel of channels) assert.equal(await shardSubscribers(channel), 1, `${channel}: subscribed on its shard`);
   });
 
@@ -284,7 +271,7 @@ describe('the redis-cluster driver on a 3-primary Redis Cluster', () => {
     const to = (await rc.primaries()).find((p) => p !== from);
     const sub = await connectRaw(t, A, app);
     for (const channel of channels) await sub.subscribeOk(channel, {});
-    const resubscribedBefore = await metric(A, 'ferrocast_backplane_resubscribed_total');
+    const resubscribedBefore = await metricSum(A, 'ferrocast_backplane_resubscribed_total');
 
     const load = steadyLoad(channels);
     await sleep(1000);
@@ -293,20 +280,11 @@ describe('the redis-cluster driver on a 3-primary Redis Cluster', () => {
     await sleep(2000);
     const answers = await load.stop();
 
-    const accepted = [...answers].filter(([, a]) => a.status === 200);
-    const [lastN, lastAnswer] = accepted[accepted.length - 1];
-    await sub.waitFor((f) => f.event === 'numbered' && f.channel === lastAnswer.channel && f.data.n === lastN, {
-      timeout: 10_000,
-      what: `event ${lastN}`,
-    });
-    await sleep(300);
-    const got = receivedByChannel(sub, channels);
-    const lost = accepted.filter(([n, a]) => !got.get(a.channel).has(n)).map(([n]) => n);
-    const refused = [...answers].filter(([, a]) => a.status !== 200).length;
+    const { accepted, lost, refused } = await settle(sub, channels, answers);
     console.log(`# slot ${slot} moved ${from} -> ${to}: ${answers.size} triggers, ${accepted.length} answered 200, ${refused} refused`);
-    assert.deepEqual(lost, [], 'every event answered 200 was delivered');
+    assert.deepEqual(lost.map(([n]) => n), [], 'every event answered 200 was delivered');
     assert.ok(accepted.filter(([, a]) => a.channel === moving).length > 20, 'events went to the moving channel');
-    assert.ok((await metric(A, 'ferrocast_backplane_resubscribed_total')) > resubscribedBefore, 'A subscribed again after the move');
+    assert.ok((await metricSum(A, 'ferrocast_backplane_resubscribed_total')) > resubscribedBefore, 'A subscribed again after the move');
     assert.equal(await shardSubscribers(moving), 1, 'subscribed on the new owner');
   });
 });

@@ -14,12 +14,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { sdkResult, serverSdk } from './lib/clients.mjs';
+import { presenceUserIds, sdkResult, serverSdk } from './lib/clients.mjs';
 import { connectRaw, rawSubscribed, subscribeExtra } from './lib/raw.mjs';
 import { redisCommand } from './lib/redis.mjs';
 import { startSentinelGroup } from './lib/sentinel.mjs';
 import { makeApp, startCluster, trackFailures } from './lib/server.mjs';
-import { parseMetrics, sleep, uid } from './lib/util.mjs';
+import { metricSum, sleep, uid } from './lib/util.mjs';
 
 const failures = trackFailures();
 const RATE_MS = 25; // one event every 25 ms (40/s), one at a time
@@ -54,19 +54,6 @@ async function ready(node) {
   return (await node.probe('/readyz')) === 200;
 }
 
-async function users(node, channel) {
-  const res = await sdkResult(() => serverSdk(node, app).get({ path: `/channels/${channel}/users` }));
-  assert.equal(res.status, 200, res.body);
-  return res.json.users.map((u) => u.id).sort();
-}
-
-async function metric(node, name) {
-  const res = await fetch(`${node.metricsUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
-  return parseMetrics(await res.text())
-    .filter((s) => s.name === name)
-    .reduce((sum, s) => sum + s.value, 0);
-}
-
 describe('the Redis primary SIGKILLed under load, Sentinel promoting the replica', () => {
   test('both nodes follow the new primary: delivery and presence recover', async (t) => {
     const [A, B] = cluster.nodes;
@@ -78,7 +65,7 @@ describe('the Redis primary SIGKILLed under load, Sentinel promoting the replica
     await sub.subscribeOk(ch, {});
     await rawSubscribed(t, A, app, pch, 'member-a');
     await rawSubscribed(t, B, app, pch, 'member-b');
-    assert.deepEqual(await users(A, pch), ['member-a', 'member-b']);
+    assert.deepEqual(await presenceUserIds(app, A, pch), ['member-a', 'member-b']);
 
     // Steady load: numbered events through B, one at a time; record each answer.
     const answers = new Map(); // n -> {status, at}
@@ -132,8 +119,8 @@ describe('the Redis primary SIGKILLed under load, Sentinel promoting the replica
     for (const n of lost) assert.ok(answers.get(n).at <= killedAt + 1000, `event ${n} lost although answered after the kill`);
 
     // Presence is whole on both nodes, and changes flow through the new primary.
-    assert.deepEqual(await users(A, pch), ['member-a', 'member-b']);
-    assert.deepEqual(await users(B, pch), ['member-a', 'member-b']);
+    assert.deepEqual(await presenceUserIds(app, A, pch), ['member-a', 'member-b']);
+    assert.deepEqual(await presenceUserIds(app, B, pch), ['member-a', 'member-b']);
     const watcher = await connectRaw(t, B, app);
     await watcher.subscribeOk(pch, subscribeExtra(app, watcher, pch, 'watcher-b'));
     await rawSubscribed(t, A, app, pch, 'late-a');
@@ -141,7 +128,7 @@ describe('the Redis primary SIGKILLed under load, Sentinel promoting the replica
       timeout: 5000,
       what: 'member_added for a join on A after the failover',
     });
-    assert.ok((await metric(A, 'ferrocast_backplane_reconnects_total')) >= 1, 'A reconnected');
-    assert.ok((await metric(B, 'ferrocast_backplane_reconnects_total')) >= 1, 'B reconnected');
+    assert.ok((await metricSum(A, 'ferrocast_backplane_reconnects_total')) >= 1, 'A reconnected');
+    assert.ok((await metricSum(B, 'ferrocast_backplane_reconnects_total')) >= 1, 'B reconnected');
   });
 });

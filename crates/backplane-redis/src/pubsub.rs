@@ -448,12 +448,30 @@ fn receive(backplane: &RedisBackplane, positions: &mut Positions, probe_channel:
     }
 }
 
+/// The (un)subscribe half of a pub/sub link: plain `SUBSCRIBE` on one Redis, sharded
+/// `SSUBSCRIBE` on a Redis Cluster. [`apply`] is the same for both.
+pub(crate) trait ChannelSubscriber {
+    async fn subscribe_channel(&mut self, name: &str) -> redis::RedisResult<()>;
+    async fn unsubscribe_channel(&mut self, name: &str) -> redis::RedisResult<()>;
+}
+
+impl ChannelSubscriber for PubSubSink {
+    async fn subscribe_channel(&mut self, name: &str) -> redis::RedisResult<()> {
+        self.subscribe(name).await
+    }
+
+    async fn unsubscribe_channel(&mut self, name: &str) -> redis::RedisResult<()> {
+        self.unsubscribe(name).await
+    }
+}
+
 /// Apply a queued (un)subscribe if it still matches the interest map (the map is the truth:
-/// a stale command for a channel whose interest changed since is skipped).
-async fn apply(
+/// a stale command for a channel whose interest changed since is skipped). `Reconnect` is the
+/// caller's business: only a Sentinel-managed link has a read-only primary to leave.
+pub(crate) async fn apply(
     backplane: &RedisBackplane,
     positions: &mut Positions,
-    sink: &mut PubSubSink,
+    link: &mut impl ChannelSubscriber,
     command: Command,
 ) -> redis::RedisResult<()> {
     match command {
@@ -462,7 +480,7 @@ async fn apply(
                 return Ok(());
             }
             positions.mark(&name);
-            sink.subscribe(&name).await?;
+            link.subscribe_channel(&name).await?;
             if let Some(entry) = backplane.interest.get(&name) {
                 entry.ready.send_replace(true);
             }
@@ -471,7 +489,7 @@ async fn apply(
             if backplane.interest.contains_key(&name) {
                 return Ok(());
             }
-            sink.unsubscribe(&name).await?;
+            link.unsubscribe_channel(&name).await?;
             positions.forget(&name);
         }
         Command::Reconnect => {}

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::conn::{Commands, Conn};
-use crate::pubsub::{deliver, rand_nonce, Command};
+use crate::pubsub::{apply, deliver, rand_nonce, ChannelSubscriber, Command};
 use crate::replay::{self, Positions};
 use crate::RedisBackplane;
 
@@ -241,33 +241,12 @@ async fn moved(
     Ok(())
 }
 
-/// Apply a queued (un)subscribe if it still matches the interest map (as `pubsub::apply`).
-async fn apply(
-    backplane: &RedisBackplane,
-    positions: &mut Positions,
-    conn: &mut ClusterConnection,
-    command: Command,
-) -> redis::RedisResult<()> {
-    match command {
-        Command::Subscribe(name) => {
-            if !backplane.interest.contains_key(&name) {
-                return Ok(());
-            }
-            positions.mark(&name);
-            conn.ssubscribe(&name).await?;
-            if let Some(entry) = backplane.interest.get(&name) {
-                entry.ready.send_replace(true);
-            }
-        }
-        Command::Unsubscribe(name) => {
-            if backplane.interest.contains_key(&name) {
-                return Ok(());
-            }
-            conn.sunsubscribe(&name).await?;
-            positions.forget(&name);
-        }
-        // A Redis Cluster has no READONLY primary to leave: MOVED is followed by the client.
-        Command::Reconnect => {}
+impl ChannelSubscriber for ClusterConnection {
+    async fn subscribe_channel(&mut self, name: &str) -> redis::RedisResult<()> {
+        self.ssubscribe(name).await
     }
-    Ok(())
+
+    async fn unsubscribe_channel(&mut self, name: &str) -> redis::RedisResult<()> {
+        self.sunsubscribe(name).await
+    }
 }

@@ -77,6 +77,21 @@ impl AppRow {
         }
     }
 
+    /// Every column as a statement parameter, in [`COLUMNS`] order ($1 = id ... $8 = webhooks),
+    /// so that an insert and an update bind the same way.
+    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 8] {
+        [
+            &self.id,
+            &self.key,
+            &self.secret,
+            &self.previous_secret,
+            &self.previous_secret_expires_at,
+            &self.enabled,
+            &self.limits,
+            &self.webhooks,
+        ]
+    }
+
     /// Read a row selected with [`COLUMNS`].
     pub fn from_row(row: &tokio_postgres::Row) -> Result<Self, tokio_postgres::Error> {
         Ok(Self {

@@ -110,18 +110,8 @@ impl Store {
         let client = self.client().await?;
         let sql = "INSERT INTO ferrocast_apps (id, key, secret, previous_secret, previous_secret_expires_at, enabled, limits, webhooks) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
-            &row.id,
-            &row.key,
-            &row.secret,
-            &row.previous_secret,
-            &row.previous_secret_expires_at,
-            &row.enabled,
-            &row.limits,
-            &row.webhooks,
-        ];
         client
-            .execute(sql, &params)
+            .execute(sql, &row.params())
             .await
             .map(drop)
             .map_err(|e| self.conflict(e, row))
@@ -133,17 +123,7 @@ impl Store {
         let sql =
             "UPDATE ferrocast_apps SET key = $2, secret = $3, previous_secret = $4, previous_secret_expires_at = $5, \
                    enabled = $6, limits = $7, webhooks = $8 WHERE id = $1";
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
-            &row.id,
-            &row.key,
-            &row.secret,
-            &row.previous_secret,
-            &row.previous_secret_expires_at,
-            &row.enabled,
-            &row.limits,
-            &row.webhooks,
-        ];
-        match client.execute(sql, &params).await {
+        match client.execute(sql, &row.params()).await {
             Ok(0) => Err(RegistryError::NoSuchApp(row.id.clone())),
             Ok(_) => Ok(()),
             Err(e) => Err(self.conflict(e, row)),

@@ -399,7 +399,11 @@ async fn api_call(
         remote: Some(peer),
     };
     let params = rest::authorize(&app, route, &request, state.node.observer().as_ref())?;
-    rest::handle(state, &app, route, channel, &params, &body).await
+    // The head and the body are slices of hyper's read buffer: dropped before the publish is
+    // awaited, they let the connection reuse that buffer for its next request instead of
+    // allocating a fresh one per request (see docs/benchmarks.md, issue 16).
+    drop(parts);
+    rest::handle(state, &app, route, channel, &params, body).await
 }
 
 /// Serve `/metrics`, `/healthz` and `/readyz` on their own listener, with its own small cap

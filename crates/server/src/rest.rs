@@ -179,7 +179,7 @@ pub async fn handle(
     route: Route,
     channel: Option<String>,
     params: &[(String, String)],
-    body: &Bytes,
+    body: Bytes,
 ) -> Result<Value, ApiError> {
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     if route.is_read() {
@@ -193,7 +193,7 @@ pub async fn handle(
         Route::Users => users(state, app, channel.as_deref().unwrap_or_default()).await,
         Route::TerminateUser => terminate_user(state, app, channel.as_deref().unwrap_or_default()).await,
         Route::DeadLetters => dead_letters(state, app, param("limit")).await,
-        Route::ReplayDeadLetters => replay_dead_letters(state, app, body).await,
+        Route::ReplayDeadLetters => replay_dead_letters(state, app, &body).await,
     }
 }
 
@@ -343,8 +343,10 @@ async fn publish(state: &ServerState, app: &App, events: Vec<Event>) -> Result<(
     })
 }
 
-async fn trigger(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, ApiError> {
-    let req: TriggerRequest = parse_json(body)?;
+/// `body` is taken by value and dropped once parsed: see `http::api_call`.
+async fn trigger(state: &ServerState, app: &App, body: Bytes) -> Result<Value, ApiError> {
+    let req: TriggerRequest = parse_json(&body)?;
+    drop(body);
     let channels = match (req.channels, req.channel) {
         (Some(list), None) => list,
         (None, Some(one)) => vec![one],
@@ -373,8 +375,9 @@ async fn trigger(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, 
     Ok(json!({ "channels": channels }))
 }
 
-async fn batch(state: &ServerState, app: &App, body: &Bytes) -> Result<Value, ApiError> {
-    let req: BatchRequest = parse_json(body)?;
+async fn batch(state: &ServerState, app: &App, body: Bytes) -> Result<Value, ApiError> {
+    let req: BatchRequest = parse_json(&body)?;
+    drop(body);
     let max = app.config().max_event_batch_size;
     if req.batch.is_empty() {
         return Err(ApiError::BadRequest("'batch' must contain at least one event".into()));

@@ -293,3 +293,10 @@ export async function allReceived(clients, channel, event, timeout = 5000) {
 }
 
 export { waitFor };
+
+/** The sorted user ids of a presence channel, read through the REST API of `node`. */
+export async function presenceUserIds(app, node, channel) {
+  const res = await sdkResult(() => serverSdk(node, app).get({ path: `/channels/${channel}/users` }));
+  if (res.status !== 200) throw new Error(`GET /channels/${channel}/users answered ${res.status}: ${res.body}`);
+  return res.json.users.map((u) => u.id).sort();
+}

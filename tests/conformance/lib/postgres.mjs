@@ -18,11 +18,10 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { accessSync, chownSync, constants, readdirSync, rmSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
-import { sleep } from './util.mjs';
+import { freePort, sleep } from './util.mjs';
 
 const READY_TIMEOUT_MS = 30_000;
 const INSTALL_HINT =
@@ -85,18 +84,6 @@ function serverIdentity() {
     }
   }
   throw new Error('running as root, and neither a `postgres` nor a `nobody` user exists to run PostgreSQL as');
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Run `file args` (as `identity` when root); resolves { code, stdout, stderr }. */

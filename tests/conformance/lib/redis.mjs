@@ -19,7 +19,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
-import { executablePath, sleep } from './util.mjs';
+import { executablePath, freePort, sleep } from './util.mjs';
 
 const STOP_GRACE_MS = 5_000;
 const READY_TIMEOUT_MS = 10_000;
@@ -47,18 +47,6 @@ export function redisServerPath() {
   return executablePath('redis-server', 'FERROCAST_REDIS_SERVER', INSTALL_HINT);
 }
 
-/** A currently free TCP port on 127.0.0.1. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * One round-trip `PING\r\n` → `+PONG\r\n` on a fresh TCP connection. Resolves true/false (never

@@ -18,7 +18,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +25,9 @@ import { after, afterEach, before } from 'node:test';
 
 import { startRedis } from './redis.mjs';
 import { startRedisCluster, startSingleNodeCluster } from './redis-cluster.mjs';
-import { sleep } from './util.mjs';
+import { freePort, sleep } from './util.mjs';
+
+export { freePort };
 
 export const CONFORMANCE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO_ROOT = path.resolve(CONFORMANCE_DIR, '..', '..');
@@ -54,18 +55,6 @@ export function binaryPath() {
   return candidate;
 }
 
-/** A currently free TCP port on 127.0.0.1. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // Config generation

@@ -1,6 +1,7 @@
 // Small timing helpers shared by every test file. Every wait is bounded.
 
 import { accessSync, constants } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 
 /**
@@ -142,4 +143,25 @@ export function parseMetrics(text) {
     samples.push({ name: m[1], labels, value: Number(m[4]) });
   }
   return samples;
+}
+
+/** A currently free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** The sum of every sample of metric `name` (all label sets) on `node`'s /metrics. */
+export async function metricSum(node, name) {
+  const res = await fetch(`${node.metricsUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+  return parseMetrics(await res.text())
+    .filter((s) => s.name === name)
+    .reduce((sum, s) => sum + s.value, 0);
 }
