@@ -21,6 +21,13 @@ const CHURN_RSS_BOUND_KB = 8 * 1024;
 const LONG_NAME_RSS_BOUND_KB = 8 * 1024;
 // After the attacker is gone its memory is returned, up to allocator slack.
 const RELEASED_RSS_BOUND_KB = 4 * 1024;
+// The ping flood: a client stops adding frames while this much waits unsent on its side; it
+// floods for at most FLOOD_MS, and the node must have let go of its socket RELEASE_MS later
+// (write timeout 10 s, or activity plus pong timeout: twice FLOOD_ACTIVITY_TIMEOUT_S).
+const FLOOD_BUFFERED_BYTES = 4 * 1024 * 1024;
+const FLOOD_MS = 20_000;
+const RELEASE_MS = 30_000;
+const FLOOD_ACTIVITY_TIMEOUT_S = 5;
 
 describe('RFC 6455 fragments', () => {
   let node;
@@ -179,33 +186,6 @@ describe('a client that provokes replies and never reads', () => {
     await others[0].raw.ping();
   });
 
-  test('a pusher:ping flood from a client that never reads: RSS bounded, socket closed', async (t) => {
-    const pid = pidOf(node);
-    await sleep(200);
-    const baseline = rssKb(pid);
-    const pausedBefore = await metric(node, 'ferrocast_input_paused_total', { app_id: app.id });
-    const attacker = await connectRaw(t, node, app);
-    attacker.ws._socket.pause();
-    const sampler = sampleRss(pid);
-    t.after(() => sampler.stop());
-    const started = Date.now();
-    const ping = JSON.stringify({ event: 'pusher:ping', data: {} });
-    for (let i = 0; i < 300_000; i += 1) {
-      attacker.send(ping);
-      if (i % 10_000 === 9_999) await sleep(1);
-    }
-    const { code } = await attacker.waitClose(30_000);
-    const elapsedS = (Date.now() - started) / 1000;
-    sampler.stop();
-    const peakKb = sampler.max - baseline;
-    t.diagnostic(`baseline ${baseline} KiB, peak +${peakKb} KiB, closed with ${code} after ${elapsedS.toFixed(1)} s`);
-    assert.ok(peakKb <= CHURN_RSS_BOUND_KB, `RSS grew by ${peakKb} KiB (bound ${CHURN_RSS_BOUND_KB})`);
-    assert.equal(code, 1006, 'cut off by the write timeout');
-    assert.ok((await metric(node, 'ferrocast_input_paused_total', { app_id: app.id })) > pausedBefore, 'input paused');
-    const released = await rssSettles(pid, baseline + RELEASED_RSS_BOUND_KB);
-    assert.ok(released - baseline <= RELEASED_RSS_BOUND_KB, `RSS still +${released - baseline} KiB after the close`);
-  });
-
   test('three sockets sending subscribes with 60 KB channel names and not reading: RSS bounded', async (t) => {
     const pid = pidOf(node);
     const reader = await connectRaw(t, node, app);
@@ -252,5 +232,70 @@ describe('a client that provokes replies and never reads', () => {
     // replies: 351 MB for three sockets in issue 9).
     assert.ok((await metric(node, 'ferrocast_input_paused_total', { app_id: app.id })) >= pausedBefore + 3, 'input paused');
     await reader.ping();
+  });
+});
+
+describe('a pusher:ping flood from a client that never reads', () => {
+  let node;
+  const app = makeApp();
+  // A short activity timeout: one of the two ways this attack ends is the idle close (below).
+  before(async () => {
+    node = await startServer({ apps: [app], server: { activity_timeout_s: FLOOD_ACTIVITY_TIMEOUT_S } });
+  });
+  after(async () => node?.stop());
+
+  // The node has two bounds for this client, and the kernel decides which one it meets. While
+  // the pings arrive, the tiny pongs fill the client's receive buffer, then our send buffer,
+  // then the queue, whose frame watermark pauses input; the blocked write then times out (10 s).
+  // But a peer whose receive buffer is full may also stall its own sending (it drops the ACKs
+  // for its data and backs off: seen with large tcp_rmem defaults), before our send buffer
+  // fills: then nothing is left to write, the client is silent, and the activity timeout plus
+  // the pong timeout close it. Either way: bounded memory, and the node lets go of the socket.
+  test('RSS bounded, input paused or the client stalled, and the node releases the socket', async (t) => {
+    const pid = pidOf(node);
+    await sleep(200);
+    const baseline = rssKb(pid);
+    const pausedBefore = await metric(node, 'ferrocast_input_paused_total', { app_id: app.id });
+    const openBefore = await metric(node, 'ferrocast_connections', { app_id: app.id });
+    const attacker = await connectRaw(t, node, app);
+    attacker.ws._socket.pause();
+    const sampler = sampleRss(pid);
+    t.after(() => sampler.stop());
+    const started = Date.now();
+    const ping = JSON.stringify({ event: 'pusher:ping', data: {} });
+    // Flood until closed: a fixed count of pongs can fit in the kernel's buffers (tens of MiB
+    // with some hosts' tcp_rmem), and then nothing ever blocks. New frames are added only while
+    // little waits unsent here: more would only sit in this process.
+    let sent = 0;
+    const floodUntil = started + FLOOD_MS;
+    while (!attacker.closeInfo && Date.now() < floodUntil) {
+      if (attacker.ws.bufferedAmount < FLOOD_BUFFERED_BYTES) {
+        for (let i = 0; i < 10_000; i += 1) attacker.send(ping);
+        sent += 10_000;
+      }
+      await sleep(1);
+    }
+    const releaseDeadline = Date.now() + RELEASE_MS;
+    let open = await metric(node, 'ferrocast_connections', { app_id: app.id });
+    while (open > openBefore && Date.now() < releaseDeadline) {
+      await sleep(100);
+      open = await metric(node, 'ferrocast_connections', { app_id: app.id });
+    }
+    const elapsedS = (Date.now() - started) / 1000;
+    sampler.stop();
+    const peakKb = sampler.max - baseline;
+    const paused = (await metric(node, 'ferrocast_input_paused_total', { app_id: app.id })) - pausedBefore;
+    t.diagnostic(
+      `sent ${sent} pings; baseline ${baseline} KiB, peak +${peakKb} KiB; input paused ${paused} times; ` +
+        `socket released after ${elapsedS.toFixed(1)} s (client saw ${attacker.closeInfo ? attacker.closeInfo.code : 'no close yet'})`,
+    );
+    assert.ok(peakKb <= CHURN_RSS_BOUND_KB, `RSS grew by ${peakKb} KiB (bound ${CHURN_RSS_BOUND_KB})`);
+    assert.equal(open, openBefore, `the node still holds the socket after ${elapsedS.toFixed(1)} s`);
+    if (attacker.closeInfo) assert.equal(attacker.closeInfo.code, 1006, 'cut off: no close frame it could not read');
+    const released = await rssSettles(pid, baseline + RELEASED_RSS_BOUND_KB);
+    assert.ok(released - baseline <= RELEASED_RSS_BOUND_KB, `RSS still +${released - baseline} KiB after the close`);
+    // The node still serves others.
+    const other = await connectRaw(t, node, app);
+    await other.ping();
   });
 });
