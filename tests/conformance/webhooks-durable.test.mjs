@@ -88,8 +88,19 @@ describe('a node crashes with undelivered webhooks: another node delivers them',
     assert.equal(new Set(allKeys).size, channels.length, 'one key per event');
     for (const r of down.requests) assert.equal(r.valid, true, `#${r.seq}: ${r.validationError}`);
 
-    // A says it took lanes over; its queue drains (B's channel_vacated, decided by A's reap of
-    // B, go through the same queue).
+    // A reaps B (node_ttl_s after the kill) and decides B's channel_vacated: delivered through
+    // the same queue, each under one key. Waited for here, not only an empty queue (which A may
+    // report before the reap): left over, they would sit at the head of the lanes that the next
+    // test's always-500 endpoint keeps retrying.
+    await down.waitForEvents(
+      (evs) => channels.every((ch) => evs.some((e) => e.channel === ch && e.name === 'channel_vacated' && e.request.status === 200)),
+      { timeout: 20_000, what: "B's channel_vacated, decided by A's reap of B" },
+    );
+    for (const ch of channels) {
+      const keys = new Set(keyedEvents(down, { channel: ch }).filter(({ ev }) => ev.name === 'channel_vacated').map((s) => s.key));
+      assert.equal(keys.size, 1, `${ch}: channel_vacated sent under one Idempotency-Key, got ${[...keys]}`);
+    }
+    // A says it took lanes over; its queue drains.
     await eventually(async () => {
       const samples = await scrape([A]);
       assert.ok(sum(samples, 'ferrocast_webhook_takeovers_total', (l) => l.app_id === app.id) >= 1, 'takeovers_total ≥ 1 on A');
